@@ -1,0 +1,69 @@
+// An in-memory Os for unit tests: keeps a mount table and loop table, synthesises
+// /proc/self/mountinfo and /sys/block/loopN/{loop/backing_file,stat} from them, copies
+// bytes for FICLONE (so clones really carry data), and can inject a failure into any
+// named call. Thread-safe.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "os/os.h"
+
+namespace slacker::os {
+
+class FakeOs : public Os {
+ public:
+  struct MountEntry {
+    std::string source, target, fstype, data;
+    unsigned long flags = 0;
+  };
+  struct LoopEntry {
+    std::string backing_file;
+    LoopConfig config;
+    uint64_t write_sectors = 0;
+  };
+
+  FakeOs();
+  ~FakeOs() override;
+
+  Status Mount(const std::string& source, const std::string& target, const std::string& fstype,
+               unsigned long flags, const std::string& data) override;
+  Status Unmount(const std::string& target, int flags) override;
+  Result<int> LoopGetFree() override;
+  Result<UniqueFd> LoopConfigure(int index, const std::string& backing_file,
+                                 const LoopConfig& config) override;
+  Status LoopClear(int index) override;
+  Status Ficlone(int dst_fd, int src_fd) override;
+  Result<uint64_t> CopyFileRange(int src_fd, int dst_fd, uint64_t len) override;
+  Status Freeze(const std::string& mountpoint) override;
+  Status Thaw(const std::string& mountpoint) override;
+  Status SyncFs(const std::string& path) override;
+  Result<FsStats> StatFs(const std::string& path) override;
+  Status Ext4GrowTo(const std::string& mountpoint, uint64_t blocks) override;
+  Result<std::string> ReadKernelFile(const std::string& path) override;
+  Result<std::vector<std::string>> ListKernelDir(const std::string& path) override;
+
+  // The next call named `op` ("Mount", "Ficlone", ...) fails with `err`.
+  void FailNext(const std::string& op, int err);
+  // Simulates writes through a mounted loop device (bumps its write counter).
+  void RecordWrite(const std::string& mountpoint, uint64_t sectors = 8);
+  // How many times `op` was called.
+  int Calls(const std::string& op) const;
+  std::vector<MountEntry> Mounts() const;
+  std::map<int, LoopEntry> Loops() const;
+  bool IsMounted(const std::string& target) const;
+  bool IsFrozen(const std::string& mountpoint) const;
+
+ private:
+  Status Enter(const std::string& op);  // counts the call, returns an injected failure
+  mutable std::mutex mu_;
+  std::map<std::string, int> calls_;
+  std::map<std::string, int> fail_next_;
+  std::vector<MountEntry> mounts_;
+  std::map<int, LoopEntry> loops_;
+  std::map<std::string, bool> frozen_;
+};
+
+}  // namespace slacker::os

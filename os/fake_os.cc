@@ -214,7 +214,7 @@ Result<std::string> FakeOs::ReadKernelFile(const std::string& path) {
     if (std::string(tail) == "loop/backing_file") return it->second.backing_file + "\n";
     if (std::string(tail) == "stat")
       return fmt::format("0 0 0 0 0 0 {} 0 0 0 0 0 0 0 0 0 0\n", it->second.write_sectors);
-    if (std::string(tail) == "loop/autoclear") return it->second.config.autoclear ? "1\n" : "0\n";
+    if (std::string(tail) == "loop/autoclear") return std::string(it->second.config.autoclear ? "1\n" : "0\n");
   }
   return Status::FromErrno(ENOENT, "open " + path);
 }

@@ -1,0 +1,40 @@
+// Host-local metadata of one layer, persisted as <state>/layers/<id>.json (atomic
+// replace). See DESIGN.md §3-§4 and driver/README.md for the state machine.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+
+namespace slacker::driver {
+
+enum class LayerKind { kImage, kReadWrite };
+
+// Where the layer's current snapshot came from; decides what Diff returns.
+enum class Origin {
+  kNone,       // no snapshot yet (fresh or only written through Get)
+  kVolume,     // snapshot taken of this layer's own volume: Diff → reference tar
+  kReference,  // applied from a reference tar: Diff → the exact bytes applied
+  kTar,        // applied from a standard tar: Diff → skeleton + snapshot files
+};
+
+struct LayerRecord {
+  std::string id;
+  std::string parent;
+  LayerKind kind = LayerKind::kImage;
+  Origin origin = Origin::kNone;
+  std::string snapshot;      // last snapshot of this layer's content ("" none)
+  bool has_volume = false;   // volumes/<host>/<id>.img exists and is the live content
+  bool dirty = false;        // the volume may differ from `snapshot`
+  uint64_t size_bytes = 0;   // requested file system size (0 = inherit / default)
+  int64_t diff_size = 0;     // what ApplyDiff returned (dockerd's layer size)
+
+  std::string ToJson() const;
+  static Result<LayerRecord> FromJson(const std::string& text);
+};
+
+const char* KindName(LayerKind k);
+const char* OriginName(Origin o);
+
+}  // namespace slacker::driver

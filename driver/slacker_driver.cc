@@ -1,0 +1,881 @@
+#include "driver/slacker_driver.h"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "common/files.h"
+#include "common/log.h"
+#include "driver/changes.h"
+#include "loopdev/ext4_format.h"
+#include "loopdev/loop_device.h"
+#include "loopdev/mount.h"
+#include "registry_shim/apply.h"
+#include "registry_shim/reference.h"
+#include "registry_shim/skeleton.h"
+
+namespace slacker::driver {
+
+using storage_backend::Backend;
+
+struct SlackerDriver::Layer {
+  std::mutex mu;
+  LayerRecord rec;
+  int refs = 0;             // Get minus Put (plus internal views)
+  bool mounted_rw = false;  // the mount at MountPath is the volume (else a snapshot, ro)
+  int loop_index = -1;
+  uint64_t baseline = 0;           // loop write sectors when content last equalled rec.snapshot
+  bool clean_at_baseline = false;  // whether content at `baseline` equals rec.snapshot
+  bool removed = false;
+};
+
+namespace {
+
+constexpr size_t kMaxReferenceTar = 64 * 1024;
+
+bool ValidLayerId(const std::string& id) {
+  if (id.empty() || id.size() > 255 || id[0] == '.') return false;
+  for (char c : id) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) return false;
+  }
+  return true;
+}
+
+Status Unmount(os::Os& os, const std::string& target) {
+  for (int attempt = 0;; ++attempt) {
+    Status s = os.Unmount(target, 0);
+    if (s.ok() || s.code() == EINVAL || s.code() == ENOENT) return Status::Ok();
+    if (s.code() != EBUSY || attempt >= 20) {
+      if (s.code() == EBUSY) {
+        log::Warn("unmount_busy_detaching", {{"path", target}});
+        return os.Unmount(target, MNT_DETACH);
+      }
+      return s;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+// A tar stream that holds a read view until it is destroyed.
+class ViewSource : public ByteSource {
+ public:
+  ViewSource(std::unique_ptr<ByteSource> inner, std::shared_ptr<void> keep)
+      : inner_(std::move(inner)), keep_(std::move(keep)) {}
+  Result<size_t> Read(void* buf, size_t n) override { return inner_->Read(buf, n); }
+
+ private:
+  std::unique_ptr<ByteSource> inner_;
+  std::shared_ptr<void> keep_;
+};
+
+}  // namespace
+
+// A read-only view of a layer's tree: the layer's own mount (held by a reference) or a
+// read-only mount of its content snapshot at <state>/views/<random>.
+class SlackerDriver::View {
+ public:
+  View(SlackerDriver* d, std::string path, std::string layer_id, bool temp_mount)
+      : d_(d), path_(std::move(path)), layer_id_(std::move(layer_id)), temp_mount_(temp_mount) {}
+  ~View() {
+    if (temp_mount_) {
+      Status s = Unmount(d_->os_, path_);
+      if (!s.ok()) log::Error("view_unmount_failed", {{"path", path_}, {"err", s.message()}});
+      ::rmdir(path_.c_str());
+    } else if (!layer_id_.empty()) {
+      Status s = d_->Put(layer_id_);
+      if (!s.ok()) log::Error("view_put_failed", {{"layer", layer_id_}, {"err", s.message()}});
+    }
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  SlackerDriver* d_;
+  std::string path_;
+  std::string layer_id_;  // held with a Get reference when !temp_mount_
+  bool temp_mount_;
+};
+
+SlackerDriver::SlackerDriver(os::Os& os, Backend& backend, DriverOptions options)
+    : os_(os), backend_(backend), opts_(std::move(options)) {}
+
+SlackerDriver::~SlackerDriver() = default;
+
+Result<std::unique_ptr<SlackerDriver>> SlackerDriver::Open(os::Os& os, Backend& backend,
+                                                           DriverOptions options) {
+  if (options.host_id.empty()) return Errorf(EINVAL, "host id must not be empty");
+  for (const char* sub : {"layers", "mnt", "views", "empty"}) {
+    SLACKER_RETURN_IF_ERROR(MakeDirs(JoinPath(options.state_dir, sub), 0700));
+  }
+  ::chmod(JoinPath(options.state_dir, "empty").c_str(), 0755);
+  std::unique_ptr<SlackerDriver> d(new SlackerDriver(os, backend, std::move(options)));
+  SLACKER_RETURN_IF_ERROR(d->Recover());
+  auto plugin = ReadFileToString(JoinPath(d->opts_.state_dir, "plugin.json"));
+  if (plugin.ok()) {
+    auto j = nlohmann::json::parse(*plugin, nullptr, false);
+    if (j.is_object()) d->home_ = j.value("home", "");
+  }
+  return d;
+}
+
+std::string SlackerDriver::MountPath(const std::string& id) const {
+  return JoinPath(opts_.state_dir, "mnt/" + id);
+}
+
+Status SlackerDriver::Persist(const LayerRecord& rec) {
+  return AtomicWriteFile(JoinPath(opts_.state_dir, "layers/" + rec.id + ".json"), rec.ToJson());
+}
+
+std::shared_ptr<SlackerDriver::Layer> SlackerDriver::Find(const std::string& id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = layers_.find(id);
+  return it == layers_.end() ? nullptr : it->second;
+}
+
+SlackerDriver::Counters SlackerDriver::counters() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return counters_;
+}
+
+// Start-up: reload layer records, re-sync with the kernel's mounts and loops, and finish
+// or roll back half-done work (DESIGN.md §6).
+Status SlackerDriver::Recover() {
+  std::string layers_dir = JoinPath(opts_.state_dir, "layers");
+  SLACKER_ASSIGN_OR_RETURN(auto names, ListDir(layers_dir));
+  for (const auto& name : names) {
+    std::string path = JoinPath(layers_dir, name);
+    if (name.find(".tmp-") != std::string::npos || name.ends_with(".skel.tmp")) {
+      RemoveFileIfExists(path);  // an interrupted write; the old file (if any) is intact
+      continue;
+    }
+    if (!name.ends_with(".json")) continue;
+    SLACKER_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+    auto rec = LayerRecord::FromJson(text);
+    if (!rec.ok()) {
+      log::Error("layer_record_unreadable", {{"file", path}, {"err", rec.status().message()}});
+      continue;
+    }
+    auto layer = std::make_shared<Layer>();
+    layer->rec = std::move(rec).value();
+    layers_[layer->rec.id] = layer;
+  }
+
+  SLACKER_ASSIGN_OR_RETURN(auto mounts, loopdev::ReadMountInfo(os_));
+  std::string mnt_prefix = JoinPath(opts_.state_dir, "mnt") + "/";
+  std::string views_prefix = JoinPath(opts_.state_dir, "views") + "/";
+  std::set<std::string> mounted_sources;
+  for (const auto& m : mounts) {
+    if (m.mount_point.starts_with(views_prefix)) {
+      Unmount(os_, m.mount_point);  // views never outlive a request
+      ::rmdir(m.mount_point.c_str());
+      continue;
+    }
+    if (!m.mount_point.starts_with(mnt_prefix)) continue;
+    std::string id = m.mount_point.substr(mnt_prefix.size());
+    auto it = layers_.find(id);
+    if (it == layers_.end()) {
+      log::Warn("recover_unmount_orphan", {{"path", m.mount_point}});
+      Unmount(os_, m.mount_point);
+      continue;
+    }
+    Layer& layer = *it->second;
+    // dockerd still holds its Get of a mounted layer (e.g. a running container); it
+    // will Put it once. The content may have changed while we were down.
+    layer.refs = 1;
+    layer.mounted_rw = m.options.find("ro") != 0;
+    int index = -1;
+    if (std::sscanf(m.source.c_str(), "/dev/loop%d", &index) == 1) layer.loop_index = index;
+    layer.clean_at_baseline = false;
+    mounted_sources.insert(m.source);
+    log::Info("recover_mounted_layer", {{"layer", id}, {"device", m.source}});
+  }
+
+  // Volumes: a volume file without has_volume is a half-done clone or ApplyDiff.
+  auto volumes = backend_.ListVolumes();
+  if (volumes.ok()) {
+    for (const auto& v : *volumes) {
+      auto it = layers_.find(v);
+      bool keep = it != layers_.end() && it->second->rec.has_volume;
+      if (!keep) {
+        for (int idx : LoopsBacking(backend_.VolumePath(v))) {
+          if (!mounted_sources.count("/dev/loop" + std::to_string(idx))) os_.LoopClear(idx);
+        }
+        log::Warn("recover_remove_stray_volume", {{"layer", v}});
+        backend_.RemoveVolume(v);
+      }
+    }
+  }
+  // Loops of our volumes that no mount holds (a crash between attach and mount).
+  for (auto& [id, layer] : layers_) {
+    if (!layer->rec.has_volume || layer->refs > 0) continue;
+    for (int idx : LoopsBacking(backend_.VolumePath(id))) {
+      if (!mounted_sources.count("/dev/loop" + std::to_string(idx))) {
+        log::Warn("recover_detach_loop", {{"layer", id}, {"loop", std::to_string(idx)}});
+        os_.LoopClear(idx);
+      }
+    }
+  }
+  log::Info("recovered", {{"layers", std::to_string(layers_.size())}});
+  return Status::Ok();
+}
+
+std::vector<int> SlackerDriver::LoopsBacking(const std::string& file) {
+  auto loops = loopdev::FindLoopsBacking(os_, file);
+  if (!loops.ok()) {
+    log::Warn("find_loops_failed", {{"file", file}, {"err", loops.status().message()}});
+    return {};
+  }
+  return *loops;
+}
+
+Status SlackerDriver::Init(const std::string& home, const std::vector<std::string>& options) {
+  uint64_t size = opts_.default_size;
+  for (const auto& o : options) {
+    auto eq = o.find('=');
+    std::string key = o.substr(0, eq);
+    std::string value = eq == std::string::npos ? "" : o.substr(eq + 1);
+    if (key == "size" || key == "slacker.size") {
+      SLACKER_ASSIGN_OR_RETURN(size, ParseSize(value));
+    } else {
+      return Errorf(EINVAL, "unknown storage option {:?} (slacker knows: size)", o);
+    }
+  }
+  if (!home.empty()) SLACKER_RETURN_IF_ERROR(MakeDirs(home, 0700));
+  nlohmann::json j = {{"home", home}, {"options", options}};
+  SLACKER_RETURN_IF_ERROR(AtomicWriteFile(JoinPath(opts_.state_dir, "plugin.json"), j.dump() + "\n"));
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    home_ = home;
+    opts_.default_size = size;
+  }
+  log::Info("init", {{"home", home}, {"default_size", std::to_string(size)}});
+  return Status::Ok();
+}
+
+std::vector<std::pair<std::string, std::string>> SlackerDriver::StatusRows() {
+  std::vector<std::pair<std::string, std::string>> rows;
+  size_t n = 0, mounted = 0, volumes = 0;
+  std::set<std::string> snaps;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    n = layers_.size();
+    for (auto& [id, layer] : layers_) {
+      std::lock_guard<std::mutex> ll(layer->mu);
+      if (layer->refs > 0) ++mounted;
+      if (layer->rec.has_volume) ++volumes;
+      if (!layer->rec.snapshot.empty()) snaps.insert(layer->rec.snapshot);
+    }
+  }
+  rows.push_back({"Backing Store", backend_.Describe()});
+  rows.push_back({"Store UUID", backend_.info().uuid});
+  rows.push_back({"Host ID", opts_.host_id});
+  rows.push_back({"Layers", std::to_string(n)});
+  rows.push_back({"Mounted Layers", std::to_string(mounted)});
+  rows.push_back({"Volumes (this host)", std::to_string(volumes)});
+  rows.push_back({"Snapshots Referenced", std::to_string(snaps.size())});
+  auto space = backend_.Space();
+  if (space.ok()) {
+    rows.push_back({"Store Space Used", fmt::format("{:.1f} GiB", (space->total_bytes - space->free_bytes) / 1073741824.0)});
+    rows.push_back({"Store Space Available", fmt::format("{:.1f} GiB", space->free_bytes / 1073741824.0)});
+  }
+  auto c = counters();
+  rows.push_back({"Clones", std::to_string(c.clones)});
+  rows.push_back({"Snapshots Taken", std::to_string(c.snapshots)});
+  rows.push_back({"Snapshot Cache Hits", std::to_string(c.snapshot_cache_hits)});
+  return rows;
+}
+
+Result<std::map<std::string, std::string>> SlackerDriver::GetMetadata(const std::string& id) {
+  auto layer = Find(id);
+  if (!layer) return Errorf(ENOENT, "layer {} does not exist", id);
+  std::lock_guard<std::mutex> l(layer->mu);
+  std::map<std::string, std::string> m = {
+      {"Kind", KindName(layer->rec.kind)},
+      {"Origin", OriginName(layer->rec.origin)},
+      {"Snapshot", layer->rec.snapshot},
+      {"Store", backend_.info().uuid},
+  };
+  if (layer->rec.has_volume) m["Volume"] = backend_.VolumePath(id);
+  if (!layer->rec.snapshot.empty()) m["SnapshotFile"] = backend_.SnapshotPath(layer->rec.snapshot);
+  if (layer->refs > 0) m["MergedDir"] = MountPath(id);
+  return m;
+}
+
+Status SlackerDriver::Create(const CreateRequest& req) { return CreateLayer(req, LayerKind::kImage); }
+Status SlackerDriver::CreateReadWrite(const CreateRequest& req) {
+  return CreateLayer(req, LayerKind::kReadWrite);
+}
+
+Status SlackerDriver::CreateLayer(const CreateRequest& req, LayerKind kind) {
+  if (!ValidLayerId(req.id)) return Errorf(EINVAL, "invalid layer id {:?}", req.id);
+  LayerRecord rec;
+  rec.id = req.id;
+  rec.parent = req.parent;
+  rec.kind = kind;
+  for (const auto& [key, value] : req.storage_opt) {
+    if (key == "size") {
+      SLACKER_ASSIGN_OR_RETURN(rec.size_bytes, ParseSize(value));
+      if (rec.size_bytes < (16ull << 20))
+        return Errorf(EINVAL, "storage-opt size={} is too small: slacker needs at least 16M", value);
+    } else {
+      return Errorf(EINVAL, "unknown storage option {:?} for layer {} (slacker knows: size)", key, req.id);
+    }
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  if (layers_.count(req.id)) return Errorf(EEXIST, "layer {} already exists", req.id);
+  if (!req.parent.empty() && !layers_.count(req.parent))
+    return Errorf(ENOENT, "create layer {}: parent layer {} does not exist", req.id, req.parent);
+  SLACKER_RETURN_IF_ERROR(Persist(rec).Context("create layer " + req.id));
+  auto layer = std::make_shared<Layer>();
+  layer->rec = rec;
+  layers_[req.id] = layer;
+  log::Debug("create", {{"layer", req.id}, {"parent", req.parent}, {"kind", KindName(kind)}});
+  return Status::Ok();
+}
+
+Status SlackerDriver::Remove(const std::string& id) {
+  auto layer = Find(id);
+  if (!layer) return Status::Ok();  // idempotent, as dockerd retries removals
+  std::lock_guard<std::mutex> l(layer->mu);
+  if (layer->refs > 0) {
+    log::Warn("remove_mounted_layer", {{"layer", id}, {"refs", std::to_string(layer->refs)}});
+    SLACKER_RETURN_IF_ERROR(PutLocked(*layer, /*force=*/true).Context("remove layer " + id));
+  }
+  if (layer->rec.has_volume) SLACKER_RETURN_IF_ERROR(backend_.RemoveVolume(id).Context("remove layer " + id));
+  std::string snap = layer->rec.snapshot;
+  SLACKER_RETURN_IF_ERROR(RemoveFileIfExists(JoinPath(opts_.state_dir, "layers/" + id + ".json")));
+  RemoveFileIfExists(JoinPath(opts_.state_dir, "layers/" + id + ".ref"));
+  ::rmdir(MountPath(id).c_str());
+  layer->removed = true;
+  bool snap_still_used = false;
+  {
+    std::lock_guard<std::mutex> ml(mu_);
+    layers_.erase(id);
+    for (auto& [other_id, other] : layers_) {
+      if (other.get() == layer.get()) continue;
+      std::lock_guard<std::mutex> ol(other->mu);
+      if (other->rec.snapshot == snap) snap_still_used = true;
+    }
+  }
+  if (!snap.empty() && !snap_still_used) backend_.DropRef(snap);
+  log::Debug("remove", {{"layer", id}});
+  return Status::Ok();
+}
+
+bool SlackerDriver::Exists(const std::string& id) { return Find(id) != nullptr; }
+
+Result<std::string> SlackerDriver::Get(const std::string& id, const std::string& /*mount_label*/) {
+  auto layer = Find(id);
+  if (!layer) return Errorf(ENOENT, "get layer {}: no such layer", id);
+  std::lock_guard<std::mutex> l(layer->mu);
+  if (layer->removed) return Errorf(ENOENT, "get layer {}: no such layer", id);
+  return GetLocked(*layer);
+}
+
+Result<std::string> SlackerDriver::GetLocked(Layer& layer) {
+  const std::string& id = layer.rec.id;
+  std::string mnt = MountPath(id);
+  if (layer.refs > 0) {
+    ++layer.refs;
+    return mnt;
+  }
+  SLACKER_RETURN_IF_ERROR(MakeDirs(mnt, 0755));
+  if (!layer.rec.has_volume && !layer.rec.snapshot.empty() && layer.rec.kind == LayerKind::kImage) {
+    // An image layer: mount its snapshot read-only where it lives. Never cloned.
+    SLACKER_ASSIGN_OR_RETURN(auto loop, loopdev::LoopDevice::Attach(
+                                            os_, backend_.SnapshotPath(layer.rec.snapshot),
+                                            os::LoopConfig{.read_only = true}));
+    SLACKER_RETURN_IF_ERROR(loopdev::MountExt4(os_, loop.path(), mnt, /*read_only=*/true)
+                                .Context(fmt::format("mount snapshot {} of layer {}", layer.rec.snapshot, id)));
+    layer.loop_index = loop.index();
+    layer.mounted_rw = false;
+    layer.refs = 1;
+    std::lock_guard<std::mutex> ml(mu_);
+    counters_.ro_mounts++;
+    return mnt;
+  }
+  if (!layer.rec.has_volume) SLACKER_RETURN_IF_ERROR(MaterializeVolume(layer));
+  SLACKER_RETURN_IF_ERROR(MountVolume(layer));
+  return mnt;
+}
+
+// Lazy cloning: the layer's volume is cloned from its parent's content snapshot at the
+// first Get (or at an ApplyDiff of a standard tar), never at Create.
+Status SlackerDriver::MaterializeVolume(Layer& layer) {
+  const std::string& id = layer.rec.id;
+  std::string base;
+  if (!layer.rec.snapshot.empty()) {
+    base = layer.rec.snapshot;
+  } else if (!layer.rec.parent.empty()) {
+    SLACKER_ASSIGN_OR_RETURN(base, ContentSnapshot(layer.rec.parent));
+  }
+  SLACKER_RETURN_IF_ERROR(CloneBase(base, id, layer.rec.size_bytes)
+                              .Context(fmt::format("clone {} for layer {}", base.empty() ? "empty file system" : "snapshot " + base, id)));
+  LayerRecord next = layer.rec;
+  next.has_volume = true;
+  next.dirty = base.empty() || base != layer.rec.snapshot;
+  if (next.snapshot.empty()) next.snapshot = "";  // the parent's snapshot is not ours
+  Status s = Persist(next);
+  if (!s.ok()) {
+    backend_.RemoveVolume(id);
+    return s;
+  }
+  layer.rec = next;
+  std::lock_guard<std::mutex> ml(mu_);
+  counters_.clones++;
+  return Status::Ok();
+}
+
+Status SlackerDriver::CloneBase(const std::string& snap, const std::string& layer_id, uint64_t size_bytes) {
+  if (snap.empty()) {
+    uint64_t size = size_bytes ? size_bytes : opts_.default_size;
+    SLACKER_ASSIGN_OR_RETURN(std::string tmpl, EnsureTemplate(size));
+    return backend_.CloneFile(tmpl, backend_.VolumePath(layer_id));
+  }
+  SLACKER_RETURN_IF_ERROR(backend_.CloneSnapshot(snap, layer_id));
+  if (size_bytes == 0) return Status::Ok();
+  std::string vol = backend_.VolumePath(layer_id);
+  struct stat st;
+  if (::stat(vol.c_str(), &st) != 0) return Status::FromErrno(errno, "stat " + vol);
+  uint64_t cur = static_cast<uint64_t>(st.st_size);
+  if (size_bytes < cur) {
+    // A per-container quota smaller than the image's file system: shrink the clone.
+    Status s = loopdev::ResizeExt4Offline(vol, size_bytes);
+    if (!s.ok()) {
+      backend_.RemoveVolume(layer_id);
+      return s.Context(fmt::format("shrink layer file system to {} bytes", size_bytes));
+    }
+  } else if (size_bytes > cur) {
+    // Grown after mount (MountVolume compares the file size with the fs size).
+    if (::truncate(vol.c_str(), static_cast<off_t>(size_bytes)) != 0)
+      return Status::FromErrno(errno, "extend " + vol);
+  }
+  return Status::Ok();
+}
+
+Result<std::string> SlackerDriver::EnsureTemplate(uint64_t size_bytes) {
+  std::lock_guard<std::mutex> l(template_mu_);
+  std::string path = backend_.TemplatePath(size_bytes);
+  if (PathExists(path)) return path;
+  std::string tmp = fmt::format("{}.tmp-{}-{}", path, opts_.host_id, getpid());
+  Status s = loopdev::FormatExt4(tmp, size_bytes);
+  if (!s.ok()) {
+    RemoveFileIfExists(tmp);
+    return s.Context("format template");
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    RemoveFileIfExists(tmp);
+    return Status::FromErrno(err, "publish template " + path);
+  }
+  log::Info("template_created", {{"path", path}, {"bytes", std::to_string(size_bytes)}});
+  return path;
+}
+
+Status SlackerDriver::MountVolume(Layer& layer) {
+  const std::string& id = layer.rec.id;
+  std::string mnt = MountPath(id);
+  std::string vol = backend_.VolumePath(id);
+  SLACKER_ASSIGN_OR_RETURN(auto loop, loopdev::LoopDevice::Attach(os_, vol, os::LoopConfig{}));
+  SLACKER_RETURN_IF_ERROR(loopdev::MountExt4(os_, loop.path(), mnt, /*read_only=*/false)
+                              .Context(fmt::format("mount volume of layer {}", id)));
+  layer.loop_index = loop.index();
+  layer.mounted_rw = true;
+  layer.refs = 1;
+  // Grow the file system if the file was extended for a larger quota.
+  auto fs = os_.StatFs(mnt);
+  struct stat st;
+  if (fs.ok() && ::stat(vol.c_str(), &st) == 0) {
+    uint64_t blocks = static_cast<uint64_t>(st.st_size) / 4096;
+    uint64_t fs_blocks = fs->total_bytes / 4096;
+    if (blocks > fs_blocks + 256) {
+      Status g = os_.Ext4GrowTo(mnt, blocks);
+      if (!g.ok()) log::Warn("grow_failed", {{"layer", id}, {"err", g.message()}});
+    }
+  }
+  auto w = SampleWrites(layer.loop_index, mnt);
+  layer.baseline = w.ok() ? *w : 0;
+  layer.clean_at_baseline = w.ok() && !layer.rec.dirty && !layer.rec.snapshot.empty();
+  if (!layer.rec.dirty) {
+    // Persist "may be written" before anyone can write, so a crash never leaves a
+    // record that claims the snapshot still matches.
+    LayerRecord next = layer.rec;
+    next.dirty = true;
+    SLACKER_RETURN_IF_ERROR(Persist(next));
+    layer.rec = next;
+  }
+  std::lock_guard<std::mutex> ml(mu_);
+  counters_.rw_mounts++;
+  return Status::Ok();
+}
+
+Result<uint64_t> SlackerDriver::SampleWrites(int loop_index, const std::string& mountpoint) {
+  if (loop_index < 0) return Errorf(EINVAL, "no loop device");
+  SLACKER_RETURN_IF_ERROR(os_.SyncFs(mountpoint));
+  return loopdev::WriteSectors(os_, loop_index);
+}
+
+Status SlackerDriver::Put(const std::string& id) {
+  auto layer = Find(id);
+  if (!layer) return Errorf(ENOENT, "put layer {}: no such layer", id);
+  std::lock_guard<std::mutex> l(layer->mu);
+  return PutLocked(*layer, false);
+}
+
+Status SlackerDriver::PutLocked(Layer& layer, bool force) {
+  const std::string& id = layer.rec.id;
+  if (layer.refs <= 0) {
+    log::Debug("put_not_mounted", {{"layer", id}});
+    return Status::Ok();  // dockerd may Put twice; never underflow
+  }
+  if (--layer.refs > 0 && !force) return Status::Ok();
+  layer.refs = 0;
+  std::string mnt = MountPath(id);
+  bool clean = false;
+  if (layer.mounted_rw && layer.clean_at_baseline) {
+    auto w = SampleWrites(layer.loop_index, mnt);
+    clean = w.ok() && *w == layer.baseline;
+  }
+  Status s = Unmount(os_, mnt);
+  if (!s.ok()) {
+    layer.refs = 1;
+    return s.Context("put layer " + id);
+  }
+  layer.loop_index = -1;
+  if (layer.mounted_rw && clean && layer.rec.dirty) {
+    LayerRecord next = layer.rec;
+    next.dirty = false;
+    if (Persist(next).ok()) layer.rec = next;
+  }
+  layer.mounted_rw = false;
+  return Status::Ok();
+}
+
+// REQUIRES layer.mu held and layer.rec.has_volume. Returns a snapshot equal to the
+// volume's current content, reusing the last one when nothing was written since.
+Result<std::string> SlackerDriver::SnapshotLocked(Layer& layer) {
+  const std::string& id = layer.rec.id;
+  bool mounted = layer.refs > 0 && layer.mounted_rw;
+  std::string mnt = MountPath(id);
+  if (mounted) {
+    auto w = SampleWrites(layer.loop_index, mnt);
+    if (w.ok() && layer.clean_at_baseline && *w == layer.baseline && !layer.rec.snapshot.empty()) {
+      std::lock_guard<std::mutex> ml(mu_);
+      counters_.snapshot_cache_hits++;
+      return layer.rec.snapshot;
+    }
+  } else if (!layer.rec.dirty && !layer.rec.snapshot.empty()) {
+    std::lock_guard<std::mutex> ml(mu_);
+    counters_.snapshot_cache_hits++;
+    return layer.rec.snapshot;
+  }
+  nlohmann::json meta = {{"parent_layer", layer.rec.parent}, {"source", "commit"},
+                         {"layer", id}, {"host", opts_.host_id}};
+  std::string snap;
+  if (mounted) {
+    SLACKER_RETURN_IF_ERROR(os_.Freeze(mnt).Context("freeze layer " + id + " for snapshot"));
+    auto r = backend_.SnapshotVolume(id, meta);
+    Status thaw = os_.Thaw(mnt);
+    if (!r.ok()) return r.status().Context("snapshot layer " + id);
+    if (!thaw.ok()) log::Error("thaw_failed", {{"layer", id}, {"err", thaw.message()}});
+    snap = *r;
+    auto w = SampleWrites(layer.loop_index, mnt);
+    layer.baseline = w.ok() ? *w : 0;
+    layer.clean_at_baseline = w.ok();
+  } else {
+    auto r = backend_.SnapshotVolume(id, meta);
+    if (!r.ok()) return r.status().Context("snapshot layer " + id);
+    snap = *r;
+  }
+  LayerRecord next = layer.rec;
+  next.snapshot = snap;
+  next.origin = Origin::kVolume;
+  next.dirty = mounted;  // still mounted rw: settled at Put
+  SLACKER_RETURN_IF_ERROR(Persist(next));
+  layer.rec = next;
+  {
+    std::lock_guard<std::mutex> ml(mu_);
+    counters_.snapshots++;
+  }
+  log::Info("snapshot", {{"layer", id}, {"snapshot", snap}});
+  return snap;
+}
+
+// The size of what `snap` (the layer's current snapshot) changed against the layer's
+// parent, recorded once in the snapshot's metadata so every Diff of it yields the same
+// reference bytes, and a worker applying the reference returns it as the layer's size.
+// REQUIRES layer.mu held.
+Result<uint64_t> SlackerDriver::SnapshotDiffBytes(Layer& layer, const std::string& snap) {
+  SLACKER_ASSIGN_OR_RETURN(auto meta, backend_.ReadSnapshotMeta(snap));
+  if (meta.contains("bytes") && meta["bytes"].is_number_unsigned()) return meta["bytes"].get<uint64_t>();
+  SLACKER_ASSIGN_OR_RETURN(std::string root, GetLocked(layer));
+  auto bytes = DiffBytesAgainstParent(layer, root);
+  Status put = PutLocked(layer, false);
+  if (!bytes.ok()) return bytes.status();
+  SLACKER_RETURN_IF_ERROR(put);
+  meta["bytes"] = static_cast<uint64_t>(*bytes);
+  SLACKER_RETURN_IF_ERROR(AtomicWriteFile(backend_.SnapshotMetaPath(snap), meta.dump() + "\n"));
+  return static_cast<uint64_t>(*bytes);
+}
+
+Result<int64_t> SlackerDriver::DiffBytesAgainstParent(Layer& layer, const std::string& layer_root) {
+  if (layer.rec.parent.empty()) {
+    SLACKER_ASSIGN_OR_RETURN(auto changes, ComputeChanges(layer_root, ""));
+    return ChangesSize(layer_root, changes);
+  }
+  SLACKER_ASSIGN_OR_RETURN(auto parent_view, OpenView(layer.rec.parent));
+  SLACKER_ASSIGN_OR_RETURN(auto changes, ComputeChanges(layer_root, parent_view->path()));
+  return ChangesSize(layer_root, changes);
+}
+
+Result<std::string> SlackerDriver::ContentSnapshot(const std::string& id) {
+  auto layer = Find(id);
+  if (!layer) return Errorf(ENOENT, "layer {} does not exist", id);
+  std::unique_lock<std::mutex> l(layer->mu);
+  if (layer->rec.has_volume) return SnapshotLocked(*layer);
+  if (!layer->rec.snapshot.empty()) return layer->rec.snapshot;
+  std::string parent = layer->rec.parent;
+  l.unlock();
+  if (parent.empty()) return std::string();
+  return ContentSnapshot(parent);
+}
+
+Result<std::unique_ptr<SlackerDriver::View>> SlackerDriver::OpenView(const std::string& id) {
+  auto layer = Find(id);
+  if (!layer) return Errorf(ENOENT, "layer {} does not exist", id);
+  {
+    std::lock_guard<std::mutex> l(layer->mu);
+    if (layer->refs > 0 || layer->rec.has_volume ||
+        (!layer->rec.snapshot.empty() && layer->rec.kind == LayerKind::kImage)) {
+      SLACKER_ASSIGN_OR_RETURN(std::string path, GetLocked(*layer));
+      return std::make_unique<View>(this, path, id, false);
+    }
+  }
+  SLACKER_ASSIGN_OR_RETURN(std::string snap, ContentSnapshot(id));
+  if (snap.empty()) return std::make_unique<View>(this, JoinPath(opts_.state_dir, "empty"), "", false);
+  std::string dir = JoinPath(opts_.state_dir, "views/" + RandomHex(8));
+  SLACKER_RETURN_IF_ERROR(MakeDirs(dir, 0700));
+  auto loop = loopdev::LoopDevice::Attach(os_, backend_.SnapshotPath(snap), os::LoopConfig{.read_only = true});
+  Status s = loop.ok() ? loopdev::MountExt4(os_, loop->path(), dir, true) : loop.status();
+  if (!s.ok()) {
+    ::rmdir(dir.c_str());
+    return s.Context(fmt::format("mount snapshot {} of layer {}", snap, id));
+  }
+  return std::make_unique<View>(this, dir, "", true);
+}
+
+Result<DiffStream> SlackerDriver::Diff(const std::string& id, const std::string& /*parent*/) {
+  auto layer = Find(id);
+  if (!layer) return Errorf(ENOENT, "diff layer {}: no such layer", id);
+  std::unique_lock<std::mutex> l(layer->mu);
+  if (layer->rec.has_volume) {
+    SLACKER_ASSIGN_OR_RETURN(std::string snap, SnapshotLocked(*layer));
+    registry_shim::Reference ref;
+    ref.store = backend_.info().uuid;
+    ref.snapshot = snap;
+    SLACKER_ASSIGN_OR_RETURN(ref.bytes, SnapshotDiffBytes(*layer, snap));
+    return DiffStream(std::make_unique<StringSource>(registry_shim::EncodeReferenceTar(ref, opts_.cluster_key)));
+  }
+  switch (layer->rec.origin) {
+    case Origin::kReference: {
+      SLACKER_ASSIGN_OR_RETURN(std::string bytes,
+                               ReadFileToString(JoinPath(opts_.state_dir, "layers/" + id + ".ref")));
+      return DiffStream(std::make_unique<StringSource>(std::move(bytes)));
+    }
+    case Origin::kTar: {
+      std::string skel = backend_.SnapshotFilePath(layer->rec.snapshot, ".skel");
+      l.unlock();
+      SLACKER_ASSIGN_OR_RETURN(auto view, OpenView(id));
+      SLACKER_ASSIGN_OR_RETURN(auto stream, registry_shim::OpenSkeletonStream(skel, view->path()));
+      std::shared_ptr<View> keep(std::move(view));
+      return DiffStream(std::make_unique<ViewSource>(std::move(stream), keep));
+    }
+    case Origin::kVolume:
+    case Origin::kNone:
+      break;
+  }
+  if (!layer->rec.snapshot.empty()) {
+    // A snapshot of a volume that has since been promoted away (not reachable today).
+    registry_shim::Reference ref{1, backend_.info().uuid, layer->rec.snapshot, 0, ""};
+    return DiffStream(std::make_unique<StringSource>(registry_shim::EncodeReferenceTar(ref, opts_.cluster_key)));
+  }
+  // Never written: same content as the parent, an empty tar.
+  return DiffStream(std::make_unique<StringSource>(std::string(1024, '\0')));
+}
+
+Result<std::vector<Change>> SlackerDriver::Changes(const std::string& id, const std::string& parent) {
+  auto layer = Find(id);
+  if (!layer) return Errorf(ENOENT, "changes of layer {}: no such layer", id);
+  std::string base = parent;
+  {
+    std::lock_guard<std::mutex> l(layer->mu);
+    if (base.empty()) base = layer->rec.parent;
+  }
+  SLACKER_ASSIGN_OR_RETURN(auto view, OpenView(id));
+  if (base.empty()) return ComputeChanges(view->path(), "");
+  SLACKER_ASSIGN_OR_RETURN(auto parent_view, OpenView(base));
+  return ComputeChanges(view->path(), parent_view->path());
+}
+
+Result<int64_t> SlackerDriver::DiffSize(const std::string& id, const std::string& parent) {
+  auto layer = Find(id);
+  if (!layer) return Errorf(ENOENT, "diff size of layer {}: no such layer", id);
+  std::string base = parent;
+  {
+    std::lock_guard<std::mutex> l(layer->mu);
+    if (base.empty()) base = layer->rec.parent;
+  }
+  SLACKER_ASSIGN_OR_RETURN(auto view, OpenView(id));
+  std::unique_ptr<View> parent_view;
+  if (!base.empty()) {
+    SLACKER_ASSIGN_OR_RETURN(parent_view, OpenView(base));
+  }
+  SLACKER_ASSIGN_OR_RETURN(auto changes, ComputeChanges(view->path(), parent_view ? parent_view->path() : ""));
+  return ChangesSize(view->path(), changes);
+}
+
+Result<int64_t> SlackerDriver::ApplyDiff(const std::string& id, const std::string& /*parent*/, ByteSource& tar) {
+  auto layer = Find(id);
+  if (!layer) return Errorf(ENOENT, "apply diff to layer {}: no such layer", id);
+  std::lock_guard<std::mutex> l(layer->mu);
+  if (layer->refs > 0) return Errorf(EBUSY, "apply diff to layer {}: the layer is mounted", id);
+  std::string head(512, '\0');
+  size_t got = 0;
+  while (got < head.size()) {
+    SLACKER_ASSIGN_OR_RETURN(size_t n, tar.Read(head.data() + got, head.size() - got));
+    if (n == 0) break;
+    got += n;
+  }
+  head.resize(got);
+  if (got == 512 && registry_shim::IsReferenceTarHeader(head.data())) {
+    std::string bytes = head;
+    char buf[4096];
+    for (;;) {
+      SLACKER_ASSIGN_OR_RETURN(size_t n, tar.Read(buf, sizeof buf));
+      if (n == 0) break;
+      bytes.append(buf, n);
+      if (bytes.size() > kMaxReferenceTar)
+        return Errorf(EINVAL, "apply diff to layer {}: reference tar is larger than {} bytes", id, kMaxReferenceTar);
+    }
+    return ApplyReference(*layer, bytes);
+  }
+  registry_shim::PrefixedSource full(head, tar);
+  return ApplyStandard(*layer, full);
+}
+
+Result<int64_t> SlackerDriver::ApplyReference(Layer& layer, const std::string& bytes) {
+  const std::string& id = layer.rec.id;
+  auto ref = registry_shim::DecodeReferenceTar(bytes, opts_.cluster_key);
+  if (!ref.ok()) return ref.status().Context("apply reference to layer " + id);
+  if (ref->store != backend_.info().uuid) {
+    return Errorf(EINVAL,
+                  "apply reference to layer {}: snapshot {} lives on store {}, but this worker's store is {} "
+                  "(pull it on a worker that shares that store, or export the image with `slackerctl export`)",
+                  id, ref->snapshot, ref->store, backend_.info().uuid);
+  }
+  if (!backend_.SnapshotExists(ref->snapshot)) {
+    return Errorf(ENOENT, "apply reference to layer {}: snapshot {} does not exist on store {} (deleted by gc?)",
+                  id, ref->snapshot, ref->store);
+  }
+  SLACKER_RETURN_IF_ERROR(AtomicWriteFile(JoinPath(opts_.state_dir, "layers/" + id + ".ref"), bytes));
+  SLACKER_RETURN_IF_ERROR(backend_.AddRef(ref->snapshot));
+  LayerRecord next = layer.rec;
+  next.snapshot = ref->snapshot;
+  next.origin = Origin::kReference;
+  next.has_volume = false;
+  next.dirty = false;
+  next.diff_size = static_cast<int64_t>(ref->bytes);
+  SLACKER_RETURN_IF_ERROR(Persist(next));
+  if (layer.rec.has_volume) backend_.RemoveVolume(id);  // superseded by the reference
+  layer.rec = next;
+  log::Info("apply_reference", {{"layer", id}, {"snapshot", ref->snapshot}});
+  return next.diff_size;
+}
+
+Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
+  const std::string& id = layer.rec.id;
+  bool had_volume = layer.rec.has_volume;
+  if (!had_volume) {
+    std::string base = layer.rec.snapshot;
+    if (base.empty() && !layer.rec.parent.empty()) {
+      SLACKER_ASSIGN_OR_RETURN(base, ContentSnapshot(layer.rec.parent));
+    }
+    SLACKER_RETURN_IF_ERROR(CloneBase(base, id, layer.rec.size_bytes).Context("apply diff to layer " + id));
+  }
+  // Any failure from here on discards the staging volume (an interrupted ApplyDiff
+  // leaves no layer content behind; dockerd retries).
+  auto discard = [&](const Status& s) -> Status {
+    if (!had_volume) backend_.RemoveVolume(id);
+    return s.Context("apply diff to layer " + id);
+  };
+  std::string mnt = MountPath(id);
+  SLACKER_RETURN_IF_ERROR(MakeDirs(mnt, 0755));
+  auto loop = loopdev::LoopDevice::Attach(os_, backend_.VolumePath(id), os::LoopConfig{});
+  if (!loop.ok()) return discard(loop.status());
+  Status ms = loopdev::MountExt4(os_, loop->path(), mnt, false);
+  if (!ms.ok()) return discard(ms);
+  std::string skel_tmp = backend_.SnapshotFilePath("staging-" + opts_.host_id + "-" + id, ".skel");
+  registry_shim::SkeletonWriter skel;
+  Status so = skel.Open(skel_tmp);
+  Result<registry_shim::ApplyStats> stats = so.ok() ? registry_shim::ApplyTar(tar, mnt, &skel) : Result<registry_shim::ApplyStats>(so);
+  Status close = stats.ok() ? skel.Close() : Status::Ok();
+  Status um = Unmount(os_, mnt);
+  if (!stats.ok() || !close.ok() || !um.ok()) {
+    RemoveFileIfExists(skel_tmp);
+    return discard(!stats.ok() ? stats.status() : !close.ok() ? close : um);
+  }
+  nlohmann::json meta = {{"parent_layer", layer.rec.parent}, {"source", "apply"}, {"layer", id},
+                         {"host", opts_.host_id}, {"bytes", stats->size}};
+  auto snap = backend_.PromoteVolume(id, meta);
+  if (!snap.ok()) {
+    RemoveFileIfExists(skel_tmp);
+    return discard(snap.status());
+  }
+  std::string skel_path = backend_.SnapshotFilePath(*snap, ".skel");
+  if (::rename(skel_tmp.c_str(), skel_path.c_str()) != 0) {
+    int err = errno;
+    RemoveFileIfExists(skel_tmp);
+    return Status::FromErrno(err, "publish skeleton " + skel_path);
+  }
+  LayerRecord next = layer.rec;
+  next.snapshot = *snap;
+  next.origin = Origin::kTar;
+  next.has_volume = false;
+  next.dirty = false;
+  next.diff_size = stats->size;
+  SLACKER_RETURN_IF_ERROR(Persist(next));
+  layer.rec = next;
+  {
+    std::lock_guard<std::mutex> ml(mu_);
+    counters_.snapshots++;
+  }
+  log::Info("apply_tar", {{"layer", id}, {"snapshot", *snap}, {"entries", std::to_string(stats->entries)},
+                          {"bytes", std::to_string(stats->size)}});
+  return stats->size;
+}
+
+Status SlackerDriver::Cleanup() {
+  std::vector<std::shared_ptr<Layer>> all;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [id, layer] : layers_) all.push_back(layer);
+  }
+  Status first;
+  for (auto& layer : all) {
+    std::lock_guard<std::mutex> l(layer->mu);
+    if (layer->refs == 0) continue;
+    log::Warn("cleanup_unmount_held_layer", {{"layer", layer->rec.id}, {"refs", std::to_string(layer->refs)}});
+    Status s = PutLocked(*layer, true);
+    if (!s.ok() && first.ok()) first = s;
+  }
+  log::Info("cleanup");
+  return first;
+}
+
+}  // namespace slacker::driver

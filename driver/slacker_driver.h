@@ -1,0 +1,106 @@
+// slacker's GraphDriver: every layer is a whole ext4 tree in one file on the shared
+// store (DESIGN.md §1). The state machine of a layer:
+//
+//   Create/CreateReadWrite ──▶ created (metadata only; content = parent's)
+//   created ──Get──▶ volume (clone of the parent's snapshot: lazy cloning) ──Put──▶ …
+//   created ──ApplyDiff(ref)──▶ snapshot (origin reference; no clone, no copy)
+//   created ──ApplyDiff(tar)──▶ snapshot (origin tar; unpacked into a clone, promoted)
+//   volume ──Diff──▶ snapshot of the volume (reused while nothing was written:
+//                    snapshot caching) → reference tar
+//   snapshot-only image layer ──Get──▶ read-only mount of the snapshot (never cloned)
+//
+// Writes are detected with the loop device's write counter (/sys/block/loopN/stat)
+// sampled after syncfs: unchanged counter since the last snapshot ⇒ same content.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "driver/graph_driver.h"
+#include "driver/layer_record.h"
+#include "os/os.h"
+#include "storage_backend/backend.h"
+
+namespace slacker::driver {
+
+struct DriverOptions {
+  std::string state_dir;            // host-local: layers/, mnt/, views/, plugin.json
+  std::string host_id;
+  uint64_t default_size = 10ull << 30;  // sparse size of a new layer file system
+  std::string cluster_key;          // HMAC key for reference tars ("" = none)
+};
+
+class SlackerDriver : public GraphDriver {
+ public:
+  // REQUIRES: `os` and `backend` outlive the driver.
+  static Result<std::unique_ptr<SlackerDriver>> Open(os::Os& os, storage_backend::Backend& backend,
+                                                     DriverOptions options);
+  ~SlackerDriver() override;
+
+  Status Init(const std::string& home, const std::vector<std::string>& options) override;
+  Capabilities GetCapabilities() override { return Capabilities{true}; }
+  std::vector<std::pair<std::string, std::string>> StatusRows() override;
+  Result<std::map<std::string, std::string>> GetMetadata(const std::string& id) override;
+  Status Create(const CreateRequest& req) override;
+  Status CreateReadWrite(const CreateRequest& req) override;
+  Status Remove(const std::string& id) override;
+  Result<std::string> Get(const std::string& id, const std::string& mount_label) override;
+  Status Put(const std::string& id) override;
+  bool Exists(const std::string& id) override;
+  Result<DiffStream> Diff(const std::string& id, const std::string& parent) override;
+  Result<std::vector<Change>> Changes(const std::string& id, const std::string& parent) override;
+  Result<int64_t> ApplyDiff(const std::string& id, const std::string& parent, ByteSource& tar) override;
+  Result<int64_t> DiffSize(const std::string& id, const std::string& parent) override;
+  Status Cleanup() override;
+
+  // Counters for tests and Status (monotonic since start).
+  struct Counters {
+    uint64_t clones = 0, snapshots = 0, snapshot_cache_hits = 0, ro_mounts = 0, rw_mounts = 0;
+  };
+  Counters counters() const;
+
+  struct Layer;  // in-memory state of one layer (slacker_driver.cc)
+  class View;    // a read view of a layer's tree
+
+ private:
+  SlackerDriver(os::Os& os, storage_backend::Backend& backend, DriverOptions options);
+  Status Recover();
+  Status CreateLayer(const CreateRequest& req, LayerKind kind);
+  std::shared_ptr<Layer> Find(const std::string& id);
+  Status Persist(const LayerRecord& rec);
+  std::string MountPath(const std::string& id) const;
+
+  // The following REQUIRE the layer's mutex held.
+  Result<std::string> GetLocked(Layer& layer);
+  Status PutLocked(Layer& layer, bool force);
+  Status MaterializeVolume(Layer& layer);
+  Status MountVolume(Layer& layer);
+  Result<std::string> SnapshotLocked(Layer& layer);
+  Result<int64_t> DiffBytesAgainstParent(Layer& layer, const std::string& layer_root);
+  Result<uint64_t> SnapshotDiffBytes(Layer& layer, const std::string& snap);
+  std::vector<int> LoopsBacking(const std::string& file);
+  Result<int64_t> ApplyReference(Layer& layer, const std::string& bytes);
+  Result<int64_t> ApplyStandard(Layer& layer, ByteSource& tar);
+
+  // The snapshot that holds layer `id`'s current content ("" = empty file system).
+  // Takes the layer's mutex (callers hold only descendants' mutexes: child → parent order).
+  Result<std::string> ContentSnapshot(const std::string& id);
+  Result<std::unique_ptr<View>> OpenView(const std::string& id);
+  Result<uint64_t> SampleWrites(int loop_index, const std::string& mountpoint);
+  Status CloneBase(const std::string& snap, const std::string& layer_id, uint64_t size_bytes);
+  Result<std::string> EnsureTemplate(uint64_t size_bytes);
+
+  os::Os& os_;
+  storage_backend::Backend& backend_;
+  DriverOptions opts_;
+  std::string home_;
+
+  mutable std::mutex mu_;  // guards layers_ and counters_
+  std::map<std::string, std::shared_ptr<Layer>> layers_;
+  Counters counters_;
+  std::mutex template_mu_;
+};
+
+}  // namespace slacker::driver

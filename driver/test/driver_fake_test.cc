@@ -1,0 +1,252 @@
+// The driver's state machine on FakeOs: no root, no real mounts. FakeOs keeps a mount
+// and loop table; FICLONE copies bytes; "mounted" directories are plain directories.
+#include <sys/mount.h>
+
+#include <gtest/gtest.h>
+
+#include "common/files.h"
+#include "driver/slacker_driver.h"
+#include "os/fake_os.h"
+#include "registry_shim/reference.h"
+#include "storage_backend/local_backend.h"
+
+namespace slacker::driver {
+namespace {
+
+std::string Drain(ByteSource& src) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    auto n = src.Read(buf, sizeof buf);
+    EXPECT_TRUE(n.ok()) << n.status().message();
+    if (!n.ok() || *n == 0) break;
+    out.append(buf, *n);
+  }
+  return out;
+}
+
+class DriverFakeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/slacker-driver-test.XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    auto store = storage_backend::OpenLocalStore(os_, dir_ + "/store", "hostA");
+    ASSERT_TRUE(store.ok()) << store.status().message();
+    backend_ = std::move(store).value();
+    Reopen();
+  }
+  void TearDown() override {
+    driver_.reset();
+    RemoveTree(dir_);
+  }
+  void Reopen() {
+    driver_.reset();
+    DriverOptions o;
+    o.state_dir = dir_ + "/state";
+    o.host_id = "hostA";
+    o.default_size = 32ull << 20;  // FakeOs copies bytes for FICLONE: keep files small
+    auto d = SlackerDriver::Open(os_, *backend_, o);
+    ASSERT_TRUE(d.ok()) << d.status().message();
+    driver_ = std::move(d).value();
+  }
+  CreateRequest Req(std::string id, std::string parent = "") {
+    CreateRequest r;
+    r.id = std::move(id);
+    r.parent = std::move(parent);
+    return r;
+  }
+  std::string DiffBytes(const std::string& id) {
+    auto s = driver_->Diff(id, "");
+    EXPECT_TRUE(s.ok()) << s.status().message();
+    return s.ok() ? Drain(**s) : "";
+  }
+  std::string MountFlagsOf(const std::string& path) {
+    for (const auto& m : os_.Mounts())
+      if (m.target == path) return (m.flags & MS_RDONLY) ? "ro" : "rw";
+    return "none";
+  }
+
+  os::FakeOs os_;
+  std::string dir_;
+  std::unique_ptr<storage_backend::Backend> backend_;
+  std::unique_ptr<SlackerDriver> driver_;
+};
+
+TEST_F(DriverFakeTest, CreateRecordsMetadataOnlyNoCloneNoMount) {
+  ASSERT_TRUE(driver_->Create(Req("base")).ok());
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1", "base")).ok());
+  EXPECT_TRUE(driver_->Exists("c1"));
+  EXPECT_EQ(os_.Calls("Ficlone") + os_.Calls("CopyFileRange"), 0);
+  EXPECT_EQ(os_.Calls("Mount"), 0);
+  EXPECT_EQ(driver_->counters().clones, 0u);
+}
+
+TEST_F(DriverFakeTest, CreateRejectsDuplicatesMissingParentsAndUnknownOptions) {
+  ASSERT_TRUE(driver_->Create(Req("a")).ok());
+  EXPECT_EQ(driver_->Create(Req("a")).code(), EEXIST);
+  EXPECT_EQ(driver_->Create(Req("b", "nope")).code(), ENOENT);
+  CreateRequest r = Req("c");
+  r.storage_opt["iops"] = "5";
+  EXPECT_EQ(driver_->CreateReadWrite(r).code(), EINVAL);
+  EXPECT_EQ(driver_->Create(Req("../x")).code(), EINVAL);
+}
+
+TEST_F(DriverFakeTest, FirstGetClonesOnceAndRefcountsMounts) {
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p1 = driver_->Get("c1", "");
+  ASSERT_TRUE(p1.ok()) << p1.status().message();
+  auto p2 = driver_->Get("c1", "");
+  ASSERT_TRUE(p2.ok());
+  EXPECT_EQ(*p1, *p2);
+  EXPECT_EQ(driver_->counters().clones, 1u);
+  EXPECT_EQ(os_.Calls("Mount"), 1);
+  EXPECT_EQ(MountFlagsOf(*p1), "rw");
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  EXPECT_TRUE(os_.IsMounted(*p1));
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  EXPECT_FALSE(os_.IsMounted(*p1));
+  EXPECT_TRUE(os_.Loops().empty());
+  EXPECT_TRUE(driver_->Put("c1").ok()) << "a double Put must not fail or underflow";
+  ASSERT_TRUE(driver_->Get("c1", "").ok());
+  EXPECT_EQ(driver_->counters().clones, 1u) << "the volume is cloned once, then reused";
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+TEST_F(DriverFakeTest, GetOfAMissingLayerIsNotFound) {
+  auto r = driver_->Get("ghost", "");
+  EXPECT_EQ(r.status().code(), ENOENT);
+  EXPECT_NE(r.status().message().find("ghost"), std::string::npos);
+}
+
+TEST_F(DriverFakeTest, DiffOfAnUnchangedLayerReusesItsSnapshot) {
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok());
+  std::string first = DiffBytes("c1");
+  std::string second = DiffBytes("c1");
+  EXPECT_EQ(first, second);
+  EXPECT_EQ(driver_->counters().snapshots, 1u);
+  EXPECT_GE(driver_->counters().snapshot_cache_hits, 1u);
+  os_.RecordWrite(*p);
+  std::string third = DiffBytes("c1");
+  EXPECT_NE(third, first) << "a write since the last snapshot needs a new snapshot";
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  std::string fourth = DiffBytes("c1");
+  EXPECT_EQ(fourth, third) << "unmounted without writes: still the same snapshot";
+}
+
+TEST_F(DriverFakeTest, DiffOfAWrittenLayerIsAReferenceToThisStore) {
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  ASSERT_TRUE(driver_->Get("c1", "").ok());
+  std::string tar = DiffBytes("c1");
+  auto ref = registry_shim::DecodeReferenceTar(tar, "");
+  ASSERT_TRUE(ref.ok()) << ref.status().message();
+  EXPECT_EQ(ref->store, backend_->info().uuid);
+  EXPECT_TRUE(backend_->SnapshotExists(ref->snapshot));
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+TEST_F(DriverFakeTest, CommitSequenceAppliesTheReferenceWithoutCloning) {
+  // docker run: C-init and C on top of the image layer; docker commit: Diff + ApplyDiff.
+  ASSERT_TRUE(driver_->Create(Req("img")).ok());
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("C-init", "img")).ok());
+  ASSERT_TRUE(driver_->Get("C-init", "").ok());
+  ASSERT_TRUE(driver_->Put("C-init").ok());
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("C", "C-init")).ok());
+  auto root = driver_->Get("C", "");
+  ASSERT_TRUE(root.ok()) << root.status().message();
+  std::string tar = DiffBytes("C");
+  ASSERT_TRUE(driver_->Create(Req("L", "img")).ok());
+  uint64_t clones_before = driver_->counters().clones;
+  int ficlones_before = os_.Calls("Ficlone");
+  StringSource src(tar);
+  auto size = driver_->ApplyDiff("L", "img", src);
+  ASSERT_TRUE(size.ok()) << size.status().message();
+  EXPECT_EQ(driver_->counters().clones, clones_before);
+  EXPECT_EQ(os_.Calls("Ficlone"), ficlones_before) << "ApplyDiff of a reference copies nothing";
+  EXPECT_EQ(DiffBytes("L"), tar) << "Diff must return exactly the bytes applied";
+  auto lroot = driver_->Get("L", "");
+  ASSERT_TRUE(lroot.ok());
+  EXPECT_EQ(MountFlagsOf(*lroot), "ro") << "image layers mount their snapshot read-only";
+  EXPECT_EQ(driver_->counters().clones, clones_before) << "read-only image layers are never cloned";
+  ASSERT_TRUE(driver_->Put("L").ok());
+  ASSERT_TRUE(driver_->Put("C").ok());
+  ASSERT_TRUE(driver_->Remove("C").ok());
+  ASSERT_TRUE(driver_->Remove("C-init").ok());
+  EXPECT_FALSE(driver_->Exists("C"));
+  EXPECT_FALSE(PathExists(backend_->VolumePath("C")));
+}
+
+TEST_F(DriverFakeTest, ForeignOrMissingReferencesAreRefusedAndLeaveTheLayerUntouched) {
+  ASSERT_TRUE(driver_->Create(Req("L")).ok());
+  registry_shim::Reference foreign{1, std::string(32, 'a'), std::string(32, 'b'), 0, ""};
+  StringSource s1(registry_shim::EncodeReferenceTar(foreign, ""));
+  auto r1 = driver_->ApplyDiff("L", "", s1);
+  ASSERT_FALSE(r1.ok());
+  EXPECT_NE(r1.status().message().find(std::string(32, 'a')), std::string::npos) << r1.status().message();
+  registry_shim::Reference missing{1, backend_->info().uuid, std::string(32, 'c'), 0, ""};
+  StringSource s2(registry_shim::EncodeReferenceTar(missing, ""));
+  auto r2 = driver_->ApplyDiff("L", "", s2);
+  ASSERT_FALSE(r2.ok());
+  EXPECT_NE(r2.status().message().find(std::string(32, 'c')), std::string::npos) << r2.status().message();
+  EXPECT_EQ(DiffBytes("L"), std::string(1024, '\0')) << "the layer is still empty";
+}
+
+TEST_F(DriverFakeTest, RemoveOfAMountedLayerUnmountsAndDeletesItsVolume) {
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE(driver_->Remove("c1").ok());
+  EXPECT_FALSE(os_.IsMounted(*p));
+  EXPECT_FALSE(PathExists(backend_->VolumePath("c1")));
+  EXPECT_FALSE(driver_->Exists("c1"));
+  EXPECT_TRUE(driver_->Remove("c1").ok()) << "Remove is idempotent";
+}
+
+TEST_F(DriverFakeTest, RestartWhileMountedKeepsLayersAndTheMount) {
+  ASSERT_TRUE(driver_->Create(Req("img")).ok());
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1", "img")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok());
+  Reopen();  // the plugin restarts; dockerd still holds its Get
+  EXPECT_TRUE(driver_->Exists("img"));
+  EXPECT_TRUE(driver_->Exists("c1"));
+  EXPECT_TRUE(os_.IsMounted(*p));
+  auto again = driver_->Get("c1", "");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(os_.Calls("Mount"), 1) << "the surviving mount is reused";
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  EXPECT_FALSE(os_.IsMounted(*p));
+}
+
+TEST_F(DriverFakeTest, RestartRemovesAStrayVolumeOfAnInterruptedClone) {
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  // A crash after the clone but before the record said so.
+  ASSERT_TRUE(AtomicWriteFile(backend_->VolumePath("c1"), "partial").ok());
+  Reopen();
+  EXPECT_FALSE(PathExists(backend_->VolumePath("c1")));
+  EXPECT_TRUE(driver_->Exists("c1"));
+  ASSERT_TRUE(driver_->Get("c1", "").ok());
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+TEST_F(DriverFakeTest, FailedMountLeavesNoLoopAndTheLayerUsable) {
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  os_.FailNext("Mount", EIO);
+  EXPECT_FALSE(driver_->Get("c1", "").ok());
+  EXPECT_TRUE(os_.Loops().empty()) << "the loop device is released with its fd (autoclear)";
+  ASSERT_TRUE(driver_->Get("c1", "").ok());
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+TEST_F(DriverFakeTest, StorageOptSizeIsValidated) {
+  CreateRequest r = Req("q");
+  r.storage_opt["size"] = "1M";
+  EXPECT_EQ(driver_->CreateReadWrite(r).code(), EINVAL);
+  r.storage_opt["size"] = "50M";
+  EXPECT_TRUE(driver_->CreateReadWrite(r).ok());
+}
+
+}  // namespace
+}  // namespace slacker::driver

@@ -1,0 +1,462 @@
+#include "plugin/server.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <system_error>
+#include <vector>
+
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include "common/fd.h"
+#include "common/files.h"
+#include "common/log.h"
+#include "plugin/graphdriver_routes.h"
+#include "plugin/router.h"
+
+namespace slacker::plugin {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using Socket = net::local::stream_protocol::socket;
+using Parser = http::request_parser<http::buffer_body>;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kReadBufferLimit = 64 * 1024;  // bytes held per connection while parsing
+constexpr uint32_t kHeaderLimit = 16 * 1024;
+constexpr size_t kDiffPiece = 64 * 1024;
+
+std::string_view View(beast::string_view s) { return {s.data(), s.size()}; }
+
+// The request body as a ByteSource, read off the socket as the handler asks for it.
+// Each Read returns what one socket read yields, so nothing beyond kReadBufferLimit is
+// ever held here.
+class BodySource : public ByteSource {
+ public:
+  BodySource(Socket& sock, beast::flat_buffer& buffer, Parser& parser)
+      : sock_(sock), buffer_(buffer), parser_(parser) {}
+
+  Result<size_t> Read(void* out, size_t n) override {
+    if (!error_.ok()) return error_;
+    while (n > 0 && !parser_.is_done()) {
+      auto& body = parser_.get().body();
+      body.data = out;
+      body.size = n;
+      beast::error_code ec;
+      http::read_some(sock_, buffer_, parser_, ec);
+      size_t got = n - body.size;
+      body.data = nullptr;
+      body.size = 0;
+      if (ec && ec != http::error::need_buffer) {
+        error_ = Errorf(EIO, "read request body after {} bytes: {}", total_ + got, ec.message());
+        if (got == 0) return error_;
+      }
+      if (got > 0) {
+        total_ += got;
+        return got;
+      }
+    }
+    return size_t{0};
+  }
+
+  // Reads and discards the rest of the body; false if it fails or exceeds `limit` bytes.
+  bool Drain(uint64_t limit) {
+    std::vector<char> sink(kReadBufferLimit);
+    uint64_t drained = 0;
+    while (drained <= limit) {
+      auto n = Read(sink.data(), sink.size());
+      if (!n.ok()) return false;
+      if (*n == 0) return true;
+      drained += *n;
+    }
+    return false;
+  }
+
+  uint64_t total() const { return total_; }
+
+ private:
+  Socket& sock_;
+  beast::flat_buffer& buffer_;
+  Parser& parser_;
+  uint64_t total_ = 0;
+  Status error_;
+};
+
+bool IsDisconnect(const beast::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == net::error::eof ||
+         ec == net::error::connection_reset || ec == net::error::broken_pipe ||
+         ec == net::error::operation_aborted || ec == net::error::bad_descriptor;
+}
+
+// Route "/GraphDriver.Get" logs as method=Get.
+std::string_view MethodName(std::string_view path) {
+  if (path.starts_with("/GraphDriver.")) return path.substr(13);
+  return path.starts_with('/') ? path.substr(1) : path;
+}
+
+Status CheckStaleSocket(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return Status::Ok();
+    return Status::FromErrno(errno, fmt::format("stat {}", path));
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    return Errorf(EEXIST, "{} exists and is not a socket; move it away or pick another --socket",
+                  path);
+  }
+  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!probe.valid()) return Status::FromErrno(errno, "create probe socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    return Errorf(EADDRINUSE, "another server is listening on {}; stop it first", path);
+  }
+  if (errno != ECONNREFUSED) {
+    return Status::FromErrno(errno, fmt::format("probe existing socket {}", path));
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return Status::FromErrno(errno, fmt::format("remove stale socket {}", path));
+  }
+  return Status::Ok();
+}
+
+Result<UniqueFd> Listen(const std::string& path, ino_t* inode) {
+  sockaddr_un addr{};
+  if (path.empty() || path.size() >= sizeof addr.sun_path) {
+    return Errorf(ENAMETOOLONG, "socket path '{}' must be 1..{} bytes", path,
+                  sizeof addr.sun_path - 1);
+  }
+  std::string parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) {
+    SLACKER_RETURN_IF_ERROR(MakeDirs(parent, 0755).Context("create socket directory"));
+  }
+  SLACKER_RETURN_IF_ERROR(CheckStaleSocket(path));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd.valid()) return Status::FromErrno(errno, "create listening socket");
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    return Status::FromErrno(errno, fmt::format("bind {}", path));
+  }
+  // No connection can succeed before listen(), so tightening the mode here leaves no window.
+  struct stat st;
+  if (::chmod(path.c_str(), 0600) != 0 || ::stat(path.c_str(), &st) != 0) {
+    return Status::FromErrno(errno, fmt::format("chmod 0600 {}", path));
+  }
+  *inode = st.st_ino;
+  if (::listen(fd.get(), SOMAXCONN) != 0) {
+    return Status::FromErrno(errno, fmt::format("listen on {}", path));
+  }
+  return fd;
+}
+
+}  // namespace
+
+struct Server::State {
+  explicit State(ServerOptions o) : opts(std::move(o)) {}
+
+  const ServerOptions opts;
+  Router router;
+  Status routes_status;
+  net::io_context ioc;  // only owns the sockets: every operation is synchronous
+  UniqueFd listen_fd;
+  UniqueFd wake_fd;  // eventfd that tells the accept loop to return
+  ino_t socket_inode = 0;
+  std::atomic<uint64_t> requests{0};
+
+  struct Conn {
+    int fd;
+    bool busy;  // inside a request; otherwise waiting for the next one
+  };
+  std::mutex mu;
+  std::condition_variable cv;  // signalled when a connection ends
+  std::map<uint64_t, Conn> conns;
+  uint64_t next_conn = 0;
+  bool started = false;
+  bool stopping = false;
+};
+
+namespace {
+
+// One client connection: serves requests in turn (keep-alive) until the client closes,
+// a request ends the connection, or the server stops.
+class Connection {
+ public:
+  Connection(Server::State& st, uint64_t id, int fd) : st_(st), id_(id), sock_(st.ioc) {
+    beast::error_code ec;
+    sock_.assign(net::local::stream_protocol(), fd, ec);
+    if (ec) {
+      unassigned_fd_.Reset(fd);
+      log::Error("connection_failed", {{"err", "register socket: " + ec.message()}});
+    }
+  }
+  // Closes under the lock so that Stop() never shuts down a reused descriptor number.
+  ~Connection() {
+    std::lock_guard<std::mutex> lock(st_.mu);
+    beast::error_code ec;
+    sock_.close(ec);
+    unassigned_fd_.Reset();
+    st_.conns.erase(id_);
+    st_.cv.notify_all();
+  }
+
+  void Run() {
+    beast::flat_buffer buffer(kReadBufferLimit);
+    while (sock_.is_open() && SetBusy(false)) {
+      Parser parser;
+      parser.header_limit(kHeaderLimit);
+      // ApplyDiff bodies are layer-sized; JSON routes cap their own. Not boost::none: Boost
+      // 1.74 then refuses every Content-Length body (it compares len > none).
+      parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+      beast::error_code ec;
+      http::read_header(sock_, buffer, parser, ec);
+      if (ec) {
+        if (IsDisconnect(ec)) return;
+        Reply reply = ErrorReply(400, "malformed HTTP request: " + ec.message());
+        log::Warn("bad_request", {{"err", reply.error}});
+        SendJson(reply, /*keep_alive=*/false);
+        return;
+      }
+      SetBusy(true);
+      // curl sends this for large bodies and waits a second for it; dockerd never does.
+      if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+        http::response<http::empty_body> go_on{http::status::continue_, 11};
+        http::write(sock_, go_on, ec);
+        if (ec) return;
+      }
+      if (!Serve(parser, buffer)) return;
+    }
+  }
+
+ private:
+  // Returns false when the server is stopping and the connection must end.
+  bool SetBusy(bool busy) {
+    std::lock_guard<std::mutex> lock(st_.mu);
+    st_.conns[id_].busy = busy;
+    return !st_.stopping;
+  }
+  bool Stopping() {
+    std::lock_guard<std::mutex> lock(st_.mu);
+    return st_.stopping;
+  }
+
+  // Serves one request; false when the connection must close afterwards.
+  bool Serve(Parser& parser, beast::flat_buffer& buffer) {
+    auto start = Clock::now();
+    uint64_t number = ++st_.requests;
+    auto& header = parser.get();
+    BodySource body(sock_, buffer, parser);
+    Request req{.path = {}, .query = {}, .body = body};
+    SplitTarget(View(header.target()), &req.path, &req.query);
+    Reply reply = st_.router.Dispatch(View(header.method_string()), req);
+
+    bool body_done = parser.is_done();
+    bool keep_alive = header.keep_alive() && body_done && !Stopping();
+    uint64_t sent = 0;
+    bool ok = reply.stream ? SendStream(reply, keep_alive, &sent) : SendJson(reply, keep_alive);
+    // The client may still be sending a body the handler refused; let it finish so it
+    // reads the reply instead of failing on a reset connection.
+    if (ok && !body_done) body.Drain(st_.opts.max_drain_bytes);
+    Log(req, reply, number, start, reply.stream ? sent : body.total());
+    return ok && keep_alive;
+  }
+
+  bool SendJson(Reply& reply, bool keep_alive) {
+    http::response<http::string_body> res{static_cast<http::status>(reply.status), 11};
+    res.set(http::field::content_type, reply.content_type);
+    if (reply.status == 405) res.set(http::field::allow, "POST");
+    res.keep_alive(keep_alive);
+    res.body() = std::move(reply.body);
+    res.prepare_payload();
+    beast::error_code ec;
+    http::write(sock_, res, ec);
+    if (ec && reply.error.empty()) reply.error = "write reply: " + ec.message();
+    return !ec;
+  }
+
+  // Streams reply.stream as a chunked body. On a failure mid-way the connection is
+  // closed without the final chunk, so the client sees a truncated stream, not a short tar.
+  bool SendStream(Reply& reply, bool keep_alive, uint64_t* sent) {
+    http::response<http::empty_body> res{http::status::ok, 11};
+    res.set(http::field::content_type, reply.content_type);
+    res.keep_alive(keep_alive);
+    res.chunked(true);
+    http::response_serializer<http::empty_body> serializer{res};
+    beast::error_code ec;
+    http::write_header(sock_, serializer, ec);
+    std::vector<char> piece(kDiffPiece);
+    while (!ec) {
+      auto n = reply.stream->Read(piece.data(), piece.size());
+      if (!n.ok()) {
+        reply.error = fmt::format("diff stream failed after {} bytes: {}", *sent, n.status().message());
+        return false;
+      }
+      if (*n == 0) break;
+      net::write(sock_, http::make_chunk(net::buffer(piece.data(), *n)), ec);
+      *sent += *n;
+    }
+    // Release what the driver holds for the stream before the client can see the end of
+    // it: its next call (Put, Remove) must not find the layer still busy.
+    reply.stream.reset();
+    if (!ec) net::write(sock_, http::make_chunk_last(), ec);
+    if (ec) reply.error = fmt::format("send diff after {} bytes: {}", *sent, ec.message());
+    return !ec;
+  }
+
+  void Log(const Request& req, const Reply& reply, uint64_t number, Clock::time_point start,
+           uint64_t bytes) {
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    std::string method(MethodName(req.path));
+    if (reply.error.empty()) {
+      log::Info("request", {{"method", method}, {"id", reply.layer_id},
+                            {"status", std::to_string(reply.status)}, {"ms", fmt::format("{:.1f}", ms)},
+                            {"bytes", std::to_string(bytes)}, {"req", std::to_string(number)}});
+    } else {
+      log::Warn("request", {{"method", method}, {"id", reply.layer_id},
+                            {"status", std::to_string(reply.status)}, {"ms", fmt::format("{:.1f}", ms)},
+                            {"bytes", std::to_string(bytes)}, {"req", std::to_string(number)},
+                            {"err", reply.error}});
+    }
+  }
+
+  Server::State& st_;
+  uint64_t id_;
+  Socket sock_;
+  UniqueFd unassigned_fd_;  // only if the socket could not take the descriptor
+};
+
+// The connection thread's body. This is the connection boundary: nothing may escape it.
+void ServeConnection(std::shared_ptr<Server::State> st, uint64_t id, int fd) {
+  try {
+    Connection(*st, id, fd).Run();
+  } catch (const std::exception& e) {
+    log::Error("connection_failed", {{"err", e.what()}});
+  }
+}
+
+void StartConnection(const std::shared_ptr<Server::State>& st, int fd) {
+  uint64_t id;
+  {
+    std::lock_guard<std::mutex> lock(st->mu);
+    if (st->stopping) {
+      ::close(fd);
+      return;
+    }
+    id = ++st->next_conn;
+    st->conns[id] = {fd, false};
+  }
+  try {
+    std::thread(ServeConnection, st, id, fd).detach();
+  } catch (const std::system_error& e) {
+    std::lock_guard<std::mutex> lock(st->mu);
+    st->conns.erase(id);
+    ::close(fd);
+    log::Error("accept_failed", {{"err", fmt::format("start connection thread: {}", e.what())}});
+  }
+}
+
+void AcceptLoop(std::shared_ptr<Server::State> st) {
+  pollfd fds[2] = {{st->listen_fd.get(), POLLIN, 0}, {st->wake_fd.get(), POLLIN, 0}};
+  for (;;) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      log::Error("accept_failed", {{"err", Status::FromErrno(errno, "poll").message()}});
+      return;
+    }
+    if (fds[1].revents != 0) return;
+    int fd = ::accept4(st->listen_fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd >= 0) {
+      StartConnection(st, fd);
+    } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+      // Out of descriptors or memory: say so and back off instead of spinning.
+      log::Error("accept_failed", {{"err", Status::FromErrno(errno, "accept").message()}});
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+}
+
+}  // namespace
+
+Server::Server(driver::GraphDriver& driver, ServerOptions opts)
+    : state_(std::make_shared<State>(std::move(opts))) {
+  state_->routes_status = AddGraphDriverRoutes(state_->router, driver, state_->opts.max_json_body);
+}
+
+Server::~Server() { Stop(); }
+
+Status Server::Start() {
+  State& st = *state_;
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    if (st.started) return Errorf(EINVAL, "server on {} was already started", st.opts.socket_path);
+    st.started = true;
+  }
+  SLACKER_RETURN_IF_ERROR(st.routes_status.Context("register routes"));
+  st.wake_fd.Reset(::eventfd(0, EFD_CLOEXEC));
+  if (!st.wake_fd.valid()) return Status::FromErrno(errno, "create eventfd");
+  SLACKER_ASSIGN_OR_RETURN(st.listen_fd, Listen(st.opts.socket_path, &st.socket_inode));
+  try {
+    accept_thread_ = std::thread(AcceptLoop, state_);
+  } catch (const std::system_error& e) {
+    return Errorf(EAGAIN, "start accept thread: {}", e.what());
+  }
+  log::Info("listening", {{"socket", st.opts.socket_path}});
+  return Status::Ok();
+}
+
+void Server::Stop() {
+  State& st = *state_;
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    if (st.stopping) return;
+    st.stopping = true;
+  }
+  if (accept_thread_.joinable()) {
+    uint64_t one = 1;
+    if (::write(st.wake_fd.get(), &one, sizeof one) != sizeof one) {
+      log::Error("stop_failed", {{"err", Status::FromErrno(errno, "wake accept thread").message()}});
+    }
+    accept_thread_.join();
+  }
+  if (st.listen_fd.valid()) {
+    st.listen_fd.Reset();
+    // Only our own socket: a successor may already have replaced it.
+    struct stat sb;
+    if (::lstat(st.opts.socket_path.c_str(), &sb) == 0 && sb.st_ino == st.socket_inode) {
+      ::unlink(st.opts.socket_path.c_str());
+    }
+  }
+  std::unique_lock<std::mutex> lock(st.mu);
+  auto shutdown_where = [&](bool busy_too) {
+    for (const auto& [id, conn] : st.conns) {
+      if (busy_too || !conn.busy) ::shutdown(conn.fd, SHUT_RDWR);
+    }
+  };
+  shutdown_where(/*busy_too=*/false);
+  if (st.cv.wait_for(lock, st.opts.stop_grace, [&] { return st.conns.empty(); })) return;
+  log::Warn("stop_grace_exceeded", {{"in_flight", std::to_string(st.conns.size())},
+                                    {"grace_ms", std::to_string(st.opts.stop_grace.count())}});
+  shutdown_where(/*busy_too=*/true);
+  if (st.cv.wait_for(lock, std::chrono::seconds(1), [&] { return st.conns.empty(); })) return;
+  // Their threads are blocked inside the driver; they keep the shared state alive.
+  log::Error("stop_abandoned_requests", {{"count", std::to_string(st.conns.size())}});
+}
+
+}  // namespace slacker::plugin

@@ -1,0 +1,56 @@
+// The plugin's HTTP server: serves the graphdriver protocol (PROTOCOL.md) on a unix
+// socket, one thread per connection, so a slow ApplyDiff never holds up a Get arriving
+// on another connection. ApplyDiff bodies and Diff replies are streamed, never buffered.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "common/status.h"
+#include "driver/graph_driver.h"
+
+namespace slacker::plugin {
+
+struct ServerOptions {
+  std::string socket_path;  // e.g. /run/docker/plugins/slacker.sock
+  // JSON request bodies beyond this answer 413.
+  size_t max_json_body = 1 << 20;
+  // When a handler returns without reading its whole request body (an ApplyDiff that
+  // failed early), the reply is sent and then up to this many more body bytes are read
+  // and discarded, so the client finishes sending and reads the reply; beyond it the
+  // connection is closed.
+  uint64_t max_drain_bytes = uint64_t{64} << 20;
+  // Stop() waits this long for in-flight requests before cutting their connections.
+  std::chrono::milliseconds stop_grace{10'000};
+};
+
+class Server {
+ public:
+  // REQUIRES: `driver` outlives the server (and, after a Stop() that timed out, the
+  // process: a request stuck inside the driver keeps its thread).
+  Server(driver::GraphDriver& driver, ServerOptions opts);
+  ~Server();  // Stop()s
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Creates the socket's parent directory, replaces a stale socket (EADDRINUSE if a live
+  // server answers on it; EEXIST if the path is not a socket), binds with mode 0600 and
+  // starts accepting. REQUIRES: called once.
+  Status Start();
+
+  // Stops accepting and unlinks the socket, closes idle connections, and waits up to
+  // stop_grace for in-flight requests before shutting their connections down. Idempotent.
+  void Stop();
+
+  struct State;  // opaque: defined in server.cc
+
+ private:
+  std::shared_ptr<State> state_;  // shared with the connection threads
+  std::thread accept_thread_;
+};
+
+}  // namespace slacker::plugin

@@ -1,0 +1,145 @@
+#include "registry_shim/reference.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "common/io.h"
+#include "registry_shim/tar.h"
+
+namespace slacker::registry_shim {
+namespace {
+
+constexpr size_t kIdHexLen = 32;
+
+std::string HexHmacSha256(std::string_view key, std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
+       data.size(), md, &md_len);
+  std::string hex;
+  hex.reserve(2 * md_len);
+  for (unsigned int i = 0; i < md_len; i++) hex += fmt::format("{:02x}", md[i]);
+  return hex;
+}
+
+bool IsLowerHexId(std::string_view s) {
+  return s.size() == kIdHexLen &&
+         std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+TarEntry ReferenceEntry(uint64_t body_size) {
+  TarEntry e;
+  e.name = std::string(kReferenceTarEntryName);
+  e.mode = 0644;
+  e.typeflag = kTarRegular;
+  e.size = body_size;
+  return e;
+}
+
+}  // namespace
+
+std::string ReferenceMacInput(const Reference& ref) {
+  return fmt::format("{}|{}|{}|{}", ref.format, ref.store, ref.snapshot, ref.bytes);
+}
+
+std::string EncodeReferenceTar(const Reference& ref, std::string_view cluster_key) {
+  nlohmann::ordered_json j;
+  j["format"] = ref.format;
+  j["store"] = ref.store;
+  j["snapshot"] = ref.snapshot;
+  j["bytes"] = ref.bytes;
+  if (!cluster_key.empty()) j["mac"] = HexHmacSha256(cluster_key, ReferenceMacInput(ref));
+  std::string body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  // Cannot fail: the name is short and the body far below the 8 GiB ustar size limit.
+  std::string out = EncodeUstarHeader(ReferenceEntry(body.size())).value();
+  out += body;
+  out.append((kTarBlockSize - body.size() % kTarBlockSize) % kTarBlockSize, '\0');
+  out.append(2 * kTarBlockSize, '\0');
+  return out;
+}
+
+Result<Reference> DecodeReferenceTar(std::string_view tar_bytes, std::string_view cluster_key) {
+  StringSource src{std::string(tar_bytes)};
+  TarReader reader(src);
+  TarEntry entry;
+  auto more = reader.Next(&entry);
+  if (!more.ok()) return more.status().Context("reference tar");
+  if (!*more) return Errorf(EINVAL, "reference tar is empty");
+  if (entry.name != kReferenceTarEntryName || !entry.IsRegular()) {
+    return Errorf(EINVAL, "not a reference tar: first entry is {:?} (type '{}'), want regular file {}", entry.name,
+                  entry.typeflag, kReferenceTarEntryName);
+  }
+  if (entry.raw_header.size() != kTarBlockSize) {
+    return Errorf(EINVAL, "reference tar: {} carries extension headers", kReferenceTarEntryName);
+  }
+  if (entry.size > kMaxReferenceBody) {
+    return Errorf(EINVAL, "reference tar: {} is {} bytes (limit {})", kReferenceTarEntryName, entry.size,
+                  kMaxReferenceBody);
+  }
+  std::string body(entry.size, '\0');
+  Status read = ReadFull(src, body.data(), body.size());
+  if (!read.ok()) return read.Context("reference tar: body of " + std::string(kReferenceTarEntryName));
+  uint64_t end = kTarBlockSize + entry.size + (kTarBlockSize - entry.size % kTarBlockSize) % kTarBlockSize;
+  std::string_view rest = end <= tar_bytes.size() ? tar_bytes.substr(end) : std::string_view();
+  if (end > tar_bytes.size()) return Errorf(EINVAL, "reference tar is truncated after {}", kReferenceTarEntryName);
+  if (rest.size() < 2 * kTarBlockSize || rest.size() % kTarBlockSize != 0 ||
+      !std::all_of(rest.begin(), rest.end(), [](char c) { return c == 0; })) {
+    return Errorf(EINVAL,
+                  "reference tar has extra entries (or is not terminated by zero blocks): {} bytes after {}",
+                  rest.size(), kReferenceTarEntryName);
+  }
+
+  nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Errorf(EINVAL, "reference tar: {} is not a JSON object", kReferenceTarEntryName);
+  }
+  Reference ref;
+  if (auto it = j.find("store"); it != j.end() && it->is_string()) ref.store = it->get<std::string>();
+  if (auto it = j.find("snapshot"); it != j.end() && it->is_string()) ref.snapshot = it->get<std::string>();
+  std::string what = fmt::format("reference to snapshot {:?} on store {:?}", ref.snapshot, ref.store);
+  for (const auto& [key, value] : j.items()) {
+    if (key != "format" && key != "store" && key != "snapshot" && key != "bytes" && key != "mac") {
+      return Errorf(EINVAL, "{}: unknown key {:?}", what, key);
+    }
+  }
+  auto format = j.find("format");
+  if (format == j.end() || !format->is_number_integer() || format->get<int64_t>() != 1) {
+    return Errorf(EINVAL, "{}: unsupported format {} (this build reads format 1)", what,
+                  format == j.end() ? "(missing)" : format->dump());
+  }
+  if (!IsLowerHexId(ref.store)) return Errorf(EINVAL, "{}: store is not 32 lowercase hex characters", what);
+  if (!IsLowerHexId(ref.snapshot)) return Errorf(EINVAL, "{}: snapshot is not 32 lowercase hex characters", what);
+  auto bytes = j.find("bytes");
+  if (bytes == j.end() || !bytes->is_number_unsigned()) {
+    return Errorf(EINVAL, "{}: bytes is missing or not an unsigned integer", what);
+  }
+  ref.bytes = bytes->get<uint64_t>();
+  auto mac = j.find("mac");
+  if (mac != j.end()) {
+    if (!mac->is_string()) return Errorf(EINVAL, "{}: mac is not a string", what);
+    ref.mac = mac->get<std::string>();
+  }
+  if (!cluster_key.empty()) {
+    if (ref.mac.empty()) {
+      return Errorf(EACCES, "{}: carries no MAC, but this cluster has a key (refusing an unauthenticated reference)",
+                    what);
+    }
+    std::string want = HexHmacSha256(cluster_key, ReferenceMacInput(ref));
+    if (want.size() != ref.mac.size() || CRYPTO_memcmp(want.data(), ref.mac.data(), want.size()) != 0) {
+      return Errorf(EACCES, "{}: MAC verification failed (made with another cluster key, or tampered with)", what);
+    }
+  }
+  return ref;
+}
+
+bool IsReferenceTarHeader(const char* header512) {
+  TarEntry e;
+  return ParseTarHeaderBlock(header512, &e).ok() && e.name == kReferenceTarEntryName && e.IsRegular() &&
+         e.size <= kMaxReferenceBody;
+}
+
+}  // namespace slacker::registry_shim

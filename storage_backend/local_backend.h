@@ -1,0 +1,30 @@
+// The local backend: the store is a directory on a mounted file system that this host
+// can reflink in (XFS with reflink=1, NFSv4.2 with CLONE, btrfs). Also serves any plain
+// directory through the copy fallbacks, slowly.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "os/os.h"
+#include "storage_backend/backend.h"
+
+namespace slacker::storage_backend {
+
+// How files are cloned. kAuto: FICLONE; when the file system refuses it (EOPNOTSUPP,
+// EXDEV, EINVAL, ENOTTY, ENOSYS) copy_file_range; when that is refused too, a sparse-aware
+// copy (SEEK_DATA/SEEK_HOLE: holes stay holes, size preserved). The first refusal is
+// remembered for the life of the store, and the path in use is logged once.
+// The forced modes let tests exercise each fallback on a reflink-capable store.
+enum class CloneMode { kAuto, kForceCopyFileRange, kForceSparseCopy };
+
+// Opens the store at `dir` for host `host_id` (a valid layer name), creating the layout
+// (store.json, snapshots/, volumes/<host>/, refs/<host>/, templates/) on first use.
+// Refuses (EINVAL naming the file) a store.json that is unreadable or of an unknown
+// format. All privileged calls (FICLONE, copy_file_range, statfs) go through `os`, which
+// must outlive the backend.
+Result<std::unique_ptr<Backend>> OpenLocalStore(os::Os& os, const std::string& dir, const std::string& host_id,
+                                                CloneMode mode = CloneMode::kAuto);
+
+}  // namespace slacker::storage_backend

@@ -1,0 +1,352 @@
+// The local backend on FakeOs in a temp directory: FakeOs's FICLONE and copy_file_range
+// copy bytes, so every flow is checked by content.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "common/files.h"
+#include "os/fake_os.h"
+#include "storage_backend/local_backend.h"
+
+namespace slacker::storage_backend {
+namespace {
+
+using nlohmann::json;
+
+class LocalBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/slacker-store-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    root_ = dir_ + "/store";
+    Open();
+  }
+  void TearDown() override {
+    store_.reset();
+    RemoveTree(dir_);
+  }
+  void Open(CloneMode mode = CloneMode::kAuto) {
+    auto s = OpenLocalStore(os_, root_, "hostA", mode);
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    store_ = std::move(s).value();
+  }
+  void WriteVolume(const std::string& layer, const std::string& content) {
+    ASSERT_TRUE(AtomicWriteFile(store_->VolumePath(layer), content, false).ok());
+  }
+  std::string Read(const std::string& path) {
+    auto r = ReadFileToString(path);
+    return r.ok() ? *r : "<missing>";
+  }
+  std::vector<std::string> Names(const std::string& sub) {
+    auto r = ListDir(JoinPath(root_, sub));
+    return r.ok() ? *r : std::vector<std::string>{"<missing>"};
+  }
+
+  os::FakeOs os_;
+  std::string dir_, root_;
+  std::unique_ptr<Backend> store_;
+};
+
+TEST_F(LocalBackendTest, OpenCreatesTheLayout) {
+  for (const char* sub : {"snapshots", "volumes/hostA", "refs/hostA", "templates"})
+    EXPECT_TRUE(PathExists(JoinPath(root_, sub))) << sub;
+  json j = json::parse(Read(root_ + "/store.json"), nullptr, false);
+  ASSERT_TRUE(j.is_object());
+  EXPECT_EQ(j["format"], 1);
+  EXPECT_EQ(j["uuid"], store_->info().uuid);
+  EXPECT_EQ(j["created"], store_->info().created);
+  EXPECT_TRUE(IsValidSnapshotId(store_->info().uuid));
+  EXPECT_EQ(store_->info().created.size(), 20u);  // 2026-01-02T03:04:05Z
+}
+
+TEST_F(LocalBackendTest, ReopenKeepsTheUuid) {
+  std::string uuid = store_->info().uuid;
+  Open();
+  EXPECT_EQ(store_->info().uuid, uuid);
+}
+
+TEST_F(LocalBackendTest, AnotherHostSharesTheStoreWithItsOwnDirectories) {
+  auto b = OpenLocalStore(os_, root_, "hostB");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ((*b)->info().uuid, store_->info().uuid);
+  EXPECT_TRUE(PathExists(root_ + "/volumes/hostB"));
+  EXPECT_EQ((*b)->VolumePath("x"), root_ + "/volumes/hostB/x.img");
+}
+
+TEST_F(LocalBackendTest, UnknownFormatIsRefusedNamingFileAndVersion) {
+  ASSERT_TRUE(AtomicWriteFile(root_ + "/store.json",
+                              R"({"format":2,"uuid":"0123456789abcdef0123456789abcdef","created":"x"})", false)
+                  .ok());
+  auto s = OpenLocalStore(os_, root_, "hostA");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), EINVAL);
+  EXPECT_NE(s.status().message().find(root_ + "/store.json"), std::string::npos) << s.status().message();
+  EXPECT_NE(s.status().message().find("format 2"), std::string::npos) << s.status().message();
+}
+
+TEST_F(LocalBackendTest, GarbageStoreJsonIsRefused) {
+  ASSERT_TRUE(AtomicWriteFile(root_ + "/store.json", "not json", false).ok());
+  auto s = OpenLocalStore(os_, root_, "hostA");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), EINVAL);
+}
+
+TEST_F(LocalBackendTest, BadHostIdIsRefused) {
+  for (const char* host : {"", ".hidden", "a/b", "a b"}) {
+    auto s = OpenLocalStore(os_, root_, host);
+    EXPECT_FALSE(s.ok()) << host;
+  }
+}
+
+TEST(StoreIds, SnapshotIdsAre32LowercaseHex) {
+  EXPECT_TRUE(IsValidSnapshotId("0123456789abcdef0123456789abcdef"));
+  EXPECT_FALSE(IsValidSnapshotId("0123456789ABCDEF0123456789abcdef"));
+  EXPECT_FALSE(IsValidSnapshotId("0123456789abcdef0123456789abcde"));
+  EXPECT_FALSE(IsValidSnapshotId("0123456789abcdef0123456789abcdeg"));
+  EXPECT_FALSE(IsValidSnapshotId("../3456789abcdef0123456789abcdef"));
+  EXPECT_FALSE(IsValidSnapshotId(""));
+}
+
+TEST(StoreIds, LayerNames) {
+  EXPECT_TRUE(IsValidLayerName("c0ffee"));
+  EXPECT_TRUE(IsValidLayerName("abc-init"));
+  EXPECT_TRUE(IsValidLayerName("A_b.c-1"));
+  EXPECT_FALSE(IsValidLayerName(""));
+  EXPECT_FALSE(IsValidLayerName(".hidden"));
+  EXPECT_FALSE(IsValidLayerName(".."));
+  EXPECT_FALSE(IsValidLayerName("a/b"));
+  EXPECT_FALSE(IsValidLayerName("a b"));
+  EXPECT_FALSE(IsValidLayerName(std::string(256, 'a')));
+  EXPECT_TRUE(IsValidLayerName(std::string(255, 'a')));
+}
+
+TEST_F(LocalBackendTest, PathsFollowTheLayout) {
+  std::string snap = "0123456789abcdef0123456789abcdef";
+  EXPECT_EQ(store_->SnapshotPath(snap), root_ + "/snapshots/" + snap + ".img");
+  EXPECT_EQ(store_->SnapshotMetaPath(snap), root_ + "/snapshots/" + snap + ".json");
+  EXPECT_EQ(store_->SnapshotFilePath(snap, ".skel"), root_ + "/snapshots/" + snap + ".skel");
+  EXPECT_EQ(store_->VolumePath("c0ffee"), root_ + "/volumes/hostA/c0ffee.img");
+  EXPECT_EQ(store_->TemplatePath(10737418240), root_ + "/templates/ext4-10737418240.img");
+  EXPECT_EQ(store_->root(), root_);
+}
+
+TEST_F(LocalBackendTest, SnapshotVolumePublishesAReadOnlyCopyWithMetaAndRef) {
+  WriteVolume("c1", "layer content");
+  auto snap = store_->SnapshotVolume("c1", json{{"source", "commit"}, {"parent", "p"}});
+  ASSERT_TRUE(snap.ok()) << snap.status().message();
+  EXPECT_TRUE(IsValidSnapshotId(*snap));
+  EXPECT_TRUE(store_->SnapshotExists(*snap));
+  EXPECT_EQ(Read(store_->SnapshotPath(*snap)), "layer content");
+  struct stat st;
+  ASSERT_EQ(::stat(store_->SnapshotPath(*snap).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0444u);
+  auto meta = store_->ReadSnapshotMeta(*snap);
+  ASSERT_TRUE(meta.ok()) << meta.status().message();
+  EXPECT_EQ((*meta)["source"], "commit");
+  EXPECT_EQ((*meta)["parent"], "p");
+  EXPECT_TRUE(meta->contains("created"));
+  EXPECT_TRUE(PathExists(root_ + "/refs/hostA/" + *snap));
+  EXPECT_EQ(Read(store_->VolumePath("c1")), "layer content");  // the volume stays
+  EXPECT_EQ(os_.Calls("Ficlone"), 1);
+  auto list = store_->ListSnapshots();
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(*list, std::vector<std::string>{*snap});
+}
+
+TEST_F(LocalBackendTest, SnapshotsGetDistinctIds) {
+  WriteVolume("c1", "x");
+  auto a = store_->SnapshotVolume("c1", json::object());
+  auto b = store_->SnapshotVolume("c1", json::object());
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_NE(*a, *b);
+}
+
+TEST_F(LocalBackendTest, SnapshotOfAMissingVolumeIsENOENT) {
+  auto snap = store_->SnapshotVolume("nope", json::object());
+  ASSERT_FALSE(snap.ok());
+  EXPECT_EQ(snap.status().code(), ENOENT);
+}
+
+TEST_F(LocalBackendTest, FailedCloneLeavesNoDebris) {
+  WriteVolume("c1", "x");
+  os_.FailNext("Ficlone", EIO);
+  auto snap = store_->SnapshotVolume("c1", json::object());
+  ASSERT_FALSE(snap.ok());
+  EXPECT_EQ(snap.status().code(), EIO);
+  EXPECT_TRUE(Names("snapshots").empty());
+  EXPECT_TRUE(Names("refs/hostA").empty());
+}
+
+TEST_F(LocalBackendTest, PromoteVolumeMovesTheFileWithoutCloning) {
+  WriteVolume("a1", "applied tree");
+  auto snap = store_->PromoteVolume("a1", json{{"source", "apply"}});
+  ASSERT_TRUE(snap.ok()) << snap.status().message();
+  EXPECT_EQ(Read(store_->SnapshotPath(*snap)), "applied tree");
+  EXPECT_FALSE(PathExists(store_->VolumePath("a1")));
+  EXPECT_EQ(os_.Calls("Ficlone") + os_.Calls("CopyFileRange"), 0);
+  EXPECT_TRUE(PathExists(root_ + "/refs/hostA/" + *snap));
+  EXPECT_EQ((*store_->ReadSnapshotMeta(*snap))["source"], "apply");
+}
+
+TEST_F(LocalBackendTest, CloneSnapshotMakesAWritableVolume) {
+  WriteVolume("c1", "base");
+  auto snap = store_->SnapshotVolume("c1", json::object());
+  ASSERT_TRUE(snap.ok());
+  ASSERT_TRUE(store_->CloneSnapshot(*snap, "c2").ok());
+  EXPECT_EQ(Read(store_->VolumePath("c2")), "base");
+  EXPECT_EQ(::access(store_->VolumePath("c2").c_str(), W_OK), 0);
+  struct stat st;
+  ASSERT_EQ(::stat(store_->VolumePath("c2").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644u);
+  auto vols = store_->ListVolumes();
+  ASSERT_TRUE(vols.ok());
+  EXPECT_EQ(*vols, (std::vector<std::string>{"c1", "c2"}));
+}
+
+TEST_F(LocalBackendTest, CloneOfAMissingSnapshotNamesIt) {
+  std::string snap = "0123456789abcdef0123456789abcdef";
+  Status s = store_->CloneSnapshot(snap, "c2");
+  EXPECT_EQ(s.code(), ENOENT);
+  EXPECT_NE(s.message().find(snap), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("c2"), std::string::npos) << s.message();
+  EXPECT_TRUE(Names("volumes/hostA").empty());
+}
+
+TEST_F(LocalBackendTest, InvalidIdsAreRejected) {
+  EXPECT_EQ(store_->CloneSnapshot("../../etc/passwd", "c2").code(), EINVAL);
+  EXPECT_EQ(store_->CloneSnapshot("0123456789abcdef0123456789abcdef", "../x").code(), EINVAL);
+  EXPECT_EQ(store_->SnapshotVolume("../x", json::object()).status().code(), EINVAL);
+  EXPECT_EQ(store_->RemoveVolume("a/b").code(), EINVAL);
+  EXPECT_EQ(store_->AddRef("nothex").code(), EINVAL);
+  EXPECT_FALSE(store_->SnapshotExists("../x"));
+}
+
+TEST_F(LocalBackendTest, CloneFileCopiesATemplate) {
+  std::string tmpl = store_->TemplatePath(4096);
+  ASSERT_TRUE(AtomicWriteFile(tmpl, "empty fs", false).ok());
+  ASSERT_TRUE(store_->CloneFile(tmpl, store_->VolumePath("base")).ok());
+  EXPECT_EQ(Read(store_->VolumePath("base")), "empty fs");
+  EXPECT_EQ(Names("volumes/hostA"), std::vector<std::string>{"base.img"});
+}
+
+TEST_F(LocalBackendTest, RemoveVolumeIsIdempotent) {
+  WriteVolume("c1", "x");
+  EXPECT_TRUE(store_->RemoveVolume("c1").ok());
+  EXPECT_FALSE(PathExists(store_->VolumePath("c1")));
+  EXPECT_TRUE(store_->RemoveVolume("c1").ok());
+}
+
+TEST_F(LocalBackendTest, RemoveSnapshotDeletesImageMetaAndCompanions) {
+  WriteVolume("c1", "x");
+  auto snap = store_->SnapshotVolume("c1", json::object());
+  ASSERT_TRUE(snap.ok());
+  ASSERT_TRUE(AtomicWriteFile(store_->SnapshotFilePath(*snap, ".skel"), "skel", false).ok());
+  ASSERT_TRUE(store_->RemoveSnapshot(*snap).ok());
+  EXPECT_FALSE(store_->SnapshotExists(*snap));
+  EXPECT_TRUE(Names("snapshots").empty());
+}
+
+TEST_F(LocalBackendTest, RefsAreIdempotentMarkers) {
+  std::string snap = "0123456789abcdef0123456789abcdef";
+  EXPECT_TRUE(store_->AddRef(snap).ok());
+  EXPECT_TRUE(store_->AddRef(snap).ok());
+  EXPECT_TRUE(PathExists(root_ + "/refs/hostA/" + snap));
+  EXPECT_TRUE(store_->DropRef(snap).ok());
+  EXPECT_FALSE(PathExists(root_ + "/refs/hostA/" + snap));
+  EXPECT_TRUE(store_->DropRef(snap).ok());
+}
+
+TEST_F(LocalBackendTest, ListsIgnoreTemporaryAndForeignFiles) {
+  WriteVolume("c1", "x");
+  ASSERT_TRUE(AtomicWriteFile(root_ + "/volumes/hostA/c2.img.tmp-1234abcd", "x", false).ok());
+  ASSERT_TRUE(AtomicWriteFile(root_ + "/snapshots/0123456789abcdef0123456789abcdef.img.tmp", "x", false).ok());
+  ASSERT_TRUE(AtomicWriteFile(root_ + "/snapshots/0123456789abcdef0123456789abcdef.json", "{}", false).ok());
+  EXPECT_EQ(*store_->ListVolumes(), std::vector<std::string>{"c1"});
+  EXPECT_TRUE(store_->ListSnapshots()->empty());
+}
+
+TEST_F(LocalBackendTest, ReopenRemovesThisHostsPartialClones) {
+  ASSERT_TRUE(AtomicWriteFile(root_ + "/volumes/hostA/c2.img.tmp-1234abcd", "x", false).ok());
+  Open();
+  EXPECT_TRUE(Names("volumes/hostA").empty());
+}
+
+TEST_F(LocalBackendTest, RefusedFicloneFallsBackToCopyFileRangeAndRemembers) {
+  WriteVolume("c1", "data");
+  os_.FailNext("Ficlone", EOPNOTSUPP);
+  auto a = store_->SnapshotVolume("c1", json::object());
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  EXPECT_EQ(Read(store_->SnapshotPath(*a)), "data");
+  EXPECT_EQ(os_.Calls("CopyFileRange"), 1);
+  auto b = store_->SnapshotVolume("c1", json::object());
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(os_.Calls("Ficlone"), 1);  // not tried again
+  EXPECT_EQ(os_.Calls("CopyFileRange"), 2);
+  EXPECT_NE(store_->Describe().find("copy_file_range"), std::string::npos) << store_->Describe();
+}
+
+TEST_F(LocalBackendTest, RefusedCopyFileRangeFallsBackToSparseCopy) {
+  WriteVolume("c1", "data");
+  os_.FailNext("Ficlone", EXDEV);
+  os_.FailNext("CopyFileRange", EXDEV);
+  auto a = store_->SnapshotVolume("c1", json::object());
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  EXPECT_EQ(Read(store_->SnapshotPath(*a)), "data");
+  EXPECT_NE(store_->Describe().find("sparse copy"), std::string::npos) << store_->Describe();
+}
+
+TEST_F(LocalBackendTest, ForcedSparseCopyKeepsContentSizeAndHoles) {
+  Open(CloneMode::kForceSparseCopy);
+  std::string vol = store_->VolumePath("c1");
+  {
+    int fd = ::open(vol.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::ftruncate(fd, 64 << 20), 0);
+    ASSERT_EQ(::pwrite(fd, "head", 4, 0), 4);
+    ASSERT_EQ(::pwrite(fd, "tail", 4, (64 << 20) - 4), 4);
+    ::close(fd);
+  }
+  auto snap = store_->SnapshotVolume("c1", json::object());
+  ASSERT_TRUE(snap.ok()) << snap.status().message();
+  EXPECT_EQ(os_.Calls("Ficlone") + os_.Calls("CopyFileRange"), 0);
+  std::string copy = Read(store_->SnapshotPath(*snap));
+  ASSERT_EQ(copy.size(), 64u << 20);
+  EXPECT_EQ(copy.substr(0, 4), "head");
+  EXPECT_EQ(copy.substr(copy.size() - 4), "tail");
+  EXPECT_EQ(copy.find_first_not_of('\0', 4), copy.size() - 4);
+  struct stat st;
+  ASSERT_EQ(::stat(store_->SnapshotPath(*snap).c_str(), &st), 0);
+  EXPECT_LT(st.st_blocks * 512, 4 << 20) << "holes were filled";
+  EXPECT_NE(store_->Describe().find("sparse copy (forced)"), std::string::npos);
+}
+
+TEST_F(LocalBackendTest, ForcedCopyFileRangeSkipsFiclone) {
+  Open(CloneMode::kForceCopyFileRange);
+  WriteVolume("c1", "data");
+  auto snap = store_->SnapshotVolume("c1", json::object());
+  ASSERT_TRUE(snap.ok());
+  EXPECT_EQ(os_.Calls("Ficlone"), 0);
+  EXPECT_EQ(os_.Calls("CopyFileRange"), 1);
+  EXPECT_EQ(Read(store_->SnapshotPath(*snap)), "data");
+}
+
+TEST_F(LocalBackendTest, ReadSnapshotMetaOfGarbageIsEINVAL) {
+  std::string snap = "0123456789abcdef0123456789abcdef";
+  ASSERT_TRUE(AtomicWriteFile(store_->SnapshotMetaPath(snap), "[1,2", false).ok());
+  EXPECT_EQ(store_->ReadSnapshotMeta(snap).status().code(), EINVAL);
+  EXPECT_EQ(store_->ReadSnapshotMeta("ffffffffffffffffffffffffffffffff").status().code(), ENOENT);
+}
+
+TEST_F(LocalBackendTest, SpaceComesFromStatfs) {
+  auto s = store_->Space();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->total_bytes, 100ull << 30);
+  EXPECT_EQ(os_.Calls("StatFs"), 1);
+}
+
+}  // namespace
+}  // namespace slacker::storage_backend

@@ -9,7 +9,6 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include "common/files.h"
 #include "common/log.h"
@@ -49,18 +48,7 @@ bool ValidLayerId(const std::string& id) {
 }
 
 Status Unmount(os::Os& os, const std::string& target) {
-  for (int attempt = 0;; ++attempt) {
-    Status s = os.Unmount(target, 0);
-    if (s.ok() || s.code() == EINVAL || s.code() == ENOENT) return Status::Ok();
-    if (s.code() != EBUSY || attempt >= 20) {
-      if (s.code() == EBUSY) {
-        log::Warn("unmount_busy_detaching", {{"path", target}});
-        return os.Unmount(target, MNT_DETACH);
-      }
-      return s;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  return loopdev::UnmountPath(os, target, loopdev::BusyPolicy::kDetach);
 }
 
 // A tar stream that holds a read view until it is destroyed.
@@ -444,17 +432,14 @@ Status SlackerDriver::CloneBase(const std::string& snap, const std::string& laye
   struct stat st;
   if (::stat(vol.c_str(), &st) != 0) return Status::FromErrno(errno, "stat " + vol);
   uint64_t cur = static_cast<uint64_t>(st.st_size);
-  if (size_bytes < cur) {
-    // A per-container quota smaller than the image's file system: shrink the clone.
+  if (size_bytes / 4096 != cur / 4096) {
+    // A per-container quota that differs from the image's file system: resize the
+    // clone offline, before it is attached (online growth needs CAP_SYS_RESOURCE).
     Status s = loopdev::ResizeExt4Offline(vol, size_bytes);
     if (!s.ok()) {
       backend_.RemoveVolume(layer_id);
-      return s.Context(fmt::format("shrink layer file system to {} bytes", size_bytes));
+      return s.Context(fmt::format("resize layer file system to {} bytes", size_bytes));
     }
-  } else if (size_bytes > cur) {
-    // Grown after mount (MountVolume compares the file size with the fs size).
-    if (::truncate(vol.c_str(), static_cast<off_t>(size_bytes)) != 0)
-      return Status::FromErrno(errno, "extend " + vol);
   }
   return Status::Ok();
 }
@@ -488,17 +473,6 @@ Status SlackerDriver::MountVolume(Layer& layer) {
   layer.loop_index = loop.index();
   layer.mounted_rw = true;
   layer.refs = 1;
-  // Grow the file system if the file was extended for a larger quota.
-  auto fs = os_.StatFs(mnt);
-  struct stat st;
-  if (fs.ok() && ::stat(vol.c_str(), &st) == 0) {
-    uint64_t blocks = static_cast<uint64_t>(st.st_size) / 4096;
-    uint64_t fs_blocks = fs->total_bytes / 4096;
-    if (blocks > fs_blocks + 256) {
-      Status g = os_.Ext4GrowTo(mnt, blocks);
-      if (!g.ok()) log::Warn("grow_failed", {{"layer", id}, {"err", g.message()}});
-    }
-  }
   auto w = SampleWrites(layer.loop_index, mnt);
   layer.baseline = w.ok() ? *w : 0;
   layer.clean_at_baseline = w.ok() && !layer.rec.dirty && !layer.rec.snapshot.empty();

@@ -1,6 +1,7 @@
 #include "os/fake_os.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,7 +13,24 @@
 namespace slacker::os {
 
 FakeOs::FakeOs() = default;
-FakeOs::~FakeOs() = default;
+FakeOs::~FakeOs() {
+  for (auto& [idx, loop] : loops_) ::close(loop.watch_fd);
+}
+
+void FakeOs::ReapLocked() {
+  for (auto it = loops_.begin(); it != loops_.end();) {
+    std::string dev = fmt::format("/dev/loop{}", it->first);
+    bool mounted = std::any_of(mounts_.begin(), mounts_.end(), [&](auto& m) { return m.source == dev; });
+    struct pollfd p = {it->second.watch_fd, 0, 0};
+    bool closed = ::poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
+    if (it->second.config.autoclear && !mounted && closed) {
+      ::close(it->second.watch_fd);
+      it = loops_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
 
 Status FakeOs::Enter(const std::string& op) {
   calls_[op]++;
@@ -43,6 +61,7 @@ std::vector<FakeOs::MountEntry> FakeOs::Mounts() const {
 
 std::map<int, FakeOs::LoopEntry> FakeOs::Loops() const {
   std::lock_guard<std::mutex> l(mu_);
+  const_cast<FakeOs*>(this)->ReapLocked();
   return loops_;
 }
 
@@ -75,14 +94,7 @@ Status FakeOs::Unmount(const std::string& target, int /*flags*/) {
     if (it->target != target) continue;
     std::string source = it->source;
     mounts_.erase(std::next(it).base());
-    // Autoclear: a loop device whose last mount goes away is detached.
-    for (auto lit = loops_.begin(); lit != loops_.end(); ++lit) {
-      if (fmt::format("/dev/loop{}", lit->first) == source && lit->second.config.autoclear &&
-          std::none_of(mounts_.begin(), mounts_.end(), [&](auto& m) { return m.source == source; })) {
-        loops_.erase(lit);
-        break;
-      }
-    }
+    ReapLocked();
     return Status::Ok();
   }
   return Status::FromErrno(EINVAL, "unmount " + target);
@@ -91,6 +103,7 @@ Status FakeOs::Unmount(const std::string& target, int /*flags*/) {
 Result<int> FakeOs::LoopGetFree() {
   std::lock_guard<std::mutex> l(mu_);
   SLACKER_RETURN_IF_ERROR(Enter("LoopGetFree"));
+  ReapLocked();
   int i = 0;
   while (loops_.count(i)) ++i;
   return i;
@@ -102,14 +115,19 @@ Result<UniqueFd> FakeOs::LoopConfigure(int index, const std::string& backing_fil
   SLACKER_RETURN_IF_ERROR(Enter("LoopConfigure"));
   if (loops_.count(index)) return Status::FromErrno(EBUSY, fmt::format("LOOP_CONFIGURE /dev/loop{}", index));
   if (::access(backing_file.c_str(), F_OK) != 0) return Status::FromErrno(errno, "open " + backing_file);
-  loops_[index] = LoopEntry{backing_file, config, 0};
-  return UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return Status::FromErrno(errno, "pipe");
+  loops_[index] = LoopEntry{backing_file, config, 0, p[0]};
+  return UniqueFd(p[1]);
 }
 
 Status FakeOs::LoopClear(int index) {
   std::lock_guard<std::mutex> l(mu_);
   SLACKER_RETURN_IF_ERROR(Enter("LoopClear"));
-  if (!loops_.erase(index)) return Status::FromErrno(ENXIO, fmt::format("LOOP_CLR_FD /dev/loop{}", index));
+  auto it = loops_.find(index);
+  if (it == loops_.end()) return Status::FromErrno(ENXIO, fmt::format("LOOP_CLR_FD /dev/loop{}", index));
+  ::close(it->second.watch_fd);
+  loops_.erase(it);
   return Status::Ok();
 }
 
@@ -196,6 +214,7 @@ void FakeOs::RecordWrite(const std::string& mountpoint, uint64_t sectors) {
 Result<std::string> FakeOs::ReadKernelFile(const std::string& path) {
   std::lock_guard<std::mutex> l(mu_);
   SLACKER_RETURN_IF_ERROR(Enter("ReadKernelFile"));
+  ReapLocked();
   if (path == "/proc/self/mountinfo") {
     std::string out;
     int id = 100;
@@ -222,6 +241,7 @@ Result<std::string> FakeOs::ReadKernelFile(const std::string& path) {
 Result<std::vector<std::string>> FakeOs::ListKernelDir(const std::string& path) {
   std::lock_guard<std::mutex> l(mu_);
   SLACKER_RETURN_IF_ERROR(Enter("ListKernelDir"));
+  ReapLocked();
   if (path != "/sys/block") return Status::FromErrno(ENOENT, "open directory " + path);
   std::vector<std::string> out;
   for (const auto& [idx, loop] : loops_) out.push_back(fmt::format("loop{}", idx));

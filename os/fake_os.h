@@ -23,6 +23,7 @@ class FakeOs : public Os {
     std::string backing_file;
     LoopConfig config;
     uint64_t write_sectors = 0;
+    int watch_fd = -1;  // read end of a pipe whose write end is the caller's loop fd
   };
 
   FakeOs();
@@ -58,6 +59,8 @@ class FakeOs : public Os {
 
  private:
   Status Enter(const std::string& op);  // counts the call, returns an injected failure
+  // Autoclear: drops loops whose fd was closed while no mount holds them. REQUIRES mu_.
+  void ReapLocked();
   mutable std::mutex mu_;
   std::map<std::string, int> calls_;
   std::map<std::string, int> fail_next_;

@@ -1,8 +1,7 @@
 #include "plugin/graphdriver_routes.h"
 
-#include <utility>
-
 #include <nlohmann/json.hpp>
+#include <utility>
 
 namespace slacker::plugin {
 namespace {
@@ -133,13 +132,16 @@ Result<json> ParseBody(ByteSource& src, size_t max) {
   return body;
 }
 
-Reply Ok(json body) {
+Reply Ok(const json& body) {
   Reply r;
-  r.body = body.dump();
+  r.body = DumpJson(body);
   return r;
 }
 
 Reply DriverError(const Status& s) { return ErrorReply(500, s.message()); }
+
+// {} for success, else the driver's error.
+Reply Done(const Status& s) { return s.ok() ? Ok(json::object()) : DriverError(s); }
 
 using JsonHandler = std::function<Reply(Args&)>;
 
@@ -202,8 +204,7 @@ Status AddGraphDriverRoutes(Router& router, driver::GraphDriver& d, size_t max_j
     std::vector<std::string> opts = a.StringList("Opts");
     // UIDMaps/GIDMaps: the driver runs without user namespaces, so they are not passed on.
     if (!a.ok()) return a.BadRequest();
-    Status s = d.Init(home, opts);
-    return s.ok() ? Ok(json::object()) : DriverError(s);
+    return Done(d.Init(home, opts));
   }));
   SLACKER_RETURN_IF_ERROR(add("/GraphDriver.Capabilities", [&d](Args&) {
     driver::Capabilities caps = d.GetCapabilities();
@@ -227,28 +228,24 @@ Status AddGraphDriverRoutes(Router& router, driver::GraphDriver& d, size_t max_j
       req.mount_label = a.String("MountLabel");
       req.storage_opt = a.StringMap("StorageOpt");
       if (!a.ok()) return a.BadRequest();
-      Status s = rw ? d.CreateReadWrite(req) : d.Create(req);
-      return s.ok() ? Ok(json::object()) : DriverError(s);
+      return Done(rw ? d.CreateReadWrite(req) : d.Create(req));
     }));
   }
-  SLACKER_RETURN_IF_ERROR(add("/GraphDriver.Remove", [&d](Args& a) {
-    std::string id = a.Id();
-    if (!a.ok()) return a.BadRequest();
-    Status s = d.Remove(id);
-    return s.ok() ? Ok(json::object()) : DriverError(s);
-  }));
+  // Remove and Put: {"ID"} in, {} out.
+  for (auto [path, call] : {std::pair{"/GraphDriver.Remove", &driver::GraphDriver::Remove},
+                            std::pair{"/GraphDriver.Put", &driver::GraphDriver::Put}}) {
+    SLACKER_RETURN_IF_ERROR(add(path, [&d, call](Args& a) {
+      std::string id = a.Id();
+      if (!a.ok()) return a.BadRequest();
+      return Done((d.*call)(id));
+    }));
+  }
   SLACKER_RETURN_IF_ERROR(add("/GraphDriver.Get", [&d](Args& a) {
     std::string id = a.Id();
     std::string label = a.String("MountLabel");
     if (!a.ok()) return a.BadRequest();
     auto dir = d.Get(id, label);
     return dir.ok() ? Ok({{"Dir", *dir}}) : DriverError(dir.status());
-  }));
-  SLACKER_RETURN_IF_ERROR(add("/GraphDriver.Put", [&d](Args& a) {
-    std::string id = a.Id();
-    if (!a.ok()) return a.BadRequest();
-    Status s = d.Put(id);
-    return s.ok() ? Ok(json::object()) : DriverError(s);
   }));
   SLACKER_RETURN_IF_ERROR(add("/GraphDriver.Exists", [&d](Args& a) {
     std::string id = a.Id();
@@ -280,10 +277,7 @@ Status AddGraphDriverRoutes(Router& router, driver::GraphDriver& d, size_t max_j
     auto size = d.DiffSize(id, parent);
     return size.ok() ? Ok({{"Size", *size}}) : DriverError(size.status());
   }));
-  SLACKER_RETURN_IF_ERROR(add("/GraphDriver.Cleanup", [&d](Args&) {
-    Status s = d.Cleanup();
-    return s.ok() ? Ok(json::object()) : DriverError(s);
-  }));
+  SLACKER_RETURN_IF_ERROR(add("/GraphDriver.Cleanup", [&d](Args&) { return Done(d.Cleanup()); }));
   return router.Add("/GraphDriver.ApplyDiff", [&d](Request& req) { return ApplyDiff(d, req); });
 }
 

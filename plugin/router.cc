@@ -1,7 +1,6 @@
 #include "plugin/router.h"
 
 #include <exception>
-
 #include <nlohmann/json.hpp>
 
 namespace slacker::plugin {
@@ -33,11 +32,15 @@ std::string UrlDecode(std::string_view s) {
 
 }  // namespace
 
+std::string DumpJson(const nlohmann::json& value) {
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 Reply ErrorReply(int status, std::string_view message) {
   Reply r;
   r.status = status;
   r.error = std::string(message);
-  r.body = nlohmann::json{{"Err", r.error}}.dump();
+  r.body = DumpJson(nlohmann::json{{"Err", r.error}});
   return r;
 }
 

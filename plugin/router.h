@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 
@@ -20,7 +21,7 @@ inline constexpr std::string_view kTarContentType = "application/x-tar";
 // One request as a handler sees it. `body` streams the request body; a handler reads
 // as much as it needs (the server discards or refuses the rest).
 struct Request {
-  std::string path;                           // "/GraphDriver.ApplyDiff"
+  std::string path;                          // "/GraphDriver.ApplyDiff"
   std::map<std::string, std::string> query;  // URL-decoded: {"id": "…", "parent": "…"}
   ByteSource& body;
 };
@@ -39,6 +40,10 @@ struct Reply {
 
 // {"Err": message} with `status`.
 Reply ErrorReply(int status, std::string_view message);
+
+// Serializes without throwing: invalid UTF-8 (a file name in Changes, say) becomes U+FFFD,
+// as Go's encoding/json does.
+std::string DumpJson(const nlohmann::json& value);
 
 // Splits a request target "/p?a=1&b=%2F" into path and decoded query. '+' decodes to a
 // space; a malformed %-escape is kept literally rather than rejected (layer ids are hex,

@@ -8,6 +8,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
@@ -16,11 +20,6 @@
 #include <mutex>
 #include <system_error>
 #include <vector>
-
-#include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
 
 #include "common/fd.h"
 #include "common/files.h"
@@ -270,11 +269,12 @@ class Connection {
     bool body_done = parser.is_done();
     bool keep_alive = header.keep_alive() && body_done && !Stopping();
     uint64_t sent = 0;
-    bool ok = reply.stream ? SendStream(reply, keep_alive, &sent) : SendJson(reply, keep_alive);
+    bool streamed = reply.stream != nullptr;
+    bool ok = streamed ? SendStream(reply, keep_alive, &sent) : SendJson(reply, keep_alive);
     // The client may still be sending a body the handler refused; let it finish so it
     // reads the reply instead of failing on a reset connection.
     if (ok && !body_done) body.Drain(st_.opts.max_drain_bytes);
-    Log(req, reply, number, start, reply.stream ? sent : body.total());
+    Log(req, reply, number, start, streamed ? sent : body.total());
     return ok && keep_alive;
   }
 
@@ -305,12 +305,14 @@ class Connection {
     while (!ec) {
       auto n = reply.stream->Read(piece.data(), piece.size());
       if (!n.ok()) {
-        reply.error = fmt::format("diff stream failed after {} bytes: {}", *sent, n.status().message());
+        reply.error =
+            fmt::format("diff stream failed after {} bytes: {}", *sent, n.status().message());
+        reply.stream.reset();
         return false;
       }
       if (*n == 0) break;
       net::write(sock_, http::make_chunk(net::buffer(piece.data(), *n)), ec);
-      *sent += *n;
+      if (!ec) *sent += *n;
     }
     // Release what the driver holds for the stream before the client can see the end of
     // it: its next call (Put, Remove) must not find the layer still busy.
@@ -325,13 +327,19 @@ class Connection {
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     std::string method(MethodName(req.path));
     if (reply.error.empty()) {
-      log::Info("request", {{"method", method}, {"id", reply.layer_id},
-                            {"status", std::to_string(reply.status)}, {"ms", fmt::format("{:.1f}", ms)},
-                            {"bytes", std::to_string(bytes)}, {"req", std::to_string(number)}});
+      log::Info("request", {{"method", method},
+                            {"id", reply.layer_id},
+                            {"status", std::to_string(reply.status)},
+                            {"ms", fmt::format("{:.1f}", ms)},
+                            {"bytes", std::to_string(bytes)},
+                            {"req", std::to_string(number)}});
     } else {
-      log::Warn("request", {{"method", method}, {"id", reply.layer_id},
-                            {"status", std::to_string(reply.status)}, {"ms", fmt::format("{:.1f}", ms)},
-                            {"bytes", std::to_string(bytes)}, {"req", std::to_string(number)},
+      log::Warn("request", {{"method", method},
+                            {"id", reply.layer_id},
+                            {"status", std::to_string(reply.status)},
+                            {"ms", fmt::format("{:.1f}", ms)},
+                            {"bytes", std::to_string(bytes)},
+                            {"req", std::to_string(number)},
                             {"err", reply.error}});
     }
   }
@@ -431,7 +439,8 @@ void Server::Stop() {
   if (accept_thread_.joinable()) {
     uint64_t one = 1;
     if (::write(st.wake_fd.get(), &one, sizeof one) != sizeof one) {
-      log::Error("stop_failed", {{"err", Status::FromErrno(errno, "wake accept thread").message()}});
+      log::Error("stop_failed",
+                 {{"err", Status::FromErrno(errno, "wake accept thread").message()}});
     }
     accept_thread_.join();
   }

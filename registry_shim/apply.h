@@ -8,6 +8,7 @@
 
 #include "common/io.h"
 #include "common/status.h"
+#include "registry_shim/prefixed_source.h"  // callers peek at the first block to route
 #include "registry_shim/skeleton.h"
 
 namespace slacker::registry_shim {

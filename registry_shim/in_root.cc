@@ -11,8 +11,10 @@ namespace slacker::registry_shim {
 
 Result<std::string> CleanTarPath(std::string_view name, std::string_view what) {
   if (name.empty()) return Errorf(EINVAL, "{} has an empty name", what);
-  if (name.front() == '/') return Errorf(EINVAL, "{} {} escapes the layer root (absolute path)", what, name);
-  if (name.find('\0') != std::string_view::npos) return Errorf(EINVAL, "{} {:?} contains a NUL byte", what, name);
+  if (name.front() == '/')
+    return Errorf(EINVAL, "{} {} escapes the layer root (absolute path)", what, name);
+  if (name.find('\0') != std::string_view::npos)
+    return Errorf(EINVAL, "{} {:?} contains a NUL byte", what, name);
   std::vector<std::string_view> parts;
   size_t pos = 0;
   while (pos <= name.size()) {
@@ -36,7 +38,8 @@ Result<std::string> CleanTarPath(std::string_view name, std::string_view what) {
   return out;
 }
 
-Result<UniqueFd> OpenInRoot(int root_fd, const std::string& path, uint64_t flags, uint64_t extra_resolve) {
+Result<UniqueFd> OpenInRoot(int root_fd, const std::string& path, uint64_t flags,
+                            uint64_t extra_resolve) {
   open_how how{};
   how.flags = flags | O_CLOEXEC;
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | extra_resolve;
@@ -47,7 +50,8 @@ Result<UniqueFd> OpenInRoot(int root_fd, const std::string& path, uint64_t flags
     fd = syscall(SYS_openat2, root_fd, p, &how, sizeof how);
     if (fd >= 0 || (errno != EINTR && errno != EAGAIN)) break;
   }
-  if (fd < 0) return Status::FromErrno(errno, fmt::format("open {:?} beneath the layer root", path));
+  if (fd < 0)
+    return Status::FromErrno(errno, fmt::format("open {:?} beneath the layer root", path));
   return UniqueFd(static_cast<int>(fd));
 }
 

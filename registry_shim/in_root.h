@@ -3,6 +3,8 @@
 // can lead outside it. Internal to registry_shim.
 #pragma once
 
+#include <linux/openat2.h>  // RESOLVE_* for OpenInRoot
+
 #include <cstdint>
 #include <string>
 #include <string_view>

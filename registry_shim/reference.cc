@@ -18,8 +18,8 @@ constexpr size_t kIdHexLen = 32;
 std::string HexHmacSha256(std::string_view key, std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int md_len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-       data.size(), md, &md_len);
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &md_len);
   std::string hex;
   hex.reserve(2 * md_len);
   for (unsigned int i = 0; i < md_len; i++) hex += fmt::format("{:02x}", md[i]);
@@ -27,8 +27,9 @@ std::string HexHmacSha256(std::string_view key, std::string_view data) {
 }
 
 bool IsLowerHexId(std::string_view s) {
-  return s.size() == kIdHexLen &&
-         std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  return s.size() == kIdHexLen && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
 }
 
 TarEntry ReferenceEntry(uint64_t body_size) {
@@ -70,27 +71,32 @@ Result<Reference> DecodeReferenceTar(std::string_view tar_bytes, std::string_vie
   if (!more.ok()) return more.status().Context("reference tar");
   if (!*more) return Errorf(EINVAL, "reference tar is empty");
   if (entry.name != kReferenceTarEntryName || !entry.IsRegular()) {
-    return Errorf(EINVAL, "not a reference tar: first entry is {:?} (type '{}'), want regular file {}", entry.name,
-                  entry.typeflag, kReferenceTarEntryName);
+    return Errorf(EINVAL,
+                  "not a reference tar: first entry is {:?} (type '{}'), want regular file {}",
+                  entry.name, entry.typeflag, kReferenceTarEntryName);
   }
   if (entry.raw_header.size() != kTarBlockSize) {
     return Errorf(EINVAL, "reference tar: {} carries extension headers", kReferenceTarEntryName);
   }
   if (entry.size > kMaxReferenceBody) {
-    return Errorf(EINVAL, "reference tar: {} is {} bytes (limit {})", kReferenceTarEntryName, entry.size,
-                  kMaxReferenceBody);
+    return Errorf(EINVAL, "reference tar: {} is {} bytes (limit {})", kReferenceTarEntryName,
+                  entry.size, kMaxReferenceBody);
   }
   std::string body(entry.size, '\0');
   Status read = ReadFull(src, body.data(), body.size());
-  if (!read.ok()) return read.Context("reference tar: body of " + std::string(kReferenceTarEntryName));
-  uint64_t end = kTarBlockSize + entry.size + (kTarBlockSize - entry.size % kTarBlockSize) % kTarBlockSize;
+  if (!read.ok())
+    return read.Context("reference tar: body of " + std::string(kReferenceTarEntryName));
+  uint64_t end =
+      kTarBlockSize + entry.size + (kTarBlockSize - entry.size % kTarBlockSize) % kTarBlockSize;
   std::string_view rest = end <= tar_bytes.size() ? tar_bytes.substr(end) : std::string_view();
-  if (end > tar_bytes.size()) return Errorf(EINVAL, "reference tar is truncated after {}", kReferenceTarEntryName);
+  if (end > tar_bytes.size())
+    return Errorf(EINVAL, "reference tar is truncated after {}", kReferenceTarEntryName);
   if (rest.size() < 2 * kTarBlockSize || rest.size() % kTarBlockSize != 0 ||
       !std::all_of(rest.begin(), rest.end(), [](char c) { return c == 0; })) {
-    return Errorf(EINVAL,
-                  "reference tar has extra entries (or is not terminated by zero blocks): {} bytes after {}",
-                  rest.size(), kReferenceTarEntryName);
+    return Errorf(
+        EINVAL,
+        "reference tar has extra entries (or is not terminated by zero blocks): {} bytes after {}",
+        rest.size(), kReferenceTarEntryName);
   }
 
   nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
@@ -98,9 +104,12 @@ Result<Reference> DecodeReferenceTar(std::string_view tar_bytes, std::string_vie
     return Errorf(EINVAL, "reference tar: {} is not a JSON object", kReferenceTarEntryName);
   }
   Reference ref;
-  if (auto it = j.find("store"); it != j.end() && it->is_string()) ref.store = it->get<std::string>();
-  if (auto it = j.find("snapshot"); it != j.end() && it->is_string()) ref.snapshot = it->get<std::string>();
-  std::string what = fmt::format("reference to snapshot {:?} on store {:?}", ref.snapshot, ref.store);
+  if (auto it = j.find("store"); it != j.end() && it->is_string())
+    ref.store = it->get<std::string>();
+  if (auto it = j.find("snapshot"); it != j.end() && it->is_string())
+    ref.snapshot = it->get<std::string>();
+  std::string what =
+      fmt::format("reference to snapshot {:?} on store {:?}", ref.snapshot, ref.store);
   for (const auto& [key, value] : j.items()) {
     if (key != "format" && key != "store" && key != "snapshot" && key != "bytes" && key != "mac") {
       return Errorf(EINVAL, "{}: unknown key {:?}", what, key);
@@ -111,8 +120,10 @@ Result<Reference> DecodeReferenceTar(std::string_view tar_bytes, std::string_vie
     return Errorf(EINVAL, "{}: unsupported format {} (this build reads format 1)", what,
                   format == j.end() ? "(missing)" : format->dump());
   }
-  if (!IsLowerHexId(ref.store)) return Errorf(EINVAL, "{}: store is not 32 lowercase hex characters", what);
-  if (!IsLowerHexId(ref.snapshot)) return Errorf(EINVAL, "{}: snapshot is not 32 lowercase hex characters", what);
+  if (!IsLowerHexId(ref.store))
+    return Errorf(EINVAL, "{}: store is not 32 lowercase hex characters", what);
+  if (!IsLowerHexId(ref.snapshot))
+    return Errorf(EINVAL, "{}: snapshot is not 32 lowercase hex characters", what);
   auto bytes = j.find("bytes");
   if (bytes == j.end() || !bytes->is_number_unsigned()) {
     return Errorf(EINVAL, "{}: bytes is missing or not an unsigned integer", what);
@@ -125,12 +136,17 @@ Result<Reference> DecodeReferenceTar(std::string_view tar_bytes, std::string_vie
   }
   if (!cluster_key.empty()) {
     if (ref.mac.empty()) {
-      return Errorf(EACCES, "{}: carries no MAC, but this cluster has a key (refusing an unauthenticated reference)",
-                    what);
+      return Errorf(
+          EACCES,
+          "{}: carries no MAC, but this cluster has a key (refusing an unauthenticated reference)",
+          what);
     }
     std::string want = HexHmacSha256(cluster_key, ReferenceMacInput(ref));
-    if (want.size() != ref.mac.size() || CRYPTO_memcmp(want.data(), ref.mac.data(), want.size()) != 0) {
-      return Errorf(EACCES, "{}: MAC verification failed (made with another cluster key, or tampered with)", what);
+    if (want.size() != ref.mac.size() ||
+        CRYPTO_memcmp(want.data(), ref.mac.data(), want.size()) != 0) {
+      return Errorf(EACCES,
+                    "{}: MAC verification failed (made with another cluster key, or tampered with)",
+                    what);
     }
   }
   return ref;
@@ -138,8 +154,8 @@ Result<Reference> DecodeReferenceTar(std::string_view tar_bytes, std::string_vie
 
 bool IsReferenceTarHeader(const char* header512) {
   TarEntry e;
-  return ParseTarHeaderBlock(header512, &e).ok() && e.name == kReferenceTarEntryName && e.IsRegular() &&
-         e.size <= kMaxReferenceBody;
+  return ParseTarHeaderBlock(header512, &e).ok() && e.name == kReferenceTarEntryName &&
+         e.IsRegular() && e.size <= kMaxReferenceBody;
 }
 
 }  // namespace slacker::registry_shim

@@ -76,6 +76,7 @@ class SkeletonWriter::RawSink : public ByteSink {
 
 SkeletonWriter::SkeletonWriter() : raw_sink_(std::make_unique<RawSink>(this)) {}
 SkeletonWriter::~SkeletonWriter() = default;
+ByteSink* SkeletonWriter::raw_sink() { return raw_sink_.get(); }
 
 Status SkeletonWriter::Open(const std::string& path) {
   path_ = path;
@@ -120,7 +121,8 @@ Status SkeletonWriter::AddRaw(const void* buf, size_t n) {
 }
 
 Result<uint64_t> SkeletonWriter::AddTreeBody(const std::string& path, uint64_t size) {
-  if (path.empty() || path.size() > kMaxPath) return Errorf(EINVAL, "skeleton: invalid body path {:?}", path);
+  if (path.empty() || path.size() > kMaxPath)
+    return Errorf(EINVAL, "skeleton: invalid body path {:?}", path);
   SLACKER_RETURN_IF_ERROR(FlushRaw());
   std::string rec(1, kRecTree);
   PutU64(rec, bodies_);
@@ -144,7 +146,8 @@ Status SkeletonWriter::SpillTreeBody(uint64_t index, int fd, uint64_t size) {
   uint64_t off = 0;
   while (off < size) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - off));
-    SLACKER_RETURN_IF_ERROR(PreadFull(fd, buf.data(), n, off, fmt::format("body {} being kept in the skeleton", index)));
+    SLACKER_RETURN_IF_ERROR(PreadFull(fd, buf.data(), n, off,
+                                      fmt::format("body {} being kept in the skeleton", index)));
     SLACKER_RETURN_IF_ERROR(WriteAll(fd_.get(), buf.data(), n, path_));
     off += n;
   }
@@ -180,14 +183,17 @@ class SkeletonSource : public ByteSource {
     if (root < 0) return Status::FromErrno(errno, "open layer tree " + root_dir_);
     root_.Reset(root);
     struct stat st;
-    if (::fstat(skel_.get(), &st) != 0) return Status::FromErrno(errno, "stat skeleton " + skel_path_);
+    if (::fstat(skel_.get(), &st) != 0)
+      return Status::FromErrno(errno, "stat skeleton " + skel_path_);
     file_size_ = static_cast<uint64_t>(st.st_size);
     char head[kHeaderSize];
     SLACKER_RETURN_IF_ERROR(PreadFull(skel_.get(), head, sizeof head, 0, What()));
-    if (std::memcmp(head, kMagic, sizeof kMagic) != 0) return Errorf(EINVAL, "{} is not a skeleton file", What());
+    if (std::memcmp(head, kMagic, sizeof kMagic) != 0)
+      return Errorf(EINVAL, "{} is not a skeleton file", What());
     uint32_t version = GetU32(head + 8);
     if (version != kSkeletonVersion) {
-      return Errorf(EINVAL, "{} has version {}, this build reads version {}", What(), version, kSkeletonVersion);
+      return Errorf(EINVAL, "{} has version {}, this build reads version {}", What(), version,
+                    kSkeletonVersion);
     }
     return Scan();
   }
@@ -204,10 +210,13 @@ class SkeletonSource : public ByteSource {
       do {
         r = ::read(body_.get(), buf, want);
       } while (r < 0 && errno == EINTR);
-      if (r < 0) return Status::FromErrno(errno, fmt::format("read {} in layer tree {}", body_path_, root_dir_));
+      if (r < 0)
+        return Status::FromErrno(errno,
+                                 fmt::format("read {} in layer tree {}", body_path_, root_dir_));
       if (r == 0) {
-        return Errorf(EIO, "file {} in layer tree {} shrank while streaming its tar (the tree changed)", body_path_,
-                      root_dir_);
+        return Errorf(EIO,
+                      "file {} in layer tree {} shrank while streaming its tar (the tree changed)",
+                      body_path_, root_dir_);
       }
       want = static_cast<size_t>(r);
     }
@@ -248,7 +257,8 @@ class SkeletonSource : public ByteSource {
         case kRecEnd: {
           char end[25];
           SLACKER_RETURN_IF_ERROR(PreadFull(skel_.get(), end, sizeof end, off, What()));
-          if (std::memcmp(end + 17, kEndMagic, sizeof kEndMagic) != 0 || off + sizeof end != file_size_) {
+          if (std::memcmp(end + 17, kEndMagic, sizeof kEndMagic) != 0 ||
+              off + sizeof end != file_size_) {
             return Errorf(EINVAL, "{} is corrupt: bad end record at offset {}", What(), off);
           }
           total_ = GetU64(end + 1);
@@ -258,7 +268,8 @@ class SkeletonSource : public ByteSource {
           return Errorf(EINVAL, "{} is corrupt: unknown record type {:#x} at offset {}", What(),
                         static_cast<unsigned char>(rec[0]), off);
       }
-      if (off > file_size_) return Errorf(EIO, "{} is truncated (record runs past the end)", What());
+      if (off > file_size_)
+        return Errorf(EIO, "{} is truncated (record runs past the end)", What());
     }
   }
 
@@ -279,7 +290,8 @@ class SkeletonSource : public ByteSource {
         return Status::Ok();
       case kRecEnd:
         if (produced_ != total_) {
-          return Errorf(EIO, "{}: produced {} bytes, the skeleton recorded {}", What(), produced_, total_);
+          return Errorf(EIO, "{}: produced {} bytes, the skeleton recorded {}", What(), produced_,
+                        total_);
         }
         state_ = State::kDone;
         return Status::Ok();
@@ -292,14 +304,17 @@ class SkeletonSource : public ByteSource {
     uint64_t index = GetU64(rec + 1);
     uint64_t size = GetU64(rec + 9);
     uint32_t path_len = GetU32(rec + 17);
-    if (path_len > kMaxPath) return Errorf(EINVAL, "{} is corrupt: path of {} bytes", What(), path_len);
+    if (path_len > kMaxPath)
+      return Errorf(EINVAL, "{} is corrupt: path of {} bytes", What(), path_len);
     body_path_.assign(path_len, '\0');
-    SLACKER_RETURN_IF_ERROR(PreadFull(skel_.get(), body_path_.data(), path_len, cursor_ + 21, What()));
+    SLACKER_RETURN_IF_ERROR(
+        PreadFull(skel_.get(), body_path_.data(), path_len, cursor_ + 21, What()));
     cursor_ += 21 + path_len;
     left_ = size;
     if (size == 0) return Status::Ok();
     if (auto it = spilled_.find(index); it != spilled_.end()) {
-      if (it->second.second != size) return Errorf(EINVAL, "{} is corrupt: body {} size mismatch", What(), index);
+      if (it->second.second != size)
+        return Errorf(EINVAL, "{} is corrupt: body {} size mismatch", What(), index);
       skel_off_ = it->second.first;
       state_ = State::kSkel;
       return Status::Ok();
@@ -313,19 +328,22 @@ class SkeletonSource : public ByteSource {
     // O_PATH first: only a regular file is ever opened for reading (no device or fifo opens).
     auto probe = OpenInRoot(root_.get(), body_path_, O_PATH | O_NOFOLLOW);
     if (!probe.ok()) {
-      return probe.status().Context(fmt::format("rebuild layer tar from {} and tree {} (the tree changed?)",
-                                                skel_path_, root_dir_));
+      return probe.status().Context(fmt::format(
+          "rebuild layer tar from {} and tree {} (the tree changed?)", skel_path_, root_dir_));
     }
     struct stat st;
     if (::fstat(probe->get(), &st) != 0) return Status::FromErrno(errno, "stat " + body_path_);
     if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != size) {
       return Errorf(EIO,
-                    "rebuild layer tar from {}: {} in tree {} is {} of {} bytes, the layer was applied with a "
+                    "rebuild layer tar from {}: {} in tree {} is {} of {} bytes, the layer was "
+                    "applied with a "
                     "regular file of {} bytes (the tree changed since ApplyDiff)",
-                    skel_path_, body_path_, root_dir_, S_ISREG(st.st_mode) ? "a regular file" : "not a regular file",
-                    st.st_size, size);
+                    skel_path_, body_path_, root_dir_,
+                    S_ISREG(st.st_mode) ? "a regular file" : "not a regular file", st.st_size,
+                    size);
     }
-    SLACKER_ASSIGN_OR_RETURN(body_, OpenInRoot(root_.get(), body_path_, O_RDONLY | O_NOFOLLOW | O_NOCTTY));
+    SLACKER_ASSIGN_OR_RETURN(body_,
+                             OpenInRoot(root_.get(), body_path_, O_RDONLY | O_NOFOLLOW | O_NOCTTY));
     struct stat st2;
     if (::fstat(body_.get(), &st2) != 0) return Status::FromErrno(errno, "stat " + body_path_);
     if (st2.st_ino != st.st_ino || st2.st_dev != st.st_dev) {
@@ -349,7 +367,8 @@ class SkeletonSource : public ByteSource {
 
 }  // namespace
 
-Result<std::unique_ptr<ByteSource>> OpenSkeletonStream(const std::string& skeleton_path, const std::string& root_dir) {
+Result<std::unique_ptr<ByteSource>> OpenSkeletonStream(const std::string& skeleton_path,
+                                                       const std::string& root_dir) {
   auto src = std::make_unique<SkeletonSource>(skeleton_path, root_dir);
   SLACKER_RETURN_IF_ERROR(src->Open());
   return std::unique_ptr<ByteSource>(std::move(src));

@@ -29,7 +29,7 @@ class SkeletonWriter {
   // Stream bytes kept in the skeleton itself.
   Status AddRaw(const void* buf, size_t n);
   // A sink for AddRaw (what TarReader forwards: headers, padding, trailer).
-  ByteSink* raw_sink() { return raw_sink_.get(); }
+  ByteSink* raw_sink();
   // The next `size` stream bytes are the content of the regular file at `path` (clean,
   // relative to the tree root) in the final tree. Returns the body's index.
   // REQUIRES: size > 0.

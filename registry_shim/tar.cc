@@ -27,7 +27,9 @@ constexpr size_t kGnuSparseExtIsExtendedOff = 504;
 constexpr char kPosixMagic[8] = {'u', 's', 't', 'a', 'r', '\0', '0', '0'};
 constexpr char kGnuMagic[8] = {'u', 's', 't', 'a', 'r', ' ', ' ', '\0'};
 
-uint64_t PaddingFor(uint64_t size) { return (kTarBlockSize - size % kTarBlockSize) % kTarBlockSize; }
+uint64_t PaddingFor(uint64_t size) {
+  return (kTarBlockSize - size % kTarBlockSize) % kTarBlockSize;
+}
 
 bool IsZeroBlock(const char* block) {
   return std::all_of(block, block + kTarBlockSize, [](char c) { return c == 0; });
@@ -116,7 +118,8 @@ Status ApplyPaxRecords(std::string_view data, TarEntry* entry) {
     std::string_view kv = data.substr(space + 1, len - space - 2);
     data.remove_prefix(len);
     size_t eq = kv.find('=');
-    if (eq == 0 || eq == std::string_view::npos) return Errorf(EINVAL, "malformed PAX record (no key)");
+    if (eq == 0 || eq == std::string_view::npos)
+      return Errorf(EINVAL, "malformed PAX record (no key)");
     std::string_view key = kv.substr(0, eq);
     std::string_view value = kv.substr(eq + 1);
     constexpr std::string_view kXattr = "SCHILY.xattr.";
@@ -150,7 +153,7 @@ Status ApplyPaxRecords(std::string_view data, TarEntry* entry) {
 }
 
 void PutField(std::string& block, size_t off, size_t len, std::string_view value) {
-  std::memcpy(block.data() + off, value.data(), std::min(len, value.size()));
+  if (!value.empty()) std::memcpy(block.data() + off, value.data(), std::min(len, value.size()));
 }
 
 // width-1 octal digits and a NUL. False when `v` does not fit.
@@ -171,7 +174,9 @@ void PutChecksum(std::string& block) {
   block[kChksumOff + 7] = ' ';
 }
 
-bool FitsOctal(uint64_t v, size_t width) { return width - 1 >= 22 || v < (uint64_t{1} << (3 * (width - 1))); }
+bool FitsOctal(uint64_t v, size_t width) {
+  return width - 1 >= 22 || v < (uint64_t{1} << (3 * (width - 1)));
+}
 
 // Where to split a name longer than 100 bytes into ustar prefix (<= 155) and name
 // (<= 100, non-empty) at a '/'; npos when it cannot be split.
@@ -193,21 +198,27 @@ Result<std::string> EncodeHeader(const TarEntry& e, bool gnu) {
   if (name.size() > kNameLen) {
     size_t split = gnu ? std::string_view::npos : UstarNameSplit(name);
     if (split == std::string_view::npos) {
-      return Errorf(EOVERFLOW, "tar entry {}: name does not fit a {} header", e.name, gnu ? "GNU" : "ustar");
+      return Errorf(EOVERFLOW, "tar entry {}: name does not fit a {} header", e.name,
+                    gnu ? "GNU" : "ustar");
     }
     prefix = name.substr(0, split);
     name = name.substr(split + 1);
   }
-  if (e.linkname.size() > kLinkLen || e.uname.size() > kOwnerNameLen || e.gname.size() > kOwnerNameLen) {
-    return Errorf(EOVERFLOW, "tar entry {}: link target or owner name does not fit a ustar header", e.name);
+  if (e.linkname.size() > kLinkLen || e.uname.size() > kOwnerNameLen ||
+      e.gname.size() > kOwnerNameLen) {
+    return Errorf(EOVERFLOW, "tar entry {}: link target or owner name does not fit a ustar header",
+                  e.name);
   }
   if (e.mtime_sec < 0) return Errorf(EOVERFLOW, "tar entry {}: negative mtime", e.name);
   PutField(block, kNameOff, kNameLen, name);
-  bool fits = PutOctal(block, kModeOff, kIdLen, e.mode & 07777) && PutOctal(block, kUidOff, kIdLen, e.uid) &&
-              PutOctal(block, kGidOff, kIdLen, e.gid) && PutOctal(block, kSizeOff, kNumLen, e.size) &&
+  bool fits = PutOctal(block, kModeOff, kIdLen, e.mode & 07777) &&
+              PutOctal(block, kUidOff, kIdLen, e.uid) && PutOctal(block, kGidOff, kIdLen, e.gid) &&
+              PutOctal(block, kSizeOff, kNumLen, e.size) &&
               PutOctal(block, kMtimeOff, kNumLen, static_cast<uint64_t>(e.mtime_sec)) &&
-              PutOctal(block, kDevMajorOff, kDevLen, e.devmajor) && PutOctal(block, kDevMinorOff, kDevLen, e.devminor);
-  if (!fits) return Errorf(EOVERFLOW, "tar entry {}: numeric field does not fit a ustar header", e.name);
+              PutOctal(block, kDevMajorOff, kDevLen, e.devmajor) &&
+              PutOctal(block, kDevMinorOff, kDevLen, e.devminor);
+  if (!fits)
+    return Errorf(EOVERFLOW, "tar entry {}: numeric field does not fit a ustar header", e.name);
   block[kTypeOff] = e.typeflag;
   PutField(block, kLinkOff, kLinkLen, e.linkname);
   std::memcpy(block.data() + kMagicOff, gnu ? kGnuMagic : kPosixMagic, 8);
@@ -235,7 +246,10 @@ std::string BaseName(std::string_view path) {
 
 Status ParseTarHeaderBlock(const char* b, TarEntry* e) {
   uint64_t stored = 0;
-  SLACKER_RETURN_IF_ERROR(ParseNumeric(b + kChksumOff, kChksumLen, "checksum", &stored));
+  if (!ParseNumeric(b + kChksumOff, kChksumLen, "checksum", &stored).ok()) {
+    return Errorf(EINVAL, "bad header checksum field {:?}: not a tar stream or corrupt",
+                  std::string(b + kChksumOff, kChksumLen));
+  }
   uint64_t unsigned_sum = 0;
   int64_t signed_sum = 0;
   for (size_t i = 0; i < kTarBlockSize; i++) {
@@ -244,7 +258,8 @@ Status ParseTarHeaderBlock(const char* b, TarEntry* e) {
     signed_sum += in_chksum ? ' ' : static_cast<signed char>(b[i]);
   }
   if (stored != unsigned_sum && static_cast<int64_t>(stored) != signed_sum) {
-    return Errorf(EINVAL, "bad header checksum (stored {:o}, computed {:o}): not a tar stream or corrupt",
+    return Errorf(EINVAL,
+                  "bad header checksum (stored {:o}, computed {:o}): not a tar stream or corrupt",
                   stored, unsigned_sum);
   }
   bool posix = std::memcmp(b + kMagicOff, kPosixMagic, 6) == 0;
@@ -273,7 +288,8 @@ Status ParseTarHeaderBlock(const char* b, TarEntry* e) {
     if (e->typeflag == kTarCharDevice || e->typeflag == kTarBlockDevice) {
       SLACKER_RETURN_IF_ERROR(ParseNumeric(b + kDevMajorOff, kDevLen, "devmajor", &major));
       SLACKER_RETURN_IF_ERROR(ParseNumeric(b + kDevMinorOff, kDevLen, "devminor", &minor));
-      if (major > UINT32_MAX || minor > UINT32_MAX) return Errorf(EINVAL, "device number out of range");
+      if (major > UINT32_MAX || minor > UINT32_MAX)
+        return Errorf(EINVAL, "device number out of range");
     }
     e->devmajor = static_cast<uint32_t>(major);
     e->devminor = static_cast<uint32_t>(minor);
@@ -299,8 +315,8 @@ Status TarReader::Forward(const void* buf, size_t n) {
 Status TarReader::ReadRaw(void* buf, size_t n, std::string_view what) {
   Status s = ReadFull(src_, buf, n);
   if (!s.ok()) {
-    return Errorf(s.code() == EIO ? EINVAL : s.code(), "truncated tar stream: {} at offset {}: {}", what,
-                  offset_, s.message());
+    return Errorf(s.code() == EIO ? EINVAL : s.code(), "truncated tar stream: {} at offset {}: {}",
+                  what, offset_, s.message());
   }
   offset_ += n;
   return Forward(buf, n);
@@ -333,19 +349,22 @@ Status TarReader::SkipRest() {
     bool in_body = body_left_ > 0;
     uint64_t& left = in_body ? body_left_ : padding_left_;
     size_t n = static_cast<size_t>(std::min<uint64_t>(left, sizeof buf));
-    SLACKER_RETURN_IF_ERROR(ReadRaw(buf, n, fmt::format("{} of entry {}", in_body ? "body" : "padding", last_name_)));
+    SLACKER_RETURN_IF_ERROR(
+        ReadRaw(buf, n, fmt::format("{} of entry {}", in_body ? "body" : "padding", last_name_)));
     left -= n;
   }
   return Status::Ok();
 }
 
-Status TarReader::ReadExtension(const char* block, uint64_t size, std::string* out, std::string* raw_header) {
+Status TarReader::ReadExtension(const char* block, uint64_t size, std::string* out,
+                                std::string* raw_header) {
   if (size > kMaxTarExtendedHeaderSize) {
-    return Errorf(EINVAL, "tar extension header '{}' at offset {} is {} bytes (limit {})", block[kTypeOff],
-                  offset_ - kTarBlockSize, size, kMaxTarExtendedHeaderSize);
+    return Errorf(EINVAL, "tar extension header '{}' at offset {} is {} bytes (limit {})",
+                  block[kTypeOff], offset_ - kTarBlockSize, size, kMaxTarExtendedHeaderSize);
   }
   std::string data(size + PaddingFor(size), '\0');
-  SLACKER_RETURN_IF_ERROR(ReadRaw(data.data(), data.size(), fmt::format("extension header '{}'", block[kTypeOff])));
+  SLACKER_RETURN_IF_ERROR(
+      ReadRaw(data.data(), data.size(), fmt::format("extension header '{}'", block[kTypeOff])));
   raw_header->append(data);
   data.resize(size);
   *out = std::move(data);
@@ -364,25 +383,29 @@ Result<bool> TarReader::Next(TarEntry* entry) {
     SLACKER_RETURN_IF_ERROR(ReadBlock(block, &eof, "header block"));
     if (eof || IsZeroBlock(block)) {
       if (!raw_header.empty()) {
-        return Errorf(EINVAL, "truncated tar stream: extension headers at offset {} are not followed by an entry",
-                      offset_);
+        return Errorf(
+            EINVAL,
+            "truncated tar stream: extension headers at offset {} are not followed by an entry",
+            offset_);
       }
       ended_ = true;
       if (eof) return false;
       SLACKER_RETURN_IF_ERROR(ReadBlock(block, &eof, "end-of-archive block"));
       if (eof || IsZeroBlock(block)) return false;
-      return Errorf(EINVAL, "invalid tar stream: a zero block at offset {} is followed by a non-zero block",
+      return Errorf(EINVAL,
+                    "invalid tar stream: a zero block at offset {} is followed by a non-zero block",
                     offset_ - 2 * kTarBlockSize);
     }
     raw_header.append(block, kTarBlockSize);
     TarEntry hdr;
     Status parsed = ParseTarHeaderBlock(block, &hdr);
     if (!parsed.ok()) {
-      return parsed.Context(fmt::format("tar header at offset {} (after entry {:?})", offset_ - kTarBlockSize,
-                                        last_name_));
+      return parsed.Context(fmt::format("tar header at offset {} (after entry {:?})",
+                                        offset_ - kTarBlockSize, last_name_));
     }
     if (hdr.size > kMaxTarEntrySize) {
-      return Errorf(EINVAL, "tar entry {}: size {} exceeds the {} byte limit", hdr.name, hdr.size, kMaxTarEntrySize);
+      return Errorf(EINVAL, "tar entry {}: size {} exceeds the {} byte limit", hdr.name, hdr.size,
+                    kMaxTarEntrySize);
     }
     std::string data;
     switch (hdr.typeflag) {
@@ -409,7 +432,8 @@ Result<bool> TarReader::Next(TarEntry* entry) {
         SLACKER_RETURN_IF_ERROR(ReadRaw(ext, sizeof ext, "GNU sparse extension block"));
         raw_header.append(ext, sizeof ext);
         if (raw_header.size() > kMaxTarExtendedHeaderSize) {
-          return Errorf(EINVAL, "tar entry {}: GNU sparse map exceeds {} bytes", hdr.name, kMaxTarExtendedHeaderSize);
+          return Errorf(EINVAL, "tar entry {}: GNU sparse map exceeds {} bytes", hdr.name,
+                        kMaxTarExtendedHeaderSize);
         }
       } while (ext[kGnuSparseExtIsExtendedOff] != 0);
     }
@@ -418,7 +442,8 @@ Result<bool> TarReader::Next(TarEntry* entry) {
     Status ps = ApplyPaxRecords(pax, &hdr);
     if (!ps.ok()) return ps.Context(fmt::format("tar entry {}", hdr.name));
     if (hdr.size > kMaxTarEntrySize) {
-      return Errorf(EINVAL, "tar entry {}: size {} exceeds the {} byte limit", hdr.name, hdr.size, kMaxTarEntrySize);
+      return Errorf(EINVAL, "tar entry {}: size {} exceeds the {} byte limit", hdr.name, hdr.size,
+                    kMaxTarEntrySize);
     }
     // As Go's archive/tar: a pre-POSIX regular file named "dir/" is a directory, and these
     // types never carry a body, whatever their size field says.
@@ -449,8 +474,8 @@ Result<size_t> TarReader::ReadBody(void* buf, size_t n) {
   if (want == 0) return size_t{0};
   SLACKER_ASSIGN_OR_RETURN(size_t got, src_.Read(buf, want));
   if (got == 0) {
-    return Errorf(EINVAL, "truncated tar stream: body of entry {} ends {} bytes early at offset {}", last_name_,
-                  body_left_, offset_);
+    return Errorf(EINVAL, "truncated tar stream: body of entry {} ends {} bytes early at offset {}",
+                  last_name_, body_left_, offset_);
   }
   body_left_ -= got;
   offset_ += got;
@@ -535,15 +560,18 @@ Status TarWriter::Add(const TarEntry& entry, std::string_view body) {
     pax += PaxRecord("gname", e.gname);
     e.gname.clear();
   }
-  if (e.mtime_sec < 0 || e.mtime_nsec != 0 || !FitsOctal(static_cast<uint64_t>(e.mtime_sec), kNumLen)) {
-    pax += e.mtime_nsec != 0 && e.mtime_sec >= 0 ? PaxRecord("mtime", fmt::format("{}.{:09}", e.mtime_sec, e.mtime_nsec))
-                                                 : PaxRecord("mtime", std::to_string(e.mtime_sec));
+  if (e.mtime_sec < 0 || e.mtime_nsec != 0 ||
+      !FitsOctal(static_cast<uint64_t>(e.mtime_sec), kNumLen)) {
+    pax += e.mtime_nsec != 0 && e.mtime_sec >= 0
+               ? PaxRecord("mtime", fmt::format("{}.{:09}", e.mtime_sec, e.mtime_nsec))
+               : PaxRecord("mtime", std::to_string(e.mtime_sec));
     if (e.mtime_sec < 0 || !FitsOctal(static_cast<uint64_t>(e.mtime_sec), kNumLen)) e.mtime_sec = 0;
   }
   for (const auto& [key, value] : e.xattrs) pax += PaxRecord("SCHILY.xattr." + key, value);
   if (!pax.empty()) {
     if (pax.size() > kMaxTarExtendedHeaderSize) {
-      return Errorf(EOVERFLOW, "tar entry {}: PAX header exceeds {} bytes", entry.name, kMaxTarExtendedHeaderSize);
+      return Errorf(EOVERFLOW, "tar entry {}: PAX header exceeds {} bytes", entry.name,
+                    kMaxTarExtendedHeaderSize);
     }
     SLACKER_RETURN_IF_ERROR(ext_header(kTarPaxHeader, "PaxHeaders/" + BaseName(entry.name), pax));
   }

@@ -77,7 +77,8 @@ class Backend {
   // REQUIRES: the volume is unmounted and detached.
   virtual Result<std::string> PromoteVolume(const std::string& layer, const nlohmann::json& meta) = 0;
   // Makes this host's volume of `layer` a writable clone of snapshot `snap` (via
-  // "<layer>.img.tmp" then rename, so a crash never leaves a half-copied volume). An
+  // "<layer>.img.tmp-XXXX" then rename, so a crash never leaves a half-copied volume;
+  // OpenLocalStore removes this host's leftovers). An
   // existing volume of that layer is replaced. ENOENT naming the snapshot if it is missing.
   virtual Status CloneSnapshot(const std::string& snap, const std::string& layer) = 0;
   // Clones any file of the store to `dst_path` (reflink, else copy; via a temporary file

@@ -92,13 +92,19 @@ Result<std::map<std::string, std::string>> FakeGraphDriver::GetMetadata(const st
 }
 
 Status FakeGraphDriver::Create(const driver::CreateRequest& req) {
-  return Record({.method = "Create", .id = req.id, .parent = req.parent,
-                 .mount_label = req.mount_label, .storage_opt = req.storage_opt});
+  return Record({.method = "Create",
+                 .id = req.id,
+                 .parent = req.parent,
+                 .mount_label = req.mount_label,
+                 .storage_opt = req.storage_opt});
 }
 
 Status FakeGraphDriver::CreateReadWrite(const driver::CreateRequest& req) {
-  return Record({.method = "CreateReadWrite", .id = req.id, .parent = req.parent,
-                 .mount_label = req.mount_label, .storage_opt = req.storage_opt});
+  return Record({.method = "CreateReadWrite",
+                 .id = req.id,
+                 .parent = req.parent,
+                 .mount_label = req.mount_label,
+                 .storage_opt = req.storage_opt});
 }
 
 Status FakeGraphDriver::Remove(const std::string& id) {
@@ -117,8 +123,7 @@ bool FakeGraphDriver::Exists(const std::string& id) {
   return exists;
 }
 
-Result<driver::DiffStream> FakeGraphDriver::Diff(const std::string& id,
-                                                 const std::string& parent) {
+Result<driver::DiffStream> FakeGraphDriver::Diff(const std::string& id, const std::string& parent) {
   SLACKER_RETURN_IF_ERROR(Record({.method = "Diff", .id = id, .parent = parent}));
   return driver::DiffStream(std::make_unique<ScriptedSource>(diff_data, diff_fail_after));
 }

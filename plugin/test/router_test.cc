@@ -1,10 +1,10 @@
 // The route table on its own, without a socket.
 #include "plugin/router.h"
 
-#include <stdexcept>
-
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 namespace slacker::plugin {
 namespace {
@@ -67,9 +67,9 @@ TEST(Router, PostReachesHandler) {
 // An exception escaping a handler is answered, not propagated: dispatch is the boundary.
 TEST(Router, HandlerExceptionBecomes500) {
   Router router;
-  ASSERT_TRUE(router.Add("/GraphDriver.Get", [](Request&) -> Reply {
-    throw std::runtime_error("boom");
-  }).ok());
+  ASSERT_TRUE(
+      router.Add("/GraphDriver.Get", [](Request&) -> Reply { throw std::runtime_error("boom"); })
+          .ok());
   Reply r = Dispatch(router, "POST", "/GraphDriver.Get");
   EXPECT_EQ(r.status, 500);
   EXPECT_EQ(json::parse(r.body), json::parse(R"({"Err":"GraphDriver.Get: internal error: boom"})"));

@@ -25,9 +25,10 @@ TEST_F(GraphDriverRoutes, ActivateImplementsGraphDriver) {
 
 // Init hands Home and Opts to the driver; UID/GID maps are accepted and ignored.
 TEST_F(GraphDriverRoutes, InitPassesHomeAndOpts) {
-  ExpectCall("/GraphDriver.Init",
-             R"({"Home":"/var/lib/docker/slacker","Opts":["size=10G","x=y"],"UIDMaps":[],"GIDMaps":null})",
-             200, "{}");
+  ExpectCall(
+      "/GraphDriver.Init",
+      R"({"Home":"/var/lib/docker/slacker","Opts":["size=10G","x=y"],"UIDMaps":[],"GIDMaps":null})",
+      200, "{}");
   Call c = OnlyCall();
   EXPECT_EQ(c.method, "Init");
   EXPECT_EQ(c.home, "/var/lib/docker/slacker");
@@ -233,6 +234,13 @@ TEST_F(GraphDriverRoutes, ChangesEmptyIsEmptyList) {
   HttpReply r = Client().Post("/GraphDriver.Changes", R"({"ID":"c","Parent":"c-init"})");
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, R"({"Changes":[]})");
+}
+
+// File names need not be UTF-8; like Go's encoding/json the reply replaces bad bytes.
+TEST_F(GraphDriverRoutes, ChangesWithNonUtf8PathIsStillJson) {
+  fake_.changes = {{"/bad\xff", driver::ChangeKind::kAdd}};
+  ExpectCall("/GraphDriver.Changes", R"({"ID":"c"})", 200,
+             R"({"Changes":[{"Path":"/bad\ufffd","Kind":1}]})");
 }
 
 TEST_F(GraphDriverRoutes, DiffSizeReturnsSize) {

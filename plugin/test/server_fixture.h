@@ -1,13 +1,12 @@
 // A Server on a unix socket in a fresh temp dir, in front of a FakeGraphDriver.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <memory>
-#include <string>
-
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "common/files.h"
 #include "plugin/server.h"

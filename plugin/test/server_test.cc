@@ -1,4 +1,5 @@
 // Socket set-up, concurrency and shutdown.
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -7,8 +8,6 @@
 #include <cstring>
 #include <fstream>
 #include <future>
-
-#include <gtest/gtest.h>
 
 #include "plugin/test/server_fixture.h"
 

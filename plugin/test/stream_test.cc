@@ -1,7 +1,7 @@
 // ApplyDiff bodies and Diff replies are streamed through, byte for byte.
-#include <random>
-
 #include <gtest/gtest.h>
+
+#include <random>
 
 #include "plugin/test/server_fixture.h"
 

@@ -3,12 +3,11 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#include <limits>
-
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <limits>
 
 namespace slacker::plugin {
 

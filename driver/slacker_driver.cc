@@ -16,6 +16,7 @@
 #include "loopdev/ext4_format.h"
 #include "loopdev/loop_device.h"
 #include "loopdev/mount.h"
+#include "loopdev/run_tool.h"
 #include "registry_shim/apply.h"
 #include "registry_shim/reference.h"
 #include "registry_shim/skeleton.h"
@@ -432,16 +433,52 @@ Status SlackerDriver::CloneBase(const std::string& snap, const std::string& laye
   struct stat st;
   if (::stat(vol.c_str(), &st) != 0) return Status::FromErrno(errno, "stat " + vol);
   uint64_t cur = static_cast<uint64_t>(st.st_size);
-  if (size_bytes / 4096 != cur / 4096) {
-    // A per-container quota that differs from the image's file system: resize the
-    // clone offline, before it is attached (online growth needs CAP_SYS_RESOURCE).
-    Status s = loopdev::ResizeExt4Offline(vol, size_bytes);
-    if (!s.ok()) {
-      backend_.RemoveVolume(layer_id);
-      return s.Context(fmt::format("resize layer file system to {} bytes", size_bytes));
+  if (size_bytes / 4096 == cur / 4096) return Status::Ok();
+  // A per-container quota that differs from the image's file system: resize the clone
+  // offline, before it is attached (online growth needs CAP_SYS_RESOURCE). resize2fs
+  // cannot always shrink far (data of top-level directories sits in high block groups);
+  // then the tree is copied into a fresh file system of the requested size.
+  Status s = loopdev::ResizeExt4Offline(vol, size_bytes);
+  if (s.ok()) return Status::Ok();
+  if (size_bytes > cur) {
+    backend_.RemoveVolume(layer_id);
+    return s.Context(fmt::format("grow layer file system to {} bytes", size_bytes));
+  }
+  log::Info("quota_copy_fallback", {{"layer", layer_id}, {"bytes", std::to_string(size_bytes)},
+                                     {"resize_error", s.message()}});
+  s = CopyTreeIntoNewFs(snap, layer_id, size_bytes);
+  if (!s.ok()) backend_.RemoveVolume(layer_id);
+  return s;
+}
+
+Status SlackerDriver::CopyTreeIntoNewFs(const std::string& snap, const std::string& layer_id,
+                                        uint64_t size_bytes) {
+  SLACKER_ASSIGN_OR_RETURN(std::string tmpl, EnsureTemplate(size_bytes));
+  std::string vol = backend_.VolumePath(layer_id);
+  SLACKER_RETURN_IF_ERROR(backend_.CloneFile(tmpl, vol));
+  std::string src_dir = JoinPath(opts_.state_dir, "views/" + RandomHex(8));
+  std::string dst_dir = JoinPath(opts_.state_dir, "views/" + RandomHex(8));
+  SLACKER_RETURN_IF_ERROR(MakeDirs(src_dir, 0700));
+  SLACKER_RETURN_IF_ERROR(MakeDirs(dst_dir, 0700));
+  Status result;
+  {
+    loopdev::MountedImage::Options ro;
+    ro.read_only = true;
+    auto src = loopdev::MountedImage::Mount(os_, backend_.SnapshotPath(snap), src_dir, ro);
+    auto dst = src.ok() ? loopdev::MountedImage::Mount(os_, vol, dst_dir) : Result<loopdev::MountedImage>(src.status());
+    if (!dst.ok()) {
+      result = dst.status();
+    } else {
+      result = loopdev::RunToolChecked({"cp", "-a", "--", src_dir + "/.", dst_dir + "/"});
+      if (!result.ok()) {
+        result = Errorf(ENOSPC, "the image's files do not fit into storage-opt size={} bytes: {}", size_bytes,
+                        result.message());
+      }
     }
   }
-  return Status::Ok();
+  ::rmdir(src_dir.c_str());
+  ::rmdir(dst_dir.c_str());
+  return result;
 }
 
 Result<std::string> SlackerDriver::EnsureTemplate(uint64_t size_bytes) {

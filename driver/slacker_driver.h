@@ -91,6 +91,7 @@ class SlackerDriver : public GraphDriver {
   Result<uint64_t> SampleWrites(int loop_index, const std::string& mountpoint);
   Status CloneBase(const std::string& snap, const std::string& layer_id, uint64_t size_bytes);
   Result<std::string> EnsureTemplate(uint64_t size_bytes);
+  Status CopyTreeIntoNewFs(const std::string& snap, const std::string& layer_id, uint64_t size_bytes);
 
   os::Os& os_;
   storage_backend::Backend& backend_;

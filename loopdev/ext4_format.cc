@@ -17,6 +17,8 @@
 #include "common/fd.h"
 
 namespace slacker::loopdev {
+
+constexpr unsigned kMaxJournalBlocks = 4096;  // 16 MiB of 4 KiB blocks
 namespace {
 
 constexpr uint32_t kBlockSize = 4096;
@@ -160,6 +162,10 @@ Status FormatExt4(const std::string& image_path, uint64_t size_bytes, const Ext4
       // Too small for a journal (mke2fs drops the feature the same way).
       ext2fs_clear_feature_journal(sb);
     } else {
+      // At most 16 MiB (mke2fs's size for 1-2 GiB file systems): a layer's journal
+      // must fit into the smallest per-container quota a clone may be shrunk to
+      // (`--storage-opt size=`, resize2fs cannot move or shrink the journal).
+      if (jparams.num_journal_blocks > kMaxJournalBlocks) jparams.num_journal_blocks = kMaxJournalBlocks;
       err = ext2fs_add_journal_inode3(fs.get(), &jparams, ~0ULL,
                                       EXT2_MKJOURNAL_LAZYINIT | EXT2_MKJOURNAL_NO_MNT_CHECK);
       if (err) return Ext2Error(err, ctx("create journal"));

@@ -232,9 +232,10 @@ Status AddGraphDriverRoutes(Router& router, driver::GraphDriver& d, size_t max_j
     }));
   }
   // Remove and Put: {"ID"} in, {} out.
-  for (auto [path, call] : {std::pair{"/GraphDriver.Remove", &driver::GraphDriver::Remove},
-                            std::pair{"/GraphDriver.Put", &driver::GraphDriver::Put}}) {
-    SLACKER_RETURN_IF_ERROR(add(path, [&d, call](Args& a) {
+  for (const auto& route : {std::pair{"/GraphDriver.Remove", &driver::GraphDriver::Remove},
+                             std::pair{"/GraphDriver.Put", &driver::GraphDriver::Put}}) {
+    auto call = route.second;  // not a structured binding: clang < 16 cannot capture those
+    SLACKER_RETURN_IF_ERROR(add(route.first, [&d, call](Args& a) {
       std::string id = a.Id();
       if (!a.ok()) return a.BadRequest();
       return Done((d.*call)(id));

@@ -20,7 +20,7 @@ struct Reference {
   std::string store;     // store uuid, 32 lowercase hex characters
   std::string snapshot;  // snapshot id, 32 lowercase hex characters
   uint64_t bytes = 0;    // size of the layer's change against its parent
-  std::string mac;       // hex HMAC-SHA256 of MacInput(); empty without a cluster key
+  std::string mac;       // hex HMAC-SHA256 of ReferenceMacInput(); empty without a key
 };
 
 // The string the MAC covers: "format|store|snapshot|bytes".

@@ -56,12 +56,13 @@ Status Unmount(os::Os& os, const std::string& target) {
 class ViewSource : public ByteSource {
  public:
   ViewSource(std::unique_ptr<ByteSource> inner, std::shared_ptr<void> keep)
-      : inner_(std::move(inner)), keep_(std::move(keep)) {}
+      : keep_(std::move(keep)), inner_(std::move(inner)) {}
   Result<size_t> Read(void* buf, size_t n) override { return inner_->Read(buf, n); }
 
  private:
-  std::unique_ptr<ByteSource> inner_;
+  // Declared first, destroyed last: the stream's open files go before the unmount.
   std::shared_ptr<void> keep_;
+  std::unique_ptr<ByteSource> inner_;
 };
 
 }  // namespace
@@ -104,11 +105,22 @@ Result<std::unique_ptr<SlackerDriver>> SlackerDriver::Open(os::Os& os, Backend& 
   }
   ::chmod(JoinPath(options.state_dir, "empty").c_str(), 0755);
   std::unique_ptr<SlackerDriver> d(new SlackerDriver(os, backend, std::move(options)));
+  d->default_size_at_start_ = d->opts_.default_size;
   SLACKER_RETURN_IF_ERROR(d->Recover());
+  // dockerd does not resend Init when the plugin restarts: re-apply the last one.
   auto plugin = ReadFileToString(JoinPath(d->opts_.state_dir, "plugin.json"));
   if (plugin.ok()) {
     auto j = nlohmann::json::parse(*plugin, nullptr, false);
-    if (j.is_object()) d->home_ = j.value("home", "");
+    if (j.is_object() && j.contains("options") && j["options"].is_array()) {
+      d->home_ = j.value("home", "");
+      std::vector<std::string> options;
+      for (const auto& o : j["options"]) {
+        if (o.is_string()) options.push_back(o.get<std::string>());
+      }
+      SLACKER_ASSIGN_OR_RETURN(d->opts_.default_size, ParseDriverOptions(options, d->opts_.default_size));
+    } else {
+      log::Warn("plugin_json_unreadable", {{"file", JoinPath(d->opts_.state_dir, "plugin.json")}});
+    }
   }
   return d;
 }
@@ -223,18 +235,26 @@ std::vector<int> SlackerDriver::LoopsBacking(const std::string& file) {
   return *loops;
 }
 
-Status SlackerDriver::Init(const std::string& home, const std::vector<std::string>& options) {
-  uint64_t size = opts_.default_size;
+// dockerd --storage-opt values. Returns the default layer size.
+Result<uint64_t> SlackerDriver::ParseDriverOptions(const std::vector<std::string>& options,
+                                                   uint64_t default_size) {
+  uint64_t size = default_size;
   for (const auto& o : options) {
     auto eq = o.find('=');
     std::string key = o.substr(0, eq);
     std::string value = eq == std::string::npos ? "" : o.substr(eq + 1);
     if (key == "size" || key == "slacker.size") {
       SLACKER_ASSIGN_OR_RETURN(size, ParseSize(value));
+      if (size < (16ull << 20)) return Errorf(EINVAL, "storage option {:?}: slacker needs at least 16M", o);
     } else {
       return Errorf(EINVAL, "unknown storage option {:?} (slacker knows: size)", o);
     }
   }
+  return size;
+}
+
+Status SlackerDriver::Init(const std::string& home, const std::vector<std::string>& options) {
+  SLACKER_ASSIGN_OR_RETURN(uint64_t size, ParseDriverOptions(options, default_size_at_start_));
   if (!home.empty()) SLACKER_RETURN_IF_ERROR(MakeDirs(home, 0700));
   nlohmann::json j = {{"home", home}, {"options", options}};
   SLACKER_RETURN_IF_ERROR(AtomicWriteFile(JoinPath(opts_.state_dir, "plugin.json"), j.dump() + "\n"));

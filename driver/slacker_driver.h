@@ -67,6 +67,7 @@ class SlackerDriver : public GraphDriver {
  private:
   SlackerDriver(os::Os& os, storage_backend::Backend& backend, DriverOptions options);
   Status Recover();
+  static Result<uint64_t> ParseDriverOptions(const std::vector<std::string>& options, uint64_t default_size);
   Status CreateLayer(const CreateRequest& req, LayerKind kind);
   std::shared_ptr<Layer> Find(const std::string& id);
   Status Persist(const LayerRecord& rec);
@@ -97,6 +98,7 @@ class SlackerDriver : public GraphDriver {
   storage_backend::Backend& backend_;
   DriverOptions opts_;
   std::string home_;
+  uint64_t default_size_at_start_ = 0;  // before any Init option
 
   mutable std::mutex mu_;  // guards layers_ and counters_
   std::map<std::string, std::shared_ptr<Layer>> layers_;

@@ -233,7 +233,7 @@ Status AddGraphDriverRoutes(Router& router, driver::GraphDriver& d, size_t max_j
   }
   // Remove and Put: {"ID"} in, {} out.
   for (const auto& route : {std::pair{"/GraphDriver.Remove", &driver::GraphDriver::Remove},
-                             std::pair{"/GraphDriver.Put", &driver::GraphDriver::Put}}) {
+                            std::pair{"/GraphDriver.Put", &driver::GraphDriver::Put}}) {
     auto call = route.second;  // not a structured binding: clang < 16 cannot capture those
     SLACKER_RETURN_IF_ERROR(add(route.first, [&d, call](Args& a) {
       std::string id = a.Id();

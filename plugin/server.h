@@ -24,7 +24,8 @@ struct ServerOptions {
   // and discarded, so the client finishes sending and reads the reply; beyond it the
   // connection is closed.
   uint64_t max_drain_bytes = uint64_t{64} << 20;
-  // Stop() waits this long for in-flight requests before cutting their connections.
+  // Stop() waits this long for in-flight requests, then shuts their connections down and
+  // gives them one more second before abandoning any still stuck inside the driver.
   std::chrono::milliseconds stop_grace{10'000};
 };
 

@@ -1,6 +1,7 @@
 // The driver's state machine on FakeOs: no root, no real mounts. FakeOs keeps a mount
 // and loop table; FICLONE copies bytes; "mounted" directories are plain directories.
 #include <sys/mount.h>
+#include <sys/stat.h>
 
 #include <gtest/gtest.h>
 
@@ -238,6 +239,18 @@ TEST_F(DriverFakeTest, FailedMountLeavesNoLoopAndTheLayerUsable) {
   EXPECT_TRUE(os_.Loops().empty()) << "the loop device is released with its fd (autoclear)";
   ASSERT_TRUE(driver_->Get("c1", "").ok());
   ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+TEST_F(DriverFakeTest, InitOptionsSurviveAPluginRestart) {
+  ASSERT_TRUE(driver_->Init(dir_ + "/home", {"size=48M"}).ok());
+  Reopen();  // dockerd does not call Init again
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  ASSERT_TRUE(driver_->Get("c1", "").ok());
+  struct stat st;
+  ASSERT_EQ(::stat(backend_->VolumePath("c1").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 48ll << 20);
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  EXPECT_EQ(driver_->Init(dir_ + "/home", {"bogus=1"}).code(), EINVAL);
 }
 
 TEST_F(DriverFakeTest, StorageOptSizeIsValidated) {

@@ -43,7 +43,8 @@ TEST_F(ServerLifecycle, ReplacesStaleSocket) {
   int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  std::strcpy(addr.sun_path, opts_.socket_path.c_str());
+  ASSERT_LT(opts_.socket_path.size(), sizeof addr.sun_path);
+  std::memcpy(addr.sun_path, opts_.socket_path.c_str(), opts_.socket_path.size() + 1);
   ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   ::close(fd);  // the file stays, nobody listens
   StartServer();

@@ -656,12 +656,7 @@ Result<uint64_t> SlackerDriver::SnapshotDiffBytes(Layer& layer, const std::strin
 }
 
 Result<int64_t> SlackerDriver::DiffBytesAgainstParent(Layer& layer, const std::string& layer_root) {
-  if (layer.rec.parent.empty()) {
-    SLACKER_ASSIGN_OR_RETURN(auto changes, ComputeChanges(layer_root, ""));
-    return ChangesSize(layer_root, changes);
-  }
-  SLACKER_ASSIGN_OR_RETURN(auto parent_view, OpenView(layer.rec.parent));
-  SLACKER_ASSIGN_OR_RETURN(auto changes, ComputeChanges(layer_root, parent_view->path()));
+  SLACKER_ASSIGN_OR_RETURN(auto changes, ChangesAgainst(layer_root, layer.rec.parent));
   return ChangesSize(layer_root, changes);
 }
 
@@ -740,34 +735,31 @@ Result<DiffStream> SlackerDriver::Diff(const std::string& id, const std::string&
   return DiffStream(std::make_unique<StringSource>(std::string(1024, '\0')));
 }
 
-Result<std::vector<Change>> SlackerDriver::Changes(const std::string& id, const std::string& parent) {
+// `parent` as given, or the layer's own parent when empty (as overlay2 does).
+Result<std::string> SlackerDriver::BaseOf(const std::string& id, const std::string& parent, const char* what) {
   auto layer = Find(id);
-  if (!layer) return Errorf(ENOENT, "changes of layer {}: no such layer", id);
-  std::string base = parent;
-  {
-    std::lock_guard<std::mutex> l(layer->mu);
-    if (base.empty()) base = layer->rec.parent;
-  }
+  if (!layer) return Errorf(ENOENT, "{} of layer {}: no such layer", what, id);
+  if (!parent.empty()) return parent;
+  std::lock_guard<std::mutex> l(layer->mu);
+  return layer->rec.parent;
+}
+
+Result<std::vector<Change>> SlackerDriver::ChangesAgainst(const std::string& root, const std::string& base_id) {
+  if (base_id.empty()) return ComputeChanges(root, "");
+  SLACKER_ASSIGN_OR_RETURN(auto base_view, OpenView(base_id));
+  return ComputeChanges(root, base_view->path());
+}
+
+Result<std::vector<Change>> SlackerDriver::Changes(const std::string& id, const std::string& parent) {
+  SLACKER_ASSIGN_OR_RETURN(std::string base, BaseOf(id, parent, "changes"));
   SLACKER_ASSIGN_OR_RETURN(auto view, OpenView(id));
-  if (base.empty()) return ComputeChanges(view->path(), "");
-  SLACKER_ASSIGN_OR_RETURN(auto parent_view, OpenView(base));
-  return ComputeChanges(view->path(), parent_view->path());
+  return ChangesAgainst(view->path(), base);
 }
 
 Result<int64_t> SlackerDriver::DiffSize(const std::string& id, const std::string& parent) {
-  auto layer = Find(id);
-  if (!layer) return Errorf(ENOENT, "diff size of layer {}: no such layer", id);
-  std::string base = parent;
-  {
-    std::lock_guard<std::mutex> l(layer->mu);
-    if (base.empty()) base = layer->rec.parent;
-  }
+  SLACKER_ASSIGN_OR_RETURN(std::string base, BaseOf(id, parent, "diff size"));
   SLACKER_ASSIGN_OR_RETURN(auto view, OpenView(id));
-  std::unique_ptr<View> parent_view;
-  if (!base.empty()) {
-    SLACKER_ASSIGN_OR_RETURN(parent_view, OpenView(base));
-  }
-  SLACKER_ASSIGN_OR_RETURN(auto changes, ComputeChanges(view->path(), parent_view ? parent_view->path() : ""));
+  SLACKER_ASSIGN_OR_RETURN(auto changes, ChangesAgainst(view->path(), base));
   return ChangesSize(view->path(), changes);
 }
 

@@ -89,6 +89,8 @@ class SlackerDriver : public GraphDriver {
   // Takes the layer's mutex (callers hold only descendants' mutexes: child → parent order).
   Result<std::string> ContentSnapshot(const std::string& id);
   Result<std::unique_ptr<View>> OpenView(const std::string& id);
+  Result<std::string> BaseOf(const std::string& id, const std::string& parent, const char* what);
+  Result<std::vector<Change>> ChangesAgainst(const std::string& root, const std::string& base_id);
   Result<uint64_t> SampleWrites(int loop_index, const std::string& mountpoint);
   Status CloneBase(const std::string& snap, const std::string& layer_id, uint64_t size_bytes);
   Result<std::string> EnsureTemplate(uint64_t size_bytes);

@@ -20,9 +20,10 @@
 # Two workers (w1, w2) and a local registry exercise push/pull. On slacker both
 # workers need the same store: a pushed slacker layer is a reference to a snapshot on
 # the store (DESIGN.md §5), which only a worker on that store can pull.
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=test/e2e/lib.sh
+# shellcheck source=lib.sh
 . "$here/lib.sh"
 
 MODE=${1:-slacker}

@@ -321,6 +321,7 @@ e2e_wait_for() {
 # /usr/lib/docker/plugins/NAME.spec; see moby pkg/plugins/discovery.go), so a spec
 # file /etc/docker/plugins/NAME.spec points dockerd at the private socket. Pick a
 # NAME unique to this run (e.g. slk$$a): the spec dir is shared by the whole host.
+# E2E_PLUGIN_SPEC=0: no spec file (for callers that use the socket directly).
 start_slackerd() {
   local name=$1
   shift
@@ -339,9 +340,11 @@ start_slackerd() {
   if [ ! -e "$W/.e2e/registered-slackerd-$name" ]; then
     touch "$W/.e2e/registered-slackerd-$name"
     e2e_defer stop_slackerd "$name"
-    mkdir -p /etc/docker/plugins
-    echo "unix://$sock" >"/etc/docker/plugins/$name.spec"
-    e2e_defer rm -f "/etc/docker/plugins/$name.spec"
+    if [ "${E2E_PLUGIN_SPEC:-1}" = 1 ]; then
+      mkdir -p /etc/docker/plugins
+      echo "unix://$sock" >"/etc/docker/plugins/$name.spec"
+      e2e_defer rm -f "/etc/docker/plugins/$name.spec"
+    fi
   fi
   e2e_wait_for "slackerd $name" "$pid" "$log" test -S "$sock" || return
   e2e_log "slackerd $name up (pid $pid, socket $sock)"

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# moby's graphdriver conformance suite (graphtest) against slackerd.
+#
+#   test/e2e/conformance.sh [go test args, e.g. -run CreateSnap]
+#
+# Starts slackerd ($SLACKERD, default build/cmd/slackerd) with a private state dir and
+# its own embedded store under /var/tmp/slacker-e2e.XXXXXX, runs
+# shared/conformance/graphtest/run.sh against its socket (-timeout 30m: a stalled
+# plugin costs ~30 s per call), stops slackerd, and checks that nothing stays mounted
+# or attached. Root only. The shared/ dir is found beside the repository (in CI the
+# repository is a fresh clone with shared/ next to it) or at $SLACKER_SHARED.
+# shellcheck source-path=SCRIPTDIR
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+SHARED=${SLACKER_SHARED:-$REPO/../shared}
+RUN_SH=$SHARED/conformance/graphtest/run.sh
+[ -f "$RUN_SH" ] || {
+  echo "conformance: $RUN_SH not found (set SLACKER_SHARED to the shared/ dir)" >&2
+  exit 2
+}
+NAME=slk$$gt
+# run.sh talks to the socket directly: no plugin spec file for dockerd needed.
+export E2E_PLUGIN_SPEC=0
+
+e2e_workdir
+echo "conformance: work dir $W, slackerd $SLACKERD"
+
+setup() { start_slackerd "$NAME"; }
+
+graphtest() {
+  local out=$W/graphtest.out rc=0
+  GRAPHTEST_NAME=$NAME bash "$RUN_SH" "$W/plugins/$NAME.sock" -timeout 30m "$@" 2>&1 |
+    tee "$out" || rc=$?
+  # run.sh keeps its temp dir, and says so, if the suite left something mounted there.
+  if grep -q 'mounts left under' "$out"; then fail "graphtest left mounts behind"; fi
+  [ "$rc" = 0 ] || fail "graphtest failed (status $rc)"
+}
+
+stop_clean() {
+  stop_slackerd "$NAME" || fail "slackerd did not exit 0 on SIGTERM (log: $W/$NAME-slackerd.log)"
+}
+
+no_leaks() {
+  assert_eq "" "$(e2e_mounts_under "$W")" "mounts left under $W after slackerd stopped"
+  assert_eq "" "$(e2e_loops_under "$W")" "loop devices left backed by files under $W"
+  assert_eq "" "$(e2e_pids_under "$W")" "processes left running from $W"
+}
+
+run_case "start slackerd" setup
+if [ "$E2E_FAILED" = 0 ]; then
+  run_case "graphtest suite" graphtest "$@"
+fi
+run_case "slackerd stops cleanly" stop_clean
+run_case "no mounts, loops or processes left" no_leaks
+e2e_summary

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Two workers, one store (issue 5): two slackerds with their own --host-id on one
+# shared reflink store, two private dockerds, one stock registry (docker-registry 2.8).
+# Worker A commits and pushes; worker B pulls (O(1): a reference layer copies no data)
+# and runs it, modifies, pushes a new tag; A pulls and runs that. Also checks that the
+# pushed committed layers are reference tars of a few KiB, and that an image whose
+# layers came in as ordinary tars goes out as ordinary tars with identical digests.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+e2e_workdir
+
+# The shared store: an XFS image with reflink, as an NFSv4.2/XFS share would be.
+truncate -s 16G "$W/store.img"
+mkfs.xfs -q -m reflink=1 -s size=4096 "$W/store.img"
+mkdir -p "$W/store"
+mount -o loop,noatime "$W/store.img" "$W/store"
+e2e_defer umount "$W/store"
+
+A=slk$$a
+B=slk$$b
+start_slackerd "$A" --store "$W/store"
+start_slackerd "$B" --store "$W/store"
+REG=$(start_registry)
+start_dockerd wa "$A" --insecure-registry "$REG"
+start_dockerd wb "$B" --insecure-registry "$REG"
+make_busybox_image wa "$REG/base:1"
+
+layer_digests() {
+  curl -fsS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$REG/v2/$1/manifests/$2" | python3 -c \
+    'import json,sys; print(" ".join(l["digest"] for l in json.load(sys.stdin)["layers"]))'
+}
+
+store_used_kib() { sync -f "$W/store"; df -k --output=used "$W/store" | tail -1 | tr -d ' '; }
+
+# The compressed size of each layer blob of REPO:TAG, from the registry's manifest.
+layer_sizes() {
+  curl -fsS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$REG/v2/$1/manifests/$2" | python3 -c \
+    'import json,sys; print(" ".join(str(l["size"]) for l in json.load(sys.stdin)["layers"]))'
+}
+
+case_push_base_as_standard_tar() {
+  dk wa push "$REG/base:1" >/dev/null
+  local sizes
+  sizes=$(layer_sizes base 1)
+  e2e_log "base layer blob sizes: $sizes"
+  [ "$sizes" -gt 100000 ] || fail "the imported (standard) layer should go out as a real tar, got $sizes bytes"
+}
+
+case_a_commits_and_pushes_a_reference() {
+  dk wa run --name c1 --network none "$REG/base:1" sh -c 'echo from-a > /data-a; mkdir -p /srv; echo v1 > /srv/app' >/dev/null
+  dk wa commit c1 "$REG/app:v1" >/dev/null
+  dk wa push "$REG/app:v1" >/dev/null
+  local sizes top
+  sizes=$(layer_sizes app v1)
+  top=${sizes##* }
+  e2e_log "app:v1 layer blob sizes: $sizes"
+  [ "$top" -lt 4096 ] || fail "the committed layer should be a reference tar of a few KiB, got $top bytes"
+}
+
+case_b_pulls_without_copying_and_runs() {
+  dk wb pull "$REG/base:1" >/dev/null  # the ordinary layer (unpacked once on B)
+  local before after out
+  before=$(store_used_kib)
+  dk wb pull "$REG/app:v1" >/dev/null
+  after=$(store_used_kib)
+  e2e_log "store used before/after pulling app:v1 on B: ${before} KiB / ${after} KiB"
+  [ $((after - before)) -lt 1024 ] || fail "pulling a reference layer copied data: $((after - before)) KiB"
+  out=$(dk wb run --rm --network none "$REG/app:v1" cat /data-a /srv/app)
+  assert_eq "from-a
+v1" "$out" "content on worker B"
+  grep -q "event=apply_reference" "$W/$B-slackerd.log" ||
+    fail "B's slackerd did not apply a reference"
+}
+
+case_b_modifies_and_pushes_a_new_tag() {
+  dk wb run --name c2 --network none "$REG/app:v1" sh -c 'echo from-b > /data-b; echo v2 > /srv/app' >/dev/null
+  dk wb commit c2 "$REG/app:v2" >/dev/null
+  dk wb push "$REG/app:v2" >/dev/null
+  local sizes
+  sizes=$(layer_sizes app v2)
+  e2e_log "app:v2 layer blob sizes: $sizes"
+  [ "${sizes##* }" -lt 4096 ] || fail "B's committed layer should be a reference tar"
+}
+
+case_a_pulls_and_runs_b_s_tag() {
+  dk wa pull "$REG/app:v2" >/dev/null
+  local out
+  out=$(dk wa run --rm --network none "$REG/app:v2" cat /data-a /data-b /srv/app)
+  assert_eq "from-a
+from-b
+v2" "$out" "content on worker A"
+}
+
+case_b_repushes_the_standard_base_unchanged() {
+  dk wb tag "$REG/base:1" "$REG/base:again"
+  dk wb push "$REG/base:again" >/dev/null
+  local l1 l2
+  l1=$(layer_digests base 1)
+  l2=$(layer_digests base again)
+  assert_eq "$l1" "$l2" "layer digests after B re-pushed A's standard image"
+}
+
+run_case push_base_as_standard_tar case_push_base_as_standard_tar
+run_case a_commits_and_pushes_a_reference case_a_commits_and_pushes_a_reference
+run_case b_pulls_without_copying_and_runs case_b_pulls_without_copying_and_runs
+run_case b_modifies_and_pushes_a_new_tag case_b_modifies_and_pushes_a_new_tag
+run_case a_pulls_and_runs_b_s_tag case_a_pulls_and_runs_b_s_tag
+run_case b_repushes_the_standard_base_unchanged case_b_repushes_the_standard_base_unchanged
+e2e_summary

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <openssl/evp.h>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -100,7 +101,7 @@ SlackerDriver::~SlackerDriver() = default;
 Result<std::unique_ptr<SlackerDriver>> SlackerDriver::Open(os::Os& os, Backend& backend,
                                                            DriverOptions options) {
   if (options.host_id.empty()) return Errorf(EINVAL, "host id must not be empty");
-  for (const char* sub : {"layers", "mnt", "views", "empty"}) {
+  for (const char* sub : {"layers", "mnt", "views", "empty", "spool"}) {
     SLACKER_RETURN_IF_ERROR(MakeDirs(JoinPath(options.state_dir, sub), 0700));
   }
   ::chmod(JoinPath(options.state_dir, "empty").c_str(), 0755);
@@ -148,6 +149,11 @@ SlackerDriver::Counters SlackerDriver::counters() const {
 // or roll back half-done work (DESIGN.md §6).
 Status SlackerDriver::Recover() {
   std::string layers_dir = JoinPath(opts_.state_dir, "layers");
+  SLACKER_RETURN_IF_ERROR(MakeDirs(JoinPath(backend_.root(), "chains"), 0755));
+  SLACKER_ASSIGN_OR_RETURN(auto spooled, ListDir(JoinPath(opts_.state_dir, "spool")));
+  for (const auto& f : spooled) {
+    RemoveFileIfExists(JoinPath(opts_.state_dir, "spool/" + f));  // an interrupted ApplyDiff
+  }
   SLACKER_ASSIGN_OR_RETURN(auto names, ListDir(layers_dir));
   for (const auto& name : names) {
     std::string path = JoinPath(layers_dir, name);
@@ -821,16 +827,140 @@ Result<int64_t> SlackerDriver::ApplyReference(Layer& layer, const std::string& b
   return next.diff_size;
 }
 
+// Reads a whole stream into a file while hashing it (SHA-256: the layer's DiffID).
+class SpoolFile {
+ public:
+  ~SpoolFile() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+  Status Fill(const std::string& path, ByteSource& src) {
+    path_ = path;
+    fd_.Reset(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd_.valid()) return Status::FromErrno(errno, "create spool " + path);
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+    std::vector<char> buf(1 << 20);
+    Status result;
+    for (;;) {
+      auto n = src.Read(buf.data(), buf.size());
+      if (!n.ok()) {
+        result = n.status();
+        break;
+      }
+      if (*n == 0) break;
+      EVP_DigestUpdate(ctx, buf.data(), *n);
+      size_t done = 0;
+      while (done < *n) {
+        ssize_t w = ::write(fd_.get(), buf.data() + done, *n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) {
+          result = Status::FromErrno(errno, "write spool " + path);
+          break;
+        }
+        done += static_cast<size_t>(w);
+      }
+      if (!result.ok()) break;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx, md, &len);
+    EVP_MD_CTX_free(ctx);
+    digest_ = "sha256:" + Hex(md, len);
+    if (result.ok() && ::lseek(fd_.get(), 0, SEEK_SET) != 0) result = Status::FromErrno(errno, "rewind spool");
+    return result;
+  }
+  const std::string& digest() const { return digest_; }
+  Result<size_t> Read(void* buf, size_t n) {
+    for (;;) {
+      ssize_t r = ::read(fd_.get(), buf, n);
+      if (r >= 0) return static_cast<size_t>(r);
+      if (errno != EINTR) return Status::FromErrno(errno, "read spool " + path_);
+    }
+  }
+  static std::string Hex(const unsigned char* p, size_t n) {
+    static const char* kHex = "0123456789abcdef";
+    std::string out;
+    for (size_t i = 0; i < n; ++i) {
+      out += kHex[p[i] >> 4];
+      out += kHex[p[i] & 15];
+    }
+    return out;
+  }
+
+ private:
+  std::string path_;
+  UniqueFd fd_;
+  std::string digest_;
+};
+
+class SpoolSource : public ByteSource {
+ public:
+  explicit SpoolSource(SpoolFile& f) : f_(f) {}
+  Result<size_t> Read(void* buf, size_t n) override { return f_.Read(buf, n); }
+
+ private:
+  SpoolFile& f_;
+};
+
+std::string ChainKey(const std::string& base_snapshot, const std::string& diff_id) {
+  std::string in = base_snapshot + " " + diff_id;
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(in.data(), in.size(), md, &len, EVP_sha256(), nullptr);
+  return SpoolFile::Hex(md, len);
+}
+
+std::string SlackerDriver::ChainPath(const std::string& key) const {
+  return JoinPath(backend_.root(), "chains/" + key);
+}
+
+// Dedup across the cluster: a standard layer whose chain (the parent's content snapshot
+// + its DiffID) any worker already applied is the same tree, and its skeleton reproduces
+// the same bytes. The chain index lives on the shared store: chains/<sha256(base+" "+diffid)>
+// holds the snapshot id. REQUIRES layer.mu held.
 Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
   const std::string& id = layer.rec.id;
-  bool had_volume = layer.rec.has_volume;
-  if (!had_volume) {
-    std::string base = layer.rec.snapshot;
-    if (base.empty() && !layer.rec.parent.empty()) {
-      SLACKER_ASSIGN_OR_RETURN(base, ContentSnapshot(layer.rec.parent));
-    }
-    SLACKER_RETURN_IF_ERROR(CloneBase(base, id, layer.rec.size_bytes).Context("apply diff to layer " + id));
+  if (layer.rec.has_volume) return ApplyStandardInto(layer, tar, "");  // written through Get first
+  std::string base = layer.rec.snapshot;
+  if (base.empty() && !layer.rec.parent.empty()) {
+    SLACKER_ASSIGN_OR_RETURN(base, ContentSnapshot(layer.rec.parent));
   }
+  SpoolFile spool;
+  SLACKER_RETURN_IF_ERROR(spool.Fill(JoinPath(opts_.state_dir, "spool/" + id + ".tar"), tar)
+                              .Context("apply diff to layer " + id));
+  std::string key = ChainKey(base, spool.digest());
+  auto known = ReadFileToString(ChainPath(key));
+  if (known.ok()) {
+    std::string snap = known->substr(0, known->find('\n'));
+    if (backend_.SnapshotExists(snap) && PathExists(backend_.SnapshotFilePath(snap, ".skel"))) {
+      auto meta = backend_.ReadSnapshotMeta(snap);
+      int64_t size = meta.ok() ? meta->value("bytes", int64_t{0}) : 0;
+      SLACKER_RETURN_IF_ERROR(backend_.AddRef(snap));
+      LayerRecord next = layer.rec;
+      next.snapshot = snap;
+      next.origin = Origin::kTar;
+      next.dirty = false;
+      next.diff_size = size;
+      SLACKER_RETURN_IF_ERROR(Persist(next));
+      layer.rec = next;
+      {
+        std::lock_guard<std::mutex> ml(mu_);
+        counters_.dedup_hits++;
+      }
+      log::Info("apply_tar_dedup", {{"layer", id}, {"snapshot", snap}, {"diff_id", spool.digest()}});
+      return size;
+    }
+  }
+  SLACKER_RETURN_IF_ERROR(CloneBase(base, id, layer.rec.size_bytes).Context("apply diff to layer " + id));
+  SpoolSource src(spool);
+  return ApplyStandardInto(layer, src, key);
+}
+
+// Unpacks `tar` into the layer's volume (cloned already) and promotes it to a snapshot.
+// `chain_key` non-empty: publish the result in the chain index.
+Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, const std::string& chain_key) {
+  const std::string& id = layer.rec.id;
+  bool had_volume = chain_key.empty();
   // Any failure from here on discards the staging volume (an interrupted ApplyDiff
   // leaves no layer content behind; dockerd retries).
   auto discard = [&](const Status& s) -> Status {
@@ -877,6 +1007,10 @@ Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
   {
     std::lock_guard<std::mutex> ml(mu_);
     counters_.snapshots++;
+  }
+  if (!chain_key.empty()) {
+    Status cs = AtomicWriteFile(ChainPath(chain_key), *snap + "\n");
+    if (!cs.ok()) log::Warn("chain_index_write_failed", {{"layer", id}, {"err", cs.message()}});
   }
   log::Info("apply_tar", {{"layer", id}, {"snapshot", *snap}, {"entries", std::to_string(stats->entries)},
                           {"bytes", std::to_string(stats->size)}});

@@ -58,6 +58,7 @@ class SlackerDriver : public GraphDriver {
   // Counters for tests and Status (monotonic since start).
   struct Counters {
     uint64_t clones = 0, snapshots = 0, snapshot_cache_hits = 0, ro_mounts = 0, rw_mounts = 0;
+    uint64_t dedup_hits = 0;
   };
   Counters counters() const;
 
@@ -84,6 +85,8 @@ class SlackerDriver : public GraphDriver {
   std::vector<int> LoopsBacking(const std::string& file);
   Result<int64_t> ApplyReference(Layer& layer, const std::string& bytes);
   Result<int64_t> ApplyStandard(Layer& layer, ByteSource& tar);
+  Result<int64_t> ApplyStandardInto(Layer& layer, ByteSource& tar, const std::string& chain_key);
+  std::string ChainPath(const std::string& key) const;
 
   // The snapshot that holds layer `id`'s current content ("" = empty file system).
   // Takes the layer's mutex (callers hold only descendants' mutexes: child → parent order).

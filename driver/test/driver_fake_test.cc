@@ -9,6 +9,7 @@
 #include "driver/slacker_driver.h"
 #include "os/fake_os.h"
 #include "registry_shim/reference.h"
+#include "registry_shim/tar.h"
 #include "storage_backend/local_backend.h"
 
 namespace slacker::driver {
@@ -251,6 +252,53 @@ TEST_F(DriverFakeTest, InitOptionsSurviveAPluginRestart) {
   EXPECT_EQ(st.st_size, 48ll << 20);
   ASSERT_TRUE(driver_->Put("c1").ok());
   EXPECT_EQ(driver_->Init(dir_ + "/home", {"bogus=1"}).code(), EINVAL);
+}
+
+std::string OneFileTar(const std::string& name, const std::string& body) {
+  StringSink out;
+  registry_shim::TarWriter w(out);
+  registry_shim::TarEntry e;
+  e.name = name;
+  e.typeflag = registry_shim::kTarRegular;
+  e.mode = 0644;
+  e.size = body.size();
+  EXPECT_TRUE(w.Add(e, body).ok());
+  EXPECT_TRUE(w.Finish().ok());
+  return out.data();
+}
+
+TEST_F(DriverFakeTest, AStandardLayerAppliedByAnyWorkerIsReusedNotUnpackedAgain) {
+  std::string tar = OneFileTar("etc/motd", "hello\n");
+  ASSERT_TRUE(driver_->Create(Req("la")).ok());
+  StringSource s1(tar);
+  auto size_a = driver_->ApplyDiff("la", "", s1);
+  ASSERT_TRUE(size_a.ok()) << size_a.status().message();
+  EXPECT_EQ(driver_->counters().dedup_hits, 0u);
+  // A second worker on the same store.
+  auto store_b = storage_backend::OpenLocalStore(os_, dir_ + "/store", "hostB");
+  ASSERT_TRUE(store_b.ok());
+  DriverOptions o;
+  o.state_dir = dir_ + "/state-b";
+  o.host_id = "hostB";
+  o.default_size = 32ull << 20;
+  auto b = SlackerDriver::Open(os_, **store_b, o);
+  ASSERT_TRUE(b.ok()) << b.status().message();
+  ASSERT_TRUE((*b)->Create(Req("lb")).ok());
+  int mounts_before = os_.Calls("Mount");
+  StringSource s2(tar);
+  auto size_b = (*b)->ApplyDiff("lb", "", s2);
+  ASSERT_TRUE(size_b.ok()) << size_b.status().message();
+  EXPECT_EQ(*size_b, *size_a);
+  EXPECT_EQ((*b)->counters().dedup_hits, 1u);
+  EXPECT_EQ((*b)->counters().clones, 0u) << "no clone, no unpack";
+  EXPECT_EQ(os_.Calls("Mount"), mounts_before);
+  EXPECT_EQ((*(*b)->GetMetadata("lb"))["Snapshot"], (*driver_->GetMetadata("la"))["Snapshot"]);
+  // A different tar on the same parent is not confused with it.
+  ASSERT_TRUE((*b)->Create(Req("lc")).ok());
+  StringSource s3(OneFileTar("etc/motd", "other\n"));
+  ASSERT_TRUE((*b)->ApplyDiff("lc", "", s3).ok());
+  EXPECT_EQ((*b)->counters().dedup_hits, 1u);
+  EXPECT_NE((*(*b)->GetMetadata("lc"))["Snapshot"], (*driver_->GetMetadata("la"))["Snapshot"]);
 }
 
 TEST_F(DriverFakeTest, StorageOptSizeIsValidated) {

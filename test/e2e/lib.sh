@@ -339,6 +339,7 @@ start_slackerd() {
   pid=$E2E_SPAWNED_PID
   if [ ! -e "$W/.e2e/registered-slackerd-$name" ]; then
     touch "$W/.e2e/registered-slackerd-$name"
+    e2e_defer release_embedded_store "$name"
     e2e_defer stop_slackerd "$name"
     if [ "${E2E_PLUGIN_SPEC:-1}" = 1 ]; then
       mkdir -p /etc/docker/plugins
@@ -369,6 +370,25 @@ restart_slackerd() {
 
 # slackerd_state NAME: its --state dir.
 slackerd_state() { echo "$W/$1-state"; }
+
+# release_embedded_store NAME: unmount the embedded store of a stopped slackerd.
+# Without --store, slackerd loop-mounts <state>/store.img at <state>/store and, by
+# design, leaves it mounted when it exits: the next start reuses the mount
+# (loopdev/embedded_store.h). The loop device is attached with autoclear, so the
+# unmount also detaches it; returns non-zero if it does not.
+release_embedded_store() {
+  local store
+  store=$(slackerd_state "$1")/store
+  mountpoint -q "$store" 2>/dev/null || return 0
+  umount "$store" || return
+  local i
+  for ((i = 0; i < 50; i++)); do
+    [ -z "$(e2e_loops_under "$(slackerd_state "$1")")" ] && return 0
+    sleep 0.1
+  done
+  e2e_log "loop device of $store still attached after unmount: $(e2e_loops_under "$(slackerd_state "$1")")"
+  return 1
+}
 
 # ---------------------------------------------------------------------------
 # dockerd (each with its own containerd)

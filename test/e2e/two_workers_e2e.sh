@@ -60,8 +60,14 @@ case_a_commits_and_pushes_a_reference() {
 }
 
 case_b_pulls_without_copying_and_runs() {
-  dk wb pull "$REG/base:1" >/dev/null  # the ordinary layer (unpacked once on B)
   local before after out
+  before=$(store_used_kib)
+  dk wb pull "$REG/base:1" >/dev/null  # an ordinary layer A already applied: deduplicated
+  after=$(store_used_kib)
+  e2e_log "store used before/after pulling the standard base on B: ${before} KiB / ${after} KiB"
+  grep -q "event=apply_tar_dedup" "$W/$B-slackerd.log" ||
+    fail "B unpacked the standard layer again instead of reusing A's snapshot"
+  [ $((after - before)) -lt 1024 ] || fail "the deduplicated standard layer copied data: $((after - before)) KiB"
   before=$(store_used_kib)
   dk wb pull "$REG/app:v1" >/dev/null
   after=$(store_used_kib)

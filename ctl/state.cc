@@ -1,0 +1,65 @@
+#include "ctl/state.h"
+
+#include <algorithm>
+
+#include "common/files.h"
+#include "loopdev/mount.h"
+#include "storage_backend/local_backend.h"
+
+namespace slacker::ctl {
+
+Result<std::string> FindStoreDir(os::Os& os, const std::string& state_dir, const std::string& flag) {
+  if (!flag.empty()) return flag;
+  std::string embedded = JoinPath(state_dir, "store");
+  SLACKER_ASSIGN_OR_RETURN(auto mounts, loopdev::ReadMountInfo(os));
+  if (loopdev::FindMount(mounts, embedded) != nullptr) return embedded;
+  return Errorf(EINVAL, "{} is not mounted (slackerd not started with an embedded store?): pass --store DIR",
+                embedded);
+}
+
+Result<std::unique_ptr<storage_backend::Backend>> OpenExistingStore(os::Os& os, const std::string& dir,
+                                                                    const std::string& host_id) {
+  if (!PathExists(JoinPath(dir, "store.json"))) {
+    return Errorf(ENOENT, "{} is not a slacker store (no store.json): check --store", dir);
+  }
+  return storage_backend::OpenLocalStore(os, dir, host_id);
+}
+
+Result<std::vector<LoadedRecord>> LoadLayerRecords(const std::string& state_dir) {
+  std::string dir = JoinPath(state_dir, "layers");
+  auto names = ListDir(dir);
+  if (!names.ok()) return names.status().Context("read slackerd state (check --state)");
+  std::sort(names->begin(), names->end());
+  std::vector<LoadedRecord> out;
+  for (const auto& n : *names) {
+    if (!n.ends_with(".json")) continue;
+    LoadedRecord r;
+    r.file = JoinPath(dir, n);
+    r.name = n.substr(0, n.size() - 5);
+    auto text = ReadFileToString(r.file);
+    r.record = text.ok() ? driver::LayerRecord::FromJson(*text) : Result<driver::LayerRecord>(text.status());
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+Result<std::vector<HostRefs>> ReadAllRefs(const std::string& store_root) {
+  std::string refs = JoinPath(store_root, "refs");
+  auto hosts = ListDir(refs);
+  if (!hosts.ok()) return hosts.status().Context("read " + refs);
+  std::sort(hosts->begin(), hosts->end());
+  std::vector<HostRefs> out;
+  for (const auto& h : *hosts) {
+    auto snaps = ListDir(JoinPath(refs, h));
+    if (!snaps.ok()) return snaps.status().Context("read refs of host " + h);
+    HostRefs hr{h, {}};
+    for (const auto& s : *snaps) {
+      if (storage_backend::IsValidSnapshotId(s)) hr.snapshots.push_back(s);
+    }
+    std::sort(hr.snapshots.begin(), hr.snapshots.end());
+    out.push_back(std::move(hr));
+  }
+  return out;
+}
+
+}  // namespace slacker::ctl

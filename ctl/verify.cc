@@ -1,0 +1,133 @@
+#include "ctl/verify.h"
+
+#include <unistd.h>
+
+#include <set>
+
+#include "common/files.h"
+#include "ctl/state.h"
+#include "loopdev/mount.h"
+#include "registry_shim/reference.h"
+
+namespace slacker::ctl {
+
+using driver::Origin;
+
+namespace {
+
+// Mounts `image` read-only at a fresh dir under <state>/views and unmounts it again.
+Status ProbeMount(os::Os& os, const std::string& state_dir, const std::string& image) {
+  std::string dir = JoinPath(state_dir, "views/ctl-" + RandomHex(8));
+  SLACKER_RETURN_IF_ERROR(MakeDirs(dir, 0700));
+  loopdev::MountedImage::Options opts;
+  opts.read_only = true;
+  Status s;
+  {
+    auto m = loopdev::MountedImage::Mount(os, image, dir, opts);
+    s = m.ok() ? m->Unmount() : m.status();
+  }
+  ::rmdir(dir.c_str());
+  return s;
+}
+
+}  // namespace
+
+Result<VerifyReport> Verify(os::Os& os, const storage_backend::Backend& store, const std::string& state_dir,
+                            const VerifyOptions& options) {
+  SLACKER_ASSIGN_OR_RETURN(auto records, LoadLayerRecords(state_dir));
+  VerifyReport report;
+  auto problem = [&](std::string subject, std::string message) {
+    report.problems.push_back({std::move(subject), std::move(message)});
+  };
+  std::set<std::string> claimed_volumes, snapshots;
+  std::set<std::string> refs;
+  SLACKER_ASSIGN_OR_RETURN(auto all_refs, ReadAllRefs(store.root()));
+  for (const auto& hr : all_refs) {
+    if (hr.host == options.host_id) refs.insert(hr.snapshots.begin(), hr.snapshots.end());
+  }
+
+  for (const auto& lr : records) {
+    ++report.layers;
+    std::string subject = "layer " + lr.name;
+    if (!lr.record.ok()) {
+      problem(subject, fmt::format("record {} does not parse ({}); restore it from a backup or remove the "
+                                   "image that uses it and delete the file",
+                                   lr.file, lr.record.status().message()));
+      continue;
+    }
+    const auto& rec = *lr.record;
+    if (rec.id != lr.name) {
+      problem(subject, fmt::format("record {} names layer {}; rename the file to {}.json", lr.file, rec.id, rec.id));
+    }
+    if (rec.has_volume) {
+      claimed_volumes.insert(rec.id);
+      if (!PathExists(store.VolumePath(rec.id))) {
+        problem(subject, fmt::format("has_volume is set but {} is missing; the container's writes are lost: "
+                                     "remove the container (docker rm)",
+                                     store.VolumePath(rec.id)));
+      }
+    }
+    if (rec.snapshot.empty()) continue;
+    const std::string& snap = rec.snapshot;
+    if (!store.SnapshotExists(snap)) {
+      problem(subject, fmt::format("snapshot {} is missing from store {}; remove the image using this layer "
+                                   "(docker rmi) and pull or load it again",
+                                   snap, store.root()));
+      continue;
+    }
+    snapshots.insert(snap);
+    if (!refs.count(snap)) {
+      problem(subject, fmt::format("snapshot {} is not marked in this host's refs/, so gc may delete it; "
+                                   "restart slackerd or create the marker refs/<host-id>/{}",
+                                   snap, snap));
+    }
+    if (rec.origin == Origin::kTar && !PathExists(store.SnapshotFilePath(snap, ".skel"))) {
+      problem(subject, fmt::format("applied from a standard tar but skeleton {} is missing; docker push/save "
+                                   "of this layer will fail: re-pull or re-load the image",
+                                   store.SnapshotFilePath(snap, ".skel")));
+    }
+    if (rec.origin == Origin::kReference) {
+      std::string ref_path = JoinPath(state_dir, "layers/" + rec.id + ".ref");
+      auto bytes = ReadFileToString(ref_path);
+      if (!bytes.ok()) {
+        problem(subject, fmt::format("applied from a reference tar but {} is missing; docker push/save of this "
+                                     "layer will fail: re-pull the image",
+                                     ref_path));
+      } else {
+        auto ref = registry_shim::DecodeReferenceTar(*bytes, options.cluster_key);
+        if (!ref.ok()) {
+          problem(subject, fmt::format("{} does not decode ({}); re-pull the image", ref_path, ref.status().message()));
+        } else if (ref->snapshot != snap) {
+          problem(subject, fmt::format("{} names snapshot {}, the record {}; re-pull the image", ref_path,
+                                       ref->snapshot, snap));
+        }
+      }
+    }
+  }
+
+  auto volumes = store.ListVolumes();
+  if (!volumes.ok()) return volumes.status().Context("list this host's volumes");
+  for (const auto& v : *volumes) {
+    if (!claimed_volumes.count(v)) {
+      problem("volume " + v, fmt::format("{} has no layer record claiming it; slackerd deletes it on its next "
+                                         "start, or delete it by hand when slackerd is stopped",
+                                         store.VolumePath(v)));
+    }
+  }
+
+  for (const auto& snap : snapshots) {
+    ++report.snapshots_checked;
+    if (!options.mount_snapshots) continue;
+    Status s = ProbeMount(os, state_dir, store.SnapshotPath(snap));
+    if (s.ok()) {
+      ++report.snapshots_mounted;
+    } else {
+      problem("snapshot " + snap, fmt::format("does not mount read-only ({}); its layers are unusable: remove "
+                                              "the images using it and pull them again",
+                                              s.message()));
+    }
+  }
+  return report;
+}
+
+}  // namespace slacker::ctl

@@ -1,19 +1,10 @@
 #include "ctl/docker.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <sstream>
 
-#include "common/fd.h"
 #include "common/files.h"
 #include "ctl/image.h"
-
-extern char** environ;
+#include "loopdev/run_tool.h"
 
 namespace slacker::ctl {
 
@@ -28,71 +19,16 @@ std::string HexOf(const std::string& digest) {
 }
 }  // namespace
 
-Result<std::string> RunDocker(const DockerTarget& t, const std::vector<std::string>& args,
-                              bool passthrough) {
+Result<std::string> RunDocker(const DockerTarget& t, const std::vector<std::string>& args) {
   std::vector<std::string> argv = {kDockerCli, "-H", t.host};
   argv.insert(argv.end(), args.begin(), args.end());
-  std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  std::string cmd = "docker " + [&] {
-    std::string s;
-    for (const auto& a : args) s += (s.empty() ? "" : " ") + a;
-    return s;
-  }();
-
-  int out[2] = {-1, -1}, err[2] = {-1, -1};
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  if (!passthrough) {
-    if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
-      posix_spawn_file_actions_destroy(&fa);
-      return Status::FromErrno(errno, "pipe for " + cmd);
-    }
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-  } else {
-    posix_spawn_file_actions_adddup2(&fa, 2, 1);  // progress to our stderr: stdout stays clean
+  SLACKER_ASSIGN_OR_RETURN(auto out, loopdev::RunTool(argv));
+  if (out.exit_code != 0) {
+    std::string cmd = "docker";
+    for (const auto& a : args) cmd += " " + a;
+    return Errorf(EIO, "{} failed (status {}): {}", cmd, out.exit_code, Trim(out.stderr_text));
   }
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, kDockerCli, &fa, nullptr, cargv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  UniqueFd out_r(out[0]), out_w(out[1]), err_r(err[0]), err_w(err[1]);
-  if (rc != 0) return Status::FromErrno(rc, std::string("run ") + kDockerCli);
-  out_w.Reset();
-  err_w.Reset();
-
-  std::string stdout_text, stderr_text;
-  if (!passthrough) {
-    struct pollfd fds[2] = {{out_r.get(), POLLIN, 0}, {err_r.get(), POLLIN, 0}};
-    std::string* bufs[2] = {&stdout_text, &stderr_text};
-    int open_fds = 2;
-    while (open_fds > 0) {
-      if (::poll(fds, 2, -1) < 0) {
-        if (errno == EINTR) continue;
-        break;
-      }
-      for (int i = 0; i < 2; ++i) {
-        if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-        char buf[65536];
-        ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
-        if (n > 0) {
-          bufs[i]->append(buf, static_cast<size_t>(n));
-        } else if (n == 0 || errno != EINTR) {
-          fds[i].fd = -1;
-          --open_fds;
-        }
-      }
-    }
-  }
-  int wstatus = 0;
-  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
-    return Errorf(EIO, "{} failed (status {}){}{}", cmd, WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1,
-                  stderr_text.empty() ? "" : ": ", Trim(stderr_text));
-  }
-  return stdout_text;
+  return std::move(out.stdout_text);
 }
 
 Status CompleteDockerTarget(DockerTarget* t) {

@@ -20,10 +20,9 @@ struct DockerTarget {
   std::string driver;     // "" = ask `docker info`
 };
 
-// Runs `docker -H host ARGS...`. Returns its stdout; a non-zero exit is EIO with its
-// stderr in the message. With passthrough, the child's stdout/stderr go to ours (progress).
-Result<std::string> RunDocker(const DockerTarget& t, const std::vector<std::string>& args,
-                              bool passthrough = false);
+// Runs `docker -H host ARGS...` and waits. Returns its stdout; a non-zero exit is EIO
+// with its stderr in the message.
+Result<std::string> RunDocker(const DockerTarget& t, const std::vector<std::string>& args);
 
 // Fills data_root and driver from `docker info` when they are empty.
 Status CompleteDockerTarget(DockerTarget* t);

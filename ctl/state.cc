@@ -1,5 +1,7 @@
 #include "ctl/state.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "common/files.h"
@@ -60,6 +62,27 @@ Result<std::vector<HostRefs>> ReadAllRefs(const std::string& store_root) {
     out.push_back(std::move(hr));
   }
   return out;
+}
+
+Result<SnapshotView> SnapshotView::Mount(os::Os& os, const std::string& state_dir, const std::string& image) {
+  std::string dir = JoinPath(state_dir, "views/ctl-" + RandomHex(8));
+  SLACKER_RETURN_IF_ERROR(MakeDirs(dir, 0700));
+  loopdev::MountedImage::Options opts;
+  opts.read_only = true;
+  auto m = loopdev::MountedImage::Mount(os, image, dir, opts);
+  if (!m.ok()) {
+    ::rmdir(dir.c_str());
+    return m.status().Context("mount snapshot " + image + " read-only");
+  }
+  return SnapshotView(dir, std::move(*m));
+}
+
+Status SnapshotView::Close() { return image_.Unmount(); }
+
+SnapshotView::~SnapshotView() {
+  if (dir_.empty()) return;
+  image_.Unmount();
+  ::rmdir(dir_.c_str());
 }
 
 }  // namespace slacker::ctl

@@ -4,10 +4,12 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
 #include "driver/layer_record.h"
+#include "loopdev/mount.h"
 #include "os/os.h"
 #include "storage_backend/backend.h"
 
@@ -37,5 +39,29 @@ struct HostRefs {
   std::vector<std::string> snapshots;
 };
 Result<std::vector<HostRefs>> ReadAllRefs(const std::string& store_root);
+
+}  // namespace slacker::ctl
+
+namespace slacker::ctl {
+
+// A snapshot image mounted read-only (ro loop, ext4 ro,noload) at a fresh directory
+// under <state>/views; unmounted and its directory removed on destruction.
+class SnapshotView {
+ public:
+  static Result<SnapshotView> Mount(os::Os& os, const std::string& state_dir, const std::string& image);
+  SnapshotView(SnapshotView&& o) noexcept : dir_(std::exchange(o.dir_, {})), image_(std::move(o.image_)) {}
+  SnapshotView& operator=(SnapshotView&&) = delete;
+  SnapshotView(const SnapshotView&) = delete;
+  SnapshotView& operator=(const SnapshotView&) = delete;
+  ~SnapshotView();
+  const std::string& dir() const { return dir_; }
+  // Unmounts now, reporting failure; the destructor then only removes the directory.
+  Status Close();
+
+ private:
+  SnapshotView(std::string dir, loopdev::MountedImage image) : dir_(std::move(dir)), image_(std::move(image)) {}
+  std::string dir_;
+  loopdev::MountedImage image_;
+};
 
 }  // namespace slacker::ctl

@@ -1,7 +1,5 @@
 #include "ctl/verify.h"
 
-#include <unistd.h>
-
 #include <set>
 
 #include "common/files.h"
@@ -12,25 +10,6 @@
 namespace slacker::ctl {
 
 using driver::Origin;
-
-namespace {
-
-// Mounts `image` read-only at a fresh dir under <state>/views and unmounts it again.
-Status ProbeMount(os::Os& os, const std::string& state_dir, const std::string& image) {
-  std::string dir = JoinPath(state_dir, "views/ctl-" + RandomHex(8));
-  SLACKER_RETURN_IF_ERROR(MakeDirs(dir, 0700));
-  loopdev::MountedImage::Options opts;
-  opts.read_only = true;
-  Status s;
-  {
-    auto m = loopdev::MountedImage::Mount(os, image, dir, opts);
-    s = m.ok() ? m->Unmount() : m.status();
-  }
-  ::rmdir(dir.c_str());
-  return s;
-}
-
-}  // namespace
 
 Result<VerifyReport> Verify(os::Os& os, const storage_backend::Backend& store, const std::string& state_dir,
                             const VerifyOptions& options) {
@@ -118,7 +97,8 @@ Result<VerifyReport> Verify(os::Os& os, const storage_backend::Backend& store, c
   for (const auto& snap : snapshots) {
     ++report.snapshots_checked;
     if (!options.mount_snapshots) continue;
-    Status s = ProbeMount(os, state_dir, store.SnapshotPath(snap));
+    auto view = SnapshotView::Mount(os, state_dir, store.SnapshotPath(snap));
+    Status s = view.ok() ? view->Close() : view.status();
     if (s.ok()) {
       ++report.snapshots_mounted;
     } else {

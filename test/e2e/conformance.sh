@@ -22,6 +22,8 @@ RUN_SH=$SHARED/conformance/graphtest/run.sh
   exit 2
 }
 NAME=slk$$gt
+# go test runs with -timeout 30m; stop and clean up before ctest's TIMEOUT (2400 s).
+export E2E_DEADLINE=${E2E_DEADLINE:-2300}
 # run.sh talks to the socket directly: no plugin spec file for dockerd needed.
 export E2E_PLUGIN_SPEC=0
 

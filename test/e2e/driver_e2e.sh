@@ -142,6 +142,27 @@ case_rm() {
   assert_eq "" "$(dk w1 ps -aq)" "containers left after rm"
 }
 
+# Concurrent calls into the driver: dockerd serves each client request on its own
+# goroutine, so parallel runs and a multi-container rm reach the plugin at once
+# (CreateReadWrite/Get/Put/Remove of different layers interleaved).
+case_concurrent() {
+  local i pids=() bad=0 n=8
+  for ((i = 1; i <= n; i++)); do
+    dk w1 run -d --name "par$i" --network none "$BASE" sh -c "echo $i > /id; exec sleep 100000" \
+      >/dev/null &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || bad=1; done
+  [ "$bad" = 0 ] || fail "a parallel docker run failed"
+  for ((i = 1; i <= n; i++)); do
+    assert_eq "$i" "$(dk w1 exec "par$i" cat /id)" "/id in par$i"
+  done
+  local names=()
+  for ((i = 1; i <= n; i++)); do names+=("par$i"); done
+  dk w1 rm -f "${names[@]}" >/dev/null || fail "docker rm -f of $n running containers failed"
+  assert_eq "" "$(dk w1 ps -aq)" "containers left after the parallel rm"
+}
+
 case_rmi() {
   dk w1 rmi e2e/busybox:c1 >/dev/null
   if dk w1 image inspect e2e/busybox:c1 >/dev/null 2>&1; then
@@ -386,6 +407,7 @@ run_case "diff: A/C/D" case_diff
 run_case "ps -s size" case_ps_size
 run_case "stop/start keeps data" case_stop_start
 run_case "rm" case_rm
+run_case "concurrent run and rm" case_concurrent
 run_case "rmi" case_rmi
 run_case "classic build" case_build
 run_case "save/load round trip" case_save_load

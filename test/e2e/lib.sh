@@ -23,6 +23,9 @@
 #   SLACKERD          the plugin binary (default $REPO/build/cmd/slackerd)
 #   E2E_KEEP=1        keep $W after the test (daemons are still stopped)
 #   E2E_WAIT=N        seconds to wait for a daemon to come up (default 60)
+#   E2E_CMD_TIMEOUT=N bound on each docker CLI call (default 300)
+#   E2E_DEADLINE=N    seconds after which the whole test stops and cleans up (default
+#                     1500, under ctest's TIMEOUT of 1800)
 #
 # Host tools used explicitly: /usr/sbin/dockerd and /usr/bin/docker (20.10, Debian);
 # /usr/local/bin/docker, if present, is an unrelated client and is never used.
@@ -81,6 +84,9 @@ e2e_skip_loud() {
 # run_case NAME FN [ARGS]: run FN in a subshell with `set -e` honoured (a function
 # called from `if` or `||` would run with errexit silently off), print PASS/FAIL.
 # A case that must be skipped prints its own SKIP (e2e_skip_loud) and returns 77.
+# The subshell runs in the background and the main shell `wait`s for it: a signal
+# (^C, the E2E_DEADLINE watchdog) then interrupts the wait at once and the cleanup
+# trap runs, instead of waiting for a hung docker command to return.
 run_case() {
   local name=$1 rc=0
   shift
@@ -90,8 +96,11 @@ run_case() {
   (
     set -e
     "$@"
-  )
+  ) &
+  E2E_CASE_PID=$!
+  wait "$E2E_CASE_PID"
   rc=$?
+  E2E_CASE_PID=
   set -e
   if [ "$rc" -eq 0 ]; then
     echo "PASS $name"
@@ -176,6 +185,11 @@ _e2e_exit_trap() {
   local rc=$? c
   set +e
   trap - EXIT INT TERM
+  [ -z "${E2E_WATCHDOG_PID:-}" ] || kill -TERM "$E2E_WATCHDOG_PID" 2>/dev/null
+  if [ -n "${E2E_CASE_PID:-}" ]; then # interrupted in the middle of a case
+    e2e_log "interrupted during case '${E2E_CASE:-}'; stopping it (pid $E2E_CASE_PID)"
+    kill -TERM "$E2E_CASE_PID" 2>/dev/null
+  fi
   if [ -f "$W/.e2e/cleanup" ]; then
     while IFS= read -r c; do
       [ -n "$c" ] || continue
@@ -216,6 +230,18 @@ e2e_workdir() {
   trap _e2e_exit_trap EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
+  # Watchdog: past E2E_DEADLINE seconds, SIGTERM this shell so the cleanup trap runs
+  # before an outer timeout (ctest's TIMEOUT) kills everything without cleaning up.
+  local main=$$ deadline=${E2E_DEADLINE:-1500}
+  (
+    trap 'kill "$sp" 2>/dev/null; exit 0' TERM
+    sleep "$deadline" &
+    sp=$!
+    wait "$sp" || exit 0
+    echo "#### e2e: DEADLINE: still running after ${deadline}s (E2E_DEADLINE); stopping" >&2
+    kill -TERM "$main"
+  ) </dev/null >/dev/null &
+  E2E_WATCHDOG_PID=$!
   # Global dirs our daemons create when missing (spec files; containerd shim sockets
   # under /run/containerd/s; dockerd's managed-plugin dir /run/docker/plugins). Remove
   # them at the end if we created them and they are empty again. Registered first, so
@@ -393,11 +419,23 @@ release_embedded_store() {
 # ---------------------------------------------------------------------------
 # dockerd (each with its own containerd)
 
-# dk NAME ARGS...: the docker CLI against the private dockerd NAME.
+# dk NAME ARGS...: the docker CLI against the private dockerd NAME, bounded by
+# E2E_CMD_TIMEOUT seconds (default 300). A command that runs over marks the daemon
+# wedged (a deadlocked plugin, typically): later dk calls to it fail at once instead
+# of each waiting out the bound, and the cleanup still stops it by PID.
 dk() {
-  local name=$1
+  local name=$1 rc=0
   shift
-  "$DOCKER_BIN" -H "unix://$W/$name/docker.sock" "$@"
+  if [ -e "$W/.e2e/wedged-$name" ]; then
+    echo "dk: dockerd $name is wedged (an earlier command timed out); not running: docker $*" >&2
+    return 125
+  fi
+  timeout -k 10 "${E2E_CMD_TIMEOUT:-300}" "$DOCKER_BIN" -H "unix://$W/$name/docker.sock" "$@" || rc=$?
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    echo "dk: 'docker $*' on $name did not finish in ${E2E_CMD_TIMEOUT:-300}s; marking $name wedged" >&2
+    touch "$W/.e2e/wedged-$name"
+  fi
+  return "$rc"
 }
 
 # start_dockerd NAME STORAGE_DRIVER [extra dockerd args]
@@ -452,6 +490,7 @@ EOF
     --bridge=none --iptables=false --ip-masq=false "${ip6[@]}" --userland-proxy=false \
     --shutdown-timeout 5 "$@"
   pid=$E2E_SPAWNED_PID
+  rm -f "$W/.e2e/wedged-$name"
   e2e_wait_for "dockerd $name" "$pid" "$d/dockerd.log" dk "$name" info || return
   e2e_log "dockerd $name up (pid $pid, -s $driver, docker -H unix://$d/docker.sock)"
 }

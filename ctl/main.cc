@@ -1,0 +1,615 @@
+// slackerctl: the operator's tool for a slacker worker (DESIGN.md §2).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/fd.h"
+#include "common/files.h"
+#include "ctl/changes_tar.h"
+#include "ctl/docker.h"
+#include "ctl/file_stream.h"
+#include "ctl/gc.h"
+#include "ctl/image.h"
+#include "ctl/registry.h"
+#include "ctl/save_tarball.h"
+#include "ctl/state.h"
+#include "ctl/verify.h"
+#include "loopdev/mount.h"
+#include "os/os.h"
+#include "registry_shim/reference.h"
+
+namespace {
+
+using namespace slacker;
+using nlohmann::json;
+
+constexpr const char* kUsage = R"(usage: slackerctl [options] COMMAND [ARGS]
+
+Operate a slacker worker: its slackerd state, the shared store, images in dockerd.
+
+commands:
+  status                   store identity and space, snapshots, this host's volumes, layers by
+                           kind and origin, mounted layers and their loop devices, refs
+  verify                   check every layer record against the store and mount every snapshot
+                           a record names read-only; exit 1 listing each problem and the fix
+  gc [--registry URL | --no-registry] [--delete] [--min-age SEC]
+                           delete snapshots that no host's refs/ and no registry manifest
+                           use, and store debris (*.tmp*); a dry run unless --delete
+  convert IMAGE NEWREF     load IMAGE again as NEWREF with every layer a reference tar
+  export IMAGE NEWREF [--output FILE]
+                           rebuild IMAGE's reference layers as standard layer tars and load
+                           the result as NEWREF (or write a docker-save tarball to FILE)
+
+options:
+  --state DIR              slackerd's state (default /var/lib/slacker)
+  --store DIR              the shared store (default <state>/store when it is mounted)
+  --host-id ID             this worker's name on the store (default: the hostname)
+  --cluster-key FILE       key for reference tar MACs (convert signs, verify/export check)
+  --docker-host URL        dockerd for convert/export (default unix:///var/run/docker.sock)
+  --docker-data-root DIR   dockerd's data root (default: from docker info)
+  --driver NAME            dockerd's storage driver name (default: from docker info)
+  --tmp DIR                scratch space for tarballs (default $TMPDIR or /var/tmp)
+  --json                   machine-readable output on stdout
+  --help                   this text
+
+exit status: 0 ok, 1 error or problems found, 2 usage
+)";
+
+struct Flags {
+  std::string command;
+  std::vector<std::string> args;
+  std::string state = "/var/lib/slacker";
+  std::string store;
+  std::string host_id;
+  std::string cluster_key_file;
+  std::string registry;
+  std::string output;
+  std::string tmp;
+  ctl::DockerTarget docker;
+  long min_age_sec = 3600;
+  bool json = false;
+  bool do_delete = false;
+  bool no_registry = false;
+};
+
+constexpr int kExitOk = 0, kExitError = 1, kExitUsage = 2;
+
+int Usage(const std::string& err) {
+  std::fprintf(stderr, "slackerctl: %s\n\n%s", err.c_str(), kUsage);
+  return kExitUsage;
+}
+
+bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
+  const std::map<std::string, std::string*> strings = {
+      {"--state", &f->state},         {"--store", &f->store},
+      {"--host-id", &f->host_id},     {"--cluster-key", &f->cluster_key_file},
+      {"--registry", &f->registry},   {"--output", &f->output},
+      {"--tmp", &f->tmp},             {"--docker-host", &f->docker.host},
+      {"--docker-data-root", &f->docker.data_root}, {"--driver", &f->docker.driver}};
+  const std::map<std::string, bool*> bools = {
+      {"--json", &f->json}, {"--delete", &f->do_delete}, {"--no-registry", &f->no_registry}};
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (!a.starts_with("--")) {
+      (f->command.empty() ? f->command : f->args.emplace_back()) = a;
+      continue;
+    }
+    std::string value;
+    bool has_value = false;
+    if (auto eq = a.find('='); eq != std::string::npos) {
+      value = a.substr(eq + 1);
+      a = a.substr(0, eq);
+      has_value = true;
+    }
+    if (a == "--help") {
+      std::fputs(kUsage, stdout);
+      std::exit(kExitOk);
+    }
+    if (auto b = bools.find(a); b != bools.end()) {
+      if (has_value) return *err = a + " takes no value", false;
+      *b->second = true;
+      continue;
+    }
+    if (!has_value) {
+      if (i + 1 >= argc) return *err = a + " needs a value", false;
+      value = argv[++i];
+    }
+    if (auto s = strings.find(a); s != strings.end()) {
+      *s->second = value;
+    } else if (a == "--min-age") {
+      char* end = nullptr;
+      f->min_age_sec = std::strtol(value.c_str(), &end, 10);
+      if (value.empty() || *end != '\0' || f->min_age_sec < 0) return *err = "--min-age needs seconds", false;
+    } else {
+      return *err = "unknown option " + a, false;
+    }
+  }
+  return true;
+}
+
+int Fail(const Flags& f, const Status& s) {
+  if (f.json) std::printf("%s\n", json{{"error", s.message()}}.dump(2).c_str());
+  std::fprintf(stderr, "slackerctl %s: %s\n", f.command.c_str(), s.message().c_str());
+  return kExitError;
+}
+
+void Progress(const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }
+
+std::string HumanBytes(uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) v /= 1024, ++u;
+  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.1f} {}", v, units[u]);
+}
+
+uint64_t AllocatedBytes(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
+}
+
+// Everything a command needs of this worker.
+struct Worker {
+  std::unique_ptr<os::Os> os;
+  std::unique_ptr<storage_backend::Backend> store;
+  std::string cluster_key;
+};
+
+// with_docker: also find dockerd's data root and driver (convert, export).
+Result<Worker> OpenWorker(Flags& f, bool with_docker = false) {
+  Worker w;
+  w.os = os::NewRealOs();
+  if (f.host_id.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    f.host_id = host;
+  }
+  SLACKER_ASSIGN_OR_RETURN(std::string dir, ctl::FindStoreDir(*w.os, f.state, f.store));
+  SLACKER_ASSIGN_OR_RETURN(w.store, ctl::OpenExistingStore(*w.os, dir, f.host_id));
+  if (!f.cluster_key_file.empty()) {
+    SLACKER_ASSIGN_OR_RETURN(w.cluster_key, ReadFileToString(f.cluster_key_file));
+    while (!w.cluster_key.empty() && (w.cluster_key.back() == '\n' || w.cluster_key.back() == '\r'))
+      w.cluster_key.pop_back();
+  }
+  if (with_docker) SLACKER_RETURN_IF_ERROR(ctl::CompleteDockerTarget(&f.docker));
+  return w;
+}
+
+// ---------------------------------------------------------------------------- status
+
+Result<json> StatusReport(const Flags& f, Worker& w) {
+  const auto& info = w.store->info();
+  json out;
+  out["state"] = f.state;
+  out["host_id"] = f.host_id;
+  json store = {{"root", w.store->root()}, {"uuid", info.uuid}, {"format", info.format},
+                {"created", info.created}, {"backend", w.store->Describe()}};
+  SLACKER_ASSIGN_OR_RETURN(auto space, w.store->Space());
+  store["total_bytes"] = space.total_bytes;
+  store["free_bytes"] = space.free_bytes;
+  store["used_bytes"] = space.total_bytes - space.free_bytes;
+  out["store"] = store;
+
+  SLACKER_ASSIGN_OR_RETURN(auto snaps, w.store->ListSnapshots());
+  uint64_t snap_bytes = 0;
+  for (const auto& s : snaps) snap_bytes += AllocatedBytes(w.store->SnapshotPath(s));
+  out["snapshots"] = {{"count", snaps.size()}, {"allocated_bytes", snap_bytes}};
+
+  SLACKER_ASSIGN_OR_RETURN(auto volumes, w.store->ListVolumes());
+  json vols = json::array();
+  for (const auto& v : volumes) vols.push_back({{"layer", v}, {"allocated_bytes", AllocatedBytes(w.store->VolumePath(v))}});
+  out["volumes"] = vols;
+
+  SLACKER_ASSIGN_OR_RETURN(auto records, ctl::LoadLayerRecords(f.state));
+  json by_kind = json::object(), by_origin = json::object();
+  int unreadable = 0;
+  for (const auto& r : records) {
+    if (!r.record.ok()) {
+      ++unreadable;
+      continue;
+    }
+    by_kind[driver::KindName(r.record->kind)] = by_kind.value(driver::KindName(r.record->kind), 0) + 1;
+    by_origin[driver::OriginName(r.record->origin)] = by_origin.value(driver::OriginName(r.record->origin), 0) + 1;
+  }
+  out["layers"] = {{"total", records.size()}, {"by_kind", by_kind}, {"by_origin", by_origin},
+                   {"unreadable", unreadable}};
+
+  SLACKER_ASSIGN_OR_RETURN(auto mounts, loopdev::ReadMountInfo(*w.os));
+  json mounted = json::array();
+  for (const char* sub : {"mnt/", "views/"}) {
+    std::string prefix = JoinPath(f.state, sub);
+    for (const auto& m : mounts) {
+      if (!m.mount_point.starts_with(prefix)) continue;
+      json e = {{"layer", m.mount_point.substr(prefix.size())}, {"mount_point", m.mount_point},
+                {"device", m.source}, {"view", std::string(sub) == "views/"},
+                {"read_only", m.options.starts_with("ro")}};
+      if (m.source.starts_with("/dev/loop")) {
+        auto backing = w.os->ReadKernelFile("/sys/block/" + m.source.substr(5) + "/loop/backing_file");
+        if (backing.ok()) e["backing_file"] = backing->substr(0, backing->find('\n'));
+      }
+      mounted.push_back(e);
+    }
+  }
+  out["mounts"] = mounted;
+
+  SLACKER_ASSIGN_OR_RETURN(auto refs, ctl::ReadAllRefs(w.store->root()));
+  json mine = json::array();
+  for (const auto& hr : refs) {
+    if (hr.host == f.host_id) mine = hr.snapshots;
+  }
+  out["refs"] = {{"count", mine.size()}, {"snapshots", mine}};
+  return out;
+}
+
+void PrintStatus(const json& s) {
+  const json& st = s["store"];
+  std::printf("store      %s\n", st["root"].get<std::string>().c_str());
+  std::printf("  uuid     %s (format %d, created %s)\n", st["uuid"].get<std::string>().c_str(),
+              st["format"].get<int>(), st["created"].get<std::string>().c_str());
+  std::printf("  backend  %s\n", st["backend"].get<std::string>().c_str());
+  std::printf("  space    %s used of %s, %s free\n", HumanBytes(st["used_bytes"]).c_str(),
+              HumanBytes(st["total_bytes"]).c_str(), HumanBytes(st["free_bytes"]).c_str());
+  std::printf("snapshots  %zu (%s allocated, shared extents counted once per snapshot)\n",
+              s["snapshots"]["count"].get<size_t>(), HumanBytes(s["snapshots"]["allocated_bytes"]).c_str());
+  std::printf("host       %s: %zu volumes, %zu snapshots referenced\n", s["host_id"].get<std::string>().c_str(),
+              s["volumes"].size(), s["refs"]["count"].get<size_t>());
+  for (const auto& v : s["volumes"]) {
+    std::printf("  volume   %s (%s)\n", v["layer"].get<std::string>().c_str(), HumanBytes(v["allocated_bytes"]).c_str());
+  }
+  const json& l = s["layers"];
+  std::string kinds, origins;
+  for (const auto& [k, n] : l["by_kind"].items()) kinds += fmt::format(" {}={}", k, n.get<int>());
+  for (const auto& [k, n] : l["by_origin"].items()) origins += fmt::format(" {}={}", k, n.get<int>());
+  std::printf("layers     %zu (kind:%s; origin:%s)%s\n", l["total"].get<size_t>(), kinds.c_str(), origins.c_str(),
+              l["unreadable"].get<int>() ? fmt::format(", {} UNREADABLE: run slackerctl verify",
+                                                       l["unreadable"].get<int>()).c_str() : "");
+  std::printf("mounts     %zu\n", s["mounts"].size());
+  for (const auto& m : s["mounts"]) {
+    std::printf("  %s %s %s on %s%s\n", m["view"].get<bool>() ? "view " : "layer", m["layer"].get<std::string>().c_str(),
+                m["read_only"].get<bool>() ? "ro" : "rw", m["device"].get<std::string>().c_str(),
+                m.contains("backing_file") ? (" <- " + m["backing_file"].get<std::string>()).c_str() : "");
+  }
+}
+
+int CmdStatus(Flags& f) {
+  auto w = OpenWorker(f);
+  if (!w.ok()) return Fail(f, w.status());
+  auto s = StatusReport(f, *w);
+  if (!s.ok()) return Fail(f, s.status());
+  if (f.json) std::printf("%s\n", s->dump(2).c_str());
+  else PrintStatus(*s);
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------------------- verify
+
+int CmdVerify(Flags& f) {
+  auto w = OpenWorker(f);
+  if (!w.ok()) return Fail(f, w.status());
+  ctl::VerifyOptions opts;
+  opts.cluster_key = w->cluster_key;
+  opts.host_id = f.host_id;
+  auto r = ctl::Verify(*w->os, *w->store, f.state, opts);
+  if (!r.ok()) return Fail(f, r.status());
+  if (f.json) {
+    json problems = json::array();
+    for (const auto& p : r->problems) problems.push_back({{"subject", p.subject}, {"problem", p.message}});
+    std::printf("%s\n", json{{"ok", r->problems.empty()}, {"layers", r->layers},
+                             {"snapshots_checked", r->snapshots_checked},
+                             {"snapshots_mounted", r->snapshots_mounted}, {"problems", problems}}
+                            .dump(2).c_str());
+  } else {
+    for (const auto& p : r->problems) std::printf("%s\n", p.Line().c_str());
+    std::printf("%d layers, %d snapshots (%d mounted read-only): %s\n", r->layers, r->snapshots_checked,
+                r->snapshots_mounted,
+                r->problems.empty() ? "ok" : fmt::format("{} problems", r->problems.size()).c_str());
+  }
+  return r->problems.empty() ? kExitOk : kExitError;
+}
+
+// ---------------------------------------------------------------------------- gc
+
+int CmdGc(Flags& f) {
+  if (f.registry.empty() && !f.no_registry && f.do_delete) {
+    return Usage("gc --delete needs --registry URL (or --no-registry, if no registry can hold references "
+                 "to this store)");
+  }
+  auto w = OpenWorker(f);
+  if (!w.ok()) return Fail(f, w.status());
+  auto snaps = w->store->ListSnapshots();
+  if (!snaps.ok()) return Fail(f, snaps.status());
+  auto refs = ctl::ReadAllRefs(w->store->root());
+  if (!refs.ok()) return Fail(f, refs.status());
+  std::set<std::string> host_refs;
+  for (const auto& hr : *refs) host_refs.insert(hr.snapshots.begin(), hr.snapshots.end());
+
+  std::optional<ctl::RegistryScan> scan;
+  bool can_delete = true;
+  if (!f.registry.empty()) {
+    auto s = ctl::ScanRegistry(f.registry);
+    if (!s.ok()) return Fail(f, s.status().Context("walk the registry (nothing deleted)"));
+    scan = std::move(*s);
+    for (const auto& u : scan->unreadable) {
+      std::fprintf(stderr, "WARNING: could not check registry blob %s\n", u.c_str());
+    }
+    if (!scan->unreadable.empty()) {
+      std::fprintf(stderr, "WARNING: %zu registry blobs could not be read; refusing to delete snapshots\n",
+                   scan->unreadable.size());
+      can_delete = false;
+    }
+  } else {
+    std::fprintf(stderr,
+                 "WARNING: REGISTRY REFERENCES WERE NOT CHECKED (no --registry): a snapshot listed below may "
+                 "still be named by an image in a registry, and deleting it breaks every pull of that image.\n");
+  }
+
+  // Young snapshots may be between publishing and their ref marker: never touch them.
+  time_t now = ::time(nullptr);
+  std::vector<std::string> old_enough;
+  std::vector<std::string> recent;
+  for (const auto& s : *snaps) {
+    struct stat st;
+    bool young = ::stat(w->store->SnapshotPath(s).c_str(), &st) == 0 && st.st_mtime > now - f.min_age_sec;
+    (young ? recent : old_enough).push_back(s);
+  }
+  ctl::GcPlan plan = ctl::PlanGc(old_enough, host_refs, scan ? &scan->snapshots : nullptr);
+  auto debris = ctl::FindDebris(w->store->root(), now, f.min_age_sec);
+  if (!debris.ok()) return Fail(f, debris.status());
+
+  bool deleting = f.do_delete && can_delete;
+  json deleted = json::array(), debris_out = json::array();
+  uint64_t total = 0;
+  int failures = 0;
+  for (const auto& s : plan.deletable) {
+    uint64_t bytes = AllocatedBytes(w->store->SnapshotPath(s)) +
+                     AllocatedBytes(w->store->SnapshotFilePath(s, ".skel"));
+    total += bytes;
+    std::string error;
+    if (deleting) {
+      Status st = w->store->RemoveSnapshot(s);
+      if (!st.ok()) error = st.message(), ++failures;
+    }
+    deleted.push_back({{"snapshot", s}, {"bytes", bytes}, {"error", error}});
+    if (!f.json) {
+      std::printf("%s snapshot %s (%s)%s\n", deleting ? "deleted" : "would delete", s.c_str(),
+                  HumanBytes(bytes).c_str(), error.empty() ? "" : (": FAILED: " + error).c_str());
+    }
+  }
+  for (const auto& d : *debris) {
+    total += d.bytes;
+    std::string error;
+    if (deleting) {
+      Status st = RemoveFileIfExists(d.path);
+      if (!st.ok()) error = st.message(), ++failures;
+    }
+    debris_out.push_back({{"path", d.path}, {"bytes", d.bytes}, {"error", error}});
+    if (!f.json) {
+      std::printf("%s debris %s (%s)%s\n", deleting ? "removed" : "would remove", d.path.c_str(),
+                  HumanBytes(d.bytes).c_str(), error.empty() ? "" : (": FAILED: " + error).c_str());
+    }
+  }
+  if (f.json) {
+    json out = {{"dry_run", !deleting},
+                {"registry_checked", scan.has_value()},
+                {"snapshots", snaps->size()},
+                {"kept_by_refs", plan.kept_by_refs},
+                {"kept_by_registry", plan.kept_by_registry},
+                {"kept_recent", recent},
+                {"deletable", deleted},
+                {"debris", debris_out},
+                {"bytes", total}};
+    if (scan) {
+      out["registry"] = {{"url", f.registry}, {"repositories", scan->repositories}, {"manifests", scan->manifests},
+                         {"reference_blobs", scan->reference_blobs}, {"unreadable", scan->unreadable}};
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    std::printf("%zu snapshots: %zu kept by refs, %zu kept by the registry%s, %zu younger than %lds kept; "
+                "%zu %s, %zu debris files; %s %s\n",
+                snaps->size(), plan.kept_by_refs.size(), plan.kept_by_registry.size(),
+                scan ? "" : " (NOT CHECKED)", recent.size(), f.min_age_sec, plan.deletable.size(),
+                deleting ? "deleted" : "deletable", debris->size(), HumanBytes(total).c_str(),
+                deleting ? "freed" : "would be freed (dry run; --delete to delete)");
+  }
+  if (f.do_delete && !can_delete) return kExitError;
+  return failures == 0 ? kExitOk : kExitError;
+}
+
+// ---------------------------------------------------------------------------- convert
+
+Result<ctl::ScratchDir> MakeScratch(const Flags& f) {
+  const char* env = std::getenv("TMPDIR");
+  return ctl::ScratchDir::Create(!f.tmp.empty() ? f.tmp : env != nullptr ? env : "/var/tmp");
+}
+
+int CmdConvert(Flags& f) {
+  if (f.args.size() != 2) return Usage("convert needs IMAGE NEWREF");
+  auto w = OpenWorker(f, true);
+  if (!w.ok()) return Fail(f, w.status());
+  Status s;
+  auto config = ctl::ReadImageConfig(f.docker, f.args[0]);
+  if (!config.ok()) return Fail(f, config.status());
+  auto diff_ids = ctl::ConfigDiffIds(config->bytes);
+  if (!diff_ids.ok()) return Fail(f, diff_ids.status());
+  auto layers = ctl::ResolveImageLayers(f.docker, f.state, *diff_ids);
+  if (!layers.ok()) return Fail(f, layers.status());
+
+  std::vector<ctl::SaveLayer> out_layers;
+  std::vector<std::string> new_ids;
+  json layers_out = json::array();
+  for (size_t i = 0; i < layers->size(); ++i) {
+    const auto& l = (*layers)[i];
+    if (l.content_snapshot.empty() || !w->store->SnapshotExists(l.content_snapshot)) {
+      return Fail(f, Errorf(ENOENT, "layer {} ({}) of {} has no snapshot on store {}: it cannot be referenced",
+                            i, l.cache_id, f.args[0], w->store->root()));
+    }
+    registry_shim::Reference ref;
+    ref.store = w->store->info().uuid;
+    ref.snapshot = l.content_snapshot;
+    ref.bytes = l.record.diff_size > 0 ? static_cast<uint64_t>(l.record.diff_size) : 0;
+    std::string tar = registry_shim::EncodeReferenceTar(ref, w->cluster_key);
+    std::string diff_id = "sha256:" + ctl::Sha256Hex(tar);
+    Progress(fmt::format("layer {}/{} {} ({}) -> reference to snapshot {} ({})", i + 1, layers->size(),
+                         l.diff_id.substr(7, 12), driver::OriginName(l.record.origin), ref.snapshot,
+                         HumanBytes(ref.bytes)));
+    new_ids.push_back(diff_id);
+    out_layers.push_back({diff_id, "", std::move(tar)});
+    layers_out.push_back({{"old_diff_id", l.diff_id}, {"diff_id", diff_id}, {"snapshot", ref.snapshot},
+                          {"bytes", ref.bytes}});
+  }
+  auto new_config = ctl::RewriteConfigDiffIds(config->bytes, new_ids);
+  if (!new_config.ok()) return Fail(f, new_config.status());
+  auto scratch = MakeScratch(f);
+  if (!scratch.ok()) return Fail(f, scratch.status());
+  std::string tarball = JoinPath(scratch->path(), "image.tar");
+  std::string repo_tag = ctl::NormalizeRepoTag(f.args[1]);
+  s = ctl::WriteSaveTarball(tarball, *new_config, repo_tag, out_layers);
+  if (!s.ok()) return Fail(f, s);
+  auto loaded = ctl::RunDocker(f.docker, {"load", "-q", "-i", tarball});
+  if (!loaded.ok()) return Fail(f, loaded.status());
+  std::string image_id = "sha256:" + ctl::Sha256Hex(*new_config);
+  if (f.json) {
+    std::printf("%s\n", json{{"image", f.args[0]}, {"new_ref", repo_tag}, {"image_id", image_id},
+                             {"layers", layers_out}}.dump(2).c_str());
+  } else {
+    std::printf("converted %s -> %s (%s): %zu reference layers\n", f.args[0].c_str(), repo_tag.c_str(),
+                image_id.c_str(), layers->size());
+  }
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------------------- export
+
+int CmdExport(Flags& f) {
+  if (f.args.size() != 2) return Usage("export needs IMAGE NEWREF");
+  auto w = OpenWorker(f, true);
+  if (!w.ok()) return Fail(f, w.status());
+  Status s;
+  auto scratch = MakeScratch(f);
+  if (!scratch.ok()) return Fail(f, scratch.status());
+  std::string saved = JoinPath(scratch->path(), "save.tar"), dir = JoinPath(scratch->path(), "save");
+  Progress("saving " + f.args[0]);
+  auto out = ctl::RunDocker(f.docker, {"save", "-o", saved, f.args[0]});
+  if (!out.ok()) return Fail(f, out.status());
+  s = MakeDirs(dir);
+  if (s.ok()) s = ctl::ExtractSaveTarball(saved, dir);
+  if (!s.ok()) return Fail(f, s);
+  ::unlink(saved.c_str());
+  auto manifest_text = ReadFileToString(JoinPath(dir, "manifest.json"));
+  if (!manifest_text.ok()) return Fail(f, manifest_text.status());
+  auto manifest = ctl::ParseSaveManifest(*manifest_text);
+  if (!manifest.ok()) return Fail(f, manifest.status());
+  auto config = ReadFileToString(JoinPath(dir, manifest->config));
+  if (!config.ok()) return Fail(f, config.status());
+  auto diff_ids = ctl::ConfigDiffIds(*config);
+  if (!diff_ids.ok()) return Fail(f, diff_ids.status());
+  if (diff_ids->size() != manifest->layers.size()) {
+    return Fail(f, Errorf(EINVAL, "docker save of {}: {} layer tars for {} diff ids", f.args[0],
+                          manifest->layers.size(), diff_ids->size()));
+  }
+  std::optional<std::vector<ctl::ImageLayer>> resolved;  // only needed for reference layers
+
+  std::vector<ctl::SaveLayer> out_layers;
+  std::vector<std::string> new_ids;
+  json layers_out = json::array();
+  for (size_t i = 0; i < diff_ids->size(); ++i) {
+    std::string path = JoinPath(dir, manifest->layers[i]);
+    auto head = ctl::MappedFile::Open(path);
+    if (!head.ok()) return Fail(f, head.status());
+    std::string_view bytes = head->bytes();
+    bool is_ref = bytes.size() >= 512 && bytes.size() <= 64 * 1024 && registry_shim::IsReferenceTarHeader(bytes.data());
+    std::string label = fmt::format("layer {}/{} {}", i + 1, diff_ids->size(), (*diff_ids)[i].substr(7, 12));
+    if (!is_ref) {
+      Progress(label + ": standard tar, kept as is");
+      out_layers.push_back({(*diff_ids)[i], path, ""});
+      new_ids.push_back((*diff_ids)[i]);
+      layers_out.push_back({{"diff_id", (*diff_ids)[i]}, {"from", "standard"}});
+      continue;
+    }
+    auto ref = registry_shim::DecodeReferenceTar(bytes, w->cluster_key);
+    if (!ref.ok()) return Fail(f, ref.status().Context(label));
+    if (ref->store != w->store->info().uuid) {
+      return Fail(f, Errorf(EINVAL, "{}: references store {}, this is store {}", label, ref->store,
+                            w->store->info().uuid));
+    }
+    if (!resolved) {
+      auto r = ctl::ResolveImageLayers(f.docker, f.state, *diff_ids);
+      if (!r.ok()) return Fail(f, r.status());
+      resolved = std::move(*r);
+    }
+    std::string parent_snap = i == 0 ? "" : (*resolved)[i - 1].content_snapshot;
+    Progress(fmt::format("{}: reference to snapshot {}, diffing against {}", label, ref->snapshot,
+                         parent_snap.empty() ? "an empty tree" : "snapshot " + parent_snap));
+    auto upper = ctl::SnapshotView::Mount(*w->os, f.state, w->store->SnapshotPath(ref->snapshot));
+    if (!upper.ok()) return Fail(f, upper.status().Context(label));
+    std::optional<ctl::SnapshotView> lower;
+    if (!parent_snap.empty()) {
+      auto l = ctl::SnapshotView::Mount(*w->os, f.state, w->store->SnapshotPath(parent_snap));
+      if (!l.ok()) return Fail(f, l.status().Context(label));
+      lower.emplace(std::move(*l));
+    }
+    std::string tar_path = JoinPath(scratch->path(), fmt::format("layer-{}.tar", i));
+    UniqueFd fd(::open(tar_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd.valid()) return Fail(f, Status::FromErrno(errno, "create " + tar_path));
+    ctl::FdSink file_sink(fd.get());
+    ctl::Sha256Sink sink(file_sink);
+    s = ctl::WriteChangesTar(upper->dir(), lower ? lower->dir() : "", sink);
+    if (!s.ok()) return Fail(f, s.Context(label));
+    std::string diff_id = sink.Digest();
+    Progress(fmt::format("{}: standard tar {} ({})", label, diff_id.substr(7, 12), HumanBytes(AllocatedBytes(tar_path))));
+    out_layers.push_back({diff_id, tar_path, ""});
+    new_ids.push_back(diff_id);
+    layers_out.push_back({{"old_diff_id", (*diff_ids)[i]}, {"diff_id", diff_id}, {"from", "reference"},
+                          {"snapshot", ref->snapshot}});
+  }
+  auto new_config = ctl::RewriteConfigDiffIds(*config, new_ids);
+  if (!new_config.ok()) return Fail(f, new_config.status());
+  std::string repo_tag = ctl::NormalizeRepoTag(f.args[1]);
+  std::string tarball = !f.output.empty() ? f.output : JoinPath(scratch->path(), "export.tar");
+  s = ctl::WriteSaveTarball(tarball, *new_config, repo_tag, out_layers);
+  if (!s.ok()) return Fail(f, s);
+  if (f.output.empty()) {
+    auto loaded = ctl::RunDocker(f.docker, {"load", "-q", "-i", tarball});
+    if (!loaded.ok()) return Fail(f, loaded.status());
+  }
+  std::string image_id = "sha256:" + ctl::Sha256Hex(*new_config);
+  if (f.json) {
+    json o = {{"image", f.args[0]}, {"new_ref", repo_tag}, {"image_id", image_id}, {"layers", layers_out}};
+    if (!f.output.empty()) o["output"] = f.output;
+    std::printf("%s\n", o.dump(2).c_str());
+  } else if (!f.output.empty()) {
+    std::printf("exported %s as %s to %s (load it with: docker load -i %s)\n", f.args[0].c_str(), repo_tag.c_str(),
+                f.output.c_str(), f.output.c_str());
+  } else {
+    std::printf("exported %s -> %s (%s)\n", f.args[0].c_str(), repo_tag.c_str(), image_id.c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags f;
+  std::string err;
+  if (!ParseFlags(argc, argv, &f, &err)) return Usage(err);
+  if (f.command.empty()) return Usage("no command given");
+  const std::map<std::string, int (*)(Flags&)> commands = {
+      {"status", CmdStatus}, {"verify", CmdVerify}, {"gc", CmdGc}, {"convert", CmdConvert}, {"export", CmdExport}};
+  auto it = commands.find(f.command);
+  if (it == commands.end()) return Usage("unknown command " + f.command);
+  if ((f.command == "status" || f.command == "verify" || f.command == "gc") && !f.args.empty()) {
+    return Usage(f.command + " takes no arguments");
+  }
+  return it->second(f);
+}

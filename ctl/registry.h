@@ -1,0 +1,36 @@
+// The registry as gc's name server (DESIGN.md §5): every snapshot that some manifest's
+// small layer blob (a reference tar, usually gzip-compressed by docker push) names.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace slacker::ctl {
+
+// Layer blobs at least this large are never reference tars (those are ~2 KiB).
+inline constexpr uint64_t kMaxReferenceBlob = 64 * 1024;
+
+// The snapshot a layer blob references: "" when the blob is not a reference tar. Plain
+// tars and gzip are read; EINVAL for a compression this build cannot read (zstd) or a
+// corrupt gzip stream, so the caller can say loudly what it could not check.
+Result<std::string> ReferencedSnapshot(std::string_view blob);
+
+struct RegistryScan {
+  std::set<std::string> snapshots;
+  int repositories = 0;
+  int manifests = 0;
+  int reference_blobs = 0;
+  std::vector<std::string> unreadable;  // blobs that could not be checked, with why
+};
+
+// Walks /v2/_catalog → tags/list → manifests (v2, OCI; lists and indexes descended) →
+// layer blobs smaller than kMaxReferenceBlob. `url` is http://HOST:PORT (or HOST:PORT).
+// Any failed request is an error: a partial walk must not make gc delete anything.
+Result<RegistryScan> ScanRegistry(const std::string& url);
+
+}  // namespace slacker::ctl

@@ -1,0 +1,118 @@
+#include "ctl/gc.h"
+
+#include <sys/stat.h>
+#include <utime.h>
+#include <zlib.h>
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "common/files.h"
+#include "ctl/registry.h"
+#include "registry_shim/reference.h"
+
+namespace slacker::ctl {
+namespace {
+
+const std::string kS1(32, '1'), kS2(32, '2'), kS3(32, '3'), kS4(32, '4');
+
+// Scenario: a snapshot is deletable only when neither refs nor the registry name it.
+TEST(PlanGc, DeletesOnlyWhatNothingReferences) {
+  std::set<std::string> refs = {kS1}, registry = {kS2, kS1};
+  GcPlan p = PlanGc({kS1, kS2, kS3}, refs, &registry);
+  EXPECT_EQ(p.kept_by_refs, std::vector<std::string>{kS1});
+  EXPECT_EQ(p.kept_by_registry, std::vector<std::string>{kS2});
+  EXPECT_EQ(p.deletable, std::vector<std::string>{kS3});
+}
+
+// Scenario: without a registry walk, refs alone decide.
+TEST(PlanGc, WithoutRegistryRefsAloneDecide) {
+  GcPlan p = PlanGc({kS1, kS2}, {kS1}, nullptr);
+  EXPECT_EQ(p.deletable, std::vector<std::string>{kS2});
+  EXPECT_TRUE(p.kept_by_registry.empty());
+}
+
+// Scenario: refs of other hosts keep a snapshot too (the caller unions every host).
+TEST(PlanGc, EmptyStoreHasNothingToDo) {
+  std::set<std::string> none;
+  GcPlan p = PlanGc({}, none, &none);
+  EXPECT_TRUE(p.deletable.empty());
+}
+
+std::string Gzip(const std::string& in) {
+  z_stream zs{};
+  deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
+  std::string out(compressBound(in.size()) + 64, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  zs.avail_in = in.size();
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = out.size();
+  deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+std::string RefTar(const std::string& snap, const std::string& key) {
+  registry_shim::Reference r;
+  r.store = std::string(32, 'a');
+  r.snapshot = snap;
+  r.bytes = 10;
+  return registry_shim::EncodeReferenceTar(r, key);
+}
+
+// Scenario: docker push gzips reference tars; the snapshot is read from either form,
+// and a MAC from a cluster key gc does not know is not an error (only the id matters).
+TEST(ReferencedSnapshot, ReadsPlainAndGzipWithAnyMac) {
+  EXPECT_EQ(*ReferencedSnapshot(RefTar(kS1, "")), kS1);
+  EXPECT_EQ(*ReferencedSnapshot(Gzip(RefTar(kS2, "secret"))), kS2);
+}
+
+// Scenario: an ordinary small layer is not a reference; a corrupt gzip is an error.
+TEST(ReferencedSnapshot, OtherBlobs) {
+  EXPECT_EQ(*ReferencedSnapshot(Gzip(std::string(2048, '\0'))), "");
+  std::string broken = Gzip(RefTar(kS1, "")).substr(0, 20);
+  EXPECT_FALSE(ReferencedSnapshot(broken).ok());
+  EXPECT_FALSE(ReferencedSnapshot(std::string("\x28\xb5\x2f\xfd", 4) + "zstd").ok());
+}
+
+class DebrisTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/ctl-gc-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    root_ = tmpl;
+    ASSERT_TRUE(MakeDirs(root_ + "/snapshots").ok());
+    ASSERT_TRUE(MakeDirs(root_ + "/volumes/h1").ok());
+  }
+  void TearDown() override { RemoveTree(root_); }
+  void Touch(const std::string& rel, time_t mtime) {
+    std::ofstream(root_ + "/" + rel) << "x";
+    struct utimbuf t = {mtime, mtime};
+    ::utime((root_ + "/" + rel).c_str(), &t);
+  }
+  std::string root_;
+};
+
+// Scenario: old *.tmp* files and unpublished companions are debris; young ones and
+// published snapshots are not.
+TEST_F(DebrisTest, FindsOldTmpAndOrphanCompanions) {
+  time_t now = 1'000'000;
+  Touch("snapshots/" + kS1 + ".img.tmp-ab", now - 7200);
+  Touch("snapshots/" + kS2 + ".img.tmp-cd", now - 60);  // in flight
+  Touch("snapshots/" + kS3 + ".json", now - 7200);       // image never published
+  Touch("snapshots/" + kS4 + ".img", now - 7200);
+  Touch("snapshots/" + kS4 + ".json", now - 7200);
+  Touch("volumes/h1/layer.img.tmp-ef", now - 7200);
+  Touch("volumes/h1/layer.img", now - 7200);
+  auto d = FindDebris(root_, now, 3600);
+  ASSERT_TRUE(d.ok());
+  std::vector<std::string> paths;
+  for (const auto& x : *d) paths.push_back(x.path.substr(root_.size() + 1));
+  EXPECT_EQ(paths, (std::vector<std::string>{"snapshots/" + kS1 + ".img.tmp-ab", "snapshots/" + kS3 + ".json",
+                                             "volumes/h1/layer.img.tmp-ef"}));
+}
+
+}  // namespace
+}  // namespace slacker::ctl

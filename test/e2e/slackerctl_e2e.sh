@@ -37,7 +37,9 @@ case_status_json() {
   [ "$(jget "$out" 'd["snapshots"]["count"]')" -ge 1 ] || fail "no snapshots: $out"
   [ "$(jget "$out" 'd["refs"]["count"]')" -ge 1 ] || fail "no refs: $out"
   [ "$(jget "$out" 'd["store"]["total_bytes"] > 0')" = True ] || fail "no statfs: $out"
-  ctl status | grep -q '^store ' || fail "human status output"
+  ctl status >"$W/status.txt"
+  cat "$W/status.txt" >&2
+  grep -q "^store " "$W/status.txt" || fail "human status output"
 }
 
 case_verify_json() {

@@ -275,17 +275,19 @@ Status SlackerDriver::Init(const std::string& home, const std::vector<std::strin
 
 std::vector<std::pair<std::string, std::string>> SlackerDriver::StatusRows() {
   std::vector<std::pair<std::string, std::string>> rows;
-  size_t n = 0, mounted = 0, volumes = 0;
+  size_t mounted = 0, volumes = 0;
   std::set<std::string> snaps;
+  std::vector<std::shared_ptr<Layer>> all;
   {
-    std::lock_guard<std::mutex> l(mu_);
-    n = layers_.size();
-    for (auto& [id, layer] : layers_) {
-      std::lock_guard<std::mutex> ll(layer->mu);
-      if (layer->refs > 0) ++mounted;
-      if (layer->rec.has_volume) ++volumes;
-      if (!layer->rec.snapshot.empty()) snaps.insert(layer->rec.snapshot);
-    }
+    std::lock_guard<std::mutex> l(mu_);  // a leaf lock: copy, then lock layers without it
+    for (auto& [id, layer] : layers_) all.push_back(layer);
+  }
+  size_t n = all.size();
+  for (auto& layer : all) {
+    std::lock_guard<std::mutex> ll(layer->mu);
+    if (layer->refs > 0) ++mounted;
+    if (layer->rec.has_volume) ++volumes;
+    if (!layer->rec.snapshot.empty()) snaps.insert(layer->rec.snapshot);
   }
   rows.push_back({"Backing Store", backend_.Describe()});
   rows.push_back({"Store UUID", backend_.info().uuid});
@@ -368,15 +370,17 @@ Status SlackerDriver::Remove(const std::string& id) {
   RemoveFileIfExists(JoinPath(opts_.state_dir, "layers/" + id + ".ref"));
   ::rmdir(MountPath(id).c_str());
   layer->removed = true;
-  bool snap_still_used = false;
+  // mu_ is a leaf lock: never take a layer's mutex while holding it.
+  std::vector<std::shared_ptr<Layer>> others;
   {
     std::lock_guard<std::mutex> ml(mu_);
     layers_.erase(id);
-    for (auto& [other_id, other] : layers_) {
-      if (other.get() == layer.get()) continue;
-      std::lock_guard<std::mutex> ol(other->mu);
-      if (other->rec.snapshot == snap) snap_still_used = true;
-    }
+    for (auto& [other_id, other] : layers_) others.push_back(other);
+  }
+  bool snap_still_used = false;
+  for (auto& other : others) {
+    std::lock_guard<std::mutex> ol(other->mu);
+    if (other->rec.snapshot == snap) snap_still_used = true;
   }
   if (!snap.empty() && !snap_still_used) backend_.DropRef(snap);
   log::Debug("remove", {{"layer", id}});

@@ -105,7 +105,9 @@ class SlackerDriver : public GraphDriver {
   std::string home_;
   uint64_t default_size_at_start_ = 0;  // before any Init option
 
-  mutable std::mutex mu_;  // guards layers_ and counters_
+  // Guards layers_ and counters_. A leaf lock: a layer's mutex may be held when taking
+  // it, never the other way round.
+  mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Layer>> layers_;
   Counters counters_;
   std::mutex template_mu_;

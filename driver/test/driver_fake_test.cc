@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include "common/files.h"
 #include "driver/slacker_driver.h"
 #include "os/fake_os.h"
@@ -299,6 +302,29 @@ TEST_F(DriverFakeTest, AStandardLayerAppliedByAnyWorkerIsReusedNotUnpackedAgain)
   ASSERT_TRUE((*b)->ApplyDiff("lc", "", s3).ok());
   EXPECT_EQ((*b)->counters().dedup_hits, 1u);
   EXPECT_NE((*(*b)->GetMetadata("lc"))["Snapshot"], (*driver_->GetMetadata("la"))["Snapshot"]);
+}
+
+// Regression: concurrent Removes (docker rm of several containers) once deadlocked on
+// the layer map mutex against layer mutexes. A deadlock hangs this test (ctest timeout).
+TEST_F(DriverFakeTest, ConcurrentRemovesGetsAndStatusDoNotDeadlock) {
+  ASSERT_TRUE(driver_->Create(Req("img")).ok());
+  constexpr int kLayers = 8;
+  for (int i = 0; i < kLayers; ++i) {
+    ASSERT_TRUE(driver_->CreateReadWrite(Req("c" + std::to_string(i), "img")).ok());
+    ASSERT_TRUE(driver_->Get("c" + std::to_string(i), "").ok());
+    ASSERT_TRUE(driver_->Put("c" + std::to_string(i)).ok());
+  }
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < kLayers; ++i) {
+    threads.emplace_back([&, i] {
+      if (!driver_->Remove("c" + std::to_string(i)).ok()) failures++;
+    });
+    threads.emplace_back([&] { driver_->StatusRows(); });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  for (int i = 0; i < kLayers; ++i) EXPECT_FALSE(driver_->Exists("c" + std::to_string(i)));
 }
 
 TEST_F(DriverFakeTest, StorageOptSizeIsValidated) {

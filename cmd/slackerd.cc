@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "common/files.h"
@@ -11,6 +12,7 @@
 #include "driver/slacker_driver.h"
 #include "loopdev/embedded_store.h"
 #include "os/os.h"
+#include "plugin/metrics_server.h"
 #include "plugin/server.h"
 #include "storage_backend/local_backend.h"
 
@@ -29,6 +31,8 @@ slacker graphdriver plugin: every layer is an ext4 file system in a file on a sh
   --host-id ID        this worker's name on the store (default: the hostname)
   --cluster-key FILE  sign and verify reference tars with HMAC-SHA256 using this key
   --log-level L       debug|info|warn|error (default info)
+  --metrics-listen A  serve Prometheus metrics at GET /metrics on A: unix:/path.sock or
+                      HOST:PORT (PORT alone binds 127.0.0.1); default off
   --help              this text
 )";
 
@@ -39,6 +43,7 @@ struct Flags {
   std::string host_id;
   std::string cluster_key_file;
   std::string log_level = "info";
+  std::string metrics_listen;  // "" = no metrics endpoint
 };
 
 bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
@@ -65,6 +70,7 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
     else if (a == "--host-id") f->host_id = value;
     else if (a == "--cluster-key") f->cluster_key_file = value;
     else if (a == "--log-level") f->log_level = value;
+    else if (a == "--metrics-listen") f->metrics_listen = value;
     else {
       *err = "unknown option " + a;
       return false;
@@ -95,6 +101,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   log::SetLevel(level);
+  Result<plugin::MetricsAddress> metrics_at = plugin::MetricsAddress{};
+  if (!flags.metrics_listen.empty()) {
+    metrics_at = plugin::ParseMetricsAddress(flags.metrics_listen);
+    if (!metrics_at.ok()) {
+      std::fprintf(stderr, "slackerd: --metrics-listen: %s\n", metrics_at.status().message().c_str());
+      return 2;
+    }
+  }
   if (flags.host_id.empty()) {
     char host[256] = {};
     ::gethostname(host, sizeof host - 1);
@@ -141,6 +155,13 @@ int main(int argc, char** argv) {
 
   plugin::ServerOptions sopts;
   sopts.socket_path = flags.socket;
+  std::unique_ptr<plugin::MetricsServer> metrics_server;
+  if (!flags.metrics_listen.empty()) {
+    sopts.metrics = std::make_shared<plugin::PluginMetrics>();
+    metrics_server = std::make_unique<plugin::MetricsServer>(**drv, sopts.metrics, *metrics_at);
+    s = metrics_server->Start();
+    if (!s.ok()) return Fail(s, "listen for metrics");
+  }
   plugin::Server server(**drv, sopts);
   s = server.Start();
   if (!s.ok()) return Fail(s, "listen");
@@ -151,6 +172,7 @@ int main(int argc, char** argv) {
   sigwait(&stop, &sig);
   log::Info("stopping", {{"signal", strsignal(sig)}});
   server.Stop();
+  if (metrics_server) metrics_server->Stop();
   log::Info("stopped");
   return 0;
 }

@@ -71,6 +71,10 @@ class GraphDriver {
   virtual Result<int64_t> DiffSize(const std::string& id, const std::string& parent) = 0;
   // dockerd is stopping: unmount what is not in use by anyone.
   virtual Status Cleanup() = 0;
+  // Optional: (name, value) samples for the plugin's metrics endpoint, each a valid
+  // Prometheus metric name given once. Must not wait on a layer's long operation: the
+  // endpoint calls it on every scrape.
+  virtual std::vector<std::pair<std::string, double>> Metrics() { return {}; }
 };
 
 }  // namespace slacker::driver

@@ -1039,4 +1039,38 @@ Status SlackerDriver::Cleanup() {
   return first;
 }
 
+std::vector<std::pair<std::string, double>> SlackerDriver::Metrics() {
+  std::vector<std::shared_ptr<Layer>> all;
+  Counters c;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [id, layer] : layers_) all.push_back(layer);
+    c = counters_;
+  }
+  size_t mounted = 0;
+  for (auto& layer : all) {
+    // try_lock: an ApplyDiff holds the layer's mutex for minutes, a scrape must not wait.
+    std::unique_lock<std::mutex> l(layer->mu, std::try_to_lock);
+    if (l.owns_lock() && layer->refs > 0) ++mounted;
+  }
+  std::vector<std::pair<std::string, double>> out = {
+      {"slacker_clones_total", c.clones},
+      {"slacker_snapshots_total", c.snapshots},
+      {"slacker_snapshot_cache_hits_total", c.snapshot_cache_hits},
+      {"slacker_dedup_hits_total", c.dedup_hits},
+      {"slacker_mounts_rw_total", c.rw_mounts},
+      {"slacker_mounts_ro_total", c.ro_mounts},
+      {"slacker_layers", all.size()},
+      {"slacker_layers_mounted", mounted},
+  };
+  auto space = backend_.Space();
+  if (space.ok()) {
+    out.push_back({"slacker_store_size_bytes", space->total_bytes});
+    out.push_back({"slacker_store_bytes_free", space->free_bytes});
+  } else {
+    log::Warn("metrics_store_space_failed", {{"err", space.status().message()}});
+  }
+  return out;
+}
+
 }  // namespace slacker::driver

@@ -54,6 +54,9 @@ class SlackerDriver : public GraphDriver {
   Result<int64_t> ApplyDiff(const std::string& id, const std::string& parent, ByteSource& tar) override;
   Result<int64_t> DiffSize(const std::string& id, const std::string& parent) override;
   Status Cleanup() override;
+  // Counters, layer counts and store space. A layer busy in an operation (ApplyDiff, a
+  // mount) is counted as not mounted rather than waited for.
+  std::vector<std::pair<std::string, double>> Metrics() override;
 
   // Counters for tests and Status (monotonic since start).
   struct Counters {

@@ -63,6 +63,9 @@ class Router {
   // throw) becomes a 500 naming the route: this is the dispatch boundary.
   Reply Dispatch(std::string_view http_method, Request& req) const;
 
+  // Whether `path` has a handler.
+  bool Has(std::string_view path) const { return routes_.find(path) != routes_.end(); }
+
  private:
   std::map<std::string, Handler, std::less<>> routes_;
 };

@@ -1,10 +1,8 @@
 #include "plugin/server.h"
 
-#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -13,8 +11,6 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <condition_variable>
-#include <cstring>
-#include <filesystem>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -22,9 +18,10 @@
 #include <vector>
 
 #include "common/fd.h"
-#include "common/files.h"
 #include "common/log.h"
 #include "plugin/graphdriver_routes.h"
+#include "plugin/listener.h"
+#include "plugin/metrics.h"
 #include "plugin/router.h"
 
 namespace slacker::plugin {
@@ -107,63 +104,6 @@ bool IsDisconnect(const beast::error_code& ec) {
 std::string_view MethodName(std::string_view path) {
   if (path.starts_with("/GraphDriver.")) return path.substr(13);
   return path.starts_with('/') ? path.substr(1) : path;
-}
-
-Status CheckStaleSocket(const std::string& path) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return Status::Ok();
-    return Status::FromErrno(errno, fmt::format("stat {}", path));
-  }
-  if (!S_ISSOCK(st.st_mode)) {
-    return Errorf(EEXIST, "{} exists and is not a socket; move it away or pick another --socket",
-                  path);
-  }
-  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!probe.valid()) return Status::FromErrno(errno, "create probe socket");
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    return Errorf(EADDRINUSE, "another server is listening on {}; stop it first", path);
-  }
-  if (errno != ECONNREFUSED) {
-    return Status::FromErrno(errno, fmt::format("probe existing socket {}", path));
-  }
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return Status::FromErrno(errno, fmt::format("remove stale socket {}", path));
-  }
-  return Status::Ok();
-}
-
-Result<UniqueFd> Listen(const std::string& path, ino_t* inode) {
-  sockaddr_un addr{};
-  if (path.empty() || path.size() >= sizeof addr.sun_path) {
-    return Errorf(ENAMETOOLONG, "socket path '{}' must be 1..{} bytes", path,
-                  sizeof addr.sun_path - 1);
-  }
-  std::string parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) {
-    SLACKER_RETURN_IF_ERROR(MakeDirs(parent, 0755).Context("create socket directory"));
-  }
-  SLACKER_RETURN_IF_ERROR(CheckStaleSocket(path));
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd.valid()) return Status::FromErrno(errno, "create listening socket");
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    return Status::FromErrno(errno, fmt::format("bind {}", path));
-  }
-  // No connection can succeed before listen(), so tightening the mode here leaves no window.
-  struct stat st;
-  if (::chmod(path.c_str(), 0600) != 0 || ::stat(path.c_str(), &st) != 0) {
-    return Status::FromErrno(errno, fmt::format("chmod 0600 {}", path));
-  }
-  *inode = st.st_ino;
-  if (::listen(fd.get(), SOMAXCONN) != 0) {
-    return Status::FromErrno(errno, fmt::format("listen on {}", path));
-  }
-  return fd;
 }
 
 }  // namespace
@@ -274,8 +214,18 @@ class Connection {
     // The client may still be sending a body the handler refused; let it finish so it
     // reads the reply instead of failing on a reset connection.
     if (ok && !body_done) body.Drain(st_.opts.max_drain_bytes);
-    Log(req, reply, number, start, streamed ? sent : body.total());
+    double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    Log(req, reply, number, seconds, streamed ? sent : body.total());
+    if (st_.opts.metrics) Count(req, reply, seconds, streamed ? sent : body.total());
     return ok && keep_alive;
+  }
+
+  void Count(const Request& req, const Reply& reply, double seconds, uint64_t bytes) {
+    // Only routes name their own series: arbitrary paths must not grow the label set.
+    std::string_view method = st_.router.Has(req.path) ? MethodName(req.path) : "unknown";
+    st_.opts.metrics->RecordRequest(method, reply.status, seconds);
+    if (req.path == "/GraphDriver.ApplyDiff") st_.opts.metrics->AddApplyBytes(bytes);
+    if (req.path == "/GraphDriver.Diff") st_.opts.metrics->AddDiffBytes(bytes);
   }
 
   bool SendJson(Reply& reply, bool keep_alive) {
@@ -322,9 +272,9 @@ class Connection {
     return !ec;
   }
 
-  void Log(const Request& req, const Reply& reply, uint64_t number, Clock::time_point start,
+  void Log(const Request& req, const Reply& reply, uint64_t number, double seconds,
            uint64_t bytes) {
-    double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    double ms = seconds * 1000;
     std::string method(MethodName(req.path));
     if (reply.error.empty()) {
       log::Info("request", {{"method", method},
@@ -381,23 +331,8 @@ void StartConnection(const std::shared_ptr<Server::State>& st, int fd) {
 }
 
 void AcceptLoop(std::shared_ptr<Server::State> st) {
-  pollfd fds[2] = {{st->listen_fd.get(), POLLIN, 0}, {st->wake_fd.get(), POLLIN, 0}};
-  for (;;) {
-    if (::poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      log::Error("accept_failed", {{"err", Status::FromErrno(errno, "poll").message()}});
-      return;
-    }
-    if (fds[1].revents != 0) return;
-    int fd = ::accept4(st->listen_fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd >= 0) {
-      StartConnection(st, fd);
-    } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-      // Out of descriptors or memory: say so and back off instead of spinning.
-      log::Error("accept_failed", {{"err", Status::FromErrno(errno, "accept").message()}});
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
+  AcceptUntilWoken(st->listen_fd.get(), st->wake_fd.get(),
+                   [&st](int fd) { StartConnection(st, fd); });
 }
 
 }  // namespace
@@ -419,7 +354,7 @@ Status Server::Start() {
   SLACKER_RETURN_IF_ERROR(st.routes_status.Context("register routes"));
   st.wake_fd.Reset(::eventfd(0, EFD_CLOEXEC));
   if (!st.wake_fd.valid()) return Status::FromErrno(errno, "create eventfd");
-  SLACKER_ASSIGN_OR_RETURN(st.listen_fd, Listen(st.opts.socket_path, &st.socket_inode));
+  SLACKER_ASSIGN_OR_RETURN(st.listen_fd, ListenUnix(st.opts.socket_path, &st.socket_inode));
   try {
     accept_thread_ = std::thread(AcceptLoop, state_);
   } catch (const std::system_error& e) {
@@ -436,21 +371,10 @@ void Server::Stop() {
     if (st.stopping) return;
     st.stopping = true;
   }
-  if (accept_thread_.joinable()) {
-    uint64_t one = 1;
-    if (::write(st.wake_fd.get(), &one, sizeof one) != sizeof one) {
-      log::Error("stop_failed",
-                 {{"err", Status::FromErrno(errno, "wake accept thread").message()}});
-    }
-    accept_thread_.join();
-  }
+  StopAccepting(st.wake_fd.get(), accept_thread_);
   if (st.listen_fd.valid()) {
     st.listen_fd.Reset();
-    // Only our own socket: a successor may already have replaced it.
-    struct stat sb;
-    if (::lstat(st.opts.socket_path.c_str(), &sb) == 0 && sb.st_ino == st.socket_inode) {
-      ::unlink(st.opts.socket_path.c_str());
-    }
+    RemoveSocketIfOurs(st.opts.socket_path, st.socket_inode);
   }
   std::unique_lock<std::mutex> lock(st.mu);
   auto shutdown_where = [&](bool busy_too) {

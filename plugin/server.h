@@ -12,6 +12,7 @@
 
 #include "common/status.h"
 #include "driver/graph_driver.h"
+#include "plugin/metrics.h"
 
 namespace slacker::plugin {
 
@@ -27,6 +28,8 @@ struct ServerOptions {
   // Stop() waits this long for in-flight requests, then shuts their connections down and
   // gives them one more second before abandoning any still stuck inside the driver.
   std::chrono::milliseconds stop_grace{10'000};
+  // When set, every request is counted here (method, status, duration, bytes).
+  std::shared_ptr<PluginMetrics> metrics;
 };
 
 class Server {

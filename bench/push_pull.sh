@@ -19,11 +19,7 @@ if [ ! -f "$tarball" ]; then
   tar -C "$cache/rootfs" -cf "$tarball" .
 fi
 e2e_workdir
-truncate -s 32G "$W/store.img"
-mkfs.xfs -q -m reflink=1 -s size=4096 "$W/store.img"
-mkdir -p "$W/store"
-mount -o loop,noatime "$W/store.img" "$W/store"
-e2e_defer umount "$W/store"
+make_shared_store "$W/store" 32G
 S1=slk$$p
 S2=slk$$q
 start_slackerd "$S1" --store "$W/store" >/dev/null
@@ -48,36 +44,31 @@ timed() {
 results=$W/results
 : >"$results"
 
-# overlay2: import, push, pull on the other worker, run.
-dk o1 import "$tarball" "$REG/deb:std" >/dev/null
-b0=$(reg_bytes)
-timed overlay2_push dk o1 push "$REG/deb:std" >>"$results"
-echo "overlay2_registry_bytes $(($(reg_bytes) - b0))" >>"$results"
-timed overlay2_pull dk o2 pull "$REG/deb:std" >>"$results"
-timed overlay2_run dk o2 run --rm --network none "$REG/deb:std" true >>"$results"
-dk o2 run --name dev --network none "$REG/deb:std" sh -c 'echo change > /etc/dev-cycle' >/dev/null
-dk o2 commit dev "$REG/deb:dev" >/dev/null
-b0=$(reg_bytes)
-timed overlay2_dev_push dk o2 push "$REG/deb:dev" >>"$results"
-echo "overlay2_dev_registry_bytes $(($(reg_bytes) - b0))" >>"$results"
-timed overlay2_dev_pull dk o1 pull "$REG/deb:dev" >>"$results"
+# measure PREFIX W1 W2 IMAGE: push IMAGE from W1, pull and run it on W2, then the dev
+# cycle (a one-file commit on W2, pushed, pulled back on W1). Appends to $results.
+measure() {
+  local p=$1 w1=$2 w2=$3 image=$4 b0
+  b0=$(reg_bytes)
+  timed "${p}_push" dk "$w1" push "$image" >>"$results"
+  echo "${p}_registry_bytes $(($(reg_bytes) - b0))" >>"$results"
+  timed "${p}_pull" dk "$w2" pull "$image" >>"$results"
+  timed "${p}_run" dk "$w2" run --rm --network none "$image" true >>"$results"
+  dk "$w2" run --name dev --network none "$image" sh -c 'echo change > /etc/dev-cycle' >/dev/null
+  dk "$w2" commit dev "$image-dev" >/dev/null
+  b0=$(reg_bytes)
+  timed "${p}_dev_push" dk "$w2" push "$image-dev" >>"$results"
+  echo "${p}_dev_registry_bytes $(($(reg_bytes) - b0))" >>"$results"
+  timed "${p}_dev_pull" dk "$w1" pull "$image-dev" >>"$results"
+}
 
-# slacker: import, convert to references, push, pull on the other worker, run.
+dk o1 import "$tarball" "$REG/deb:std" >/dev/null
+measure overlay2 o1 o2 "$REG/deb:std"
+# slacker: the imported image is converted to references first (O(1) pulls anywhere).
 dk s1 import "$tarball" deb:std >/dev/null
 timed slacker_convert "$SLACKERCTL" --state "$(slackerd_state "$S1")" --store "$W/store" --host-id "$S1" \
   --docker-host "unix://$W/s1/docker.sock" convert deb:std "$REG/deb:ref" >>"$results"
-b0=$(reg_bytes)
-timed slacker_push dk s1 push "$REG/deb:ref" >>"$results"
-echo "slacker_registry_bytes $(($(reg_bytes) - b0))" >>"$results"
-timed slacker_pull dk s2 pull "$REG/deb:ref" >>"$results"
-timed slacker_run dk s2 run --rm --network none "$REG/deb:ref" true >>"$results"
-dk s2 run --name dev --network none "$REG/deb:ref" sh -c 'echo change > /etc/dev-cycle' >/dev/null
-dk s2 commit dev "$REG/deb:sdev" >/dev/null
-b0=$(reg_bytes)
-timed slacker_dev_push dk s2 push "$REG/deb:sdev" >>"$results"
-echo "slacker_dev_registry_bytes $(($(reg_bytes) - b0))" >>"$results"
-timed slacker_dev_pull dk s1 pull "$REG/deb:sdev" >>"$results"
-out=$(dk s1 run --rm --network none "$REG/deb:sdev" cat /etc/dev-cycle)
+measure slacker s1 s2 "$REG/deb:ref"
+out=$(dk s1 run --rm --network none "$REG/deb:ref-dev" cat /etc/dev-cycle)
 [ "$out" = change ] || fail "dev-cycle image content on worker 1: $out"
 
 echo "image: $(du -b "$tarball" | cut -f1) bytes uncompressed tar"

@@ -621,3 +621,15 @@ EOF
   tar --numeric-owner -C "$r" -c . | dk "$dk_name" import - "$tag" >/dev/null
   rm -rf "$r"
 }
+
+# make_shared_store DIR [SIZE]: a sparse XFS image with reflink=1, loop-mounted at DIR
+# (unmounted by the cleanup trap): the shared store several workers use, as an NFSv4.2
+# or XFS share would be in production.
+make_shared_store() {
+  local dir=$1 size=${2:-16G}
+  truncate -s "$size" "$dir.img"
+  mkfs.xfs -q -m reflink=1 -s size=4096 "$dir.img"
+  mkdir -p "$dir"
+  mount -o loop,noatime "$dir.img" "$dir"
+  e2e_defer umount "$dir"
+}

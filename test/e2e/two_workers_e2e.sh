@@ -10,11 +10,7 @@ set -euo pipefail
 e2e_workdir
 
 # The shared store: an XFS image with reflink, as an NFSv4.2/XFS share would be.
-truncate -s 16G "$W/store.img"
-mkfs.xfs -q -m reflink=1 -s size=4096 "$W/store.img"
-mkdir -p "$W/store"
-mount -o loop,noatime "$W/store.img" "$W/store"
-e2e_defer umount "$W/store"
+make_shared_store "$W/store"
 
 A=slk$$a
 B=slk$$b

@@ -11,6 +11,6 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cmake -S "$repo" -B "$repo/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$repo/build" -j"$(nproc)" --target slackerd
 mkdir -p /run/docker/plugins
-echo "quickstart: starting slackerd (socket /run/docker/plugins/slacker.sock, state /var/lib/slacker)"
+echo "quickstart: starting slackerd --socket /run/docker/plugins/slacker.sock --state /var/lib/slacker $* (later options win)"
 echo "quickstart: point Docker at it with: dockerd --experimental -s slacker"
 exec "$repo/build/cmd/slackerd" --socket /run/docker/plugins/slacker.sock --state /var/lib/slacker "$@"

@@ -8,7 +8,7 @@ build=(build-essential cmake pkg-config libboost-dev nlohmann-json3-dev libfmt-d
 runtime=(e2fsprogs xfsprogs util-linux kmod)
 tests=(docker.io busybox-static docker-registry golang-go golang-github-docker-docker-dev
        golang-github-vbatts-tar-split-dev golang-github-gotestyourself-gotest.tools-dev
-       attr curl iproute2 tar coreutils)
+       attr curl iproute2 tar coreutils python3 openssl debootstrap)
 pkgs=("${build[@]}" "${runtime[@]}")
 [ "${1:-}" = "--runtime-only" ] && pkgs=("${runtime[@]}")
 [ "${1:-}" = "--with-tests" ] && pkgs+=("${tests[@]}")

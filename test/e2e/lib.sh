@@ -549,9 +549,22 @@ e2e_free_port() {
 # start_registry: a local registry (distribution 2.x) on 127.0.0.1:PORT with storage
 # under $W. Sets E2E_REGISTRY=127.0.0.1:PORT and prints it. dockerd treats 127.0.0.0/8
 # as insecure (plain HTTP) by default; pass --insecure-registry anyway to be explicit.
-start_registry() {
-  local port pid
+start_registry() { _start_registry_scheme http; }
+# start_tls_registry: the same over HTTPS with a self-signed certificate ($W/registry.crt).
+start_tls_registry() { _start_registry_scheme https; }
+_start_registry_scheme() {
+  local scheme=$1 port pid curl_tls=() tls_yml=""
   [ -x "$REGISTRY_BIN" ] || fail "$REGISTRY_BIN missing (apt-get install docker-registry)" || return
+  if [ "$scheme" = https ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+      -addext subjectAltName=IP:127.0.0.1 -keyout "$W/registry.key" -out "$W/registry.crt" \
+      >/dev/null 2>&1 || fail "openssl could not make a certificate" || return
+    curl_tls=(--cacert "$W/registry.crt")
+    tls_yml="
+  tls:
+    certificate: $W/registry.crt
+    key: $W/registry.key"
+  fi
   for _ in 1 2 3; do
     port=$(e2e_free_port)
     cat >"$W/registry.yml" <<EOF
@@ -564,7 +577,7 @@ storage:
   delete:
     enabled: true
 http:
-  addr: 127.0.0.1:$port
+  addr: 127.0.0.1:$port$tls_yml
 EOF
     e2e_spawn registry "$W/registry.log" "$REGISTRY_BIN" serve "$W/registry.yml"
     pid=$E2E_SPAWNED_PID
@@ -573,7 +586,7 @@ EOF
       e2e_defer stop_registry
     }
     if e2e_wait_for registry "$pid" "$W/registry.log" \
-      curl -fsS "http://127.0.0.1:$port/v2/"; then
+      curl -fsS "${curl_tls[@]}" "$scheme://127.0.0.1:$port/v2/"; then
       E2E_REGISTRY=127.0.0.1:$port
       export E2E_REGISTRY
       echo "$E2E_REGISTRY"

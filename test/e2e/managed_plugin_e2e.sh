@@ -68,48 +68,6 @@ stop_mp_dockerd() {
   stop_dockerd "$name"
 }
 
-# start_tls_registry: like lib.sh's start_registry, but serving HTTPS with a
-# self-signed certificate. dockerd 20.10's `docker plugin install` resolves the plugin
-# with containerd's resolver, which tries only the first endpoint of an insecure
-# registry (https, certificate not verified) and does not fall back to plain HTTP:
-# against an HTTP registry it fails with "http: server gave HTTP response to HTTPS
-# client". Prints 127.0.0.1:PORT.
-start_tls_registry() {
-  local port pid
-  [ -x "$REGISTRY_BIN" ] || fail "$REGISTRY_BIN missing (apt-get install docker-registry)" || return
-  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
-    -addext subjectAltName=IP:127.0.0.1 -keyout "$W/registry.key" -out "$W/registry.crt" \
-    >/dev/null 2>&1 || fail "openssl could not make a certificate" || return
-  for _ in 1 2 3; do
-    port=$(e2e_free_port)
-    cat >"$W/registry.yml" <<EOR
-version: 0.1
-log:
-  level: info
-storage:
-  filesystem:
-    rootdirectory: $W/registry
-http:
-  addr: 127.0.0.1:$port
-  tls:
-    certificate: $W/registry.crt
-    key: $W/registry.key
-EOR
-    e2e_spawn registry "$W/registry.log" "$REGISTRY_BIN" serve "$W/registry.yml"
-    pid=$E2E_SPAWNED_PID
-    [ -e "$W/.e2e/registered-registry" ] || {
-      touch "$W/.e2e/registered-registry"
-      e2e_defer stop_registry
-    }
-    if e2e_wait_for registry "$pid" "$W/registry.log" \
-      curl -fsS --cacert "$W/registry.crt" "https://127.0.0.1:$port/v2/"; then
-      echo "127.0.0.1:$port"
-      return 0
-    fi
-    stop_registry
-  done
-  fail "registry did not start; see $W/registry.log"
-}
 
 # plugin_id DOCKERD NAME
 plugin_id() { dk "$1" plugin inspect -f '{{.Id}}' "$2"; }
@@ -234,6 +192,8 @@ case_stop_all_cleanly() {
   [ -z "$left" ] || fail "loop devices left: $left"
 }
 
+# dockerd 20.10 installs plugins only over HTTPS (containerd's resolver never falls
+# back to HTTP): a TLS registry with a self-signed certificate.
 REG=$(start_tls_registry)
 # The plugin w1 creates, runs on and pushes; -s takes the full reference.
 PNAME=$REG/slacker-e2e:latest

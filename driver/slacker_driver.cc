@@ -439,7 +439,6 @@ Status SlackerDriver::MaterializeVolume(Layer& layer) {
   LayerRecord next = layer.rec;
   next.has_volume = true;
   next.dirty = base.empty() || base != layer.rec.snapshot;
-  if (next.snapshot.empty()) next.snapshot = "";  // the parent's snapshot is not ours
   Status s = Persist(next);
   if (!s.ok()) {
     backend_.RemoveVolume(id);

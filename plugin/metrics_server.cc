@@ -9,13 +9,11 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <charconv>
-#include <condition_variable>
 #include <map>
-#include <mutex>
-#include <system_error>
 
 #include "common/fd.h"
 #include "common/log.h"
+#include "plugin/connections.h"
 #include "plugin/listener.h"
 #include "plugin/router.h"
 
@@ -75,12 +73,7 @@ struct MetricsServer::State {
   UniqueFd wake_fd;
   ino_t socket_inode = 0;
 
-  std::mutex mu;
-  std::condition_variable cv;     // signalled when a connection ends
-  std::map<uint64_t, int> conns;  // id -> descriptor
-  uint64_t next_conn = 0;
-  bool started = false;
-  bool stopping = false;
+  Connections conns{"metrics_connection", MetricsServer::kMaxConnections};
 };
 
 namespace {
@@ -97,14 +90,12 @@ class MetricsConnection {
       log::Error("metrics_connection_failed", {{"err", "register socket: " + ec.message()}});
     }
   }
-  // Closes under the lock so that Stop() never shuts down a reused descriptor number.
   ~MetricsConnection() {
-    std::lock_guard<std::mutex> lock(st_.mu);
-    beast::error_code ec;
-    stream_.close(ec);
-    unassigned_fd_.Reset();
-    st_.conns.erase(id_);
-    st_.cv.notify_all();
+    st_.conns.Release(id_, [this] {
+      beast::error_code ec;
+      stream_.close(ec);
+      unassigned_fd_.Reset();
+    });
   }
 
   void Run() {
@@ -145,52 +136,13 @@ class MetricsConnection {
     return res;
   }
 
-  bool Stopping() {
-    std::lock_guard<std::mutex> lock(st_.mu);
-    return st_.stopping;
-  }
+  bool Stopping() { return st_.conns.stopping(); }
 
   MetricsServer::State& st_;
   uint64_t id_;
   net::posix::stream_descriptor stream_;
   UniqueFd unassigned_fd_;  // only if the stream could not take the descriptor
 };
-
-// The connection thread's body. This is the connection boundary: nothing may escape it.
-void ServeConnection(std::shared_ptr<MetricsServer::State> st, uint64_t id, int fd) {
-  try {
-    MetricsConnection(*st, id, fd).Run();
-  } catch (const std::exception& e) {
-    log::Error("metrics_connection_failed", {{"err", e.what()}});
-  }
-}
-
-void StartConnection(const std::shared_ptr<MetricsServer::State>& st, int fd) {
-  uint64_t id;
-  {
-    std::lock_guard<std::mutex> lock(st->mu);
-    if (st->stopping || st->conns.size() >= MetricsServer::kMaxConnections) {
-      ::close(fd);
-      if (!st->stopping) {
-        log::Warn("metrics_connection_refused",
-                  {{"err", fmt::format("{} scrapes already open; close idle ones",
-                                       MetricsServer::kMaxConnections)}});
-      }
-      return;
-    }
-    id = ++st->next_conn;
-    st->conns[id] = fd;
-  }
-  try {
-    std::thread(ServeConnection, st, id, fd).detach();
-  } catch (const std::system_error& e) {
-    std::lock_guard<std::mutex> lock(st->mu);
-    st->conns.erase(id);
-    ::close(fd);
-    log::Error("metrics_connection_failed",
-               {{"err", fmt::format("start connection thread: {}", e.what())}});
-  }
-}
 
 }  // namespace
 
@@ -209,10 +161,8 @@ std::string MetricsServer::address() const {
 
 Status MetricsServer::Start() {
   State& st = *state_;
-  {
-    std::lock_guard<std::mutex> lock(st.mu);
-    if (st.started) return Errorf(EINVAL, "metrics server on {} was already started", address());
-    st.started = true;
+  if (!st.conns.MarkStarted()) {
+    return Errorf(EINVAL, "metrics server on {} was already started", address());
   }
   st.wake_fd.Reset(::eventfd(0, EFD_CLOEXEC));
   if (!st.wake_fd.valid()) return Status::FromErrno(errno, "create eventfd");
@@ -224,8 +174,11 @@ Status MetricsServer::Start() {
   }
   try {
     accept_thread_ = std::thread([st = state_] {
-      AcceptUntilWoken(st->listen_fd.get(), st->wake_fd.get(),
-                       [&st](int fd) { StartConnection(st, fd); });
+      AcceptUntilWoken(st->listen_fd.get(), st->wake_fd.get(), [&st](int fd) {
+        st->conns.Spawn(fd, st, [st = st.get(), fd](uint64_t id) {
+          MetricsConnection(*st, id, fd).Run();
+        });
+      });
     });
   } catch (const std::system_error& e) {
     return Errorf(EAGAIN, "start metrics accept thread: {}", e.what());
@@ -236,21 +189,17 @@ Status MetricsServer::Start() {
 
 void MetricsServer::Stop() {
   State& st = *state_;
-  {
-    std::lock_guard<std::mutex> lock(st.mu);
-    if (st.stopping) return;
-    st.stopping = true;
-  }
+  if (!st.conns.BeginStop()) return;
   StopAccepting(st.wake_fd.get(), accept_thread_);
   if (st.listen_fd.valid()) {
     st.listen_fd.Reset();
     if (!st.address.unix_path.empty()) RemoveSocketIfOurs(st.address.unix_path, st.socket_inode);
   }
-  std::unique_lock<std::mutex> lock(st.mu);
-  for (const auto& [id, fd] : st.conns) ::shutdown(fd, SHUT_RDWR);
-  if (st.cv.wait_for(lock, std::chrono::seconds(1), [&] { return st.conns.empty(); })) return;
-  // Their threads are blocked in driver.Metrics(); they keep the shared state alive.
-  log::Error("stop_abandoned_scrapes", {{"count", std::to_string(st.conns.size())}});
+  // A scrape is never "busy" in the Connections sense: all are shut down at once. Threads
+  // still blocked in driver.Metrics() keep the shared state alive.
+  if (size_t left = st.conns.ShutdownAndWait(std::chrono::milliseconds(0)); left > 0) {
+    log::Error("stop_abandoned_scrapes", {{"count", std::to_string(left)}});
+  }
 }
 
 }  // namespace slacker::plugin

@@ -10,15 +10,12 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
-#include <condition_variable>
 #include <limits>
-#include <map>
-#include <mutex>
-#include <system_error>
 #include <vector>
 
 #include "common/fd.h"
 #include "common/log.h"
+#include "plugin/connections.h"
 #include "plugin/graphdriver_routes.h"
 #include "plugin/listener.h"
 #include "plugin/metrics.h"
@@ -119,17 +116,7 @@ struct Server::State {
   UniqueFd wake_fd;  // eventfd that tells the accept loop to return
   ino_t socket_inode = 0;
   std::atomic<uint64_t> requests{0};
-
-  struct Conn {
-    int fd;
-    bool busy;  // inside a request; otherwise waiting for the next one
-  };
-  std::mutex mu;
-  std::condition_variable cv;  // signalled when a connection ends
-  std::map<uint64_t, Conn> conns;
-  uint64_t next_conn = 0;
-  bool started = false;
-  bool stopping = false;
+  Connections conns{"connection", std::numeric_limits<size_t>::max()};
 };
 
 namespace {
@@ -146,14 +133,12 @@ class Connection {
       log::Error("connection_failed", {{"err", "register socket: " + ec.message()}});
     }
   }
-  // Closes under the lock so that Stop() never shuts down a reused descriptor number.
   ~Connection() {
-    std::lock_guard<std::mutex> lock(st_.mu);
-    beast::error_code ec;
-    sock_.close(ec);
-    unassigned_fd_.Reset();
-    st_.conns.erase(id_);
-    st_.cv.notify_all();
+    st_.conns.Release(id_, [this] {
+      beast::error_code ec;
+      sock_.close(ec);
+      unassigned_fd_.Reset();
+    });
   }
 
   void Run() {
@@ -186,15 +171,8 @@ class Connection {
 
  private:
   // Returns false when the server is stopping and the connection must end.
-  bool SetBusy(bool busy) {
-    std::lock_guard<std::mutex> lock(st_.mu);
-    st_.conns[id_].busy = busy;
-    return !st_.stopping;
-  }
-  bool Stopping() {
-    std::lock_guard<std::mutex> lock(st_.mu);
-    return st_.stopping;
-  }
+  bool SetBusy(bool busy) { return st_.conns.SetBusy(id_, busy); }
+  bool Stopping() { return st_.conns.stopping(); }
 
   // Serves one request; false when the connection must close afterwards.
   bool Serve(Parser& parser, beast::flat_buffer& buffer) {
@@ -300,39 +278,10 @@ class Connection {
   UniqueFd unassigned_fd_;  // only if the socket could not take the descriptor
 };
 
-// The connection thread's body. This is the connection boundary: nothing may escape it.
-void ServeConnection(std::shared_ptr<Server::State> st, uint64_t id, int fd) {
-  try {
-    Connection(*st, id, fd).Run();
-  } catch (const std::exception& e) {
-    log::Error("connection_failed", {{"err", e.what()}});
-  }
-}
-
-void StartConnection(const std::shared_ptr<Server::State>& st, int fd) {
-  uint64_t id;
-  {
-    std::lock_guard<std::mutex> lock(st->mu);
-    if (st->stopping) {
-      ::close(fd);
-      return;
-    }
-    id = ++st->next_conn;
-    st->conns[id] = {fd, false};
-  }
-  try {
-    std::thread(ServeConnection, st, id, fd).detach();
-  } catch (const std::system_error& e) {
-    std::lock_guard<std::mutex> lock(st->mu);
-    st->conns.erase(id);
-    ::close(fd);
-    log::Error("accept_failed", {{"err", fmt::format("start connection thread: {}", e.what())}});
-  }
-}
-
 void AcceptLoop(std::shared_ptr<Server::State> st) {
-  AcceptUntilWoken(st->listen_fd.get(), st->wake_fd.get(),
-                   [&st](int fd) { StartConnection(st, fd); });
+  AcceptUntilWoken(st->listen_fd.get(), st->wake_fd.get(), [&st](int fd) {
+    st->conns.Spawn(fd, st, [st = st.get(), fd](uint64_t id) { Connection(*st, id, fd).Run(); });
+  });
 }
 
 }  // namespace
@@ -346,10 +295,8 @@ Server::~Server() { Stop(); }
 
 Status Server::Start() {
   State& st = *state_;
-  {
-    std::lock_guard<std::mutex> lock(st.mu);
-    if (st.started) return Errorf(EINVAL, "server on {} was already started", st.opts.socket_path);
-    st.started = true;
+  if (!st.conns.MarkStarted()) {
+    return Errorf(EINVAL, "server on {} was already started", st.opts.socket_path);
   }
   SLACKER_RETURN_IF_ERROR(st.routes_status.Context("register routes"));
   st.wake_fd.Reset(::eventfd(0, EFD_CLOEXEC));
@@ -366,30 +313,16 @@ Status Server::Start() {
 
 void Server::Stop() {
   State& st = *state_;
-  {
-    std::lock_guard<std::mutex> lock(st.mu);
-    if (st.stopping) return;
-    st.stopping = true;
-  }
+  if (!st.conns.BeginStop()) return;
   StopAccepting(st.wake_fd.get(), accept_thread_);
   if (st.listen_fd.valid()) {
     st.listen_fd.Reset();
     RemoveSocketIfOurs(st.opts.socket_path, st.socket_inode);
   }
-  std::unique_lock<std::mutex> lock(st.mu);
-  auto shutdown_where = [&](bool busy_too) {
-    for (const auto& [id, conn] : st.conns) {
-      if (busy_too || !conn.busy) ::shutdown(conn.fd, SHUT_RDWR);
-    }
-  };
-  shutdown_where(/*busy_too=*/false);
-  if (st.cv.wait_for(lock, st.opts.stop_grace, [&] { return st.conns.empty(); })) return;
-  log::Warn("stop_grace_exceeded", {{"in_flight", std::to_string(st.conns.size())},
-                                    {"grace_ms", std::to_string(st.opts.stop_grace.count())}});
-  shutdown_where(/*busy_too=*/true);
-  if (st.cv.wait_for(lock, std::chrono::seconds(1), [&] { return st.conns.empty(); })) return;
-  // Their threads are blocked inside the driver; they keep the shared state alive.
-  log::Error("stop_abandoned_requests", {{"count", std::to_string(st.conns.size())}});
+  // Requests still stuck inside the driver keep their threads and the shared state.
+  if (size_t left = st.conns.ShutdownAndWait(st.opts.stop_grace); left > 0) {
+    log::Error("stop_abandoned_requests", {{"count", std::to_string(left)}});
+  }
 }
 
 }  // namespace slacker::plugin

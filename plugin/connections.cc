@@ -1,0 +1,99 @@
+#include "plugin/connections.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <exception>
+#include <system_error>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+
+namespace slacker::plugin {
+
+bool Connections::MarkStarted() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (started_) return false;
+  started_ = true;
+  return true;
+}
+
+bool Connections::BeginStop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) return false;
+  stopping_ = true;
+  return true;
+}
+
+bool Connections::stopping() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stopping_;
+}
+
+bool Connections::SetBusy(uint64_t id, bool busy) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = conns_.find(id); it != conns_.end()) it->second.busy = busy;
+  return !stopping_;
+}
+
+void Connections::Release(uint64_t id, const std::function<void()>& close) {
+  std::lock_guard<std::mutex> lock(mu_);
+  close();
+  conns_.erase(id);
+  cv_.notify_all();
+}
+
+size_t Connections::ShutdownAndWait(std::chrono::milliseconds grace) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto shutdown_where = [&](bool busy_too) {
+    for (const auto& [id, conn] : conns_) {
+      if (busy_too || !conn.busy) ::shutdown(conn.fd, SHUT_RDWR);
+    }
+  };
+  auto all_ended = [&] { return conns_.empty(); };
+  shutdown_where(/*busy_too=*/false);
+  if (cv_.wait_for(lock, grace, all_ended)) return 0;
+  log::Warn(what_ + "_stop_grace_exceeded", {{"in_flight", std::to_string(conns_.size())},
+                                             {"grace_ms", std::to_string(grace.count())}});
+  shutdown_where(/*busy_too=*/true);
+  cv_.wait_for(lock, std::chrono::seconds(1), all_ended);
+  return conns_.size();
+}
+
+void Connections::Spawn(int fd, std::shared_ptr<void> keep_alive,
+                        std::function<void(uint64_t id)> serve) {
+  uint64_t id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || conns_.size() >= limit_) {
+      ::close(fd);
+      if (!stopping_) {
+        log::Warn(what_ + "_refused",
+                  {{"err", fmt::format("{} connections already open; close idle ones", limit_)}});
+      }
+      return;
+    }
+    id = ++next_;
+    conns_[id] = {fd, false};
+  }
+  // The thread's body is the connection boundary: nothing may escape it.
+  auto body = [this, id, serve = std::move(serve), keep_alive = std::move(keep_alive)] {
+    try {
+      serve(id);
+    } catch (const std::exception& e) {
+      log::Error(what_ + "_failed", {{"err", e.what()}});
+    }
+  };
+  try {
+    std::thread(std::move(body)).detach();
+  } catch (const std::system_error& e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    conns_.erase(id);
+    ::close(fd);
+    log::Error(what_ + "_failed", {{"err", fmt::format("start connection thread: {}", e.what())}});
+  }
+}
+
+}  // namespace slacker::plugin

@@ -1,0 +1,69 @@
+// The bookkeeping every thread-per-connection server here shares (the graphdriver
+// socket, the metrics endpoint): which connections are open and whether each is inside a
+// request, admission (stopping, a connection limit), one detached thread per connection
+// with nothing escaping it, and Stop()'s "close the idle ones, give the busy ones a
+// grace period, then shut them down too".
+//
+// Descriptor reuse: a connection's socket is closed inside Release(), under the same
+// lock ShutdownAndWait() holds while it shuts descriptors down, so Stop() never shuts
+// down a descriptor number the kernel has already handed to someone else.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace slacker::plugin {
+
+class Connections {
+ public:
+  // `what` names the server in log events ("connection", "metrics_connection").
+  Connections(std::string what, size_t limit) : what_(std::move(what)), limit_(limit) {}
+
+  // False if the server was already started.
+  bool MarkStarted();
+  // Sets stopping; false if it was already set.
+  bool BeginStop();
+  bool stopping() const;
+
+  // Records whether connection `id` is inside a request. Returns false once the server
+  // is stopping: the connection must end.
+  bool SetBusy(uint64_t id, bool busy);
+
+  // Ends connection `id`: runs `close` (which closes its socket) under the lock, forgets
+  // the connection and wakes ShutdownAndWait().
+  void Release(uint64_t id, const std::function<void()>& close);
+
+  // Shuts idle connections down, waits up to `grace` for all to end, then shuts the busy
+  // ones down too and waits one more second. Returns how many are still open (their
+  // threads are stuck in a handler and keep the server's shared state alive).
+  size_t ShutdownAndWait(std::chrono::milliseconds grace);
+
+  // Admits the accepted descriptor `fd` and runs serve(id) on a detached thread that
+  // holds `keep_alive` (the server's shared state). serve must arrange Release(id, ...)
+  // (its connection object's destructor does). Refused (fd closed, a warning logged)
+  // while stopping or at the limit. Exceptions from serve are logged, never propagated.
+  void Spawn(int fd, std::shared_ptr<void> keep_alive, std::function<void(uint64_t id)> serve);
+
+ private:
+  struct Conn {
+    int fd;
+    bool busy;
+  };
+  const std::string what_;
+  const size_t limit_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;  // signalled when a connection ends
+  std::map<uint64_t, Conn> conns_;
+  uint64_t next_ = 0;
+  bool started_ = false;
+  bool stopping_ = false;
+};
+
+}  // namespace slacker::plugin

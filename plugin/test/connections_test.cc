@@ -35,8 +35,10 @@ void ReadUntilShutdown(Connections& conns, uint64_t id, int fd, bool busy,
   char c;
   while (::read(fd, &c, 1) > 0) {
   }
-  conns.Release(id, [fd] { ::close(fd); });
-  ++*ended;
+  conns.Release(id, [fd, ended] {
+    ::close(fd);
+    ++*ended;  // under Connections' lock: done before ShutdownAndWait() can return
+  });
 }
 
 bool IsOpen(int fd) { return ::fcntl(fd, F_GETFD) != -1; }

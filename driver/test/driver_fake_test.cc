@@ -236,6 +236,30 @@ TEST_F(DriverFakeTest, RestartRemovesAStrayVolumeOfAnInterruptedClone) {
   ASSERT_TRUE(driver_->Put("c1").ok());
 }
 
+TEST_F(DriverFakeTest, RestartThawsAVolumeFrozenByAnInterruptedDiff) {
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok());
+  // A crash between FIFREEZE and FITHAW of a Diff of the running container.
+  ASSERT_TRUE(os_.Freeze(*p).ok());
+  Reopen();
+  EXPECT_FALSE(os_.IsFrozen(*p)) << "a frozen container file system would hang every write";
+  EXPECT_TRUE(os_.IsMounted(*p));
+  EXPECT_FALSE(DiffBytes("c1").empty()) << "Diff works again (freezes and thaws)";
+  EXPECT_FALSE(os_.IsFrozen(*p));
+}
+
+TEST_F(DriverFakeTest, RestartRemovesAStrayCloneTempFile) {
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  // A crash between the clone into <volume>.tmp-XXXX and its rename.
+  std::string tmp = backend_->VolumePath("c1") + ".tmp-abcd";
+  ASSERT_TRUE(AtomicWriteFile(tmp, "partial clone").ok());
+  Reopen();
+  EXPECT_FALSE(PathExists(tmp));
+  ASSERT_TRUE(driver_->Get("c1", "").ok());
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
 TEST_F(DriverFakeTest, FailedMountLeavesNoLoopAndTheLayerUsable) {
   ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
   os_.FailNext("Mount", EIO);
@@ -302,6 +326,24 @@ TEST_F(DriverFakeTest, AStandardLayerAppliedByAnyWorkerIsReusedNotUnpackedAgain)
   ASSERT_TRUE((*b)->ApplyDiff("lc", "", s3).ok());
   EXPECT_EQ((*b)->counters().dedup_hits, 1u);
   EXPECT_NE((*(*b)->GetMetadata("lc"))["Snapshot"], (*driver_->GetMetadata("la"))["Snapshot"]);
+}
+
+TEST_F(DriverFakeTest, ApplyDiffOnAFullStoreIsAClearEnospcAndLeavesNothing) {
+  std::string tar = OneFileTar("etc/motd", std::string(100000, 'x'));
+  ASSERT_TRUE(driver_->Create(Req("la")).ok());
+  os_.SetFreeBytes(1 << 20);
+  StringSource s1(tar);
+  auto r = driver_->ApplyDiff("la", "", s1);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ENOSPC);
+  EXPECT_NE(r.status().message().find("is full"), std::string::npos) << r.status().message();
+  EXPECT_FALSE(PathExists(backend_->VolumePath("la"))) << "no staging volume left behind";
+  EXPECT_EQ((*driver_->GetMetadata("la"))["Snapshot"], "");
+  os_.SetFreeBytes(50ull << 30);  // space freed: the retry works
+  StringSource s2(tar);
+  auto again = driver_->ApplyDiff("la", "", s2);
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(*again, 100000);
 }
 
 // Regression: concurrent Removes (docker rm of several containers) once deadlocked on

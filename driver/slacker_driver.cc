@@ -830,6 +830,17 @@ Result<int64_t> SlackerDriver::ApplyDiff(const std::string& id, const std::strin
     got += n;
   }
   head.resize(got);
+  if (got == 0) {
+    // Not a tar: every tar, even an empty layer's, has its 1024-byte end marker. dockerd's
+    // plugin client sends exactly this when it retries an ApplyDiff whose connection broke
+    // (slackerd killed during it) with the already consumed stream; taking it as an empty
+    // layer would register the image with content that does not match its DiffID.
+    return Errorf(EINVAL,
+                  "apply diff to layer {}: the layer stream is empty (not even a tar end marker); dockerd "
+                  "sends this when it retries an ApplyDiff after the plugin restarted during it: run the "
+                  "docker command again",
+                  id);
+  }
   if (got == 512 && registry_shim::IsReferenceTarHeader(head.data())) {
     std::string bytes = head;
     char buf[4096];

@@ -328,6 +328,21 @@ TEST_F(DriverFakeTest, AStandardLayerAppliedByAnyWorkerIsReusedNotUnpackedAgain)
   EXPECT_NE((*(*b)->GetMetadata("lc"))["Snapshot"], (*driver_->GetMetadata("la"))["Snapshot"]);
 }
 
+// Regression (crash_e2e.sh, apply.before_record): after slackerd died at the end of an
+// ApplyDiff, dockerd retried it with the consumed, empty stream, and it was taken as an
+// empty layer: the image ran without its files.
+TEST_F(DriverFakeTest, ApplyDiffOfAnEmptyStreamIsRefused) {
+  ASSERT_TRUE(driver_->Create(Req("la")).ok());
+  StringSource empty("");
+  auto r = driver_->ApplyDiff("la", "", empty);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("the layer stream is empty"), std::string::npos) << r.status().message();
+  EXPECT_EQ((*driver_->GetMetadata("la"))["Snapshot"], "");
+  StringSource end_marker(std::string(1024, '\0'));  // an empty layer is a valid tar
+  auto ok = driver_->ApplyDiff("la", "", end_marker);
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+}
+
 TEST_F(DriverFakeTest, ApplyDiffOnAFullStoreIsAClearEnospcAndLeavesNothing) {
   std::string tar = OneFileTar("etc/motd", std::string(100000, 'x'));
   ASSERT_TRUE(driver_->Create(Req("la")).ok());

@@ -35,7 +35,7 @@ expect_image bb:1 'head -1 /etc/passwd' 'root:x:0:0:root:/root:/bin/sh'
 mkdir -p "$W/ctx"
 printf 'FROM bb:1\nRUN echo built >/built && mkdir -p /d && echo x >/d/f\n' >"$W/ctx/Dockerfile"
 dk w1 build -q --network none -t bb:2 "$W/ctx" >/dev/null
-expect_image bb:2 'cat /built /d/f' $'built\nx'
+expect_image bb:2 'cat /built /d/f' 'built\nx'
 
 # rootfs_tar NAME: a rootfs (busybox + 1 MiB of random bytes + a marker) as a tar, so
 # that an import streams well past the mid-extraction fault point (64 KiB).

@@ -265,6 +265,19 @@ Status SlackerDriver::Recover() {
       }
     }
   }
+  // dockerd creates <id>-init, Gets it, writes its stubs, Puts it and then creates <id>,
+  // all in one call (moby's CreateRWLayer), and never removes an init layer whose Get
+  // failed. An <id>-init without <id> is therefore the leftover of a creation interrupted
+  // by our crash: nobody will Put or Remove it. Remove it, with its mount and volume.
+  std::vector<std::string> orphans;
+  for (const auto& [id, layer] : layers_) {
+    if (id.ends_with("-init") && !layers_.count(id.substr(0, id.size() - 5))) orphans.push_back(id);
+  }
+  for (const auto& id : orphans) {
+    log::Warn("recover_remove_orphan_init_layer", {{"layer", id}});
+    Status s = Remove(id);
+    if (!s.ok()) log::Error("recover_remove_orphan_failed", {{"layer", id}, {"err", s.message()}});
+  }
   log::Info("recovered", {{"layers", std::to_string(layers_.size())}});
   return Status::Ok();
 }

@@ -260,6 +260,27 @@ TEST_F(DriverFakeTest, RestartRemovesAStrayCloneTempFile) {
   ASSERT_TRUE(driver_->Put("c1").ok());
 }
 
+// Regression (crash_e2e.sh, get.after_attach / get.after_mount): slackerd died during
+// the Get of a new container's init layer; dockerd's Get failed and it never removed
+// the init layer, so its volume (and mount) leaked forever.
+TEST_F(DriverFakeTest, RestartRemovesAnInitLayerWhoseContainerLayerWasNeverCreated) {
+  ASSERT_TRUE(driver_->Create(Req("img")).ok());
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1-init", "img")).ok());
+  auto p = driver_->Get("c1-init", "");
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c2-init", "img")).ok());
+  ASSERT_TRUE(driver_->Get("c2-init", "").ok());
+  ASSERT_TRUE(driver_->Put("c2-init").ok());
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c2", "c2-init")).ok());
+  Reopen();  // killed during c1-init's Get
+  EXPECT_FALSE(driver_->Exists("c1-init"));
+  EXPECT_FALSE(os_.IsMounted(*p));
+  EXPECT_FALSE(PathExists(backend_->VolumePath("c1-init")));
+  EXPECT_TRUE(driver_->Exists("c2-init")) << "a complete container keeps its init layer";
+  EXPECT_TRUE(PathExists(backend_->VolumePath("c2-init")));
+  EXPECT_TRUE(driver_->Exists("img"));
+}
+
 TEST_F(DriverFakeTest, FailedMountLeavesNoLoopAndTheLayerUsable) {
   ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
   os_.FailNext("Mount", EIO);

@@ -156,13 +156,14 @@ save("hardlink_via_symlink",
      + entry("hl", typeflag=b"1", linkname="s") + entry("hl", b"overwrite") + END,
      "accept", '[ "$(cat /hl)" = overwrite ] && [ -L /s ] && echo ok')
 # Device nodes are legitimate layer content (as overlay2 stores them); the container's
-# device cgroup, not the layer, decides access.
+# device cgroup, not the layer, decides access: the nodes exist and cannot be opened.
 save("devices",
-     entry("dev/", typeflag=b"5", mode=0o755)
-     + entry("dev/evil_mem", typeflag=b"3", mode=0o666, devmajor=1, devminor=1)
-     + entry("dev/evil_sda", typeflag=b"4", mode=0o666, devmajor=8, devminor=0)
-     + entry("dev/evil_fifo", typeflag=b"6", mode=0o666) + END,
-     "accept", '[ -c /dev/evil_mem ] && [ -b /dev/evil_sda ] && [ -p /dev/evil_fifo ] && echo ok')
+     entry("devs/", typeflag=b"5", mode=0o755)
+     + entry("devs/evil_mem", typeflag=b"3", mode=0o666, devmajor=1, devminor=1)
+     + entry("devs/evil_sda", typeflag=b"4", mode=0o666, devmajor=8, devminor=0)
+     + entry("devs/evil_fifo", typeflag=b"6", mode=0o666) + END,
+     "accept", "[ -c /devs/evil_mem ] && [ -b /devs/evil_sda ] && [ -p /devs/evil_fifo ] && "
+     "! head -c1 /devs/evil_mem >/dev/null 2>&1 && ! head -c1 /devs/evil_sda >/dev/null 2>&1 && echo ok")
 # A size field of 60 GiB (base-256) with no body: a truncated stream.
 save("huge_size_field", header("big", size_field=base256(60 << 30, 12)) + END, "reject", "")
 # A size field above the reader's 64 GiB limit.

@@ -211,6 +211,13 @@ Status SlackerDriver::Recover() {
       continue;
     }
     Layer& layer = *it->second;
+    if (m.options.find("ro") != 0 && !layer.rec.has_volume) {
+      // A rw mount of a layer without a volume is the staging mount of an interrupted
+      // ApplyDiff: nobody holds it, and kept it would refuse dockerd's retry ("mounted").
+      log::Warn("recover_unmount_interrupted_apply", {{"layer", id}, {"path", m.mount_point}});
+      Unmount(os_, m.mount_point);
+      continue;
+    }
     // dockerd still holds its Get of a mounted layer (e.g. a running container); it
     // will Put it once. The content may have changed while we were down.
     layer.refs = 1;

@@ -14,7 +14,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 HOSTILE=$E2E_LIB_DIR/hostile
-FUZZ_REQUESTS=${FUZZ_REQUESTS:-1500}
+FUZZ_REQUESTS=${FUZZ_REQUESTS:-4000}
 e2e_workdir
 
 A=slk$$h

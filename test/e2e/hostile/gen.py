@@ -165,12 +165,12 @@ save("devices",
      "accept", "[ -c /devs/evil_mem ] && [ -b /devs/evil_sda ] && [ -p /devs/evil_fifo ] && "
      "! head -c1 /devs/evil_mem >/dev/null 2>&1 && ! head -c1 /devs/evil_sda >/dev/null 2>&1 && echo ok")
 # A size field of 60 GiB (base-256) with no body: a truncated stream.
-save("huge_size_field", header("big", size_field=base256(60 << 30, 12)) + END, "reject", "")
+save("huge_size_field", header("big", size_field=base256(60 << 30, 12)) + END, "reject", "truncated tar stream")
 # A size field above the reader's 64 GiB limit.
 save("oversize_field", header("big", size_field=base256(1 << 50, 12)) + END, "reject", "limit")
 # uid/gid of 2^40, base-256.
 save("huge_uid", entry("u", b"x", extra=[(108, base256(1 << 40, 8)), (116, base256(1 << 40, 8))]) + END,
-     "reject", "")
+     "reject", "uid/gid out of range")
 # A name field with no NUL (100 bytes) and a prefix-less 100-byte linkname.
 save("name_no_nul", entry("n" * 100, b"x") + END, "accept", '[ -f /' + "n" * 100 + ' ] && echo ok')
 # PAX: a long path, xattrs, a path that escapes, an oversize record, a malformed one.
@@ -182,13 +182,13 @@ save("pax_linkpath_escape",
      "reject", ESCAPE)
 save("pax_oversize", pax([("comment", "c" * (2 << 20))]) + entry("f", b"x") + END, "reject", "limit")
 save("pax_malformed", header("PaxHeaders/x", size=12, typeflag=b"x") + pad(b"99 path=abc\n")
-     + entry("f", b"x") + END, "reject", "")
+     + entry("f", b"x") + END, "reject", "malformed PAX record")
 save("pax_xattr",
      pax([("SCHILY.xattr.user.slacker", "v1")]) + entry("xa", b"x") + END,
      "accept", '[ -f /xa ] && echo ok')
 # Truncated in the middle of a body, and in the middle of a header.
-save("truncated_body", header("t", size=100000) + b"y" * 3000, "reject", "")
-save("truncated_header", entry("ok", b"x") + header("t", size=5)[:200], "reject", "")
+save("truncated_body", header("t", size=100000) + b"y" * 3000, "reject", "truncated tar stream")
+save("truncated_header", entry("ok", b"x") + header("t", size=5)[:200], "reject", "truncated tar stream")
 # Many tiny entries (bounded: 20000 files in 200 dirs).
 many = bytearray()
 for d in range(200):
@@ -202,7 +202,7 @@ save("many_entries", bytes(many) + END, "accept",
 # extraction stores as holes.
 sparse_extra = [(386, octal(0, 12)), (398, octal(1, 12)), (483, base256(1 << 40, 12))]
 save("sparse_bomb", header("holes", size=1, typeflag=b"S", extra=sparse_extra, magic=b"ustar  \0")
-     + pad(b"z") + END, "reject", "sparse")
+     + pad(b"z") + END, "reject", "unsupported tar entry type 'S'")
 zeros = header("zeros", size=256 << 20) + b"\0" * (256 << 20) + END
 save("gzip_zero_bomb", zeros, "accept", '[ "$(stat -c %s /zeros)" = 268435456 ] && echo ok',
      gzip_layer=True)
@@ -228,8 +228,8 @@ save("ref_path_snapshot",
      ref_tar({"format": 1, "store": STORE, "snapshot": "../../../../etc/passwd", "bytes": 1}) + END,
      "reject", "snapshot")
 save("ref_unknown_key",
-     ref_tar({"format": 1, "store": STORE, "snapshot": MISSING, "bytes": 1, "x": 1}) + END, "reject", "")
-save("ref_bad_json", ref_tar(b"{not json") + END, "reject", "")
+     ref_tar({"format": 1, "store": STORE, "snapshot": MISSING, "bytes": 1, "x": 1}) + END, "reject", 'unknown key "x"')
+save("ref_bad_json", ref_tar(b"{not json") + END, "reject", "is not a JSON object")
 save("ref_extra_member",
      ref_tar({"format": 1, "store": STORE, "snapshot": MISSING, "bytes": 1}) + entry("evil", b"x") + END,
      "reject", "extra")

@@ -281,27 +281,6 @@ TEST_F(DriverFakeTest, RestartRemovesAnInitLayerWhoseContainerLayerWasNeverCreat
   EXPECT_TRUE(driver_->Exists("img"));
 }
 
-// Regression (crash_e2e.sh, apply.mid_extract): slackerd died while extracting into the
-// staging volume; the restart adopted the staging mount as a held layer, and dockerd's
-// retry of the ApplyDiff failed with "the layer is mounted".
-TEST_F(DriverFakeTest, RestartUnmountsTheStagingMountOfAnInterruptedApplyDiff) {
-  ASSERT_TRUE(driver_->Create(Req("la")).ok());
-  ASSERT_TRUE(AtomicWriteFile(backend_->VolumePath("la"), "staging").ok());
-  std::string mnt = dir_ + "/state/mnt/la";
-  ASSERT_TRUE(MakeDirs(mnt, 0755).ok());
-  auto idx = os_.LoopGetFree();
-  ASSERT_TRUE(idx.ok());
-  auto fd = os_.LoopConfigure(*idx, backend_->VolumePath("la"), os::LoopConfig{});
-  ASSERT_TRUE(fd.ok());
-  ASSERT_TRUE(os_.Mount("/dev/loop" + std::to_string(*idx), mnt, "ext4", 0, "").ok());
-  Reopen();
-  EXPECT_FALSE(os_.IsMounted(mnt));
-  EXPECT_FALSE(PathExists(backend_->VolumePath("la")));
-  StringSource tar(OneFileTar("etc/motd", "hi\n"));
-  auto r = driver_->ApplyDiff("la", "", tar);
-  EXPECT_TRUE(r.ok()) << r.status().message();
-}
-
 TEST_F(DriverFakeTest, FailedMountLeavesNoLoopAndTheLayerUsable) {
   ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
   os_.FailNext("Mount", EIO);
@@ -368,6 +347,27 @@ TEST_F(DriverFakeTest, AStandardLayerAppliedByAnyWorkerIsReusedNotUnpackedAgain)
   ASSERT_TRUE((*b)->ApplyDiff("lc", "", s3).ok());
   EXPECT_EQ((*b)->counters().dedup_hits, 1u);
   EXPECT_NE((*(*b)->GetMetadata("lc"))["Snapshot"], (*driver_->GetMetadata("la"))["Snapshot"]);
+}
+
+// Regression (crash_e2e.sh, apply.mid_extract): slackerd died while extracting into the
+// staging volume; the restart adopted the staging mount as a held layer, and dockerd's
+// retry of the ApplyDiff failed with "the layer is mounted".
+TEST_F(DriverFakeTest, RestartUnmountsTheStagingMountOfAnInterruptedApplyDiff) {
+  ASSERT_TRUE(driver_->Create(Req("la")).ok());
+  ASSERT_TRUE(AtomicWriteFile(backend_->VolumePath("la"), "staging").ok());
+  std::string mnt = dir_ + "/state/mnt/la";
+  ASSERT_TRUE(MakeDirs(mnt, 0755).ok());
+  auto idx = os_.LoopGetFree();
+  ASSERT_TRUE(idx.ok());
+  auto fd = os_.LoopConfigure(*idx, backend_->VolumePath("la"), os::LoopConfig{});
+  ASSERT_TRUE(fd.ok());
+  ASSERT_TRUE(os_.Mount("/dev/loop" + std::to_string(*idx), mnt, "ext4", 0, "").ok());
+  Reopen();
+  EXPECT_FALSE(os_.IsMounted(mnt));
+  EXPECT_FALSE(PathExists(backend_->VolumePath("la")));
+  StringSource tar(OneFileTar("etc/motd", "hi\n"));
+  auto r = driver_->ApplyDiff("la", "", tar);
+  EXPECT_TRUE(r.ok()) << r.status().message();
 }
 
 // Regression (crash_e2e.sh, apply.before_record): after slackerd died at the end of an

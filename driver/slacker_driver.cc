@@ -54,6 +54,21 @@ Status Unmount(os::Os& os, const std::string& target) {
   return loopdev::UnmountPath(os, target, loopdev::BusyPolicy::kDetach);
 }
 
+// Makes a rw-mounted volume file complete before its unmount. A mount namespace made
+// while the layer was mounted (a container starting at the same time: runc unshares,
+// then detaches the old root) can keep the file system alive past our umount; nothing is
+// written back or checkpointed until it goes, and a snapshot of the file taken then
+// (docker commit, the next build step) misses the writes. Seen with 10 parallel builds
+// (test/e2e/load_e2e.sh). FIFREEZE writes everything back and checkpoints the journal;
+// on an idle file system it costs milliseconds.
+void FlushBeforeUnmount(os::Os& os, const std::string& id, const std::string& mnt) {
+  Status f = os.Freeze(mnt);
+  Status t = f.ok() ? os.Thaw(mnt) : Status::Ok();
+  if (!f.ok() || !t.ok()) {
+    log::Warn("flush_before_unmount_failed", {{"layer", id}, {"err", !f.ok() ? f.message() : t.message()}});
+  }
+}
+
 // A tar stream that holds a read view until it is destroyed.
 class ViewSource : public ByteSource {
  public:
@@ -645,6 +660,7 @@ Status SlackerDriver::PutLocked(Layer& layer, bool force) {
     auto w = SampleWrites(layer.loop_index, mnt);
     clean = w.ok() && *w == layer.baseline;
   }
+  if (layer.mounted_rw) FlushBeforeUnmount(os_, id, mnt);
   Status s = Unmount(os_, mnt);
   if (!s.ok()) {
     layer.refs = 1;
@@ -1063,6 +1079,7 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
   FaultAfterBytes counted(tar, "apply.mid_extract", 64 * 1024);
   Result<registry_shim::ApplyStats> stats = so.ok() ? registry_shim::ApplyTar(counted, mnt, &skel) : Result<registry_shim::ApplyStats>(so);
   Status close = stats.ok() ? skel.Close() : Status::Ok();
+  if (stats.ok()) FlushBeforeUnmount(os_, id, mnt);  // the volume becomes a snapshot next
   Status um = Unmount(os_, mnt);
   if (!stats.ok() || !close.ok() || !um.ok()) {
     RemoveFileIfExists(skel_tmp);

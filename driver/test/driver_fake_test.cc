@@ -281,6 +281,21 @@ TEST_F(DriverFakeTest, RestartRemovesAnInitLayerWhoseContainerLayerWasNeverCreat
   EXPECT_TRUE(driver_->Exists("img"));
 }
 
+// Regression (load_e2e.sh, 10 parallel builds): a build step's commit missed the step's
+// writes when a concurrent container's mount namespace kept the file system alive past
+// the unmount. Put writes the volume back (freeze + thaw) before unmounting.
+TEST_F(DriverFakeTest, PutOfAWrittenLayerFlushesItBeforeTheUnmount) {
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok());
+  int freezes = os_.Calls("Freeze");
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  EXPECT_EQ(os_.Calls("Freeze"), freezes + 1);
+  EXPECT_EQ(os_.Calls("Thaw"), freezes + 1);
+  EXPECT_FALSE(os_.IsFrozen(*p));
+  EXPECT_FALSE(os_.IsMounted(*p));
+}
+
 TEST_F(DriverFakeTest, FailedMountLeavesNoLoopAndTheLayerUsable) {
   ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
   os_.FailNext("Mount", EIO);

@@ -37,20 +37,20 @@ case_parallel_runs() {
       s=$(date +%s.%N)
       if dk w1 run -d --network none --name "l$i" bb:1 sleep 600 >"$W/lat/$i.out" 2>&1; then
         e=$(date +%s.%N)
-        echo "$s $e" >"$W/lat/$i"
+        echo "$s $e" >"$W/lat/$i.lat"
       fi
     ) &
   done
   wait
-  ok=$(find "$W/lat" -type f ! -name '*.out' | wc -l)
+  ok=$(find "$W/lat" -name '*.lat' | wc -l)
   if [ "$ok" != "$N" ]; then
     for ((i = 1; i <= N; i++)); do
-      [ -e "$W/lat/$i" ] || e2e_log "run l$i failed: $(cat "$W/lat/$i.out")"
+      [ -e "$W/lat/$i.lat" ] || e2e_log "run l$i failed: $(cat "$W/lat/$i.out")"
     done
     fail "$ok of $N containers started"
   fi
   assert_eq "$N" "$(dk w1 ps -q | wc -l)" "running containers"
-  p=$(cat "$W/lat"/[0-9]* | python3 -c '
+  p=$(cat "$W/lat"/*.lat | python3 -c '
 import sys
 d = sorted(float(e) - float(s) for s, e in (l.split() for l in sys.stdin))
 q = lambda f: d[min(len(d) - 1, int(round(f * (len(d) - 1))))]

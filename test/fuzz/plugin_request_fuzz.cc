@@ -5,9 +5,8 @@
 // for JSON routes, a JSON body.
 #include <cstdint>
 #include <cstdlib>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "common/io.h"
 #include "driver/graph_driver.h"
@@ -64,15 +63,20 @@ class NullDriver : public driver::GraphDriver {
 
  private:
   static bool Fails(const std::string& id) { return !id.empty() && id[0] == 'e'; }
-  static Status Check(const std::string& id) { return Fails(id) ? Errorf(EIO, "layer {}", id) : Status::Ok(); }
+  static Status Check(const std::string& id) {
+    return Fails(id) ? Errorf(EIO, "layer {}", id) : Status::Ok();
+  }
 };
 
-const char* kRoutes[] = {"/Plugin.Activate", "/GraphDriver.Init", "/GraphDriver.Create",
-                         "/GraphDriver.CreateReadWrite", "/GraphDriver.Remove", "/GraphDriver.Get",
-                         "/GraphDriver.Put", "/GraphDriver.Exists", "/GraphDriver.Status",
-                         "/GraphDriver.GetMetadata", "/GraphDriver.Cleanup", "/GraphDriver.Diff",
-                         "/GraphDriver.Changes", "/GraphDriver.ApplyDiff", "/GraphDriver.DiffSize",
-                         "/GraphDriver.Capabilities", "/GraphDriver.Nope", "/"};
+const char* kRoutes[] = {"/Plugin.Activate",      "/GraphDriver.Init",
+                         "/GraphDriver.Create",   "/GraphDriver.CreateReadWrite",
+                         "/GraphDriver.Remove",   "/GraphDriver.Get",
+                         "/GraphDriver.Put",      "/GraphDriver.Exists",
+                         "/GraphDriver.Status",   "/GraphDriver.GetMetadata",
+                         "/GraphDriver.Cleanup",  "/GraphDriver.Diff",
+                         "/GraphDriver.Changes",  "/GraphDriver.ApplyDiff",
+                         "/GraphDriver.DiffSize", "/GraphDriver.Capabilities",
+                         "/GraphDriver.Nope",     "/"};
 const char* kMethods[] = {"POST", "GET", "PUT", ""};
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "common/fault.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "driver/slacker_driver.h"
@@ -123,6 +124,10 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  if (const char* faults = std::getenv("SLACKER_FAULT"); faults && *faults) {
+    fault::Armed("");  // read SLACKER_FAULT now, once
+    log::Warn("fault_points_armed", {{"points", faults}, {"note", "test only: the process SIGKILLs itself there"}});
+  }
   auto os = os::NewRealOs();
   Status s = MakeDirs(flags.state, 0700);
   if (!s.ok()) return Fail(s, "create state directory");

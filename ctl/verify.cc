@@ -94,6 +94,20 @@ Result<VerifyReport> Verify(os::Os& os, const storage_backend::Backend& store, c
     }
   }
 
+  // A clone interrupted before its rename leaves <layer>.img.tmp-XXXX in this host's
+  // volume dir; ListVolumes does not see it, so check the directory itself.
+  std::string volumes_dir = store.VolumePath("x");
+  volumes_dir.resize(volumes_dir.rfind('/'));
+  if (auto names = ListDir(volumes_dir); names.ok()) {
+    for (const auto& f : *names) {
+      if (f.find(".img.tmp-") == std::string::npos) continue;
+      problem("volume " + f.substr(0, f.find(".img.tmp-")),
+              fmt::format("{} is the leftover of an interrupted clone; slackerd deletes it on its next start, or "
+                          "delete it by hand when slackerd is stopped",
+                          JoinPath(volumes_dir, f)));
+    }
+  }
+
   for (const auto& snap : snapshots) {
     ++report.snapshots_checked;
     if (!options.mount_snapshots) continue;

@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/fault.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "driver/changes.h"
@@ -53,6 +54,21 @@ Status Unmount(os::Os& os, const std::string& target) {
   return loopdev::UnmountPath(os, target, loopdev::BusyPolicy::kDetach);
 }
 
+// Makes a rw-mounted volume file complete before its unmount. A mount namespace made
+// while the layer was mounted (a container starting at the same time: runc unshares,
+// then detaches the old root) can keep the file system alive past our umount; nothing is
+// written back or checkpointed until it goes, and a snapshot of the file taken then
+// (docker commit, the next build step) misses the writes. Seen with 10 parallel builds
+// (test/e2e/load_e2e.sh). FIFREEZE writes everything back and checkpoints the journal;
+// on an idle file system it costs milliseconds.
+void FlushBeforeUnmount(os::Os& os, const std::string& id, const std::string& mnt) {
+  Status f = os.Freeze(mnt);
+  Status t = f.ok() ? os.Thaw(mnt) : Status::Ok();
+  if (!f.ok() || !t.ok()) {
+    log::Warn("flush_before_unmount_failed", {{"layer", id}, {"err", !f.ok() ? f.message() : t.message()}});
+  }
+}
+
 // A tar stream that holds a read view until it is destroyed.
 class ViewSource : public ByteSource {
  public:
@@ -64,6 +80,24 @@ class ViewSource : public ByteSource {
   // Declared first, destroyed last: the stream's open files go before the unmount.
   std::shared_ptr<void> keep_;
   std::unique_ptr<ByteSource> inner_;
+};
+
+// Passes a stream through; fires fault point `point` once `after` bytes went by (a crash
+// in the middle of an extraction).
+class FaultAfterBytes : public ByteSource {
+ public:
+  FaultAfterBytes(ByteSource& inner, const char* point, uint64_t after) : inner_(inner), point_(point), after_(after) {}
+  Result<size_t> Read(void* buf, size_t n) override {
+    auto r = inner_.Read(buf, n);
+    if (r.ok() && (seen_ += *r) >= after_) SLACKER_FAULT_POINT(point_);
+    return r;
+  }
+
+ private:
+  ByteSource& inner_;
+  const char* point_;
+  uint64_t after_;
+  uint64_t seen_ = 0;
 };
 
 }  // namespace
@@ -192,6 +226,13 @@ Status SlackerDriver::Recover() {
       continue;
     }
     Layer& layer = *it->second;
+    if (m.options.find("ro") != 0 && !layer.rec.has_volume) {
+      // A rw mount of a layer without a volume is the staging mount of an interrupted
+      // ApplyDiff: nobody holds it, and kept it would refuse dockerd's retry ("mounted").
+      log::Warn("recover_unmount_interrupted_apply", {{"layer", id}, {"path", m.mount_point}});
+      Unmount(os_, m.mount_point);
+      continue;
+    }
     // dockerd still holds its Get of a mounted layer (e.g. a running container); it
     // will Put it once. The content may have changed while we were down.
     layer.refs = 1;
@@ -199,10 +240,28 @@ Status SlackerDriver::Recover() {
     int index = -1;
     if (std::sscanf(m.source.c_str(), "/dev/loop%d", &index) == 1) layer.loop_index = index;
     layer.clean_at_baseline = false;
+    if (layer.mounted_rw) {
+      // A crash between FIFREEZE and FITHAW (Diff of a running container) leaves the
+      // file system frozen: every write in the container would hang forever.
+      Status thaw = os_.Thaw(m.mount_point);
+      if (thaw.ok()) log::Warn("recover_thawed", {{"layer", id}, {"path", m.mount_point}});
+      else if (thaw.code() != EINVAL) log::Error("recover_thaw_failed", {{"layer", id}, {"err", thaw.message()}});
+    }
     mounted_sources.insert(m.source);
     log::Info("recover_mounted_layer", {{"layer", id}, {"device", m.source}});
   }
 
+  // Clone temp files (<layer>.img.tmp-XXXX) in this host's volume dir: a crash between
+  // the clone and its rename. The dir is this host's alone, so none is in progress.
+  std::string volumes_dir = backend_.VolumePath("x");
+  volumes_dir.resize(volumes_dir.rfind('/'));
+  if (auto names = ListDir(volumes_dir); names.ok()) {
+    for (const auto& f : *names) {
+      if (f.find(".img.tmp-") == std::string::npos) continue;
+      log::Warn("recover_remove_stray_clone", {{"file", JoinPath(volumes_dir, f)}});
+      RemoveFileIfExists(JoinPath(volumes_dir, f));
+    }
+  }
   // Volumes: a volume file without has_volume is a half-done clone or ApplyDiff.
   auto volumes = backend_.ListVolumes();
   if (volumes.ok()) {
@@ -227,6 +286,19 @@ Status SlackerDriver::Recover() {
         os_.LoopClear(idx);
       }
     }
+  }
+  // dockerd creates <id>-init, Gets it, writes its stubs, Puts it and then creates <id>,
+  // all in one call (moby's CreateRWLayer), and never removes an init layer whose Get
+  // failed. An <id>-init without <id> is therefore the leftover of a creation interrupted
+  // by our crash: nobody will Put or Remove it. Remove it, with its mount and volume.
+  std::vector<std::string> orphans;
+  for (const auto& [id, layer] : layers_) {
+    if (id.ends_with("-init") && !layers_.count(id.substr(0, id.size() - 5))) orphans.push_back(id);
+  }
+  for (const auto& id : orphans) {
+    log::Warn("recover_remove_orphan_init_layer", {{"layer", id}});
+    Status s = Remove(id);
+    if (!s.ok()) log::Error("recover_remove_orphan_failed", {{"layer", id}, {"err", s.message()}});
   }
   log::Info("recovered", {{"layers", std::to_string(layers_.size())}});
   return Status::Ok();
@@ -349,6 +421,7 @@ Status SlackerDriver::CreateLayer(const CreateRequest& req, LayerKind kind) {
   if (!req.parent.empty() && !layers_.count(req.parent))
     return Errorf(ENOENT, "create layer {}: parent layer {} does not exist", req.id, req.parent);
   SLACKER_RETURN_IF_ERROR(Persist(rec).Context("create layer " + req.id));
+  SLACKER_FAULT_POINT("create.after_record");
   auto layer = std::make_shared<Layer>();
   layer->rec = rec;
   layers_[req.id] = layer;
@@ -365,8 +438,10 @@ Status SlackerDriver::Remove(const std::string& id) {
     SLACKER_RETURN_IF_ERROR(PutLocked(*layer, /*force=*/true).Context("remove layer " + id));
   }
   if (layer->rec.has_volume) SLACKER_RETURN_IF_ERROR(backend_.RemoveVolume(id).Context("remove layer " + id));
+  SLACKER_FAULT_POINT("remove.after_volume");
   std::string snap = layer->rec.snapshot;
   SLACKER_RETURN_IF_ERROR(RemoveFileIfExists(JoinPath(opts_.state_dir, "layers/" + id + ".json")));
+  SLACKER_FAULT_POINT("remove.after_record");
   RemoveFileIfExists(JoinPath(opts_.state_dir, "layers/" + id + ".ref"));
   ::rmdir(MountPath(id).c_str());
   layer->removed = true;
@@ -436,6 +511,7 @@ Status SlackerDriver::MaterializeVolume(Layer& layer) {
   }
   SLACKER_RETURN_IF_ERROR(CloneBase(base, id, layer.rec.size_bytes)
                               .Context(fmt::format("clone {} for layer {}", base.empty() ? "empty file system" : "snapshot " + base, id)));
+  SLACKER_FAULT_POINT("get.after_clone");
   LayerRecord next = layer.rec;
   next.has_volume = true;
   next.dirty = base.empty() || base != layer.rec.snapshot;
@@ -534,8 +610,10 @@ Status SlackerDriver::MountVolume(Layer& layer) {
   std::string mnt = MountPath(id);
   std::string vol = backend_.VolumePath(id);
   SLACKER_ASSIGN_OR_RETURN(auto loop, loopdev::LoopDevice::Attach(os_, vol, os::LoopConfig{}));
+  SLACKER_FAULT_POINT("get.after_attach");
   SLACKER_RETURN_IF_ERROR(loopdev::MountExt4(os_, loop.path(), mnt, /*read_only=*/false)
                               .Context(fmt::format("mount volume of layer {}", id)));
+  SLACKER_FAULT_POINT("get.after_mount");
   layer.loop_index = loop.index();
   layer.mounted_rw = true;
   layer.refs = 1;
@@ -582,6 +660,7 @@ Status SlackerDriver::PutLocked(Layer& layer, bool force) {
     auto w = SampleWrites(layer.loop_index, mnt);
     clean = w.ok() && *w == layer.baseline;
   }
+  if (layer.mounted_rw) FlushBeforeUnmount(os_, id, mnt);
   Status s = Unmount(os_, mnt);
   if (!s.ok()) {
     layer.refs = 1;
@@ -620,6 +699,7 @@ Result<std::string> SlackerDriver::SnapshotLocked(Layer& layer) {
   std::string snap;
   if (mounted) {
     SLACKER_RETURN_IF_ERROR(os_.Freeze(mnt).Context("freeze layer " + id + " for snapshot"));
+    SLACKER_FAULT_POINT("diff.while_frozen");
     auto r = backend_.SnapshotVolume(id, meta);
     Status thaw = os_.Thaw(mnt);
     if (!r.ok()) return r.status().Context("snapshot layer " + id);
@@ -633,6 +713,7 @@ Result<std::string> SlackerDriver::SnapshotLocked(Layer& layer) {
     if (!r.ok()) return r.status().Context("snapshot layer " + id);
     snap = *r;
   }
+  SLACKER_FAULT_POINT("diff.after_snapshot");
   LayerRecord next = layer.rec;
   next.snapshot = snap;
   next.origin = Origin::kVolume;
@@ -785,6 +866,17 @@ Result<int64_t> SlackerDriver::ApplyDiff(const std::string& id, const std::strin
     got += n;
   }
   head.resize(got);
+  if (got == 0) {
+    // Not a tar: every tar, even an empty layer's, has its 1024-byte end marker. dockerd's
+    // plugin client sends exactly this when it retries an ApplyDiff whose connection broke
+    // (slackerd killed during it) with the already consumed stream; taking it as an empty
+    // layer would register the image with content that does not match its DiffID.
+    return Errorf(EINVAL,
+                  "apply diff to layer {}: the layer stream is empty (not even a tar end marker); dockerd "
+                  "sends this when it retries an ApplyDiff after the plugin restarted during it: run the "
+                  "docker command again",
+                  id);
+  }
   if (got == 512 && registry_shim::IsReferenceTarHeader(head.data())) {
     std::string bytes = head;
     char buf[4096];
@@ -851,7 +943,9 @@ class SpoolFile {
         break;
       }
       if (*n == 0) break;
+      SLACKER_FAULT_POINT("apply.mid_spool");
       EVP_DigestUpdate(ctx, buf.data(), *n);
+      size_ += *n;
       size_t done = 0;
       while (done < *n) {
         ssize_t w = ::write(fd_.get(), buf.data() + done, *n - done);
@@ -873,6 +967,7 @@ class SpoolFile {
     return result;
   }
   const std::string& digest() const { return digest_; }
+  uint64_t size() const { return size_; }
   Result<size_t> Read(void* buf, size_t n) {
     for (;;) {
       ssize_t r = ::read(fd_.get(), buf, n);
@@ -894,6 +989,7 @@ class SpoolFile {
   std::string path_;
   UniqueFd fd_;
   std::string digest_;
+  uint64_t size_ = 0;
 };
 
 class SpoolSource : public ByteSource {
@@ -954,6 +1050,7 @@ Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
       return size;
     }
   }
+  SLACKER_RETURN_IF_ERROR(CheckStoreSpace(spool.size(), "apply diff to layer " + id));
   SLACKER_RETURN_IF_ERROR(CloneBase(base, id, layer.rec.size_bytes).Context("apply diff to layer " + id));
   SpoolSource src(spool);
   return ApplyStandardInto(layer, src, key);
@@ -979,12 +1076,18 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
   std::string skel_tmp = backend_.SnapshotFilePath("staging-" + opts_.host_id + "-" + id, ".skel");
   registry_shim::SkeletonWriter skel;
   Status so = skel.Open(skel_tmp);
-  Result<registry_shim::ApplyStats> stats = so.ok() ? registry_shim::ApplyTar(tar, mnt, &skel) : Result<registry_shim::ApplyStats>(so);
+  FaultAfterBytes counted(tar, "apply.mid_extract", 64 * 1024);
+  Result<registry_shim::ApplyStats> stats = so.ok() ? registry_shim::ApplyTar(counted, mnt, &skel) : Result<registry_shim::ApplyStats>(so);
   Status close = stats.ok() ? skel.Close() : Status::Ok();
+  if (stats.ok()) FlushBeforeUnmount(os_, id, mnt);  // the volume becomes a snapshot next
   Status um = Unmount(os_, mnt);
   if (!stats.ok() || !close.ok() || !um.ok()) {
     RemoveFileIfExists(skel_tmp);
-    return discard(!stats.ok() ? stats.status() : !close.ok() ? close : um);
+    Status err = !stats.ok() ? stats.status() : !close.ok() ? close : um;
+    // The layer's ext4 image is sparse on the store: a full store shows up inside it as
+    // EIO, not ENOSPC. Say what it is.
+    Status full = CheckStoreSpace(0, "apply diff to layer " + id);
+    return discard(full.ok() ? err : Errorf(ENOSPC, "{} ({})", full.message(), err.message()));
   }
   nlohmann::json meta = {{"parent_layer", layer.rec.parent}, {"source", "apply"}, {"layer", id},
                          {"host", opts_.host_id}, {"bytes", stats->size}};
@@ -999,6 +1102,7 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
     RemoveFileIfExists(skel_tmp);
     return Status::FromErrno(err, "publish skeleton " + skel_path);
   }
+  SLACKER_FAULT_POINT("apply.before_record");
   LayerRecord next = layer.rec;
   next.snapshot = *snap;
   next.origin = Origin::kTar;
@@ -1018,6 +1122,18 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
   log::Info("apply_tar", {{"layer", id}, {"snapshot", *snap}, {"entries", std::to_string(stats->entries)},
                           {"bytes", std::to_string(stats->size)}});
   return stats->size;
+}
+
+// ENOSPC, naming the store and the numbers, unless the store has `need` bytes free plus
+// kStoreHeadroom (what metadata, journals and skeletons take besides file data).
+Status SlackerDriver::CheckStoreSpace(uint64_t need, const std::string& what) {
+  constexpr uint64_t kStoreHeadroom = 32ull << 20;
+  auto space = backend_.Space();
+  if (!space.ok() || space->free_bytes >= need + kStoreHeadroom) return Status::Ok();
+  return Errorf(ENOSPC,
+                "{}: the store {} is full: {} bytes free, {} needed (the layer plus {} bytes of headroom); free "
+                "space on the store (docker rmi / docker system prune, then slackerctl gc) and retry",
+                what, backend_.root(), space->free_bytes, need + kStoreHeadroom, kStoreHeadroom);
 }
 
 Status SlackerDriver::Cleanup() {

@@ -98,6 +98,7 @@ class SlackerDriver : public GraphDriver {
   Result<std::string> BaseOf(const std::string& id, const std::string& parent, const char* what);
   Result<std::vector<Change>> ChangesAgainst(const std::string& root, const std::string& base_id);
   Result<uint64_t> SampleWrites(int loop_index, const std::string& mountpoint);
+  Status CheckStoreSpace(uint64_t need, const std::string& what);
   Status CloneBase(const std::string& snap, const std::string& layer_id, uint64_t size_bytes);
   Result<std::string> EnsureTemplate(uint64_t size_bytes);
   Status CopyTreeIntoNewFs(const std::string& snap, const std::string& layer_id, uint64_t size_bytes);

@@ -4,6 +4,7 @@
 #include <climits>
 #include <cstdlib>
 #include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -12,7 +13,11 @@
 namespace slacker::loopdev {
 namespace {
 
-constexpr int kAttachAttempts = 16;
+// Dozens of attachers at once (50 parallel `docker run`, load_e2e.sh) all get the same
+// lowest free index from LOOP_CTL_GET_FREE; a device udev is still probing also answers
+// EBUSY. 16 immediate retries were not enough: retry longer, with a growing jittered
+// pause (at most ~3 s in all), so the contenders spread out.
+constexpr int kAttachAttempts = 100;
 constexpr std::string_view kDeletedSuffix = " (deleted)";
 
 // realpath(3) when the path exists, else the path unchanged (deleted backing files).
@@ -48,6 +53,8 @@ Result<LoopDevice> LoopDevice::Attach(os::Os& os, const std::string& file, const
     last = fd.status();
     // EBUSY: another attacher bound this index between GET_FREE and CONFIGURE.
     if (last.code() != EBUSY && last.code() != EAGAIN) return last.Context("attach " + file);
+    int pause_us = std::min(attempt + 1, 20) * 1500;
+    std::this_thread::sleep_for(std::chrono::microseconds(pause_us / 2 + std::rand() % pause_us));
   }
   return last.Context(fmt::format("attach {}: still racing for a free loop device after {} attempts",
                                   file, kAttachAttempts));

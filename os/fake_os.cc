@@ -185,12 +185,17 @@ Status FakeOs::SyncFs(const std::string& /*path*/) {
   return Enter("SyncFs");
 }
 
+void FakeOs::SetFreeBytes(uint64_t bytes) {
+  std::lock_guard<std::mutex> l(mu_);
+  free_bytes_ = bytes;
+}
+
 Result<FsStats> FakeOs::StatFs(const std::string& /*path*/) {
   std::lock_guard<std::mutex> l(mu_);
   SLACKER_RETURN_IF_ERROR(Enter("StatFs"));
   FsStats s;
   s.total_bytes = 100ull << 30;
-  s.free_bytes = 50ull << 30;
+  s.free_bytes = free_bytes_;
   s.total_inodes = 1000000;
   s.free_inodes = 900000;
   return s;

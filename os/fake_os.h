@@ -50,6 +50,8 @@ class FakeOs : public Os {
   void FailNext(const std::string& op, int err);
   // Simulates writes through a mounted loop device (bumps its write counter).
   void RecordWrite(const std::string& mountpoint, uint64_t sectors = 8);
+  // What StatFs reports as free (default 50 GiB of 100 GiB): a full store.
+  void SetFreeBytes(uint64_t bytes);
   // How many times `op` was called.
   int Calls(const std::string& op) const;
   std::vector<MountEntry> Mounts() const;
@@ -67,6 +69,7 @@ class FakeOs : public Os {
   std::vector<MountEntry> mounts_;
   std::map<int, LoopEntry> loops_;
   std::map<std::string, bool> frozen_;
+  uint64_t free_bytes_ = 50ull << 30;
 };
 
 }  // namespace slacker::os

@@ -52,7 +52,15 @@ class Args {
   std::string String(const char* name, bool required = false) {
     const json* v = Find(name);
     if (v == nullptr) {
-      if (required) Problem(fmt::format("missing field {}", name));
+      if (required && body_.empty()) {
+        // What dockerd's plugin client sends when it retries a call whose connection
+        // broke (the plugin restarted mid-call): the body reader was already consumed.
+        Problem(fmt::format("missing field {}: the request body was empty (dockerd retries a call with an "
+                            "empty body after the plugin restarted during it); run the docker command again",
+                            name));
+      } else if (required) {
+        Problem(fmt::format("missing field {}", name));
+      }
       return "";
     }
     if (!v->is_string()) {

@@ -130,7 +130,8 @@ std::string PluginMetrics::Render(
       continue;
     }
     auto info = std::find_if(std::begin(kDriverMetrics), std::end(kDriverMetrics),
-                             [&](const DriverMetricInfo& i) { return i.name == name; });
+                             // A named copy: clang 14 cannot capture a structured binding.
+                             [&, &n = name](const DriverMetricInfo& i) { return i.name == n; });
     if (info != std::end(kDriverMetrics)) {
       Header(out, name, info->type, info->help);
     } else {

@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "common/fault.h"
 #include "common/fd.h"
 #include "common/files.h"
 #include "common/log.h"
@@ -164,6 +165,7 @@ class LocalBackend : public Backend {
   Status CloneFile(const std::string& src_path, const std::string& dst_path) override {
     std::string tmp = fmt::format("{}.tmp-{}", dst_path, RandomHex(4));
     SLACKER_RETURN_IF_ERROR(CloneInto(src_path, tmp, /*durable=*/true));
+    SLACKER_FAULT_POINT("clone.before_rename");
     Status s = Rename(tmp, dst_path);
     if (!s.ok()) {
       RemoveFileIfExists(tmp);

@@ -3,6 +3,7 @@
 #   build/       RelWithDebInfo: unit, root and e2e tests (e2e drives real dockerds,
 #                so it runs against the normal build only)
 #   build-asan/  -DSLACKER_SANITIZE=ON (ASan + UBSan): unit and root tests
+#   build-fuzz/  -DSLACKER_FUZZ=ON (clang, libFuzzer + ASan + UBSan): test/fuzz/run.sh
 # Root is needed for the root and e2e labels. Runs everything even after a failure,
 # prints each ctest summary at the end, and exits non-zero if anything failed.
 #   test/run-all.sh
@@ -60,6 +61,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 [ "$built_asan" = 0 ] || run_ctest asan build-asan 'unit|root'
 [ "$built" = 0 ] || run_ctest release build 'unit|root|e2e'
+# libFuzzer targets, FUZZ_SECONDS each (default 60): builds build-fuzz/ with clang.
+step fuzz bash test/fuzz/run.sh || true
 
 echo
 echo "==================== summary ===================="

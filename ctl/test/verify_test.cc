@@ -110,6 +110,15 @@ TEST_F(VerifyTest, VolumeMismatches) {
 }
 
 // Scenario: origin tar needs its skeleton; origin reference needs a decodable .ref.
+TEST_F(VerifyTest, CloneTempFileIsReported) {
+  // A crash between a clone into <volume>.tmp-XXXX and its rename.
+  std::ofstream(store_->VolumePath("c1") + ".tmp-beef") << "partial";
+  auto lines = Lines();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find("volume c1: "), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("interrupted clone"), std::string::npos) << lines[0];
+}
+
 TEST_F(VerifyTest, MissingSkeletonAndRef) {
   Write(Rec("t", Origin::kTar, Snapshot(false)));
   Write(Rec("r", Origin::kReference, Snapshot(false)));

@@ -236,6 +236,66 @@ TEST_F(DriverFakeTest, RestartRemovesAStrayVolumeOfAnInterruptedClone) {
   ASSERT_TRUE(driver_->Put("c1").ok());
 }
 
+TEST_F(DriverFakeTest, RestartThawsAVolumeFrozenByAnInterruptedDiff) {
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok());
+  // A crash between FIFREEZE and FITHAW of a Diff of the running container.
+  ASSERT_TRUE(os_.Freeze(*p).ok());
+  Reopen();
+  EXPECT_FALSE(os_.IsFrozen(*p)) << "a frozen container file system would hang every write";
+  EXPECT_TRUE(os_.IsMounted(*p));
+  EXPECT_FALSE(DiffBytes("c1").empty()) << "Diff works again (freezes and thaws)";
+  EXPECT_FALSE(os_.IsFrozen(*p));
+}
+
+TEST_F(DriverFakeTest, RestartRemovesAStrayCloneTempFile) {
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  // A crash between the clone into <volume>.tmp-XXXX and its rename.
+  std::string tmp = backend_->VolumePath("c1") + ".tmp-abcd";
+  ASSERT_TRUE(AtomicWriteFile(tmp, "partial clone").ok());
+  Reopen();
+  EXPECT_FALSE(PathExists(tmp));
+  ASSERT_TRUE(driver_->Get("c1", "").ok());
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+// Regression (crash_e2e.sh, get.after_attach / get.after_mount): slackerd died during
+// the Get of a new container's init layer; dockerd's Get failed and it never removed
+// the init layer, so its volume (and mount) leaked forever.
+TEST_F(DriverFakeTest, RestartRemovesAnInitLayerWhoseContainerLayerWasNeverCreated) {
+  ASSERT_TRUE(driver_->Create(Req("img")).ok());
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1-init", "img")).ok());
+  auto p = driver_->Get("c1-init", "");
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c2-init", "img")).ok());
+  ASSERT_TRUE(driver_->Get("c2-init", "").ok());
+  ASSERT_TRUE(driver_->Put("c2-init").ok());
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c2", "c2-init")).ok());
+  Reopen();  // killed during c1-init's Get
+  EXPECT_FALSE(driver_->Exists("c1-init"));
+  EXPECT_FALSE(os_.IsMounted(*p));
+  EXPECT_FALSE(PathExists(backend_->VolumePath("c1-init")));
+  EXPECT_TRUE(driver_->Exists("c2-init")) << "a complete container keeps its init layer";
+  EXPECT_TRUE(PathExists(backend_->VolumePath("c2-init")));
+  EXPECT_TRUE(driver_->Exists("img"));
+}
+
+// Regression (load_e2e.sh, 10 parallel builds): a build step's commit missed the step's
+// writes when a concurrent container's mount namespace kept the file system alive past
+// the unmount. Put writes the volume back (freeze + thaw) before unmounting.
+TEST_F(DriverFakeTest, PutOfAWrittenLayerFlushesItBeforeTheUnmount) {
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok());
+  int freezes = os_.Calls("Freeze");
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  EXPECT_EQ(os_.Calls("Freeze"), freezes + 1);
+  EXPECT_EQ(os_.Calls("Thaw"), freezes + 1);
+  EXPECT_FALSE(os_.IsFrozen(*p));
+  EXPECT_FALSE(os_.IsMounted(*p));
+}
+
 TEST_F(DriverFakeTest, FailedMountLeavesNoLoopAndTheLayerUsable) {
   ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
   os_.FailNext("Mount", EIO);
@@ -302,6 +362,60 @@ TEST_F(DriverFakeTest, AStandardLayerAppliedByAnyWorkerIsReusedNotUnpackedAgain)
   ASSERT_TRUE((*b)->ApplyDiff("lc", "", s3).ok());
   EXPECT_EQ((*b)->counters().dedup_hits, 1u);
   EXPECT_NE((*(*b)->GetMetadata("lc"))["Snapshot"], (*driver_->GetMetadata("la"))["Snapshot"]);
+}
+
+// Regression (crash_e2e.sh, apply.mid_extract): slackerd died while extracting into the
+// staging volume; the restart adopted the staging mount as a held layer, and dockerd's
+// retry of the ApplyDiff failed with "the layer is mounted".
+TEST_F(DriverFakeTest, RestartUnmountsTheStagingMountOfAnInterruptedApplyDiff) {
+  ASSERT_TRUE(driver_->Create(Req("la")).ok());
+  ASSERT_TRUE(AtomicWriteFile(backend_->VolumePath("la"), "staging").ok());
+  std::string mnt = dir_ + "/state/mnt/la";
+  ASSERT_TRUE(MakeDirs(mnt, 0755).ok());
+  auto idx = os_.LoopGetFree();
+  ASSERT_TRUE(idx.ok());
+  auto fd = os_.LoopConfigure(*idx, backend_->VolumePath("la"), os::LoopConfig{});
+  ASSERT_TRUE(fd.ok());
+  ASSERT_TRUE(os_.Mount("/dev/loop" + std::to_string(*idx), mnt, "ext4", 0, "").ok());
+  Reopen();
+  EXPECT_FALSE(os_.IsMounted(mnt));
+  EXPECT_FALSE(PathExists(backend_->VolumePath("la")));
+  StringSource tar(OneFileTar("etc/motd", "hi\n"));
+  auto r = driver_->ApplyDiff("la", "", tar);
+  EXPECT_TRUE(r.ok()) << r.status().message();
+}
+
+// Regression (crash_e2e.sh, apply.before_record): after slackerd died at the end of an
+// ApplyDiff, dockerd retried it with the consumed, empty stream, and it was taken as an
+// empty layer: the image ran without its files.
+TEST_F(DriverFakeTest, ApplyDiffOfAnEmptyStreamIsRefused) {
+  ASSERT_TRUE(driver_->Create(Req("la")).ok());
+  StringSource empty("");
+  auto r = driver_->ApplyDiff("la", "", empty);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("the layer stream is empty"), std::string::npos) << r.status().message();
+  EXPECT_EQ((*driver_->GetMetadata("la"))["Snapshot"], "");
+  StringSource end_marker(std::string(1024, '\0'));  // an empty layer is a valid tar
+  auto ok = driver_->ApplyDiff("la", "", end_marker);
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+}
+
+TEST_F(DriverFakeTest, ApplyDiffOnAFullStoreIsAClearEnospcAndLeavesNothing) {
+  std::string tar = OneFileTar("etc/motd", std::string(100000, 'x'));
+  ASSERT_TRUE(driver_->Create(Req("la")).ok());
+  os_.SetFreeBytes(1 << 20);
+  StringSource s1(tar);
+  auto r = driver_->ApplyDiff("la", "", s1);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ENOSPC);
+  EXPECT_NE(r.status().message().find("is full"), std::string::npos) << r.status().message();
+  EXPECT_FALSE(PathExists(backend_->VolumePath("la"))) << "no staging volume left behind";
+  EXPECT_EQ((*driver_->GetMetadata("la"))["Snapshot"], "");
+  os_.SetFreeBytes(50ull << 30);  // space freed: the retry works
+  StringSource s2(tar);
+  auto again = driver_->ApplyDiff("la", "", s2);
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(*again, 100000);
 }
 
 // Regression: concurrent Removes (docker rm of several containers) once deadlocked on

@@ -181,6 +181,15 @@ TEST_F(GraphDriverRoutes, GetMissingIdIs400) {
   EXPECT_TRUE(fake_.calls().empty());
 }
 
+// dockerd's plugin client retries a call whose connection broke (slackerd killed during
+// it) with the already consumed, now empty, body: the error says so.
+TEST_F(GraphDriverRoutes, EmptyBodyRetriedByDockerdSaysSo) {
+  ExpectCall("/GraphDriver.Get", "", 400,
+             R"({"Err":"GraphDriver.Get: missing field ID: the request body was empty (dockerd retries a call )"
+             R"(with an empty body after the plugin restarted during it); run the docker command again"})");
+  EXPECT_TRUE(fake_.calls().empty());
+}
+
 TEST_F(GraphDriverRoutes, GetEmptyIdIs400) {
   ExpectCall("/GraphDriver.Get", R"({"ID":""})", 400,
              R"({"Err":"GraphDriver.Get: field ID must not be empty"})");

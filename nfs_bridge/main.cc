@@ -512,7 +512,7 @@ int main(int argc, char** argv) {
 
   std::string fsname = "fsname=" + bridge.url;
   std::vector<std::string> args = {"slacker-nfs-fuse", positional[1], "-f", "-o", fsname,
-                                   "-o", "subtype=slacker-nfs", "-o", "max_read=1048576"};
+                                   "-o", "subtype=slacker-nfs", "-o", "max_read=1048576", "-o", "max_threads=64"};
   args.insert(args.end(), fuse_extra.begin(), fuse_extra.end());
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());

@@ -14,9 +14,9 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/nfs_lib.sh"
 
-missing=$(nfs_missing_tools)
-if [ -n "$missing" ]; then
-  echo "#### SKIPPED, NOT TESTED: the NFS e2e needs: $missing (apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils fuse3; build slacker-storaged and slacker-nfs-fuse)"
+need=$(nfs_missing_tools)
+if [ -n "$need" ]; then
+  echo "#### SKIPPED, NOT TESTED: the NFS e2e needs: $need (apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils fuse3; build slacker-storaged and slacker-nfs-fuse)"
   echo "0 passed, 0 failed"
   exit 0
 fi
@@ -53,7 +53,9 @@ case_import_run_commit_on_a() {
   local out
   out=$(dk wa run --rm --network none "$REG/base:1" sh -c 'echo hello-nfs')
   assert_eq "hello-nfs" "$out" "container output on A"
-  dk wa run --name c1 --network none "$REG/base:1" sh -c 'echo from-a > /data-a; mkdir -p /srv; echo v1 > /srv/app' >/dev/null
+  # /fat: 48 MiB the container never reads at start (the measure case counts NFS bytes).
+  dk wa run --name c1 --network none "$REG/base:1" \
+    sh -c 'echo from-a > /data-a; mkdir -p /srv; echo v1 > /srv/app; head -c 50331648 /dev/urandom > /fat' >/dev/null
   dk wa commit c1 "$REG/app:v1" >/dev/null
   grep -q "event=storaged_snapshot" "$W/storaged.log" || fail "the commit did not go through slacker-storaged"
   dk wa push "$REG/base:1" >/dev/null
@@ -84,10 +86,12 @@ case_measure_start_over_nfs() {
   echo "measure: run-to-ready over NFS (worker B, app:v1): $((t1 - t0)) ms"
   echo "measure: bytes read over NFS during that start: $((after - before)) of image size $size"
   [ "$((after - before))" -gt 0 ] || fail "no bytes read over NFS during a container start: the stats counter is broken"
-  [ "$((after - before))" -lt "$size" ] || fail "a container start read the whole image over NFS: $((after - before)) >= $size"
+  # The image holds 48 MiB that nobody reads: a lazy start reads far less than the image.
+  [ "$(((after - before) * 4))" -lt "$size" ] || fail "a container start read over a quarter of the image over NFS: $((after - before)) of $size"
 }
 
 case_nfs_server_restart_io_resumes() {
+  # shellcheck disable=SC2016 # expanded by the container's shell
   dk wa run -d --name writer --network none "$REG/base:1" \
     sh -c 'i=0; while true; do i=$((i+1)); echo $i > /count; sync; sleep 0.2; done' >/dev/null
   sleep 2

@@ -104,6 +104,7 @@ nfs_restart_ganesha() {
   _nfs_start_ganesha
 }
 
+# shellcheck disable=SC2120 # extra args are optional
 storaged_start() {
   local d=$W/nfs port
   STORAGED_TOKEN_FILE=$d/token

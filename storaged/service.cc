@@ -242,7 +242,12 @@ Reply Service::Dispatch(const Request& req) {
     auto to = StorePath(*dst, true);
     if (!from.ok() || !to.ok()) return ErrorReply(!from.ok() ? from.status() : to.status());
     if (!PathExists(*from)) return Error(404, "not_found", fmt::format("{} does not exist in the store", *src));
-    auto b = ForHost("storaged");
+    // volumes/<host>/<file>: opening that host's store creates its directories.
+    auto dst_parts = SplitPath(*dst);
+    std::string owner = dst_parts[0] == "volumes" && dst_parts.size() == 3 ? dst_parts[1] : "storaged";
+    if (dst_parts[0] == "volumes" && dst_parts.size() != 3)
+      return Error(400, "invalid_argument", fmt::format("{:?} is not volumes/<host>/<file>", *dst));
+    auto b = ForHost(owner);
     if (!b.ok()) return ErrorReply(b.status());
     Status s = (*b)->CloneFile(*from, *to);
     if (!s.ok()) return ErrorReply(s);

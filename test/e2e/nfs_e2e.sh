@@ -140,6 +140,33 @@ case_wrong_token_refused() {
   return 0
 }
 
+# --store nfs://: the bridge alone, no snapshot service. Clones are full copies over NFS
+# (correct, slow), so this worker uses small (256 MiB) layer file systems and its own
+# tiny image.
+case_nfs_store_without_service() {
+  local C=slk$$c r out
+  start_slackerd "$C" --store "$NFS_URL" --nfs-bridge "$NFS_FUSE"
+  start_dockerd wc "$C" --storage-opt size=256M
+  grep -q "event=nfs_store_without_service" "$W/$C-slackerd.log" || fail "no warning that clones are copies"
+  r=$(mktemp -d "$W/rootfs-c.XXXXXX")
+  mkdir -p "$r/bin" "$r/proc" "$r/sys" "$r/dev" "$r/etc"
+  cp /bin/busybox "$r/bin/busybox"
+  ln -s busybox "$r/bin/sh"
+  ln -s busybox "$r/bin/cat"
+  echo "worker-c-$$" >"$r/etc/marker"
+  tar --numeric-owner -C "$r" -c . | dk wc import - base:c >/dev/null
+  out=$(dk wc run --name cc --network none base:c sh -c 'cat /etc/marker; echo changed > /etc/marker')
+  assert_eq "worker-c-$$" "$out" "container on the nfs:// store"
+  dk wc commit cc c:2 >/dev/null
+  assert_eq "changed" "$(dk wc run --rm --network none c:2 cat /etc/marker)" "committed layer on the nfs:// store"
+  grep -q "clone_fallback" "$W/$C-slackerd.log" || fail "expected the copy fallback on a store without clone"
+  dk wc rm cc >/dev/null
+  stop_dockerd wc
+  stop_slackerd "$C"
+  mountpoint -q "$(slackerd_state "$C")/nfs" && fail "slackerd $C left its bridge mounted"
+  return 0
+}
+
 case_measure_local_store() {
   local L=slk$$l t0 t1
   start_slackerd "$L"
@@ -166,5 +193,6 @@ run_case "measure: start over NFS" case_measure_start_over_nfs
 run_case "NFS server restart: I/O resumes" case_nfs_server_restart_io_resumes
 run_case "snapshot service down: clear error, recovers" case_storaged_down_clear_error_then_recovers
 run_case "wrong token refused" case_wrong_token_refused
+run_case "nfs:// store without the service (copies)" case_nfs_store_without_service
 run_case "measure: local store vs NFS" case_measure_local_store
 e2e_summary

@@ -102,7 +102,8 @@ void Connection(std::shared_ptr<HttpServer::Impl> impl, tcp::socket sock) {
   if (impl->tls) {
     ssl::stream<tcp::socket> stream(std::move(sock), *impl->tls);
     beast::error_code ec;
-    stream.handshake(ssl::stream_base::server, ec);
+    if (WaitReadable(fd, impl->opts.read_timeout_seconds)) stream.handshake(ssl::stream_base::server, ec);
+    else ec = net::error::timed_out;
     if (ec) {
       log::Debug("storaged_tls_handshake_failed", {{"err", ec.message()}});
     } else {

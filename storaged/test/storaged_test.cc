@@ -225,6 +225,32 @@ TEST_F(StoragedTest, Http_ServiceDownIsAClearError) {
   EXPECT_NE(r.status().message().find("slacker-storaged"), std::string::npos);
 }
 
+// HTTPS: a client that trusts the server's certificate works; one that does not (or that
+// speaks plain HTTP) gets no answer.
+TEST_F(StoragedTest, Http_Tls) {
+  std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+                    "-addext subjectAltName=DNS:localhost -keyout " + dir_ + "/key.pem -out " + dir_ +
+                    "/cert.pem >/dev/null 2>&1";
+  if (::system("command -v openssl >/dev/null 2>&1") != 0) GTEST_SKIP() << "openssl CLI missing: cannot make a test certificate";
+  ASSERT_EQ(::system(cmd.c_str()), 0) << cmd;
+  ServerOptions so;
+  so.tls_cert_file = dir_ + "/cert.pem";
+  so.tls_key_file = dir_ + "/key.pem";
+  server_ = std::make_unique<HttpServer>(*service_, so);
+  ASSERT_TRUE(server_->Start().ok());
+  storage_backend::RestOptions o = ClientOptions();
+  o.url = "https://localhost:" + std::to_string(server_->port());
+  o.ca_file = dir_ + "/cert.pem";
+  auto desc = storage_backend::FetchStoreDescription(storage_backend::StoreServiceClient(o));
+  ASSERT_TRUE(desc.ok()) << desc.status().message();
+  EXPECT_EQ((*desc)["export"], "nfs://storage1/srv/slacker");
+  o.attempts = 1;
+  o.ca_file = "";  // the system CAs do not vouch for a self-signed certificate
+  EXPECT_FALSE(storage_backend::StoreServiceClient(o).Call("GET", "/v1/store", nullptr).ok());
+  o.url = "http://localhost:" + std::to_string(server_->port());
+  EXPECT_FALSE(storage_backend::StoreServiceClient(o).Call("GET", "/v1/store", nullptr).ok());
+}
+
 // The rest backend over a view of the same files (as a kernel NFS mount would give):
 // snapshot and clone go through the service, reads through the files.
 TEST_F(StoragedTest, RestBackend_SnapshotAndCloneThroughTheService) {

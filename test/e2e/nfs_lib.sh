@@ -67,8 +67,12 @@ nfs_server_start() {
   cat >"$d/ganesha.conf" <<EOF
 NFS_CORE_PARAM { Protocols = 3; NFS_Port = 2049; MNT_Port = 20048; Enable_NLM = false; Enable_RQUOTA = false; }
 NFSV4 { Graceless = true; RecoveryRoot = "$d/recovery"; }
+# slacker-storaged renames and clones files under ganesha's feet: no attribute caching,
+# and directory contents revalidated by getattr, or clients see stale names and sizes.
+MDCACHE { Use_Getattr_Directory_Invalidation = true; }
 EXPORT { Export_Id = 1; Path = "$NFS_EXPORT"; Pseudo = /export; Access_Type = RW;
-         Squash = No_Root_Squash; SecType = sys; Protocols = 3; Transports = TCP; FSAL { Name = VFS; } }
+         Squash = No_Root_Squash; SecType = sys; Protocols = 3; Transports = TCP;
+         Attr_Expiration_Time = 0; FSAL { Name = VFS; } }
 LOG { Default_Log_Level = WARN; }
 EOF
   # Foreground (-f) so the pid we stop is rpcbind's own (nsenter execs it).

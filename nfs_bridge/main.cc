@@ -221,22 +221,34 @@ int Release(const char*, fuse_file_info* fi) {
   return 0;
 }
 
+// Moves `size` bytes in requests of at most kMaxIo: `op(offset_in_buffer, count)` returns
+// the bytes moved or -errno. A 0 ends a read (EOF) and fails a write.
+template <class Op>
+int Transfer(size_t size, bool is_read, Op op) {
+  size_t done = 0;
+  while (done < size) {
+    int rc = op(done, std::min<uint64_t>(size - done, kMaxIo));
+    if (rc < 0) return Fail(rc);
+    if (rc == 0) {
+      if (is_read) break;
+      return Fail(-EIO);
+    }
+    done += static_cast<size_t>(rc);
+  }
+  auto& c = g_bridge->counters;
+  (is_read ? c.reads : c.writes)++;
+  (is_read ? c.read_bytes : c.write_bytes) += done;
+  return static_cast<int>(done);
+}
+
 int Read(const char*, char* buf, size_t size, off_t off, fuse_file_info* fi) {
   Lease l;
   nfsfh* fh;
   int rc = HandleOn(l, File(fi), &fh);
   if (rc < 0) return rc;
-  size_t done = 0;
-  while (done < size) {
-    uint64_t want = std::min<uint64_t>(size - done, kMaxIo);
-    rc = nfs_pread(l.nfs(), fh, static_cast<uint64_t>(off) + done, want, buf + done);
-    if (rc < 0) return Fail(rc);
-    if (rc == 0) break;
-    done += static_cast<size_t>(rc);
-  }
-  g_bridge->counters.reads++;
-  g_bridge->counters.read_bytes += done;
-  return static_cast<int>(done);
+  return Transfer(size, true, [&](size_t at, uint64_t n) {
+    return nfs_pread(l.nfs(), fh, static_cast<uint64_t>(off) + at, n, buf + at);
+  });
 }
 
 int Write(const char*, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
@@ -244,17 +256,9 @@ int Write(const char*, const char* buf, size_t size, off_t off, fuse_file_info* 
   nfsfh* fh;
   int rc = HandleOn(l, File(fi), &fh);
   if (rc < 0) return rc;
-  size_t done = 0;
-  while (done < size) {
-    uint64_t want = std::min<uint64_t>(size - done, kMaxIo);
-    rc = nfs_pwrite(l.nfs(), fh, static_cast<uint64_t>(off) + done, want, buf + done);
-    if (rc < 0) return Fail(rc);
-    if (rc == 0) return Fail(-EIO);
-    done += static_cast<size_t>(rc);
-  }
-  g_bridge->counters.writes++;
-  g_bridge->counters.write_bytes += done;
-  return static_cast<int>(done);
+  return Transfer(size, false, [&](size_t at, uint64_t n) {
+    return nfs_pwrite(l.nfs(), fh, static_cast<uint64_t>(off) + at, n, buf + at);
+  });
 }
 
 // COMMIT on every context that wrote through this file: an UNSTABLE write is durable only

@@ -58,6 +58,7 @@ case_import_run_commit_on_a() {
     sh -c 'echo from-a > /data-a; mkdir -p /srv; echo v1 > /srv/app; head -c 50331648 /dev/urandom > /fat' >/dev/null
   dk wa commit c1 "$REG/app:v1" >/dev/null
   grep -q "event=storaged_snapshot" "$W/storaged.log" || fail "the commit did not go through slacker-storaged"
+  assert_eq "from-a" "$(dk wa run --rm --network none "$REG/app:v1" cat /data-a)" "committed content on A itself"
   dk wa push "$REG/base:1" >/dev/null
   dk wa push "$REG/app:v1" >/dev/null
   local n

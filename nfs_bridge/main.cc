@@ -54,6 +54,7 @@ struct Bridge {
   std::string server;
   std::string export_path;
   std::string stats_file;
+  bool stable_writes = false;  // --stable-writes: WRITE FILE_SYNC instead of UNSTABLE
   std::vector<std::unique_ptr<Context>> contexts;
   std::atomic<unsigned> next{0};
   Counters counters;
@@ -191,11 +192,12 @@ int OpenCommon(const char* path, fuse_file_info* fi, bool create, mode_t mode) {
   Meta();
   auto f = std::make_unique<OpenFile>();
   f->path = path;
-  f->flags = fi->flags & O_ACCMODE;
+  f->flags = (fi->flags & O_ACCMODE) | (g_bridge->stable_writes ? O_SYNC : 0);
   f->fh.assign(g_bridge->contexts.size(), nullptr);
   Lease l;
   nfsfh* fh = nullptr;
   int open_flags = fi->flags & (O_ACCMODE | O_TRUNC | O_EXCL | O_SYNC | O_DSYNC);
+  if (g_bridge->stable_writes) open_flags |= O_SYNC;
   int rc = create ? nfs_create(l.nfs(), path, open_flags | O_CREAT, static_cast<int>(mode & 07777), &fh)
                   : nfs_open(l.nfs(), path, open_flags, &fh);
   if (rc < 0) return Fail(rc);
@@ -445,6 +447,8 @@ int main(int argc, char** argv) {
       return 0;
     } else if (a == "--contexts" && i + 1 < argc) {
       contexts = std::atoi(argv[++i]);
+    } else if (a == "--stable-writes") {
+      bridge.stable_writes = true;
     } else if (a == "--stats-file" && i + 1 < argc) {
       bridge.stats_file = argv[++i];
     } else if (a == "-o" && i + 1 < argc) {

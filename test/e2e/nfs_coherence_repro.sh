@@ -6,9 +6,12 @@
 # into its ext4 and unmounts; the storage host reflinks it to snap<i>.img; this host
 # mounts snap<i>.img and compares. Prints "iter N ok" or "iter N MISMATCH ..." (with the
 # md5 of each file read through the bridge and on the server), then "bad=K".
-# Environment: N (iterations, default 15), CTX (bridge connections, default 4), DIO
+# Environment: N (iterations, default 15), CTX (bridge connections, default 4),
+# BRIDGE_ARGS (extra slacker-nfs-fuse flags), SLEEP (pause after unmount, default 0.3), DIO
 # (on|off: loop direct I/O), PRECREATE=1 (create vol/snap through NFS first, so the
-# server-side clone writes into an inode ganesha already knows).
+# server-side clone writes into an inode ganesha already knows), CLIENT_COPY=1 (no
+# server-side operation at all: vol and snap are plain copies made through the bridge),
+# SIZE (base image size, default 256M).
 # Not registered in ctest: it is a diagnostic for an open bug, and fails today.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -17,17 +20,18 @@ e2e_workdir
 nfs_server_start
 CTX=${CTX:-4}
 mkdir -p $W/mnt $W/m1
-"$NFS_FUSE" --contexts $CTX "$NFS_URL" $W/mnt > $W/fuse.log 2>&1 &
+"$NFS_FUSE" --contexts $CTX ${BRIDGE_ARGS:-} "$NFS_URL" $W/mnt > $W/fuse.log 2>&1 &
 FP=$!
 e2e_defer kill "$FP"
 sleep 1
-truncate -s 256M $W/mnt/base.img
+truncate -s "${SIZE:-256M}" $W/mnt/base.img
 mkfs.ext4 -q -E lazy_itable_init=1,lazy_journal_init=1 $W/mnt/base.img
 bad=0
 for i in $(seq 1 ${N:-15}); do
   # write a tree into vol$i (clone of base made on the server), check it via a clone
   [ "${PRECREATE:-0}" = 1 ] && : > $W/mnt/vol$i.img && : > $W/mnt/snap$i.img
-  nfs_ns cp --reflink=always $NFS_EXPORT/base.img $NFS_EXPORT/vol$i.img
+  if [ "${CLIENT_COPY:-0}" = 1 ]; then cp "$W/mnt/base.img" "$W/mnt/vol$i.img"; else
+  nfs_ns cp --reflink=always $NFS_EXPORT/base.img $NFS_EXPORT/vol$i.img; fi
   L=$(losetup --direct-io=${DIO:-on} -f --show $W/mnt/vol$i.img)
   mount $L $W/m1
   mkdir -p $W/m1/d$i; for f in 1 2 3 4 5; do head -c 300000 /dev/urandom > $W/m1/d$i/f$f; done
@@ -36,7 +40,8 @@ for i in $(seq 1 ${N:-15}); do
   umount $W/m1
   losetup -d $L
   sleep ${SLEEP:-0.3}
-  nfs_ns cp --reflink=always $NFS_EXPORT/vol$i.img $NFS_EXPORT/snap$i.img
+  if [ "${CLIENT_COPY:-0}" = 1 ]; then cp "$W/mnt/vol$i.img" "$W/mnt/snap$i.img"; else
+  nfs_ns cp --reflink=always $NFS_EXPORT/vol$i.img $NFS_EXPORT/snap$i.img; fi
   L2=$(losetup --direct-io=${DIO:-on} -f --show $W/mnt/snap$i.img)
   mount -o ro,noload $L2 $W/m1
   sum2=$(cd $W/m1 && find . -type f | sort | xargs md5sum 2>&1 | md5sum)

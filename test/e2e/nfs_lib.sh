@@ -72,7 +72,7 @@ NFSV4 { Graceless = true; RecoveryRoot = "$d/recovery"; }
 MDCACHE { Use_Getattr_Directory_Invalidation = true; }
 EXPORT { Export_Id = 1; Path = "$NFS_EXPORT"; Pseudo = /export; Access_Type = RW;
          Squash = No_Root_Squash; SecType = sys; Protocols = 3; Transports = TCP;
-         Attr_Expiration_Time = 0; FSAL { Name = VFS; } }
+         Attr_Expiration_Time = 0; ${NFS_EXPORT_EXTRA:-} FSAL { Name = VFS; } }
 LOG { Default_Log_Level = WARN; }
 EOF
   # Foreground (-f) so the pid we stop is rpcbind's own (nsenter execs it).

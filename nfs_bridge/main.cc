@@ -420,7 +420,8 @@ constexpr const char* kUsage =
     "usage: slacker-nfs-fuse [--contexts N] [--stats-file F] nfs://HOST/EXPORT MOUNTPOINT [FUSE options]\n"
     "  Serves the NFSv3 export at MOUNTPOINT (runs in the foreground; unmount to stop).\n"
     "  --contexts N     parallel NFS connections (default 4)\n"
-    "  --stats-file F   rewrite F once a second with byte/op counters (JSON)\n";
+    "  --stats-file F   rewrite F once a second with byte/op counters (JSON)\n"
+    "  --stable-writes  WRITE FILE_SYNC (open O_SYNC) instead of UNSTABLE + COMMIT on fsync\n";
 
 // "nfs://HOST/PATH[?args]" -> HOST, /PATH
 bool SplitUrl(const std::string& url, std::string* server, std::string* path) {

@@ -15,7 +15,9 @@
 #include "os/os.h"
 #include "plugin/metrics_server.h"
 #include "plugin/server.h"
+#include "cmd/nfs_view.h"
 #include "storage_backend/local_backend.h"
+#include "storage_backend/rest_backend.h"
 
 namespace {
 
@@ -29,6 +31,18 @@ slacker graphdriver plugin: every layer is an ext4 file system in a file on a sh
   --store DIR         the shared store: a mounted reflink-capable directory (XFS reflink=1,
                       NFSv4.2). Omitted: an embedded store, <state>/store.img (sparse XFS,
                       reflink=1) loop-mounted at <state>/store, created on first start.
+  --store http[s]://HOST:PORT
+                      the snapshot service (slacker-storaged) does snapshot and clone; the
+                      files are reached through the NFS export it advertises: this host's
+                      kernel NFS mount of it if there is one, else slacker-nfs-fuse mounted
+                      at <state>/nfs (stopped and unmounted on exit)
+  --store nfs://HOST/EXPORT
+                      the export through slacker-nfs-fuse, no snapshot service: clones
+                      become full copies over NFS (correct, slow: use http:// in production)
+  --store-token-file F  bearer token for the snapshot service (required with http[s]://)
+  --store-ca FILE     CA certificates (PEM) to verify an https:// snapshot service
+  --nfs-bridge PATH   the slacker-nfs-fuse binary (default: next to slackerd, or in the
+                      build tree's nfs_bridge/, or on PATH)
   --host-id ID        this worker's name on the store (default: the hostname)
   --cluster-key FILE  sign and verify reference tars with HMAC-SHA256 using this key
   --log-level L       debug|info|warn|error (default info)
@@ -45,6 +59,9 @@ struct Flags {
   std::string cluster_key_file;
   std::string log_level = "info";
   std::string metrics_listen;  // "" = no metrics endpoint
+  std::string store_token_file;
+  std::string store_ca;
+  std::string nfs_bridge;
 };
 
 bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
@@ -72,12 +89,35 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
     else if (a == "--cluster-key") f->cluster_key_file = value;
     else if (a == "--log-level") f->log_level = value;
     else if (a == "--metrics-listen") f->metrics_listen = value;
+    else if (a == "--store-token-file") f->store_token_file = value;
+    else if (a == "--store-ca") f->store_ca = value;
+    else if (a == "--nfs-bridge") f->nfs_bridge = value;
     else {
       *err = "unknown option " + a;
       return false;
     }
   }
   return true;
+}
+
+// The slacker-nfs-fuse binary: --nfs-bridge, else beside this binary (installed), else
+// the build tree's nfs_bridge/, else PATH.
+std::string BridgePath(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  char self[4096] = {};
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    std::string exe(self, static_cast<size_t>(n));
+    std::string dir = exe.substr(0, exe.find_last_of('/'));
+    for (const std::string& c : {dir + "/slacker-nfs-fuse", dir + "/../nfs_bridge/slacker-nfs-fuse"}) {
+      if (::access(c.c_str(), X_OK) == 0) return c;
+    }
+  }
+  for (const char* d : {"/usr/local/bin", "/usr/bin", "/usr/local/sbin", "/usr/sbin"}) {
+    std::string c = std::string(d) + "/slacker-nfs-fuse";
+    if (::access(c.c_str(), X_OK) == 0) return c;
+  }
+  return "slacker-nfs-fuse";
 }
 
 int Fail(const slacker::Status& s, const char* what) {
@@ -133,16 +173,49 @@ int main(int argc, char** argv) {
   if (!s.ok()) return Fail(s, "create state directory");
 
   std::string store_dir = flags.store;
-  if (store_dir.starts_with("nfs://") || store_dir.starts_with("http://") || store_dir.starts_with("https://")) {
-    return Fail(Errorf(ENOTSUP, "store {} is not supported by this build: give a mounted directory", store_dir),
-                "open store");
+  std::unique_ptr<cmd::NfsView> nfs_view;  // declared before the backend: outlives it
+  Result<std::unique_ptr<storage_backend::Backend>> backend = Errorf(EINVAL, "no store");
+  bool service = store_dir.starts_with("http://") || store_dir.starts_with("https://");
+  if (service || store_dir.starts_with("nfs://")) {
+    std::string export_url = store_dir;
+    storage_backend::RestOptions ropts;
+    if (service) {
+      if (flags.store_token_file.empty())
+        return Fail(Errorf(EINVAL, "--store {} needs --store-token-file", store_dir), "open store");
+      auto token = ReadFileToString(flags.store_token_file);
+      if (!token.ok()) return Fail(token.status(), "read --store-token-file");
+      ropts.url = store_dir;
+      ropts.token = token->substr(0, token->find('\n'));
+      ropts.ca_file = flags.store_ca;
+      auto desc = storage_backend::FetchStoreDescription(storage_backend::StoreServiceClient(ropts));
+      if (!desc.ok()) return Fail(desc.status(), "ask the snapshot service for the store");
+      export_url = (*desc)["export"].get<std::string>();
+      if (export_url.empty())
+        return Fail(Errorf(EINVAL, "the snapshot service at {} advertises no NFS export (start slacker-storaged "
+                                   "with --export nfs://HOST/PATH)",
+                           store_dir),
+                    "open store");
+    }
+    auto view = cmd::NfsView::Open(*os, {export_url, flags.state, BridgePath(flags.nfs_bridge)});
+    if (!view.ok()) return Fail(view.status(), "reach the NFS export");
+    nfs_view = std::move(*view);
+    if (service) {
+      backend = storage_backend::OpenRestStore(*os, ropts, nfs_view->dir(), flags.host_id);
+    } else {
+      log::Warn("nfs_store_without_service",
+                {{"store", store_dir},
+                 {"action", "clones are full copies over NFS (slow); run slacker-storaged and use --store http://"}});
+      backend = storage_backend::OpenLocalStore(*os, nfs_view->dir(), flags.host_id);
+    }
+    store_dir = nfs_view->Describe();
+  } else {
+    if (store_dir.empty()) {
+      auto embedded = loopdev::EnsureEmbeddedStore(*os, flags.state);
+      if (!embedded.ok()) return Fail(embedded.status(), "set up the embedded store");
+      store_dir = *embedded;
+    }
+    backend = storage_backend::OpenLocalStore(*os, store_dir, flags.host_id);
   }
-  if (store_dir.empty()) {
-    auto embedded = loopdev::EnsureEmbeddedStore(*os, flags.state);
-    if (!embedded.ok()) return Fail(embedded.status(), "set up the embedded store");
-    store_dir = *embedded;
-  }
-  auto backend = storage_backend::OpenLocalStore(*os, store_dir, flags.host_id);
   if (!backend.ok()) return Fail(backend.status(), "open store");
 
   driver::DriverOptions opts;
@@ -178,6 +251,7 @@ int main(int argc, char** argv) {
   log::Info("stopping", {{"signal", strsignal(sig)}});
   server.Stop();
   if (metrics_server) metrics_server->Stop();
+  if (nfs_view) nfs_view->Close();
   log::Info("stopped");
   return 0;
 }

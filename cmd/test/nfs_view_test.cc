@@ -1,0 +1,40 @@
+// NfsView's parts that need no NFS server: URL parsing and finding a kernel NFS mount of
+// the export in mountinfo.
+#include <gtest/gtest.h>
+
+#include "cmd/nfs_view.h"
+
+namespace slacker::cmd {
+namespace {
+
+TEST(NfsView, SplitNfsUrl) {
+  auto ok = SplitNfsUrl("nfs://storage1/srv/slacker/");
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  EXPECT_EQ(ok->first, "storage1");
+  EXPECT_EQ(ok->second, "/srv/slacker");
+  EXPECT_EQ(SplitNfsUrl("nfs://10.0.0.5/x?version=3")->second, "/x");
+  for (const char* bad : {"http://h/x", "nfs://", "nfs:///x", "nfs://host", "nfs://host/"}) {
+    EXPECT_EQ(SplitNfsUrl(bad).status().code(), EINVAL) << bad;
+  }
+}
+
+// Only an nfs/nfs4 mount of exactly HOST:/PATH (its root, not a subtree) counts; the
+// topmost one wins.
+TEST(NfsView, FindsTheKernelMountOfTheExport) {
+  const char* text =
+      "36 25 0:32 / /mnt/other rw - nfs storage1:/srv/other rw,vers=3\n"
+      "37 25 0:33 /sub /mnt/sub rw - nfs storage1:/srv/slacker rw,vers=3\n"
+      "38 25 0:34 / /mnt/fuse rw - fuse.slacker-nfs nfs://storage1/srv/slacker rw\n"
+      "39 25 0:35 / /mnt/slacker rw - nfs4 storage1:/srv/slacker rw,vers=4.2\n"
+      "40 25 0:36 / /mnt/slacker2 rw - nfs storage1:/srv/slacker/ rw,vers=3\n";
+  auto mounts = loopdev::ParseMountInfo(text);
+  ASSERT_TRUE(mounts.ok()) << mounts.status().message();
+  EXPECT_EQ(FindKernelNfsMount(*mounts, "storage1", "/srv/slacker"), "/mnt/slacker2");
+  EXPECT_EQ(FindKernelNfsMount(*mounts, "storage2", "/srv/slacker"), "");
+  EXPECT_EQ(FindKernelNfsMount(*mounts, "storage1", "/srv"), "");
+  mounts->pop_back();
+  EXPECT_EQ(FindKernelNfsMount(*mounts, "storage1", "/srv/slacker"), "/mnt/slacker");
+}
+
+}  // namespace
+}  // namespace slacker::cmd

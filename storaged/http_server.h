@@ -1,0 +1,46 @@
+// The snapshot service's HTTP/1.1 transport (Boost.Beast): TCP, optionally TLS, one
+// thread per connection, bodies bounded by Service::kMaxBody, idle connections closed
+// after a timeout.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "storaged/service.h"
+
+namespace slacker::storaged {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";  // numeric address to bind
+  uint16_t port = 0;               // 0: the kernel picks (see HttpServer::port())
+  std::string tls_cert_file;       // PEM; both set: serve HTTPS only
+  std::string tls_key_file;
+  int read_timeout_seconds = 30;   // idle keep-alive connections are closed after this
+};
+
+class HttpServer {
+ public:
+  // REQUIRES: `service` outlives the server.
+  HttpServer(Service& service, ServerOptions opts);
+  ~HttpServer();  // Stop()s
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and starts accepting on a background thread.
+  Status Start();
+  // Stops accepting; open connections finish their current request. Idempotent.
+  void Stop();
+  uint16_t port() const;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+// "HOST:PORT" / ":PORT" / "PORT" -> host (default 127.0.0.1) and port.
+Result<std::pair<std::string, uint16_t>> ParseListen(const std::string& addr);
+
+}  // namespace slacker::storaged

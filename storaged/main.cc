@@ -1,0 +1,116 @@
+// slacker-storaged: the store-side snapshot service (DESIGN.md §2, §7;
+// storage_backend/API.md). Runs on the storage host next to the exported store.
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "common/files.h"
+#include "common/log.h"
+#include "os/os.h"
+#include "storaged/http_server.h"
+#include "storaged/service.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: slacker-storaged --root DIR --token-file F [options]
+
+The slacker snapshot service: snapshot, clone and delete of layer files on the storage
+host (FICLONE on the exported XFS), over HTTP/JSON (storage_backend/API.md).
+
+  --root DIR           the store directory this host exports (created if new)
+  --token-file F       bearer token clients must send (first line of F; required)
+  --listen ADDR        HOST:PORT to listen on (default 127.0.0.1:7010; PORT alone binds
+                       127.0.0.1)
+  --export URL         the NFS export workers mount for the same store, reported by
+                       GET /v1/store (e.g. nfs://storage1/srv/slacker)
+  --tls-cert F         serve HTTPS with this PEM certificate (chain) ...
+  --tls-key F          ... and this PEM key
+  --log-level L        debug|info|warn|error (default info)
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace slacker;
+  std::string root, token_file, listen = "127.0.0.1:7010", export_url, cert, key, level_name = "info";
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "slacker-storaged: %s needs a value\n%s", a.c_str(), kUsage);
+      return 2;
+    }
+    std::string v = argv[++i];
+    if (a == "--root") root = v;
+    else if (a == "--token-file") token_file = v;
+    else if (a == "--listen") listen = v;
+    else if (a == "--export") export_url = v;
+    else if (a == "--tls-cert") cert = v;
+    else if (a == "--tls-key") key = v;
+    else if (a == "--log-level") level_name = v;
+    else {
+      std::fprintf(stderr, "slacker-storaged: unknown option %s\n%s", a.c_str(), kUsage);
+      return 2;
+    }
+  }
+  if (root.empty() || token_file.empty()) {
+    std::fprintf(stderr, "slacker-storaged: --root and --token-file are required\n%s", kUsage);
+    return 2;
+  }
+  log::Level level;
+  if (!log::ParseLevel(level_name, &level)) {
+    std::fprintf(stderr, "slacker-storaged: unknown --log-level %s\n", level_name.c_str());
+    return 2;
+  }
+  log::SetLevel(level);
+  auto addr = storaged::ParseListen(listen);
+  if (!addr.ok()) {
+    std::fprintf(stderr, "slacker-storaged: --listen: %s\n", addr.status().message().c_str());
+    return 2;
+  }
+  auto token = ReadFileToString(token_file);
+  if (!token.ok()) {
+    std::fprintf(stderr, "slacker-storaged: read token: %s\n", token.status().message().c_str());
+    return 1;
+  }
+  std::string t = token->substr(0, token->find('\n'));
+  while (!t.empty() && t.back() == '\r') t.pop_back();
+
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto os = os::NewRealOs();
+  auto service = storaged::Service::Open(*os, {root, export_url, t});
+  if (!service.ok()) {
+    log::Error("startup_failed", {{"step", "open store"}, {"err", service.status().message()}});
+    std::fprintf(stderr, "slacker-storaged: open store %s: %s\n", root.c_str(), service.status().message().c_str());
+    return 1;
+  }
+  storaged::ServerOptions sopts;
+  sopts.host = addr->first;
+  sopts.port = addr->second;
+  sopts.tls_cert_file = cert;
+  sopts.tls_key_file = key;
+  storaged::HttpServer server(**service, sopts);
+  Status s = server.Start();
+  if (!s.ok()) {
+    std::fprintf(stderr, "slacker-storaged: %s\n", s.message().c_str());
+    return 1;
+  }
+  log::Info("storaged_started", {{"listen", fmt::format("{}:{}", sopts.host, server.port())}, {"root", root},
+                                 {"export", export_url}, {"tls", cert.empty() ? "off" : "on"}});
+  int sig = 0;
+  sigwait(&stop, &sig);
+  log::Info("storaged_stopping", {{"signal", strsignal(sig)}});
+  server.Stop();
+  return 0;
+}

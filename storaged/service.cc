@@ -1,0 +1,275 @@
+#include "storaged/service.h"
+
+#include <sys/stat.h>
+
+#include <ctime>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "common/files.h"
+#include "common/log.h"
+#include "storage_backend/local_backend.h"
+
+namespace slacker::storaged {
+namespace {
+
+using nlohmann::json;
+
+bool IsValidKey(const std::string& k) {
+  if (k.empty() || k.size() > 128) return false;
+  for (char c : k) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+              c == '.' || c == ':';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Constant-time for equal lengths: the token's content does not leak through timing.
+bool SameSecret(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const std::string& other = a.size() == b.size() ? b : a;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ other[i]);
+  return diff == 0;
+}
+
+std::vector<std::string> SplitPath(const std::string& target) {
+  std::string path = target.substr(0, target.find('?'));
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= path.size()) {
+    size_t next = path.find('/', pos);
+    if (next == std::string::npos) next = path.size();
+    if (next > pos) out.push_back(path.substr(pos, next - pos));
+    pos = next + 1;
+  }
+  return out;
+}
+
+Reply Ok(int status, const json& body) { return Reply{status, body.dump()}; }
+
+// A string field of `body`, or an error naming it.
+Result<std::string> Field(const json& body, const char* name) {
+  auto it = body.find(name);
+  if (it == body.end() || !it->is_string()) return Errorf(EINVAL, "field \"{}\" (string) is required", name);
+  return it->get<std::string>();
+}
+
+}  // namespace
+
+Reply Service::Error(int status, const std::string& code, const std::string& message) {
+  return Reply{status, json{{"error", message}, {"code", code}}.dump()};
+}
+
+Reply ErrorReply(const Status& s) {
+  switch (s.code()) {
+    case EINVAL: return Service::Error(400, "invalid_argument", s.message());
+    case ENOENT: return Service::Error(404, "not_found", s.message());
+    case EEXIST: return Service::Error(409, "exists", s.message());
+    case ENOSPC: return Service::Error(507, "no_space", s.message());
+    default: return Service::Error(500, "internal", s.message());
+  }
+}
+
+Result<std::unique_ptr<Service>> Service::Open(os::Os& os, ServiceOptions opts) {
+  if (opts.token.empty()) return Errorf(EINVAL, "the token is empty");
+  // Opening as a placeholder host creates the layout and store.json; host backends are
+  // opened per request (each host's volumes/ and refs/).
+  SLACKER_ASSIGN_OR_RETURN(auto probe, storage_backend::OpenLocalStore(os, opts.root, "storaged"));
+  storage_backend::StoreInfo info = probe->info();
+  std::string requests = JoinPath(opts.root, ".storaged/requests");
+  SLACKER_RETURN_IF_ERROR(MakeDirs(requests, 0700).Context("open snapshot service state"));
+  // Forget idempotency records older than the TTL.
+  if (auto names = ListDir(requests); names.ok()) {
+    time_t now = std::time(nullptr);
+    for (const auto& n : *names) {
+      struct stat st;
+      std::string p = JoinPath(requests, n);
+      if (::stat(p.c_str(), &st) == 0 && now - st.st_mtime > opts.idempotency_ttl_seconds) RemoveFileIfExists(p);
+    }
+  }
+  return std::unique_ptr<Service>(new Service(os, std::move(opts), std::move(info)));
+}
+
+Service::Service(os::Os& os, ServiceOptions opts, storage_backend::StoreInfo info)
+    : os_(os), opts_(std::move(opts)), info_(std::move(info)) {}
+
+bool Service::Authorized(const std::string& header) const {
+  static const std::string kBearer = "Bearer ";
+  if (!header.starts_with(kBearer)) return false;
+  return SameSecret(header.substr(kBearer.size()), opts_.token);
+}
+
+Result<storage_backend::Backend*> Service::ForHost(const std::string& host) {
+  if (!storage_backend::IsValidLayerName(host)) return Errorf(EINVAL, "invalid host id {:?}", host);
+  std::lock_guard<std::mutex> l(hosts_mu_);
+  auto it = hosts_.find(host);
+  if (it != hosts_.end()) return it->second.get();
+  SLACKER_ASSIGN_OR_RETURN(auto b, storage_backend::OpenLocalStore(os_, opts_.root, host));
+  auto* raw = b.get();
+  hosts_[host] = std::move(b);
+  return raw;
+}
+
+// "templates/ext4-1.img" -> <root>/templates/ext4-1.img. Only plain relative paths under
+// the store's data directories; writes only into templates/ and volumes/.
+Result<std::string> Service::StorePath(const std::string& rel, bool for_write) const {
+  auto parts = SplitPath(rel);
+  if (rel.empty() || rel[0] == '/' || parts.empty())
+    return Errorf(EINVAL, "path {:?} must be relative to the store root", rel);
+  for (const auto& p : parts) {
+    if (p == "." || p == ".." || p.find('\0') != std::string::npos)
+      return Errorf(EINVAL, "path {:?}: \".\" and \"..\" are not allowed", rel);
+  }
+  const std::string& top = parts[0];
+  bool ok = top == "templates" || top == "volumes" || (!for_write && top == "snapshots");
+  if (!ok || parts.size() < 2)
+    return Errorf(EINVAL, "path {:?} is outside {}", rel, for_write ? "templates/ and volumes/" : "the store's data");
+  return JoinPath(opts_.root, rel);
+}
+
+std::string Service::RequestRecordPath(const std::string& key) const {
+  return JoinPath(opts_.root, ".storaged/requests/" + key + ".json");
+}
+
+Reply Service::Handle(const Request& req) {
+  if (!Authorized(req.authorization)) {
+    log::Warn("storaged_unauthorized", {{"method", req.method}, {"target", req.target}});
+    return Error(401, "unauthorized", "missing or wrong bearer token (Authorization: Bearer <token>)");
+  }
+  if (req.body.size() > kMaxBody) return Error(413, "too_large", fmt::format("body over {} bytes", kMaxBody));
+  if (req.method == "GET") return Dispatch(req);
+  if (req.method != "POST" && req.method != "DELETE")
+    return Error(405, "method_not_allowed", "method " + req.method + " is not allowed");
+  return Mutate(req);
+}
+
+// Mutations, exactly once per Idempotency-Key: a retry of a request that already ran gets
+// the first reply again (a 5xx is not remembered, so the retry runs it).
+Reply Service::Mutate(const Request& req) {
+  std::lock_guard<std::mutex> l(mutate_mu_);
+  std::string fingerprint = req.method + " " + req.target + "\n" + req.body;
+  if (!req.idempotency_key.empty()) {
+    if (!IsValidKey(req.idempotency_key))
+      return Error(400, "invalid_argument", "Idempotency-Key must be 1-128 of [A-Za-z0-9_.:-]");
+    auto text = ReadFileToString(RequestRecordPath(req.idempotency_key));
+    if (text.ok()) {
+      json rec = json::parse(*text, nullptr, false);
+      if (rec.is_object() && rec.value("request", "") == fingerprint && rec.contains("status") &&
+          rec["status"].is_number_integer() && rec.contains("body") && rec["body"].is_string()) {
+        log::Info("storaged_replay", {{"key", req.idempotency_key}, {"target", req.target}});
+        return Reply{rec["status"].get<int>(), rec["body"].get<std::string>()};
+      }
+      if (rec.is_object() && rec.value("request", "") != fingerprint)
+        return Error(422, "idempotency_key_reused", "Idempotency-Key " + req.idempotency_key +
+                                                        " was used for a different request");
+    }
+  }
+  Reply r = Dispatch(req);
+  if (!req.idempotency_key.empty() && r.status < 500) {
+    json rec = {{"request", fingerprint}, {"status", r.status}, {"body", r.body}};
+    Status s = AtomicWriteFile(RequestRecordPath(req.idempotency_key), rec.dump());
+    if (!s.ok()) log::Warn("storaged_record_failed", {{"key", req.idempotency_key}, {"err", s.message()}});
+  }
+  return r;
+}
+
+Reply Service::Dispatch(const Request& req) {
+  auto p = SplitPath(req.target);
+  if (p.size() < 2 || p[0] != "v1") return Error(404, "no_route", "no route " + req.method + " " + req.target);
+  json body;
+  if (req.method == "POST") {
+    body = json::parse(req.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object()) return Error(400, "bad_json", "the body must be a JSON object");
+  }
+  const std::string& m = req.method;
+
+  if (m == "GET" && p.size() == 2 && p[1] == "store") {
+    return Ok(200, {{"format", info_.format}, {"uuid", info_.uuid}, {"created", info_.created},
+                    {"export", opts_.export_url}});
+  }
+  if (m == "GET" && p.size() == 2 && p[1] == "snapshots") {
+    auto host = ForHost("storaged");
+    if (!host.ok()) return ErrorReply(host.status());
+    auto list = (*host)->ListSnapshots();
+    if (!list.ok()) return ErrorReply(list.status());
+    return Ok(200, {{"snapshots", *list}});
+  }
+  if (m == "GET" && p.size() == 3 && p[1] == "snapshots") {
+    auto host = ForHost("storaged");
+    if (!host.ok()) return ErrorReply(host.status());
+    if (!(*host)->SnapshotExists(p[2]))
+      return Error(404, "not_found", fmt::format("snapshot {} not found in store {}", p[2], info_.uuid));
+    auto meta = (*host)->ReadSnapshotMeta(p[2]);
+    if (!meta.ok()) return ErrorReply(meta.status());
+    return Ok(200, {{"snapshot", p[2]}, {"meta", *meta}});
+  }
+  if (m == "POST" && p.size() == 2 && p[1] == "snapshots") {
+    auto host = Field(body, "host");
+    auto layer = Field(body, "layer");
+    if (!host.ok() || !layer.ok()) return ErrorReply(!host.ok() ? host.status() : layer.status());
+    json meta = body.contains("meta") ? body["meta"] : json::object();
+    bool move = body.value("move", false);
+    auto b = ForHost(*host);
+    if (!b.ok()) return ErrorReply(b.status());
+    auto snap = move ? (*b)->PromoteVolume(*layer, meta) : (*b)->SnapshotVolume(*layer, meta);
+    if (!snap.ok()) return ErrorReply(snap.status());
+    log::Info("storaged_snapshot", {{"host", *host}, {"layer", *layer}, {"snapshot", *snap},
+                                    {"how", move ? "promote" : "snapshot"}});
+    return Ok(201, {{"snapshot", *snap}});
+  }
+  if (m == "POST" && p.size() == 2 && p[1] == "clones") {
+    auto host = Field(body, "host");
+    auto snap = Field(body, "snapshot");
+    auto layer = Field(body, "layer");
+    for (auto* r : {&host, &snap, &layer}) {
+      if (!r->ok()) return ErrorReply(r->status());
+    }
+    auto b = ForHost(*host);
+    if (!b.ok()) return ErrorReply(b.status());
+    Status s = (*b)->CloneSnapshot(*snap, *layer);
+    if (!s.ok()) return ErrorReply(s);
+    log::Info("storaged_clone", {{"host", *host}, {"layer", *layer}, {"snapshot", *snap}});
+    return Ok(201, {{"volume", fmt::format("volumes/{}/{}.img", *host, *layer)}});
+  }
+  if (m == "POST" && p.size() == 2 && p[1] == "files:clone") {
+    auto src = Field(body, "src");
+    auto dst = Field(body, "dst");
+    if (!src.ok() || !dst.ok()) return ErrorReply(!src.ok() ? src.status() : dst.status());
+    auto from = StorePath(*src, false);
+    auto to = StorePath(*dst, true);
+    if (!from.ok() || !to.ok()) return ErrorReply(!from.ok() ? from.status() : to.status());
+    if (!PathExists(*from)) return Error(404, "not_found", fmt::format("{} does not exist in the store", *src));
+    // volumes/<host>/<file>: opening that host's store creates its directories.
+    auto dst_parts = SplitPath(*dst);
+    std::string owner = dst_parts[0] == "volumes" && dst_parts.size() == 3 ? dst_parts[1] : "storaged";
+    if (dst_parts[0] == "volumes" && dst_parts.size() != 3)
+      return Error(400, "invalid_argument", fmt::format("{:?} is not volumes/<host>/<file>", *dst));
+    auto b = ForHost(owner);
+    if (!b.ok()) return ErrorReply(b.status());
+    Status s = (*b)->CloneFile(*from, *to);
+    if (!s.ok()) return ErrorReply(s);
+    log::Info("storaged_clone_file", {{"src", *src}, {"dst", *dst}});
+    return Ok(201, {{"dst", *dst}});
+  }
+  if (m == "DELETE" && p.size() == 3 && p[1] == "snapshots") {
+    auto b = ForHost("storaged");
+    if (!b.ok()) return ErrorReply(b.status());
+    Status s = (*b)->RemoveSnapshot(p[2]);
+    if (!s.ok()) return ErrorReply(s);
+    log::Info("storaged_remove_snapshot", {{"snapshot", p[2]}});
+    return Ok(200, json::object());
+  }
+  if (m == "DELETE" && p.size() == 4 && p[1] == "volumes") {
+    auto b = ForHost(p[2]);
+    if (!b.ok()) return ErrorReply(b.status());
+    Status s = (*b)->RemoveVolume(p[3]);
+    if (!s.ok()) return ErrorReply(s);
+    return Ok(200, json::object());
+  }
+  return Error(404, "no_route", "no route " + req.method + " " + req.target);
+}
+
+}  // namespace slacker::storaged

@@ -1,0 +1,79 @@
+// The snapshot service's request handling (storage_backend/API.md), independent of the
+// transport: http_server.h feeds it parsed requests. It runs on the storage host, next to
+// the exported file system, and does snapshot/clone/delete there through the local
+// backend (FICLONE on XFS), for workers that reach the files only over NFSv3.
+//
+// Thread-safety: Handle() may be called from many threads. Mutating requests are
+// serialised (each is O(1) on a reflink file system); reads run concurrently.
+#pragma once
+
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/status.h"
+#include "os/os.h"
+#include "storage_backend/backend.h"
+
+namespace slacker::storaged {
+
+struct ServiceOptions {
+  std::string root;        // the exported store directory (created with the layout if new)
+  std::string export_url;  // what workers mount: "nfs://HOST/PATH"; reported by GET /v1/store
+  std::string token;       // the shared bearer token; must be non-empty
+  // Results of mutating requests are remembered under their Idempotency-Key this long
+  // (in memory and in <root>/.storaged/requests/), so a retry does not act twice.
+  int idempotency_ttl_seconds = 24 * 3600;
+};
+
+struct Request {
+  std::string method;  // "GET", "POST", "DELETE", ...
+  std::string target;  // path, e.g. "/v1/snapshots/<id>"; a query string is ignored
+  std::string authorization;    // the Authorization header, verbatim
+  std::string idempotency_key;  // the Idempotency-Key header ("" = none)
+  std::string body;
+};
+
+struct Reply {
+  int status = 200;
+  std::string body;  // JSON
+};
+
+class Service {
+ public:
+  // Opens (or creates) the store at opts.root. EINVAL if the token is empty.
+  static Result<std::unique_ptr<Service>> Open(os::Os& os, ServiceOptions opts);
+
+  Reply Handle(const Request& req);
+
+  // Body limit the transport enforces (413 beyond it).
+  static constexpr size_t kMaxBody = 64 * 1024;
+
+  // {"error": message, "code": code} with `status`.
+  static Reply Error(int status, const std::string& code, const std::string& message);
+
+ private:
+  Service(os::Os& os, ServiceOptions opts, storage_backend::StoreInfo info);
+
+  Reply Dispatch(const Request& req);
+  Reply Mutate(const Request& req);
+  Result<storage_backend::Backend*> ForHost(const std::string& host);
+  Result<std::string> StorePath(const std::string& rel, bool for_write) const;
+  bool Authorized(const std::string& header) const;
+
+  std::string RequestRecordPath(const std::string& key) const;
+
+  os::Os& os_;
+  const ServiceOptions opts_;
+  const storage_backend::StoreInfo info_;
+  std::mutex mutate_mu_;  // serialises mutations and the idempotency records
+  std::mutex hosts_mu_;
+  std::map<std::string, std::unique_ptr<storage_backend::Backend>> hosts_;
+};
+
+// Maps a Status to an HTTP status and a short code ("ENOENT" -> 404 "not_found", ...).
+Reply ErrorReply(const Status& s);
+
+}  // namespace slacker::storaged

@@ -1,0 +1,143 @@
+# shellcheck shell=bash
+# A real NFS server for the e2e tests (shared/NFS-LAB.md): nfs-ganesha (NFSv3, VFS FSAL)
+# and rpcbind in a private mount namespace, exporting a loop-mounted XFS (reflink=1)
+# image, plus slacker-storaged on that export in the same namespace (the "storage host").
+# The worker side of a test never sees the XFS mount: it reaches the files only over NFS.
+#
+# Source after lib.sh and e2e_workdir:
+#   nfs_server_start            # sets NFS_EXPORT (the export path) and NFS_URL (nfs://127.0.0.1/...)
+#   storaged_start [args]       # slacker-storaged on the export; sets STORAGED_URL, STORAGED_TOKEN_FILE
+#   nfs_restart_ganesha         # kill ganesha by pid and start it again (clients reconnect)
+#   storaged_stop / storaged_start again
+#   nfs_ns CMD...               # run CMD inside the storage host's mount namespace
+# Everything is stopped by PID by the cleanup trap; the XFS image is unmounted in the
+# namespace (its loop device was attached by mount -o loop: autoclear detaches it).
+#
+# Ports: rpcbind 111, NFS 2049, MOUNT 20048 on the host network (a mount namespace does
+# not move ports); nfs_server_start refuses loudly if one of them is taken.
+#
+# Environment: STORAGED (default $REPO/build/storaged/slacker-storaged),
+#              NFS_FUSE (default $REPO/build/nfs_bridge/slacker-nfs-fuse).
+
+STORAGED=${STORAGED:-$REPO/build/storaged/slacker-storaged}
+NFS_FUSE=${NFS_FUSE:-$REPO/build/nfs_bridge/slacker-nfs-fuse}
+
+# nfs_missing_tools: prints what this host lacks to run the NFS fixture (empty: ready).
+nfs_missing_tools() {
+  local t missing=()
+  for t in /usr/bin/ganesha.nfsd /usr/sbin/rpcbind /usr/bin/nfs-ls /usr/sbin/mkfs.xfs /usr/bin/unshare \
+    /usr/bin/nsenter "$STORAGED" "$NFS_FUSE"; do
+    [ -x "$t" ] || missing+=("$t")
+  done
+  [ -e /dev/fuse ] || missing+=(/dev/fuse)
+  echo "${missing[*]}"
+}
+
+nfs_ns() { nsenter -t "$(cat "$W/nfs/ns.pid")" -m -- "$@"; }
+
+_nfs_port_taken() { ss -Hltn "( sport = :$1 )" | grep -q .; }
+
+nfs_server_start() {
+  local d=$W/nfs p
+  mkdir -p "$d"
+  for p in 111 2049 20048; do
+    if _nfs_port_taken "$p"; then
+      fail "TCP port $p is taken on this host; the NFS fixture needs 111, 2049 and 20048"
+      return
+    fi
+  done
+  NFS_EXPORT=$d/export
+  mkdir -p "$NFS_EXPORT"
+  truncate -s 20G "$d/xfs.img"
+  mkfs.xfs -q -m reflink=1 -s size=4096 "$d/xfs.img"
+
+  # The namespace holder: a sleep in its own mount namespace; everything of the storage
+  # host runs inside it (nsenter). Killing it after the daemons drops the namespace.
+  unshare -m --propagation private sleep infinity </dev/null >/dev/null 2>&1 &
+  echo $! >"$d/ns.pid"
+  e2e_defer nfs_server_stop
+  local i
+  for ((i = 0; i < 50; i++)); do
+    [ "$(readlink "/proc/$(cat "$d/ns.pid")/ns/mnt")" != "$(readlink /proc/self/ns/mnt)" ] && break
+    sleep 0.1
+  done
+  nfs_ns mount -t tmpfs tmpfs /run
+  nfs_ns mkdir -p /run/ganesha /run/rpcbind "$d/recovery"
+  nfs_ns mount -o loop,noatime "$d/xfs.img" "$NFS_EXPORT"
+  cat >"$d/ganesha.conf" <<EOF
+NFS_CORE_PARAM { Protocols = 3; NFS_Port = 2049; MNT_Port = 20048; Enable_NLM = false; Enable_RQUOTA = false; }
+NFSV4 { Graceless = true; RecoveryRoot = "$d/recovery"; }
+# slacker-storaged renames and clones files under ganesha's feet: no attribute caching,
+# and directory contents revalidated by getattr, or clients see stale names and sizes.
+MDCACHE { Use_Getattr_Directory_Invalidation = true; }
+EXPORT { Export_Id = 1; Path = "$NFS_EXPORT"; Pseudo = /export; Access_Type = RW;
+         Squash = No_Root_Squash; SecType = sys; Protocols = 3; Transports = TCP;
+         Attr_Expiration_Time = 0; ${NFS_EXPORT_EXTRA:-} FSAL { Name = VFS; } }
+LOG { Default_Log_Level = WARN; }
+EOF
+  # Foreground (-f) so the pid we stop is rpcbind's own (nsenter execs it).
+  e2e_spawn nfs-rpcbind "$d/rpcbind.log" nsenter -t "$(cat "$d/ns.pid")" -m -- /usr/sbin/rpcbind -f -w
+  for ((i = 0; i < 50; i++)); do
+    nfs_ns test -S /run/rpcbind.sock && break
+    sleep 0.1
+  done
+  nfs_ns test -S /run/rpcbind.sock || { fail "rpcbind did not start: $(cat "$d/rpcbind.log")"; return; }
+  _nfs_start_ganesha || return
+  NFS_URL="nfs://127.0.0.1$NFS_EXPORT"
+  e2e_log "NFS server up: $NFS_URL"
+}
+
+_nfs_start_ganesha() {
+  local d=$W/nfs i
+  e2e_spawn nfs-ganesha "$d/ganesha.out" nsenter -t "$(cat "$d/ns.pid")" -m -- \
+    /usr/bin/ganesha.nfsd -F -f "$d/ganesha.conf" -L "$d/ganesha.log" -p /run/ganesha/ganesha.pid
+  for ((i = 0; i < 100; i++)); do
+    nfs-ls "nfs://127.0.0.1$NFS_EXPORT/" >/dev/null 2>&1 && return 0
+    e2e_alive "$E2E_SPAWNED_PID" || break
+    sleep 0.2
+  done
+  fail "ganesha did not answer on nfs://127.0.0.1$NFS_EXPORT; log: $(tail -n 20 "$d/ganesha.log" 2>/dev/null)"
+}
+
+_nfs_stop_ganesha() { e2e_stop nfs-ganesha ganesha 20 || true; }
+
+# nfs_restart_ganesha [DOWN_SECONDS]: stop the NFS server, stay down a while, start it.
+nfs_restart_ganesha() {
+  _nfs_stop_ganesha
+  sleep "${1:-2}"
+  _nfs_start_ganesha
+}
+
+# shellcheck disable=SC2120 # extra args are optional
+storaged_start() {
+  local d=$W/nfs port
+  STORAGED_TOKEN_FILE=$d/token
+  [ -s "$STORAGED_TOKEN_FILE" ] || { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$STORAGED_TOKEN_FILE"; }
+  port=${STORAGED_PORT:-$((20000 + $$ % 20000))}
+  STORAGED_PORT=$port
+  if [ ! -e "$W/.e2e/registered-storaged" ]; then
+    touch "$W/.e2e/registered-storaged"
+    e2e_defer storaged_stop
+  fi
+  # Through nsenter: storaged must see the XFS mount, which only exists in there.
+  e2e_spawn storaged "$W/storaged.log" nsenter -t "$(cat "$d/ns.pid")" -m -- \
+    "$STORAGED" --listen "127.0.0.1:$port" --root "$NFS_EXPORT" --token-file "$STORAGED_TOKEN_FILE" \
+    --export "nfs://127.0.0.1$NFS_EXPORT" "$@"
+  e2e_wait_for storaged "$E2E_SPAWNED_PID" "$W/storaged.log" \
+    curl -fsS -H "Authorization: Bearer $(cat "$STORAGED_TOKEN_FILE")" "http://127.0.0.1:$port/v1/store" || return
+  STORAGED_URL=http://127.0.0.1:$port
+  e2e_log "slacker-storaged up at $STORAGED_URL"
+}
+
+storaged_stop() { e2e_stop storaged slacker-storaged 20 || true; }
+
+nfs_server_stop() {
+  local d=$W/nfs
+  [ -s "$d/ns.pid" ] || return 0
+  storaged_stop
+  _nfs_stop_ganesha
+  e2e_stop nfs-rpcbind rpcbind 10 || true
+  nfs_ns umount "$NFS_EXPORT" 2>/dev/null || nfs_ns umount -l "$NFS_EXPORT" 2>/dev/null || true
+  e2e_stop_pid "$(cat "$d/ns.pid")" "nfs namespace holder" 5 || true
+  rm -f "$d/ns.pid"
+}

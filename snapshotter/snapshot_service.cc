@@ -213,6 +213,14 @@ Result<std::string> SnapshotService::EnsureMounted(const std::string& layer) {
   return dir;
 }
 
+Status SnapshotService::DropLayer(const std::string& layer) {
+  if (mounts_.erase(layer)) {
+    Status put = driver_.Put(layer);
+    if (!put.ok()) log::Warn("put_before_remove_failed", {{"layer", layer}, {"err", put.message()}});
+  }
+  return driver_.Remove(layer);
+}
+
 Status SnapshotService::ReleaseView(const std::string& layer) {
   if (layer.empty()) return Status::Ok();
   if (--view_refs_[layer] > 0) return Status::Ok();
@@ -403,8 +411,9 @@ Status SnapshotService::Commit(const std::string& name, const std::string& key, 
   }
   uint64_t bytes = 0;
   if (ref_tar.empty()) {
-    mounts_.erase(active->layer);
-    SLACKER_RETURN_IF_ERROR(driver_.Put(active->layer).Context("commit " + key));
+    // Snapshot while still mounted: the driver freezes the file system, so every write
+    // is in the file even if another mount namespace still holds a copy of the mount
+    // (an unmount here would then leave dirty data in that superblock's cache).
     auto diff = driver_.Diff(active->layer, parent_layer);
     Status s = diff.ok() ? Status::Ok() : diff.status();
     if (s.ok()) {
@@ -413,7 +422,6 @@ Status SnapshotService::Commit(const std::string& name, const std::string& key, 
       if (s.ok()) ref_tar = std::move(*tar);
     }
     if (!s.ok()) {
-      EnsureMounted(active->layer);  // keep the active snapshot usable
       return s.Context("commit " + key + ": snapshot its layer");
     }
   }
@@ -422,7 +430,6 @@ Status SnapshotService::Commit(const std::string& name, const std::string& key, 
   bytes = ref->bytes;
   auto layer = CommitLayerFromReference(parent_layer, ref_tar);
   if (!layer.ok()) {
-    if (!mounts_.count(active->layer)) EnsureMounted(active->layer);
     int code = layer.status().code() == ENOENT ? EBUSY : layer.status().code();
     return Status::Error(code, "commit " + key + ": " + layer.status().message());
   }
@@ -444,8 +451,7 @@ Status SnapshotService::Commit(const std::string& name, const std::string& key, 
     return s;
   }
   // After the catalog no longer names it: a crash here leaves an orphan for Cleanup.
-  mounts_.erase(active->layer);
-  Status rm = driver_.Remove(active->layer);
+  Status rm = DropLayer(active->layer);
   if (!rm.ok()) log::Warn("commit_remove_active_failed", {{"layer", active->layer}, {"err", rm.message()}});
   if (opts_.index) {
     auto [ns, portable] = SplitBackendKey(name);
@@ -467,9 +473,8 @@ Status SnapshotService::Remove(const std::string& key) {
   entries_.erase(it);
   SLACKER_RETURN_IF_ERROR(Save());
   if (e->kind == Kind::kView) return ReleaseView(e->layer);
-  mounts_.erase(e->layer);
   view_refs_.erase(e->layer);
-  Status s = driver_.Remove(e->layer);
+  Status s = DropLayer(e->layer);
   if (!s.ok()) log::Warn("remove_layer_failed", {{"snapshot", key}, {"layer", e->layer}, {"err", s.message()}});
   log::Debug("remove", {{"key", key}, {"layer", e->layer}});
   return Status::Ok();

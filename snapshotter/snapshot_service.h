@@ -134,6 +134,8 @@ class SnapshotService {
   Result<std::string> CommitLayerFromReference(const std::string& parent_layer, const std::string& ref_tar);
   Result<std::string> EnsureMounted(const std::string& layer);
   Status ReleaseView(const std::string& parent_layer);
+  // Releases our Get of `layer` (if held) and removes it from the driver.
+  Status DropLayer(const std::string& layer);
   std::string EmptyDir() const;
 
   driver::GraphDriver& driver_;

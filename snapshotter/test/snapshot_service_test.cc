@@ -9,12 +9,14 @@
 #include "common/files.h"
 #include "common/io.h"
 #include "registry_shim/reference.h"
+#include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
 #include "snapshotter/grpc_service.h"
 
 namespace slacker::snapshotter {
 namespace {
 
 const std::string kStore(32, 'a');
+namespace pb = containerd::services::snapshots::v1;
 
 // Layers are directories; a Diff of a written layer is a reference tar to a fresh
 // snapshot id; ApplyDiff accepts reference tars to kStore only.
@@ -276,6 +278,111 @@ TEST_F(SnapshotServiceTest, UserNamesArePublishedPerNamespace) {
   Layer(*svc_, "default/1/k", "default/2/mine", "");
   EXPECT_TRUE(index_->Lookup("default", "mine").ok());
   EXPECT_EQ(index_->Lookup("other", "mine").status().code(), ENOENT);
+}
+
+// The wire protocol: containerd's messages and status codes through a real gRPC server
+// on a unix socket.
+class GrpcServiceTest : public SnapshotServiceTest {
+ protected:
+  void SetUp() override {
+    SnapshotServiceTest::SetUp();
+    server_ = std::make_unique<GrpcServer>(*svc_);
+    std::string sock = JoinPath(dir_, "s.sock");
+    ASSERT_TRUE(server_->Start(sock).ok());
+    stub_ = pb::Snapshots::NewStub(grpc::CreateChannel("unix://" + sock, grpc::InsecureChannelCredentials()));
+  }
+  void TearDown() override {
+    server_->Stop();
+    SnapshotServiceTest::TearDown();
+  }
+  grpc::Status Prepare(const std::string& key, const std::string& parent, pb::PrepareSnapshotResponse* resp) {
+    pb::PrepareSnapshotRequest req;
+    req.set_snapshotter("slacker");
+    req.set_key(key);
+    req.set_parent(parent);
+    (*req.mutable_labels())["l"] = "v";
+    grpc::ClientContext ctx;
+    return stub_->Prepare(&ctx, req, resp);
+  }
+  grpc::Status Commit(const std::string& name, const std::string& key) {
+    pb::CommitSnapshotRequest req;
+    req.set_name(name);
+    req.set_key(key);
+    google::protobuf::Empty e;
+    grpc::ClientContext ctx;
+    return stub_->Commit(&ctx, req, &e);
+  }
+  std::unique_ptr<GrpcServer> server_;
+  std::unique_ptr<pb::Snapshots::Stub> stub_;
+};
+
+TEST_F(GrpcServiceTest, PrepareCommitStatListOverTheWire) {
+  pb::PrepareSnapshotResponse resp;
+  ASSERT_TRUE(Prepare("default/1/k", "", &resp).ok());
+  ASSERT_EQ(resp.mounts_size(), 1);
+  EXPECT_EQ(resp.mounts(0).type(), "bind");
+  EXPECT_EQ(resp.mounts(0).options(1), "rw");
+  EXPECT_EQ(Prepare("default/1/k", "", &resp).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  ASSERT_TRUE(Commit("default/2/c", "default/1/k").ok());
+  ASSERT_TRUE(Prepare("default/3/child", "default/2/c", &resp).ok());
+
+  pb::StatSnapshotRequest sreq;
+  sreq.set_key("default/2/c");
+  pb::StatSnapshotResponse sresp;
+  grpc::ClientContext sctx;
+  ASSERT_TRUE(stub_->Stat(&sctx, sreq, &sresp).ok());
+  EXPECT_EQ(sresp.info().kind(), pb::COMMITTED);
+  EXPECT_EQ(sresp.info().labels().at("l"), "v");
+  EXPECT_GT(sresp.info().created_at().seconds(), 1700000000);
+
+  sreq.set_key("missing");
+  grpc::ClientContext sctx2;
+  EXPECT_EQ(stub_->Stat(&sctx2, sreq, &sresp).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  pb::ListSnapshotsRequest lreq;
+  grpc::ClientContext lctx;
+  auto reader = stub_->List(&lctx, lreq);
+  pb::ListSnapshotsResponse lresp;
+  std::map<std::string, int> kinds;
+  while (reader->Read(&lresp)) {
+    for (const auto& i : lresp.info()) kinds[i.name()] = i.kind();
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(kinds, (std::map<std::string, int>{{"default/2/c", pb::COMMITTED}, {"default/3/child", pb::ACTIVE}}));
+
+  pb::RemoveSnapshotRequest rreq;
+  rreq.set_key("default/2/c");
+  google::protobuf::Empty e;
+  grpc::ClientContext rctx;
+  EXPECT_EQ(stub_->Remove(&rctx, rreq, &e).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(GrpcServiceTest, UpdateAppliesTheFieldMask) {
+  pb::PrepareSnapshotResponse resp;
+  ASSERT_TRUE(Prepare("default/1/k", "", &resp).ok());
+  pb::UpdateSnapshotRequest req;
+  req.mutable_info()->set_name("default/1/k");
+  (*req.mutable_info()->mutable_labels())["new"] = "1";
+  req.mutable_update_mask()->add_paths("labels.new");
+  pb::UpdateSnapshotResponse uresp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->Update(&ctx, req, &uresp).ok());
+  EXPECT_EQ(uresp.info().labels().size(), 2u);  // "l" kept, "new" added
+  req.mutable_update_mask()->add_paths("kind");
+  grpc::ClientContext ctx2;
+  EXPECT_EQ(stub_->Update(&ctx2, req, &uresp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(GrpcServiceTest, UsageOfACommittedSnapshotIsItsChange) {
+  pb::PrepareSnapshotResponse resp;
+  ASSERT_TRUE(Prepare("default/1/k", "", &resp).ok());
+  ASSERT_TRUE(Commit("default/2/c", "default/1/k").ok());
+  pb::UsageRequest req;
+  req.set_key("default/2/c");
+  pb::UsageResponse uresp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->Usage(&ctx, req, &uresp).ok());
+  EXPECT_EQ(uresp.size(), 42);  // FakeDriver's reference says 42 bytes changed
 }
 
 TEST(SplitBackendKey, SplitsNamespaceAndSequence) {

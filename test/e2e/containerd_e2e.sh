@@ -192,6 +192,27 @@ case_second_containerd_adopts_chain_and_pulls_without_unpacking() {
   assert_eq "from-docker" "$out" "run on c2"
 }
 
+case_snapshotter_restart_keeps_snapshots() {
+  local parent cmd out
+  parent=$(chain_ids app v1 | tail -1)
+  mkdir -p "$W/mnt-keep"
+  cmd=$(c c1 snapshots --snapshotter slacker prepare --target "$W/mnt-keep" keep "$parent")
+  eval "$cmd"
+  echo before-restart >"$W/mnt-keep/kept"
+  umount "$W/mnt-keep"
+  e2e_stop "snap-$C1" "slacker-snapshotter $C1" 30
+  start_snapshotter "$C1" --store "$W/store"
+  grep -q "event=catalog_loaded snapshots=[1-9]" "$W/$C1-snapshotter.log" || fail "catalog not reloaded"
+  cmd=$(c c1 snapshots --snapshotter slacker mounts "$W/mnt-keep" keep)
+  eval "$cmd"
+  assert_eq "before-restart" "$(cat "$W/mnt-keep/kept")" "active snapshot after a snapshotter restart"
+  umount "$W/mnt-keep"
+  c c1 snapshots --snapshotter slacker commit kept keep
+  out=$(c c1 run --rm --snapshotter slacker "$REG/app:v1" t4 cat /data-a)
+  assert_eq "from-docker" "$out" "run after a snapshotter restart"
+  c c1 snapshots --snapshotter slacker rm kept
+}
+
 case_usage_and_errors_through_ctr() {
   local out
   out=$(c c1 snapshots --snapshotter slacker usage -b mycommit | tail -1)
@@ -219,6 +240,7 @@ run_case "pull and run a standard image" case_pull_and_run_standard_image
 run_case "pull a reference image: no data copied" case_pull_reference_image_copies_no_data
 run_case "commit seen by a second containerd" case_commit_seen_by_second_containerd
 run_case "second containerd adopts chain ids, pulls without unpacking" case_second_containerd_adopts_chain_and_pulls_without_unpacking
+run_case "snapshotter restart keeps snapshots" case_snapshotter_restart_keeps_snapshots
 run_case "usage and error codes through ctr" case_usage_and_errors_through_ctr
 run_case "removing images and snapshots unmounts" case_removal_unmounts_everything
 e2e_summary

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
 
@@ -24,6 +25,10 @@ struct SnapshotService::Entry {
   int64_t created_ns = 0;
   int64_t updated_ns = 0;
   uint64_t bytes = 0;  // committed: size of the change against the parent
+  // active: the file system's use when it was prepared (the parent's tree), so Usage
+  // reports what the snapshot itself added, as containerd's contract asks.
+  int64_t base_bytes = 0;
+  int64_t base_inodes = 0;
 };
 
 namespace {
@@ -71,6 +76,14 @@ Result<std::string> ReadAll(ByteSource& src, size_t limit) {
     out.append(buf, n);
     if (out.size() > limit) return Errorf(EIO, "stream is larger than {} bytes", limit);
   }
+}
+
+// Used bytes and inodes of the file system mounted at `dir`.
+Result<Usage> FsUse(const std::string& dir) {
+  struct statvfs st;
+  if (::statvfs(dir.c_str(), &st) != 0) return Status::FromErrno(errno, "statfs " + dir);
+  return Usage{static_cast<int64_t>((st.f_blocks - st.f_bfree) * st.f_frsize),
+               static_cast<int64_t>(st.f_files - st.f_ffree)};
 }
 
 // containerd's unpacker and rootfs.ApplyLayer name extraction snapshots
@@ -177,6 +190,8 @@ Status SnapshotService::Load() {
     e->created_ns = s.value("created", int64_t{0});
     e->updated_ns = s.value("updated", int64_t{0});
     e->bytes = s.value("bytes", uint64_t{0});
+    e->base_bytes = s.value("base_bytes", int64_t{0});
+    e->base_inodes = s.value("base_inodes", int64_t{0});
     if (s.contains("labels") && s["labels"].is_object()) {
       for (auto& [k, v] : s["labels"].items()) {
         if (v.is_string()) e->labels[k] = v.get<std::string>();
@@ -193,7 +208,7 @@ Status SnapshotService::Save() {
   for (const auto& [name, e] : entries_) {
     arr.push_back({{"name", e->name}, {"kind", KindName(e->kind)}, {"parent", e->parent}, {"layer", e->layer},
                    {"labels", e->labels}, {"created", e->created_ns}, {"updated", e->updated_ns},
-                   {"bytes", e->bytes}});
+                   {"bytes", e->bytes}, {"base_bytes", e->base_bytes}, {"base_inodes", e->base_inodes}});
   }
   json j = {{"format", 1}, {"snapshots", arr}};
   return AtomicWriteFile(JoinPath(opts_.state_dir, "catalog.json"), j.dump() + "\n").Context("save catalog");
@@ -342,6 +357,11 @@ Result<std::vector<Mount>> SnapshotService::CreateLocked(const std::string& key,
   auto dir = EnsureMounted(e->layer);
   Status s = dir.ok() ? Status::Ok() : dir.status();
   if (s.ok()) {
+    auto base = FsUse(*dir);
+    if (base.ok()) {
+      e->base_bytes = base->size;
+      e->base_inodes = base->inodes;
+    }
     entries_[key] = e;
     s = Save();
     if (!s.ok()) entries_.erase(key);
@@ -536,10 +556,8 @@ Result<Usage> SnapshotService::GetUsage(const std::string& key) {
   if (e.kind == Kind::kView) return Usage{};
   // An active snapshot's own file system: what it holds now (its whole tree).
   SLACKER_ASSIGN_OR_RETURN(std::string dir, EnsureMounted(e.layer));
-  struct statvfs st;
-  if (::statvfs(dir.c_str(), &st) != 0) return Status::FromErrno(errno, "statfs " + dir);
-  return Usage{static_cast<int64_t>((st.f_blocks - st.f_bfree) * st.f_frsize),
-               static_cast<int64_t>(st.f_files - st.f_ffree)};
+  SLACKER_ASSIGN_OR_RETURN(Usage now, FsUse(dir));
+  return Usage{std::max<int64_t>(0, now.size - e.base_bytes), std::max<int64_t>(0, now.inodes - e.base_inodes)};
 }
 
 Status SnapshotService::Cleanup() {

@@ -119,6 +119,8 @@ class SnapshotService {
   // Every snapshot of this host (not of other hosts on the store: containerd's garbage
   // collector removes what its database does not know).
   std::vector<Info> Walk();
+  // committed: the size of its change against the parent; active: what was written
+  // into its file system since Prepare (statfs now minus statfs at Prepare); view: 0.
   Result<Usage> GetUsage(const std::string& key);
   // Removes driver layers no catalog entry names (left by a crash between the two).
   Status Cleanup();

@@ -146,6 +146,20 @@ TEST_F(SnapshotServiceTest, PrepareReturnsWritableBindOfTheLayerMount) {
   EXPECT_EQ(info->labels.at("x"), "y");
 }
 
+TEST_F(SnapshotServiceTest, UsageOfAnActiveSnapshotCountsOnlyWhatItAdded) {
+  auto m = svc_->Prepare("default/1/k", "", {});
+  ASSERT_TRUE(m.ok());
+  auto before = svc_->GetUsage("default/1/k");
+  ASSERT_TRUE(before.ok()) << before.status().message();
+  // The fake's layer directory sits on the test's file system: other writers may change
+  // its use, so only check that a file we write is counted.
+  ASSERT_TRUE(AtomicWriteFile((*m)[0].source + "/blob", std::string(4 << 20, 'x')).ok());
+  auto after = svc_->GetUsage("default/1/k");
+  ASSERT_TRUE(after.ok());
+  EXPECT_GE(after->size - before->size, 4 << 20);
+  EXPECT_LT(before->size, 1 << 30);  // not the whole file system's use
+}
+
 TEST_F(SnapshotServiceTest, CommitTurnsActiveIntoCommittedAndDropsTheKey) {
   Layer(*svc_, "default/1/k", "default/2/c", "");
   EXPECT_EQ(svc_->Stat("default/1/k").status().code(), ENOENT);

@@ -149,7 +149,9 @@ Result<StoreIndex::Entry> StoreIndex::Lookup(const std::string& ns, const std::s
 }
 
 SnapshotService::SnapshotService(driver::GraphDriver& driver, ServiceOptions opts)
-    : driver_(driver), opts_(std::move(opts)) {}
+    : driver_(driver), opts_(std::move(opts)) {
+  if (!opts_.fs_use) opts_.fs_use = FsUse;
+}
 
 Result<std::unique_ptr<SnapshotService>> SnapshotService::Open(driver::GraphDriver& driver, ServiceOptions opts) {
   SLACKER_RETURN_IF_ERROR(MakeDirs(opts.state_dir, 0700));
@@ -357,7 +359,7 @@ Result<std::vector<Mount>> SnapshotService::CreateLocked(const std::string& key,
   auto dir = EnsureMounted(e->layer);
   Status s = dir.ok() ? Status::Ok() : dir.status();
   if (s.ok()) {
-    auto base = FsUse(*dir);
+    auto base = opts_.fs_use(*dir);
     if (base.ok()) {
       e->base_bytes = base->size;
       e->base_inodes = base->inodes;
@@ -556,7 +558,7 @@ Result<Usage> SnapshotService::GetUsage(const std::string& key) {
   if (e.kind == Kind::kView) return Usage{};
   // An active snapshot's own file system: what it holds now (its whole tree).
   SLACKER_ASSIGN_OR_RETURN(std::string dir, EnsureMounted(e.layer));
-  SLACKER_ASSIGN_OR_RETURN(Usage now, FsUse(dir));
+  SLACKER_ASSIGN_OR_RETURN(Usage now, opts_.fs_use(dir));
   return Usage{std::max<int64_t>(0, now.size - e.base_bytes), std::max<int64_t>(0, now.inodes - e.base_inodes)};
 }
 

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -91,6 +92,9 @@ struct ServiceOptions {
   std::string host_id;
   std::string driver_layers_dir;  // the driver's <state>/layers, for Cleanup ("" = skip)
   std::shared_ptr<StoreIndex> index;  // null: no publishing/adopting across hosts
+  // Used bytes and inodes of the file system mounted at a directory (default: statfs).
+  // Tests substitute it: a shared /tmp changes under them.
+  std::function<Result<Usage>(const std::string& dir)> fs_use;
 };
 
 class SnapshotService {

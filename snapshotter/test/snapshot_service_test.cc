@@ -147,17 +147,22 @@ TEST_F(SnapshotServiceTest, PrepareReturnsWritableBindOfTheLayerMount) {
 }
 
 TEST_F(SnapshotServiceTest, UsageOfAnActiveSnapshotCountsOnlyWhatItAdded) {
-  auto m = svc_->Prepare("default/1/k", "", {});
-  ASSERT_TRUE(m.ok());
-  auto before = svc_->GetUsage("default/1/k");
-  ASSERT_TRUE(before.ok()) << before.status().message();
-  // The fake's layer directory sits on the test's file system: other writers may change
-  // its use, so only check that a file we write is counted.
-  ASSERT_TRUE(AtomicWriteFile((*m)[0].source + "/blob", std::string(4 << 20, 'x')).ok());
-  auto after = svc_->GetUsage("default/1/k");
-  ASSERT_TRUE(after.ok());
-  EXPECT_GE(after->size - before->size, 4 << 20);
-  EXPECT_LT(before->size, 1 << 30);  // not the whole file system's use
+  // What statfs of the clone says: the parent's tree at Prepare, 4 MiB and 10 inodes more later.
+  Usage fs{100 << 20, 1000};
+  ServiceOptions o;
+  o.state_dir = JoinPath(dir_, "u/state");
+  o.store_uuid = kStore;
+  o.host_id = "u";
+  o.fs_use = [&fs](const std::string&) -> Result<Usage> { return fs; };
+  FakeDriver d(JoinPath(dir_, "u"));
+  auto svc = SnapshotService::Open(d, o);
+  ASSERT_TRUE(svc.ok());
+  ASSERT_TRUE((*svc)->Prepare("default/1/k", "", {}).ok());
+  fs = Usage{(100 << 20) + (4 << 20), 1010};
+  auto u = (*svc)->GetUsage("default/1/k");
+  ASSERT_TRUE(u.ok()) << u.status().message();
+  EXPECT_EQ(u->size, 4 << 20);
+  EXPECT_EQ(u->inodes, 10);
 }
 
 TEST_F(SnapshotServiceTest, CommitTurnsActiveIntoCommittedAndDropsTheKey) {

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <string>
 
@@ -40,8 +41,9 @@ a file on the shared store (the same store and layout as slackerd).
 adopt: make snapshot NAME, committed by any slacker snapshotter on the same store (by
 `ctr snapshots commit` or by unpacking an image layer: NAME is then the chain id), known
 to the containerd at SOCK, through containerd's own API (a Prepare with label
-containerd.io/snapshot.ref=NAME, as containerd's unpacker does). Exit 0 when containerd
-reports it exists.
+containerd.io/snapshot.ref=NAME, as containerd's unpacker does), labelled
+containerd.io/gc.root so containerd's garbage collector keeps it (remove the label, or the
+snapshot, to let it go). Exit 0 when containerd reports it exists.
 )";
 
 struct Flags {
@@ -120,6 +122,9 @@ int Adopt(const Flags& f) {
   req.set_key("extract-adopt-" + slacker::RandomHex(6) + " " + name);
   req.set_parent(f.parent);
   (*req.mutable_labels())[slacker::snapshotter::kLabelSnapshotRef] = name;
+  // Nothing in containerd (image, container, lease) references an adopted snapshot: without
+  // a root label its garbage collector removes it at the next run.
+  (*req.mutable_labels())["containerd.io/gc.root"] = std::to_string(std::time(nullptr));
   pb::PrepareSnapshotResponse resp;
   grpc::ClientContext ctx;
   ctx.AddMetadata("containerd-namespace", f.ns);

@@ -182,6 +182,10 @@ case_commit_seen_by_second_containerd() {
   "$SNAPSHOTTER" adopt --containerd "$W/c2/ctd.sock" --namespace e2e mycommit
   c c2 snapshots --snapshotter slacker info mycommit | grep -q '"Kind": "Committed"' ||
     fail "c2 does not know mycommit"
+  # containerd's garbage collector removes snapshots nothing references (its first run,
+  # shortly after start, once raced the adopt): adopt must have made it a gc root.
+  c c2 snapshots --snapshotter slacker info mycommit | grep -q '"containerd.io/gc.root"' ||
+    fail "the adopted snapshot is not a gc root"
   cmd=$(c c2 snapshots --snapshotter slacker view --target "$W/mnt-view" v1 mycommit)
   eval "$cmd"
   assert_eq "committed-on-c1" "$(cat "$W/mnt-view/commit-marker")" "file committed on c1, read on c2"

@@ -1,0 +1,240 @@
+// slacker-snapshotter: slacker as a containerd snapshotter (proxy plugin). See
+// snapshotter/README.md.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <string>
+
+#include "common/files.h"
+#include "common/log.h"
+#include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
+#include "driver/slacker_driver.h"
+#include "loopdev/embedded_store.h"
+#include "os/os.h"
+#include "snapshotter/grpc_service.h"
+#include "snapshotter/snapshot_service.h"
+#include "storage_backend/local_backend.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: slacker-snapshotter [options]
+       slacker-snapshotter adopt --containerd SOCK [--namespace NS] [--snapshotter NAME]
+                                 [--parent P] NAME
+
+Serves containerd's snapshots API (containerd.services.snapshots.v1) on a unix socket:
+slacker as a containerd proxy-plugin snapshotter. Every snapshot is an ext4 file system in
+a file on the shared store (the same store and layout as slackerd).
+
+  --address PATH      gRPC socket (default /run/slacker/snapshotter.sock)
+  --state DIR         host-local state (default /var/lib/slacker-snapshotter)
+  --store DIR         the shared store (a mounted reflink directory). Omitted: an embedded
+                      store <state>/store.img loop-mounted at <state>/store.
+  --host-id ID        this snapshotter's name on the store (default: <hostname>-ctrd;
+                      must differ from any slackerd's --host-id on the same store)
+  --cluster-key FILE  verify (and sign) reference tars with HMAC-SHA256 using this key
+  --log-level L       debug|info|warn|error (default info)
+
+adopt: make snapshot NAME, committed by any slacker snapshotter on the same store (by
+`ctr snapshots commit` or by unpacking an image layer: NAME is then the chain id), known
+to the containerd at SOCK, through containerd's own API (a Prepare with label
+containerd.io/snapshot.ref=NAME, as containerd's unpacker does), labelled
+containerd.io/gc.root so containerd's garbage collector keeps it (remove the label, or the
+snapshot, to let it go). Exit 0 when containerd reports it exists.
+)";
+
+struct Flags {
+  std::string address = "/run/slacker/snapshotter.sock";
+  std::string state = "/var/lib/slacker-snapshotter";
+  std::string store;
+  std::string host_id;
+  std::string cluster_key_file;
+  std::string log_level = "info";
+  // adopt
+  std::string containerd;
+  std::string ns = "default";
+  std::string snapshotter = "slacker";
+  std::string parent;
+  std::vector<std::string> args;
+};
+
+bool ParseFlags(int argc, char** argv, int first, Flags* f, std::string* err) {
+  for (int i = first; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    if (!a.starts_with("--")) {
+      f->args.push_back(a);
+      continue;
+    }
+    std::string value;
+    auto eq = a.find('=');
+    if (eq != std::string::npos) {
+      value = a.substr(eq + 1);
+      a = a.substr(0, eq);
+    } else {
+      if (i + 1 >= argc) {
+        *err = a + " needs a value";
+        return false;
+      }
+      value = argv[++i];
+    }
+    if (a == "--address") f->address = value;
+    else if (a == "--state") f->state = value;
+    else if (a == "--store") f->store = value;
+    else if (a == "--host-id") f->host_id = value;
+    else if (a == "--cluster-key") f->cluster_key_file = value;
+    else if (a == "--log-level") f->log_level = value;
+    else if (a == "--containerd") f->containerd = value;
+    else if (a == "--namespace") f->ns = value;
+    else if (a == "--snapshotter") f->snapshotter = value;
+    else if (a == "--parent") f->parent = value;
+    else {
+      *err = "unknown option " + a;
+      return false;
+    }
+  }
+  return true;
+}
+
+int Fail(const slacker::Status& s, const char* what) {
+  slacker::log::Error("startup_failed", {{"step", what}, {"err", s.message()}});
+  std::fprintf(stderr, "slacker-snapshotter: %s: %s\n", what, s.message().c_str());
+  return 1;
+}
+
+int Adopt(const Flags& f) {
+  namespace pb = containerd::services::snapshots::v1;
+  if (f.containerd.empty() || f.args.size() != 1) {
+    std::fprintf(stderr, "slacker-snapshotter adopt: needs --containerd SOCK and one NAME\n%s", kUsage);
+    return 2;
+  }
+  const std::string& name = f.args[0];
+  auto channel = grpc::CreateChannel("unix://" + f.containerd, grpc::InsecureChannelCredentials());
+  auto stub = pb::Snapshots::NewStub(channel);
+  pb::PrepareSnapshotRequest req;
+  req.set_snapshotter(f.snapshotter);
+  req.set_key("extract-adopt-" + slacker::RandomHex(6) + " " + name);
+  req.set_parent(f.parent);
+  (*req.mutable_labels())[slacker::snapshotter::kLabelSnapshotRef] = name;
+  // Nothing in containerd (image, container, lease) references an adopted snapshot: without
+  // a root label its garbage collector removes it at the next run.
+  (*req.mutable_labels())["containerd.io/gc.root"] = std::to_string(std::time(nullptr));
+  pb::PrepareSnapshotResponse resp;
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("containerd-namespace", f.ns);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  grpc::Status st = stub->Prepare(&ctx, req, &resp);
+  if (st.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
+    std::printf("adopted %s\n", name.c_str());
+    return 0;
+  }
+  if (st.ok()) {
+    // Not published: containerd made a plain active snapshot; take it back.
+    pb::RemoveSnapshotRequest rm;
+    rm.set_snapshotter(f.snapshotter);
+    rm.set_key(req.key());
+    google::protobuf::Empty empty;
+    grpc::ClientContext ctx2;
+    ctx2.AddMetadata("containerd-namespace", f.ns);
+    stub->Remove(&ctx2, rm, &empty);
+    std::fprintf(stderr, "slacker-snapshotter adopt: %s is not published on the shared store\n", name.c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "slacker-snapshotter adopt: %s: %s\n", name.c_str(), st.error_message().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace slacker;
+  bool adopt = argc > 1 && std::string(argv[1]) == "adopt";
+  Flags flags;
+  std::string err;
+  if (!ParseFlags(argc, argv, adopt ? 2 : 1, &flags, &err)) {
+    std::fprintf(stderr, "slacker-snapshotter: %s\n%s", err.c_str(), kUsage);
+    return 2;
+  }
+  if (adopt) return Adopt(flags);
+  if (!flags.args.empty()) {
+    std::fprintf(stderr, "slacker-snapshotter: unexpected argument %s\n%s", flags.args[0].c_str(), kUsage);
+    return 2;
+  }
+  log::Level level;
+  if (!log::ParseLevel(flags.log_level, &level)) {
+    std::fprintf(stderr, "slacker-snapshotter: unknown --log-level %s\n", flags.log_level.c_str());
+    return 2;
+  }
+  log::SetLevel(level);
+  if (flags.host_id.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    flags.host_id = std::string(host) + "-ctrd";
+  }
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto os = os::NewRealOs();
+  Status s = MakeDirs(flags.state, 0700);
+  if (!s.ok()) return Fail(s, "create state directory");
+  std::string store_dir = flags.store;
+  if (store_dir.find("://") != std::string::npos) {
+    return Fail(Errorf(ENOTSUP, "store {} is not supported by this build: give a mounted directory", store_dir),
+                "open store");
+  }
+  if (store_dir.empty()) {
+    auto embedded = loopdev::EnsureEmbeddedStore(*os, flags.state);
+    if (!embedded.ok()) return Fail(embedded.status(), "set up the embedded store");
+    store_dir = *embedded;
+  }
+  auto backend = storage_backend::OpenLocalStore(*os, store_dir, flags.host_id);
+  if (!backend.ok()) return Fail(backend.status(), "open store");
+
+  driver::DriverOptions dopts;
+  dopts.state_dir = JoinPath(flags.state, "driver");
+  dopts.host_id = flags.host_id;
+  if (!flags.cluster_key_file.empty()) {
+    auto key = ReadFileToString(flags.cluster_key_file);
+    if (!key.ok()) return Fail(key.status(), "read cluster key");
+    while (!key->empty() && (key->back() == '\n' || key->back() == '\r')) key->pop_back();
+    if (key->empty()) return Fail(Errorf(EINVAL, "{} is empty", flags.cluster_key_file), "read cluster key");
+    dopts.cluster_key = *key;
+  }
+  s = MakeDirs(dopts.state_dir, 0700);
+  if (!s.ok()) return Fail(s, "create driver state directory");
+  auto drv = driver::SlackerDriver::Open(*os, **backend, dopts);
+  if (!drv.ok()) return Fail(drv.status(), "open driver state");
+
+  snapshotter::ServiceOptions sopts;
+  sopts.state_dir = flags.state;
+  sopts.store_uuid = (*backend)->info().uuid;
+  sopts.cluster_key = dopts.cluster_key;
+  sopts.host_id = flags.host_id;
+  sopts.driver_layers_dir = JoinPath(dopts.state_dir, "layers");
+  sopts.index = std::make_shared<snapshotter::StoreIndex>(JoinPath(store_dir, "containerd/names"));
+  auto service = snapshotter::SnapshotService::Open(**drv, sopts);
+  if (!service.ok()) return Fail(service.status(), "open snapshot catalog");
+
+  snapshotter::GrpcServer server(**service);
+  s = server.Start(flags.address);
+  if (!s.ok()) return Fail(s, "listen");
+  log::Info("started", {{"address", flags.address}, {"state", flags.state}, {"store", store_dir},
+                        {"host_id", flags.host_id}, {"backend", (*backend)->Describe()}});
+  int sig = 0;
+  sigwait(&stop, &sig);
+  log::Info("stopping", {{"signal", strsignal(sig)}});
+  // Mounts stay: containers may run on them, and the next start adopts them.
+  server.Stop();
+  log::Info("stopped");
+  return 0;
+}

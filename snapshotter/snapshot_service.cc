@@ -1,0 +1,581 @@
+#include "snapshotter/snapshot_service.h"
+
+#include <openssl/evp.h>
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "common/files.h"
+#include "common/io.h"
+#include "common/log.h"
+#include "registry_shim/reference.h"
+
+namespace slacker::snapshotter {
+
+using nlohmann::json;
+
+struct SnapshotService::Entry {
+  std::string name;
+  Kind kind = Kind::kActive;
+  std::string parent;
+  std::string layer;  // driver layer id ("" for a view: it uses its parent's layer)
+  Labels labels;
+  int64_t created_ns = 0;
+  int64_t updated_ns = 0;
+  uint64_t bytes = 0;  // committed: size of the change against the parent
+  // active: the file system's use when it was prepared (the parent's tree), so Usage
+  // reports what the snapshot itself added, as containerd's contract asks.
+  int64_t base_bytes = 0;
+  int64_t base_inodes = 0;
+};
+
+namespace {
+
+driver::CreateRequest LayerRequest(const std::string& id, const std::string& parent) {
+  driver::CreateRequest r;
+  r.id = id;
+  r.parent = parent;
+  return r;
+}
+
+constexpr size_t kMaxDiffTar = 64 * 1024;  // a driver Diff of a volume is a reference tar
+constexpr std::string_view kRefFile = "/.slacker/ref.json";
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string Sha256Hex(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out += kHex[md[i] >> 4];
+    out += kHex[md[i] & 15];
+  }
+  return out;
+}
+
+Kind KindFromName(const std::string& s) {
+  if (s == "view") return Kind::kView;
+  if (s == "committed") return Kind::kCommitted;
+  return Kind::kActive;
+}
+
+Result<std::string> ReadAll(ByteSource& src, size_t limit) {
+  std::string out;
+  char buf[8192];
+  for (;;) {
+    SLACKER_ASSIGN_OR_RETURN(size_t n, src.Read(buf, sizeof buf));
+    if (n == 0) return out;
+    out.append(buf, n);
+    if (out.size() > limit) return Errorf(EIO, "stream is larger than {} bytes", limit);
+  }
+}
+
+// Used bytes and inodes of the file system mounted at `dir`.
+Result<Usage> FsUse(const std::string& dir) {
+  struct statvfs st;
+  if (::statvfs(dir.c_str(), &st) != 0) return Status::FromErrno(errno, "statfs " + dir);
+  return Usage{static_cast<int64_t>((st.f_blocks - st.f_bfree) * st.f_frsize),
+               static_cast<int64_t>(st.f_files - st.f_ffree)};
+}
+
+// containerd's unpacker and rootfs.ApplyLayer name extraction snapshots
+// "extract-<unique> <chain id>" (snapshots.UnpackKeyFormat).
+bool IsExtractionKey(const std::string& key) {
+  auto rest = SplitBackendKey(key).second;
+  return rest.starts_with("extract-");
+}
+
+}  // namespace
+
+const char* KindName(Kind k) {
+  switch (k) {
+    case Kind::kView:
+      return "view";
+    case Kind::kActive:
+      return "active";
+    case Kind::kCommitted:
+      return "committed";
+  }
+  return "unknown";
+}
+
+std::pair<std::string, std::string> SplitBackendKey(const std::string& key) {
+  auto a = key.find('/');
+  if (a == std::string::npos || a == 0) return {"", key};
+  auto b = key.find('/', a + 1);
+  if (b == std::string::npos || b == a + 1) return {"", key};
+  for (size_t i = a + 1; i < b; ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(key[i]))) return {"", key};
+  }
+  return {key.substr(0, a), key.substr(b + 1)};
+}
+
+std::string StoreIndex::PathFor(const std::string& ns, const std::string& name) const {
+  // Chain ids are content addressed: the same name means the same tree in any namespace.
+  std::string index_key = name.starts_with("sha256:") ? name : ns + "/" + name;
+  return JoinPath(dir_, Sha256Hex(index_key) + ".json");
+}
+
+Status StoreIndex::Publish(const std::string& ns, const Entry& e) {
+  SLACKER_RETURN_IF_ERROR(MakeDirs(dir_, 0755));
+  json j = {{"name", e.name}, {"namespace", ns}, {"snapshot", e.snapshot}, {"bytes", e.bytes}, {"host", e.host}};
+  return AtomicWriteFile(PathFor(ns, e.name), j.dump() + "\n").Context("publish snapshot name " + e.name);
+}
+
+Result<StoreIndex::Entry> StoreIndex::Lookup(const std::string& ns, const std::string& name) const {
+  std::string path = PathFor(ns, name);
+  auto text = ReadFileToString(path);
+  if (!text.ok()) {
+    if (text.status().code() == ENOENT) return Errorf(ENOENT, "{} is not published on the shared store", name);
+    return text.status();
+  }
+  auto j = json::parse(*text, nullptr, false);
+  if (!j.is_object() || !j.contains("snapshot") || !j["snapshot"].is_string() || j.value("name", "") != name)
+    return Errorf(EIO, "index file {} for {} is damaged", path, name);
+  Entry e;
+  e.name = name;
+  e.snapshot = j["snapshot"].get<std::string>();
+  e.bytes = j.value("bytes", uint64_t{0});
+  e.host = j.value("host", "");
+  return e;
+}
+
+SnapshotService::SnapshotService(driver::GraphDriver& driver, ServiceOptions opts)
+    : driver_(driver), opts_(std::move(opts)) {
+  if (!opts_.fs_use) opts_.fs_use = FsUse;
+}
+
+Result<std::unique_ptr<SnapshotService>> SnapshotService::Open(driver::GraphDriver& driver, ServiceOptions opts) {
+  SLACKER_RETURN_IF_ERROR(MakeDirs(opts.state_dir, 0700));
+  std::unique_ptr<SnapshotService> s(new SnapshotService(driver, std::move(opts)));
+  SLACKER_RETURN_IF_ERROR(MakeDirs(s->EmptyDir(), 0755));
+  SLACKER_RETURN_IF_ERROR(s->Load());
+  std::lock_guard<std::mutex> l(s->mu_);
+  for (auto& [name, e] : s->entries_) {
+    if (e->kind == Kind::kActive) {
+      auto m = s->EnsureMounted(e->layer);
+      if (!m.ok()) log::Error("remount_active_failed", {{"snapshot", name}, {"err", m.status().message()}});
+    } else if (e->kind == Kind::kView && !e->layer.empty()) {
+      if (s->view_refs_[e->layer]++ == 0) {
+        auto m = s->EnsureMounted(e->layer);
+        if (!m.ok()) log::Error("remount_view_failed", {{"snapshot", name}, {"err", m.status().message()}});
+      }
+    }
+  }
+  log::Info("catalog_loaded", {{"snapshots", std::to_string(s->entries_.size())}});
+  return s;
+}
+
+std::string SnapshotService::EmptyDir() const { return JoinPath(opts_.state_dir, "empty"); }
+
+Status SnapshotService::Load() {
+  std::string path = JoinPath(opts_.state_dir, "catalog.json");
+  if (!PathExists(path)) return Status::Ok();
+  SLACKER_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  auto j = json::parse(text, nullptr, false);
+  if (!j.is_object() || !j.contains("snapshots") || !j["snapshots"].is_array())
+    return Errorf(EIO, "catalog {} is damaged (not the expected JSON); move it away to start empty", path);
+  for (const auto& s : j["snapshots"]) {
+    auto e = std::make_shared<Entry>();
+    e->name = s.value("name", "");
+    e->kind = KindFromName(s.value("kind", ""));
+    e->parent = s.value("parent", "");
+    e->layer = s.value("layer", "");
+    e->created_ns = s.value("created", int64_t{0});
+    e->updated_ns = s.value("updated", int64_t{0});
+    e->bytes = s.value("bytes", uint64_t{0});
+    e->base_bytes = s.value("base_bytes", int64_t{0});
+    e->base_inodes = s.value("base_inodes", int64_t{0});
+    if (s.contains("labels") && s["labels"].is_object()) {
+      for (auto& [k, v] : s["labels"].items()) {
+        if (v.is_string()) e->labels[k] = v.get<std::string>();
+      }
+    }
+    if (e->name.empty()) return Errorf(EIO, "catalog {} has an entry without a name", path);
+    entries_[e->name] = e;
+  }
+  return Status::Ok();
+}
+
+Status SnapshotService::Save() {
+  json arr = json::array();
+  for (const auto& [name, e] : entries_) {
+    arr.push_back({{"name", e->name}, {"kind", KindName(e->kind)}, {"parent", e->parent}, {"layer", e->layer},
+                   {"labels", e->labels}, {"created", e->created_ns}, {"updated", e->updated_ns},
+                   {"bytes", e->bytes}, {"base_bytes", e->base_bytes}, {"base_inodes", e->base_inodes}});
+  }
+  json j = {{"format", 1}, {"snapshots", arr}};
+  return AtomicWriteFile(JoinPath(opts_.state_dir, "catalog.json"), j.dump() + "\n").Context("save catalog");
+}
+
+Result<std::string> SnapshotService::EnsureMounted(const std::string& layer) {
+  auto it = mounts_.find(layer);
+  if (it != mounts_.end()) return it->second;
+  // A mount the driver adopted at start-up (we held a Get when we stopped) is reused.
+  auto meta = driver_.GetMetadata(layer);
+  if (meta.ok() && meta->count("MergedDir")) {
+    mounts_[layer] = (*meta)["MergedDir"];
+    return (*meta)["MergedDir"];
+  }
+  SLACKER_ASSIGN_OR_RETURN(std::string dir, driver_.Get(layer, ""));
+  mounts_[layer] = dir;
+  return dir;
+}
+
+Status SnapshotService::DropLayer(const std::string& layer) {
+  if (mounts_.erase(layer)) {
+    Status put = driver_.Put(layer);
+    if (!put.ok()) log::Warn("put_before_remove_failed", {{"layer", layer}, {"err", put.message()}});
+  }
+  return driver_.Remove(layer);
+}
+
+Status SnapshotService::ReleaseView(const std::string& layer) {
+  if (layer.empty()) return Status::Ok();
+  if (--view_refs_[layer] > 0) return Status::Ok();
+  view_refs_.erase(layer);
+  mounts_.erase(layer);
+  return driver_.Put(layer);
+}
+
+Result<std::vector<Mount>> SnapshotService::Prepare(const std::string& key, const std::string& parent,
+                                                    const Labels& labels) {
+  std::lock_guard<std::mutex> l(mu_);
+  return CreateLocked(key, parent, labels, Kind::kActive);
+}
+
+Result<std::vector<Mount>> SnapshotService::View(const std::string& key, const std::string& parent,
+                                                 const Labels& labels) {
+  std::lock_guard<std::mutex> l(mu_);
+  return CreateLocked(key, parent, labels, Kind::kView);
+}
+
+// Creates a driver image layer holding the snapshot a reference tar names. Returns its id.
+Result<std::string> SnapshotService::CommitLayerFromReference(const std::string& parent_layer,
+                                                              const std::string& ref_tar) {
+  std::string id = RandomHex(16);
+  SLACKER_RETURN_IF_ERROR(driver_.Create(LayerRequest(id, parent_layer)));
+  StringSource src(ref_tar);
+  auto applied = driver_.ApplyDiff(id, parent_layer, src);
+  if (!applied.ok()) {
+    driver_.Remove(id);
+    return applied.status();
+  }
+  return id;
+}
+
+Result<std::vector<Mount>> SnapshotService::CreateLocked(const std::string& key, const std::string& parent,
+                                                         const Labels& labels, Kind kind) {
+  if (key.empty()) return Errorf(EINVAL, "snapshot key must not be empty");
+  if (entries_.count(key)) return Errorf(EEXIST, "snapshot {} already exists", key);
+  std::string parent_layer;
+  if (!parent.empty()) {
+    auto it = entries_.find(parent);
+    if (it == entries_.end()) return Errorf(ENOENT, "parent snapshot {} does not exist", parent);
+    if (it->second->kind != Kind::kCommitted)
+      return Errorf(EINVAL, "parent {} is not a committed snapshot (it is {})", parent, KindName(it->second->kind));
+    parent_layer = it->second->layer;
+  }
+
+  // Remote snapshot: the target is already on the shared store; commit it here and tell
+  // containerd it exists, so the layer is neither downloaded nor unpacked.
+  auto target_it = labels.find(kLabelSnapshotRef);
+  if (kind == Kind::kActive && target_it != labels.end() && !target_it->second.empty() && opts_.index) {
+    const std::string& target = target_it->second;
+    auto [ns, rest] = SplitBackendKey(key);
+    auto published = opts_.index->Lookup(ns, target);
+    if (published.ok()) {
+      registry_shim::Reference ref;
+      ref.store = opts_.store_uuid;
+      ref.snapshot = published->snapshot;
+      ref.bytes = published->bytes;
+      auto layer = CommitLayerFromReference(parent_layer, registry_shim::EncodeReferenceTar(ref, opts_.cluster_key));
+      if (layer.ok()) {
+        auto e = std::make_shared<Entry>();
+        // A unique backend name in the caller's namespace; containerd finds it by the label.
+        e->name = key.substr(0, key.size() - rest.size()) + "remote-" + RandomHex(4) + "/" + target;
+        e->kind = Kind::kCommitted;
+        e->parent = parent;
+        e->layer = *layer;
+        e->labels = labels;
+        e->created_ns = e->updated_ns = NowNs();
+        e->bytes = published->bytes;
+        entries_[e->name] = e;
+        Status s = Save();
+        if (!s.ok()) {
+          entries_.erase(e->name);
+          driver_.Remove(*layer);
+          return s;
+        }
+        log::Info("remote_snapshot", {{"key", key}, {"target", target}, {"name", e->name},
+                                      {"snapshot", published->snapshot}, {"published_by", published->host}});
+        return Errorf(EEXIST, "target snapshot {} exists on the shared store (snapshot {})", target,
+                      published->snapshot);
+      }
+      // A stale index entry (snapshot deleted by gc, foreign store): unpack normally.
+      log::Warn("remote_snapshot_unusable", {{"target", target}, {"snapshot", published->snapshot},
+                                             {"err", layer.status().message()}});
+    } else if (published.status().code() != ENOENT) {
+      log::Warn("index_lookup_failed", {{"target", target}, {"err", published.status().message()}});
+    }
+  }
+
+  auto e = std::make_shared<Entry>();
+  e->name = key;
+  e->kind = kind;
+  e->parent = parent;
+  e->labels = labels;
+  e->created_ns = e->updated_ns = NowNs();
+  std::vector<Mount> mounts;
+  if (kind == Kind::kView) {
+    // A view shares its parent's read-only mount (never cloned).
+    e->layer = parent_layer;
+    std::string dir = EmptyDir();
+    if (!parent_layer.empty()) {
+      SLACKER_ASSIGN_OR_RETURN(dir, EnsureMounted(parent_layer));
+      view_refs_[parent_layer]++;
+    }
+    entries_[key] = e;
+    Status s = Save();
+    if (!s.ok()) {
+      entries_.erase(key);
+      ReleaseView(parent_layer);
+      return s;
+    }
+    mounts.push_back(Mount{"bind", dir, {"rbind", "ro"}});
+    return mounts;
+  }
+  e->layer = RandomHex(16);
+  SLACKER_RETURN_IF_ERROR(
+      driver_.CreateReadWrite(LayerRequest(e->layer, parent_layer)).Context("prepare " + key));
+  auto dir = EnsureMounted(e->layer);
+  Status s = dir.ok() ? Status::Ok() : dir.status();
+  if (s.ok()) {
+    auto base = opts_.fs_use(*dir);
+    if (base.ok()) {
+      e->base_bytes = base->size;
+      e->base_inodes = base->inodes;
+    }
+    entries_[key] = e;
+    s = Save();
+    if (!s.ok()) entries_.erase(key);
+  }
+  if (!s.ok()) {
+    mounts_.erase(e->layer);
+    driver_.Remove(e->layer);
+    return s.Context("prepare " + key);
+  }
+  log::Debug("prepare", {{"key", key}, {"parent", parent}, {"layer", e->layer}});
+  mounts.push_back(Mount{"bind", *dir, {"rbind", "rw"}});
+  return mounts;
+}
+
+Result<std::vector<Mount>> SnapshotService::Mounts(const std::string& key) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return Errorf(ENOENT, "snapshot {} does not exist", key);
+  const Entry& e = *it->second;
+  if (e.kind == Kind::kCommitted) return Errorf(EINVAL, "snapshot {} is committed: prepare or view it to mount", key);
+  if (e.kind == Kind::kView && e.layer.empty()) return std::vector<Mount>{{"bind", EmptyDir(), {"rbind", "ro"}}};
+  SLACKER_ASSIGN_OR_RETURN(std::string dir, EnsureMounted(e.layer));
+  return std::vector<Mount>{{"bind", dir, {"rbind", e.kind == Kind::kView ? "ro" : "rw"}}};
+}
+
+Status SnapshotService::Commit(const std::string& name, const std::string& key, const Labels& labels) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (name.empty()) return Errorf(EINVAL, "commit name must not be empty");
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return Errorf(ENOENT, "active snapshot {} does not exist", key);
+  if (entries_.count(name)) return Errorf(EEXIST, "snapshot {} already exists", name);
+  auto active = it->second;
+  if (active->kind != Kind::kActive)
+    return Errorf(EBUSY, "snapshot {} is {}, not active: only active snapshots can be committed", key,
+                  KindName(active->kind));
+  std::string parent_layer;
+  if (!active->parent.empty()) {
+    auto p = entries_.find(active->parent);
+    if (p == entries_.end()) return Errorf(ENOENT, "parent {} of {} is gone", active->parent, key);
+    parent_layer = p->second->layer;
+  }
+
+  // An extraction snapshot that received a slacker reference tar: commit to the snapshot
+  // it names (verified by the driver: store uuid, existence, MAC). The clone is dropped.
+  std::string ref_tar;
+  SLACKER_ASSIGN_OR_RETURN(std::string dir, EnsureMounted(active->layer));
+  if (IsExtractionKey(key)) {
+    auto body = ReadFileToString(dir + std::string(kRefFile));
+    if (body.ok()) {
+      auto j = json::parse(*body, nullptr, false);
+      if (!j.is_object() || j.value("format", 0) != 1 || !j.contains("store") || !j.contains("snapshot"))
+        return Errorf(EINVAL, "commit {}: {} in the layer is not a slacker reference", key, kRefFile);
+      registry_shim::Reference ref;
+      ref.store = j.value("store", "");
+      ref.snapshot = j.value("snapshot", "");
+      ref.bytes = j.value("bytes", uint64_t{0});
+      ref_tar = registry_shim::EncodeReferenceTar(ref, opts_.cluster_key);
+      if (!opts_.cluster_key.empty()) {
+        // The tar is rebuilt with our key: accept it only if the layer carried that MAC.
+        auto ours = registry_shim::DecodeReferenceTar(ref_tar, opts_.cluster_key);
+        if (!ours.ok() || ours->mac != j.value("mac", ""))
+          return Errorf(EACCES, "commit {}: reference to snapshot {} has a bad MAC for this cluster key", key,
+                        ref.snapshot);
+      }
+      log::Info("commit_reference", {{"key", key}, {"snapshot", ref.snapshot}, {"store", ref.store}});
+    }
+  }
+  uint64_t bytes = 0;
+  if (ref_tar.empty()) {
+    // Snapshot while still mounted: the driver freezes the file system, so every write
+    // is in the file even if another mount namespace still holds a copy of the mount
+    // (an unmount here would then leave dirty data in that superblock's cache).
+    auto diff = driver_.Diff(active->layer, parent_layer);
+    Status s = diff.ok() ? Status::Ok() : diff.status();
+    if (s.ok()) {
+      auto tar = ReadAll(**diff, kMaxDiffTar);
+      s = tar.ok() ? Status::Ok() : tar.status();
+      if (s.ok()) ref_tar = std::move(*tar);
+    }
+    if (!s.ok()) {
+      return s.Context("commit " + key + ": snapshot its layer");
+    }
+  }
+  auto ref = registry_shim::DecodeReferenceTar(ref_tar, opts_.cluster_key);
+  if (!ref.ok()) return ref.status().Context("commit " + key);
+  bytes = ref->bytes;
+  auto layer = CommitLayerFromReference(parent_layer, ref_tar);
+  if (!layer.ok()) {
+    int code = layer.status().code() == ENOENT ? EBUSY : layer.status().code();
+    return Status::Error(code, "commit " + key + ": " + layer.status().message());
+  }
+  auto e = std::make_shared<Entry>();
+  e->name = name;
+  e->kind = Kind::kCommitted;
+  e->parent = active->parent;
+  e->layer = *layer;
+  e->labels = labels.empty() ? active->labels : labels;
+  e->created_ns = e->updated_ns = NowNs();
+  e->bytes = bytes;
+  entries_.erase(key);
+  entries_[name] = e;
+  Status s = Save();
+  if (!s.ok()) {
+    entries_.erase(name);
+    entries_[key] = active;
+    driver_.Remove(*layer);
+    return s;
+  }
+  // After the catalog no longer names it: a crash here leaves an orphan for Cleanup.
+  Status rm = DropLayer(active->layer);
+  if (!rm.ok()) log::Warn("commit_remove_active_failed", {{"layer", active->layer}, {"err", rm.message()}});
+  if (opts_.index) {
+    auto [ns, portable] = SplitBackendKey(name);
+    Status p = opts_.index->Publish(ns, StoreIndex::Entry{portable, ref->snapshot, bytes, opts_.host_id});
+    if (!p.ok()) log::Warn("publish_failed", {{"name", name}, {"err", p.message()}});
+  }
+  log::Info("commit", {{"name", name}, {"key", key}, {"snapshot", ref->snapshot}, {"layer", *layer}});
+  return Status::Ok();
+}
+
+Status SnapshotService::Remove(const std::string& key) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return Errorf(ENOENT, "snapshot {} does not exist", key);
+  for (const auto& [name, other] : entries_) {
+    if (other->parent == key) return Errorf(EBUSY, "cannot remove snapshot {}: snapshot {} is based on it", key, name);
+  }
+  auto e = it->second;
+  entries_.erase(it);
+  SLACKER_RETURN_IF_ERROR(Save());
+  if (e->kind == Kind::kView) return ReleaseView(e->layer);
+  view_refs_.erase(e->layer);
+  Status s = DropLayer(e->layer);
+  if (!s.ok()) log::Warn("remove_layer_failed", {{"snapshot", key}, {"layer", e->layer}, {"err", s.message()}});
+  log::Debug("remove", {{"key", key}, {"layer", e->layer}});
+  return Status::Ok();
+}
+
+static Info ToInfo(const SnapshotService::Entry& e) {
+  return Info{e.name, e.parent, e.kind, e.labels, e.created_ns, e.updated_ns};
+}
+
+Result<Info> SnapshotService::Stat(const std::string& key) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return Errorf(ENOENT, "snapshot {} does not exist", key);
+  return ToInfo(*it->second);
+}
+
+Result<Info> SnapshotService::Update(const Info& info, const std::vector<std::string>& paths) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = entries_.find(info.name);
+  if (it == entries_.end()) return Errorf(ENOENT, "snapshot {} does not exist", info.name);
+  Labels labels = it->second->labels;
+  if (paths.empty()) labels = info.labels;
+  for (const auto& p : paths) {
+    if (p == "labels") {
+      labels = info.labels;
+    } else if (p.starts_with("labels.")) {
+      std::string k = p.substr(7);
+      auto v = info.labels.find(k);
+      if (v == info.labels.end()) labels.erase(k);
+      else labels[k] = v->second;
+    } else {
+      return Errorf(EINVAL, "cannot update field {:?} of snapshot {} (only labels)", p, info.name);
+    }
+  }
+  Entry saved = *it->second;
+  it->second->labels = labels;
+  it->second->updated_ns = NowNs();
+  Status s = Save();
+  if (!s.ok()) {
+    *it->second = saved;
+    return s;
+  }
+  return ToInfo(*it->second);
+}
+
+std::vector<Info> SnapshotService::Walk() {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<Info> out;
+  for (const auto& [name, e] : entries_) out.push_back(ToInfo(*e));
+  return out;
+}
+
+Result<Usage> SnapshotService::GetUsage(const std::string& key) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return Errorf(ENOENT, "snapshot {} does not exist", key);
+  const Entry& e = *it->second;
+  if (e.kind == Kind::kCommitted) return Usage{static_cast<int64_t>(e.bytes), 0};
+  if (e.kind == Kind::kView) return Usage{};
+  // An active snapshot's own file system: what it holds now (its whole tree).
+  SLACKER_ASSIGN_OR_RETURN(std::string dir, EnsureMounted(e.layer));
+  SLACKER_ASSIGN_OR_RETURN(Usage now, opts_.fs_use(dir));
+  return Usage{std::max<int64_t>(0, now.size - e.base_bytes), std::max<int64_t>(0, now.inodes - e.base_inodes)};
+}
+
+Status SnapshotService::Cleanup() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (opts_.driver_layers_dir.empty()) return Status::Ok();
+  std::map<std::string, bool> known;
+  for (const auto& [name, e] : entries_) known[e->layer] = true;
+  SLACKER_ASSIGN_OR_RETURN(auto files, ListDir(opts_.driver_layers_dir));
+  for (const auto& f : files) {
+    if (!f.ends_with(".json") || f.find(".tmp-") != std::string::npos) continue;
+    std::string layer = f.substr(0, f.size() - 5);
+    if (known.count(layer)) continue;
+    log::Info("cleanup_orphan_layer", {{"layer", layer}});
+    SLACKER_RETURN_IF_ERROR(driver_.Remove(layer));
+  }
+  return Status::Ok();
+}
+
+}  // namespace slacker::snapshotter

@@ -1,0 +1,155 @@
+// containerd's snapshotter contract (snapshots.Snapshotter, containerd 1.6) on top of a
+// GraphDriver (driver/). The gRPC front end (grpc_service.h) only translates messages and
+// maps the errno-style codes of these methods to gRPC codes:
+//   ENOENT → NOT_FOUND, EEXIST → ALREADY_EXISTS, EINVAL → INVALID_ARGUMENT,
+//   EBUSY/ENOTEMPTY → FAILED_PRECONDITION (see grpc_service.cc).
+//
+// Mapping (snapshotter/README.md):
+//   active    = a driver read-write layer (CreateReadWrite + Get: a lazy clone of the
+//               parent's snapshot), mounted; Mounts = a bind of its mount directory.
+//   committed = a driver image layer holding one snapshot on the shared store (applied
+//               from a reference tar: no clone, no copy).
+//   view      = a read-only bind of the parent's (shared, refcounted) read-only mount.
+// Names are containerd's backend keys ("<namespace>/<seq>/<key>"). The catalog of names
+// lives in <state>/catalog.json (atomic replace); the shared store keeps an index of
+// committed snapshots by their portable name (StoreIndex) so other hosts can adopt them.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "driver/graph_driver.h"
+
+namespace slacker::snapshotter {
+
+using Labels = std::map<std::string, std::string>;
+
+// Values as in containerd's snapshots.proto (Kind enum).
+enum class Kind : int { kView = 1, kActive = 2, kCommitted = 3 };
+const char* KindName(Kind k);
+
+struct Info {
+  std::string name;
+  std::string parent;
+  Kind kind = Kind::kActive;
+  Labels labels;
+  int64_t created_ns = 0;  // Unix time, nanoseconds
+  int64_t updated_ns = 0;
+  bool operator==(const Info&) const = default;
+};
+
+struct Mount {
+  std::string type;
+  std::string source;
+  std::vector<std::string> options;
+};
+
+struct Usage {
+  int64_t size = 0;
+  int64_t inodes = 0;
+};
+
+// The label containerd's unpacker puts on an extraction snapshot: the chain id (or
+// name) the snapshot will be committed as.
+inline constexpr const char* kLabelSnapshotRef = "containerd.io/snapshot.ref";
+
+// An index of committed snapshots on the shared store, by portable name: the backend
+// name without containerd's "<namespace>/<seq>/" prefix. Chain ids ("sha256:…", content
+// addressed) are shared by every namespace; other names are kept per namespace.
+// Files: <dir>/<sha256 of the index key>.json, written atomically.
+class StoreIndex {
+ public:
+  struct Entry {
+    std::string name;      // portable name
+    std::string snapshot;  // snapshot id on the store
+    uint64_t bytes = 0;    // size of the change against its parent
+    std::string host;      // who published it
+  };
+  explicit StoreIndex(std::string dir) : dir_(std::move(dir)) {}
+  Status Publish(const std::string& ns, const Entry& e);
+  // ENOENT when nothing is published under that name.
+  Result<Entry> Lookup(const std::string& ns, const std::string& name) const;
+
+ private:
+  std::string PathFor(const std::string& ns, const std::string& name) const;
+  std::string dir_;
+};
+
+// Splits containerd's backend key "<ns>/<seq>/<rest>" into (ns, rest). A key without
+// that shape (a direct client) gives ("", key).
+std::pair<std::string, std::string> SplitBackendKey(const std::string& key);
+
+struct ServiceOptions {
+  std::string state_dir;          // catalog.json lives here
+  std::string store_uuid;         // this host's store (reference tars must name it)
+  std::string cluster_key;        // HMAC key of reference tars ("" = none)
+  std::string host_id;
+  std::string driver_layers_dir;  // the driver's <state>/layers, for Cleanup ("" = skip)
+  std::shared_ptr<StoreIndex> index;  // null: no publishing/adopting across hosts
+  // Used bytes and inodes of the file system mounted at a directory (default: statfs).
+  // Tests substitute it: a shared /tmp changes under them.
+  std::function<Result<Usage>(const std::string& dir)> fs_use;
+};
+
+class SnapshotService {
+ public:
+  // Loads the catalog and re-mounts active snapshots (Get) that are not mounted.
+  // REQUIRES: `driver` outlives the service.
+  static Result<std::unique_ptr<SnapshotService>> Open(driver::GraphDriver& driver, ServiceOptions opts);
+
+  // New active snapshot `key` on committed `parent` ("" = empty). EEXIST if `key` exists.
+  // With label containerd.io/snapshot.ref=T and T published on the shared store (or T
+  // committed here already), creates committed T instead and returns EEXIST: containerd
+  // then skips the layer (remote snapshot).
+  Result<std::vector<Mount>> Prepare(const std::string& key, const std::string& parent, const Labels& labels);
+  Result<std::vector<Mount>> View(const std::string& key, const std::string& parent, const Labels& labels);
+  Result<std::vector<Mount>> Mounts(const std::string& key);
+  // Active `key` becomes committed `name` (a snapshot on the shared store). An extraction
+  // snapshot whose tree received a slacker reference tar (/.slacker/ref.json) commits to
+  // the referenced snapshot instead: no data is copied.
+  Status Commit(const std::string& name, const std::string& key, const Labels& labels);
+  // EBUSY (FAILED_PRECONDITION) while the snapshot has children.
+  Status Remove(const std::string& key);
+  Result<Info> Stat(const std::string& key);
+  // paths empty or "labels": replace all labels; "labels.K": set (or delete when absent)
+  // one label. Anything else is EINVAL. Returns the updated info.
+  Result<Info> Update(const Info& info, const std::vector<std::string>& paths);
+  // Every snapshot of this host (not of other hosts on the store: containerd's garbage
+  // collector removes what its database does not know).
+  std::vector<Info> Walk();
+  // committed: the size of its change against the parent; active: what was written
+  // into its file system since Prepare (statfs now minus statfs at Prepare); view: 0.
+  Result<Usage> GetUsage(const std::string& key);
+  // Removes driver layers no catalog entry names (left by a crash between the two).
+  Status Cleanup();
+
+  struct Entry;  // catalog record (snapshot_service.cc)
+
+ private:
+  SnapshotService(driver::GraphDriver& driver, ServiceOptions opts);
+  Status Load();
+  Status Save();
+  Result<std::vector<Mount>> CreateLocked(const std::string& key, const std::string& parent, const Labels& labels,
+                                          Kind kind);
+  Result<std::string> CommitLayerFromReference(const std::string& parent_layer, const std::string& ref_tar);
+  Result<std::string> EnsureMounted(const std::string& layer);
+  Status ReleaseView(const std::string& parent_layer);
+  // Releases our Get of `layer` (if held) and removes it from the driver.
+  Status DropLayer(const std::string& layer);
+  std::string EmptyDir() const;
+
+  driver::GraphDriver& driver_;
+  ServiceOptions opts_;
+  std::mutex mu_;  // one call at a time: every call touches the catalog
+  std::map<std::string, std::shared_ptr<Entry>> entries_;
+  std::map<std::string, std::string> mounts_;  // layer → mount dir (while we hold a Get)
+  std::map<std::string, int> view_refs_;       // committed layer → views on it
+};
+
+}  // namespace slacker::snapshotter

@@ -1,0 +1,414 @@
+// SnapshotService over a fake GraphDriver: catalog, kinds, error codes, labels, remote
+// snapshots through the shared-store index. No root needed.
+#include "snapshotter/snapshot_service.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "common/files.h"
+#include "common/io.h"
+#include "registry_shim/reference.h"
+#include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
+#include "snapshotter/grpc_service.h"
+
+namespace slacker::snapshotter {
+namespace {
+
+const std::string kStore(32, 'a');
+namespace pb = containerd::services::snapshots::v1;
+
+// Layers are directories; a Diff of a written layer is a reference tar to a fresh
+// snapshot id; ApplyDiff accepts reference tars to kStore only.
+class FakeDriver : public driver::GraphDriver {
+ public:
+  explicit FakeDriver(std::string root) : root_(std::move(root)) {}
+  struct L {
+    std::string parent, snapshot;
+    bool rw = false;
+    int refs = 0;
+  };
+  std::map<std::string, L> layers;
+  int diffs = 0;
+  std::string key;
+
+  Status Init(const std::string&, const std::vector<std::string>&) override { return Status::Ok(); }
+  driver::Capabilities GetCapabilities() override { return {}; }
+  std::vector<std::pair<std::string, std::string>> StatusRows() override { return {}; }
+  Result<std::map<std::string, std::string>> GetMetadata(const std::string& id) override {
+    if (!layers.count(id)) return Errorf(ENOENT, "no layer {}", id);
+    std::map<std::string, std::string> m;
+    if (layers[id].refs > 0) m["MergedDir"] = Dir(id);
+    return m;
+  }
+  Status Create(const driver::CreateRequest& r) override { return Add(r, false); }
+  Status CreateReadWrite(const driver::CreateRequest& r) override { return Add(r, true); }
+  Status Remove(const std::string& id) override {
+    layers.erase(id);
+    return Status::Ok();
+  }
+  Result<std::string> Get(const std::string& id, const std::string&) override {
+    if (!layers.count(id)) return Errorf(ENOENT, "no layer {}", id);
+    layers[id].refs++;
+    SLACKER_RETURN_IF_ERROR(MakeDirs(Dir(id), 0755));
+    return Dir(id);
+  }
+  Status Put(const std::string& id) override {
+    if (layers.count(id) && layers[id].refs > 0) layers[id].refs--;
+    return Status::Ok();
+  }
+  bool Exists(const std::string& id) override { return layers.count(id) > 0; }
+  Result<driver::DiffStream> Diff(const std::string& id, const std::string&) override {
+    if (!layers.count(id)) return Errorf(ENOENT, "no layer {}", id);
+    diffs++;
+    registry_shim::Reference ref;
+    ref.store = kStore;
+    ref.snapshot = RandomHex(16);
+    ref.bytes = 42;
+    return driver::DiffStream(std::make_unique<StringSource>(registry_shim::EncodeReferenceTar(ref, key)));
+  }
+  Result<std::vector<driver::Change>> Changes(const std::string&, const std::string&) override {
+    return std::vector<driver::Change>{};
+  }
+  Result<int64_t> ApplyDiff(const std::string& id, const std::string&, ByteSource& tar) override {
+    std::string bytes;
+    char buf[4096];
+    for (;;) {
+      SLACKER_ASSIGN_OR_RETURN(size_t n, tar.Read(buf, sizeof buf));
+      if (n == 0) break;
+      bytes.append(buf, n);
+    }
+    SLACKER_ASSIGN_OR_RETURN(auto ref, registry_shim::DecodeReferenceTar(bytes, key));
+    if (ref.store != kStore) return Errorf(EINVAL, "foreign store {}", ref.store);
+    layers[id].snapshot = ref.snapshot;
+    return static_cast<int64_t>(ref.bytes);
+  }
+  Result<int64_t> DiffSize(const std::string&, const std::string&) override { return int64_t{0}; }
+  Status Cleanup() override { return Status::Ok(); }
+
+  std::string Dir(const std::string& id) const { return JoinPath(root_, "mnt/" + id); }
+
+ private:
+  Status Add(const driver::CreateRequest& r, bool rw) {
+    if (layers.count(r.id)) return Errorf(EEXIST, "layer {} exists", r.id);
+    if (!r.parent.empty() && !layers.count(r.parent)) return Errorf(ENOENT, "no parent {}", r.parent);
+    layers[r.id] = L{r.parent, "", rw, 0};
+    return Status::Ok();
+  }
+  std::string root_;
+};
+
+class SnapshotServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/snapshotter_test.XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    index_ = std::make_shared<StoreIndex>(JoinPath(dir_, "store-index"));
+    driver_ = std::make_unique<FakeDriver>(JoinPath(dir_, "a"));
+    svc_ = OpenService("a", *driver_);
+  }
+  void TearDown() override { RemoveTree(dir_); }
+
+  std::unique_ptr<SnapshotService> OpenService(const std::string& host, FakeDriver& d, std::string key = "") {
+    ServiceOptions o;
+    o.state_dir = JoinPath(dir_, host + "/state");
+    o.store_uuid = kStore;
+    o.host_id = host;
+    o.cluster_key = key;
+    o.index = index_;
+    auto s = SnapshotService::Open(d, o);
+    EXPECT_TRUE(s.ok()) << s.status().message();
+    return std::move(s).value();
+  }
+  // Prepare + Commit; returns the committed name.
+  void Layer(SnapshotService& s, const std::string& key, const std::string& name, const std::string& parent) {
+    ASSERT_TRUE(s.Prepare(key, parent, {}).ok());
+    Status c = s.Commit(name, key, {});
+    ASSERT_TRUE(c.ok()) << c.message();
+  }
+
+  std::string dir_;
+  std::shared_ptr<StoreIndex> index_;
+  std::unique_ptr<FakeDriver> driver_;
+  std::unique_ptr<SnapshotService> svc_;
+};
+
+TEST_F(SnapshotServiceTest, PrepareReturnsWritableBindOfTheLayerMount) {
+  auto m = svc_->Prepare("default/1/k", "", {{"x", "y"}});
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  ASSERT_EQ(m->size(), 1u);
+  EXPECT_EQ((*m)[0].type, "bind");
+  EXPECT_EQ((*m)[0].options, (std::vector<std::string>{"rbind", "rw"}));
+  EXPECT_TRUE(PathExists((*m)[0].source));
+  auto info = svc_->Stat("default/1/k");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->kind, Kind::kActive);
+  EXPECT_EQ(info->labels.at("x"), "y");
+}
+
+TEST_F(SnapshotServiceTest, UsageOfAnActiveSnapshotCountsOnlyWhatItAdded) {
+  // What statfs of the clone says: the parent's tree at Prepare, 4 MiB and 10 inodes more later.
+  Usage fs{100 << 20, 1000};
+  ServiceOptions o;
+  o.state_dir = JoinPath(dir_, "u/state");
+  o.store_uuid = kStore;
+  o.host_id = "u";
+  o.fs_use = [&fs](const std::string&) -> Result<Usage> { return fs; };
+  FakeDriver d(JoinPath(dir_, "u"));
+  auto svc = SnapshotService::Open(d, o);
+  ASSERT_TRUE(svc.ok());
+  ASSERT_TRUE((*svc)->Prepare("default/1/k", "", {}).ok());
+  fs = Usage{(100 << 20) + (4 << 20), 1010};
+  auto u = (*svc)->GetUsage("default/1/k");
+  ASSERT_TRUE(u.ok()) << u.status().message();
+  EXPECT_EQ(u->size, 4 << 20);
+  EXPECT_EQ(u->inodes, 10);
+}
+
+TEST_F(SnapshotServiceTest, CommitTurnsActiveIntoCommittedAndDropsTheKey) {
+  Layer(*svc_, "default/1/k", "default/2/c", "");
+  EXPECT_EQ(svc_->Stat("default/1/k").status().code(), ENOENT);
+  auto info = svc_->Stat("default/2/c");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->kind, Kind::kCommitted);
+  EXPECT_EQ(driver_->diffs, 1);
+  EXPECT_EQ(svc_->GetUsage("default/2/c")->size, 42);
+  EXPECT_EQ(driver_->layers.size(), 1u);  // the active layer is gone
+}
+
+TEST_F(SnapshotServiceTest, ErrorCodesFollowContainerdsErrdefs) {
+  ASSERT_TRUE(svc_->Prepare("default/1/k", "", {}).ok());
+  EXPECT_EQ(svc_->Prepare("default/1/k", "", {}).status().code(), EEXIST);
+  EXPECT_EQ(svc_->Prepare("default/2/x", "nope", {}).status().code(), ENOENT);
+  EXPECT_EQ(svc_->Prepare("default/3/x", "default/1/k", {}).status().code(), EINVAL);  // parent not committed
+  EXPECT_EQ(svc_->Commit("default/4/c", "missing", {}).code(), ENOENT);
+  Layer(*svc_, "default/5/k", "default/6/c", "");
+  EXPECT_EQ(svc_->Commit("default/6/c", "default/1/k", {}).code(), EEXIST);
+  ASSERT_TRUE(svc_->Prepare("default/7/child", "default/6/c", {}).ok());
+  Status busy = svc_->Remove("default/6/c");
+  EXPECT_EQ(busy.code(), EBUSY);
+  EXPECT_EQ(GrpcCodeFor(busy.code()), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(GrpcCodeFor(ENOENT), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(GrpcCodeFor(EEXIST), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(GrpcCodeFor(EINVAL), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(svc_->Remove("missing").code(), ENOENT);
+  EXPECT_TRUE(svc_->Remove("default/7/child").ok());
+  EXPECT_TRUE(svc_->Remove("default/6/c").ok());
+}
+
+TEST_F(SnapshotServiceTest, ViewSharesTheParentsReadOnlyMount) {
+  Layer(*svc_, "default/1/k", "default/2/c", "");
+  auto v = svc_->View("default/3/v", "default/2/c", {});
+  ASSERT_TRUE(v.ok()) << v.status().message();
+  EXPECT_EQ((*v)[0].options, (std::vector<std::string>{"rbind", "ro"}));
+  const std::string layer = driver_->layers.begin()->first;
+  EXPECT_EQ(driver_->layers[layer].refs, 1);
+  EXPECT_EQ(svc_->Commit("default/4/x", "default/3/v", {}).code(), EBUSY);
+  EXPECT_TRUE(svc_->Remove("default/3/v").ok());
+  EXPECT_EQ(driver_->layers[layer].refs, 0);
+}
+
+TEST_F(SnapshotServiceTest, UpdateReplacesOrEditsLabelsOnly) {
+  ASSERT_TRUE(svc_->Prepare("default/1/k", "", {{"a", "1"}, {"b", "2"}}).ok());
+  Info in;
+  in.name = "default/1/k";
+  in.labels = {{"b", "3"}};
+  auto r = svc_->Update(in, {"labels.b", "labels.a"});  // set b, delete a
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->labels, (Labels{{"b", "3"}}));
+  in.labels = {{"c", "4"}};
+  r = svc_->Update(in, {});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->labels, (Labels{{"c", "4"}}));
+  EXPECT_EQ(svc_->Update(in, {"parent"}).status().code(), EINVAL);
+  in.name = "missing";
+  EXPECT_EQ(svc_->Update(in, {}).status().code(), ENOENT);
+}
+
+TEST_F(SnapshotServiceTest, CatalogSurvivesARestart) {
+  Layer(*svc_, "default/1/k", "default/2/c", "");
+  ASSERT_TRUE(svc_->Prepare("default/3/a", "default/2/c", {{"l", "v"}}).ok());
+  svc_.reset();
+  svc_ = OpenService("a", *driver_);
+  auto all = svc_->Walk();
+  ASSERT_EQ(all.size(), 2u);
+  std::set<std::string> names = {all[0].name, all[1].name};
+  EXPECT_EQ(names, (std::set<std::string>{"default/2/c", "default/3/a"}));
+  auto a = svc_->Stat("default/3/a");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->parent, "default/2/c");
+  EXPECT_EQ(a->labels.at("l"), "v");
+}
+
+TEST_F(SnapshotServiceTest, ExtractionThatReceivedAReferenceCommitsToTheReferencedSnapshot) {
+  auto m = svc_->Prepare("default/1/extract-1-x sha256:abc", "", {});
+  ASSERT_TRUE(m.ok());
+  registry_shim::Reference ref{1, kStore, std::string(32, 'b'), 7, ""};
+  ASSERT_TRUE(MakeDirs((*m)[0].source + "/.slacker").ok());
+  ASSERT_TRUE(AtomicWriteFile((*m)[0].source + "/.slacker/ref.json",
+                              R"({"format":1,"store":")" + kStore + R"(","snapshot":")" + std::string(32, 'b') +
+                                  R"(","bytes":7})")
+                  .ok());
+  ASSERT_TRUE(svc_->Commit("default/2/sha256:abc", "default/1/extract-1-x sha256:abc", {}).ok());
+  EXPECT_EQ(driver_->diffs, 0);  // nothing snapshotted: the reference is used as is
+  ASSERT_EQ(driver_->layers.size(), 1u);
+  EXPECT_EQ(driver_->layers.begin()->second.snapshot, std::string(32, 'b'));
+  EXPECT_EQ(svc_->GetUsage("default/2/sha256:abc")->size, 7);
+}
+
+TEST_F(SnapshotServiceTest, ReferenceWithoutTheClustersMacIsRefused) {
+  driver_->key = "k";
+  svc_ = OpenService("a", *driver_, "k");
+  auto m = svc_->Prepare("default/1/extract-1-x sha256:abc", "", {});
+  ASSERT_TRUE(m.ok());
+  ASSERT_TRUE(MakeDirs((*m)[0].source + "/.slacker").ok());
+  ASSERT_TRUE(AtomicWriteFile((*m)[0].source + "/.slacker/ref.json",
+                              R"({"format":1,"store":")" + kStore + R"(","snapshot":")" + std::string(32, 'b') +
+                                  R"(","bytes":7,"mac":"00"})")
+                  .ok());
+  EXPECT_EQ(svc_->Commit("default/2/sha256:abc", "default/1/extract-1-x sha256:abc", {}).code(), EACCES);
+  EXPECT_EQ(svc_->Stat("default/1/extract-1-x sha256:abc")->kind, Kind::kActive);  // nothing lost
+}
+
+TEST_F(SnapshotServiceTest, PublishedChainIsAdoptedByAnotherHostAsAlreadyExisting) {
+  Layer(*svc_, "default/1/extract-1 sha256:c1", "default/2/sha256:c1", "");
+  FakeDriver other_driver(JoinPath(dir_, "b"));
+  auto other = OpenService("b", other_driver);
+  // Another namespace and another sequence number: chain ids are shared by all.
+  auto r = other->Prepare("k8s.io/9/extract-2 sha256:c1", "", {{kLabelSnapshotRef, "sha256:c1"}});
+  EXPECT_EQ(r.status().code(), EEXIST) << r.status().message();
+  auto all = other->Walk();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].kind, Kind::kCommitted);
+  EXPECT_EQ(all[0].labels.at(kLabelSnapshotRef), "sha256:c1");
+  EXPECT_EQ(all[0].parent, "");
+  EXPECT_TRUE(all[0].name.starts_with("k8s.io/9/"));
+  EXPECT_EQ(other_driver.layers.size(), 1u);
+  EXPECT_EQ(other_driver.diffs, 0);
+}
+
+TEST_F(SnapshotServiceTest, UnpublishedTargetIsPreparedNormally) {
+  auto r = svc_->Prepare("default/1/extract-1 sha256:zz", "", {{kLabelSnapshotRef, "sha256:zz"}});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(svc_->Stat("default/1/extract-1 sha256:zz")->kind, Kind::kActive);
+}
+
+TEST_F(SnapshotServiceTest, UserNamesArePublishedPerNamespace) {
+  Layer(*svc_, "default/1/k", "default/2/mine", "");
+  EXPECT_TRUE(index_->Lookup("default", "mine").ok());
+  EXPECT_EQ(index_->Lookup("other", "mine").status().code(), ENOENT);
+}
+
+// The wire protocol: containerd's messages and status codes through a real gRPC server
+// on a unix socket.
+class GrpcServiceTest : public SnapshotServiceTest {
+ protected:
+  void SetUp() override {
+    SnapshotServiceTest::SetUp();
+    server_ = std::make_unique<GrpcServer>(*svc_);
+    std::string sock = JoinPath(dir_, "s.sock");
+    ASSERT_TRUE(server_->Start(sock).ok());
+    stub_ = pb::Snapshots::NewStub(grpc::CreateChannel("unix://" + sock, grpc::InsecureChannelCredentials()));
+  }
+  void TearDown() override {
+    server_->Stop();
+    SnapshotServiceTest::TearDown();
+  }
+  grpc::Status Prepare(const std::string& key, const std::string& parent, pb::PrepareSnapshotResponse* resp) {
+    pb::PrepareSnapshotRequest req;
+    req.set_snapshotter("slacker");
+    req.set_key(key);
+    req.set_parent(parent);
+    (*req.mutable_labels())["l"] = "v";
+    grpc::ClientContext ctx;
+    return stub_->Prepare(&ctx, req, resp);
+  }
+  grpc::Status Commit(const std::string& name, const std::string& key) {
+    pb::CommitSnapshotRequest req;
+    req.set_name(name);
+    req.set_key(key);
+    google::protobuf::Empty e;
+    grpc::ClientContext ctx;
+    return stub_->Commit(&ctx, req, &e);
+  }
+  std::unique_ptr<GrpcServer> server_;
+  std::unique_ptr<pb::Snapshots::Stub> stub_;
+};
+
+TEST_F(GrpcServiceTest, PrepareCommitStatListOverTheWire) {
+  pb::PrepareSnapshotResponse resp;
+  ASSERT_TRUE(Prepare("default/1/k", "", &resp).ok());
+  ASSERT_EQ(resp.mounts_size(), 1);
+  EXPECT_EQ(resp.mounts(0).type(), "bind");
+  EXPECT_EQ(resp.mounts(0).options(1), "rw");
+  EXPECT_EQ(Prepare("default/1/k", "", &resp).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  ASSERT_TRUE(Commit("default/2/c", "default/1/k").ok());
+  ASSERT_TRUE(Prepare("default/3/child", "default/2/c", &resp).ok());
+
+  pb::StatSnapshotRequest sreq;
+  sreq.set_key("default/2/c");
+  pb::StatSnapshotResponse sresp;
+  grpc::ClientContext sctx;
+  ASSERT_TRUE(stub_->Stat(&sctx, sreq, &sresp).ok());
+  EXPECT_EQ(sresp.info().kind(), pb::COMMITTED);
+  EXPECT_EQ(sresp.info().labels().at("l"), "v");
+  EXPECT_GT(sresp.info().created_at().seconds(), 1700000000);
+
+  sreq.set_key("missing");
+  grpc::ClientContext sctx2;
+  EXPECT_EQ(stub_->Stat(&sctx2, sreq, &sresp).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  pb::ListSnapshotsRequest lreq;
+  grpc::ClientContext lctx;
+  auto reader = stub_->List(&lctx, lreq);
+  pb::ListSnapshotsResponse lresp;
+  std::map<std::string, int> kinds;
+  while (reader->Read(&lresp)) {
+    for (const auto& i : lresp.info()) kinds[i.name()] = i.kind();
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(kinds, (std::map<std::string, int>{{"default/2/c", pb::COMMITTED}, {"default/3/child", pb::ACTIVE}}));
+
+  pb::RemoveSnapshotRequest rreq;
+  rreq.set_key("default/2/c");
+  google::protobuf::Empty e;
+  grpc::ClientContext rctx;
+  EXPECT_EQ(stub_->Remove(&rctx, rreq, &e).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(GrpcServiceTest, UpdateAppliesTheFieldMask) {
+  pb::PrepareSnapshotResponse resp;
+  ASSERT_TRUE(Prepare("default/1/k", "", &resp).ok());
+  pb::UpdateSnapshotRequest req;
+  req.mutable_info()->set_name("default/1/k");
+  (*req.mutable_info()->mutable_labels())["new"] = "1";
+  req.mutable_update_mask()->add_paths("labels.new");
+  pb::UpdateSnapshotResponse uresp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->Update(&ctx, req, &uresp).ok());
+  EXPECT_EQ(uresp.info().labels().size(), 2u);  // "l" kept, "new" added
+  req.mutable_update_mask()->add_paths("kind");
+  grpc::ClientContext ctx2;
+  EXPECT_EQ(stub_->Update(&ctx2, req, &uresp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(GrpcServiceTest, UsageOfACommittedSnapshotIsItsChange) {
+  pb::PrepareSnapshotResponse resp;
+  ASSERT_TRUE(Prepare("default/1/k", "", &resp).ok());
+  ASSERT_TRUE(Commit("default/2/c", "default/1/k").ok());
+  pb::UsageRequest req;
+  req.set_key("default/2/c");
+  pb::UsageResponse uresp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->Usage(&ctx, req, &uresp).ok());
+  EXPECT_EQ(uresp.size(), 42);  // FakeDriver's reference says 42 bytes changed
+}
+
+TEST(SplitBackendKey, SplitsNamespaceAndSequence) {
+  EXPECT_EQ(SplitBackendKey("default/12/sha256:ab"), (std::pair<std::string, std::string>{"default", "sha256:ab"}));
+  EXPECT_EQ(SplitBackendKey("default/x/y"), (std::pair<std::string, std::string>{"", "default/x/y"}));
+  EXPECT_EQ(SplitBackendKey("plain"), (std::pair<std::string, std::string>{"", "plain"}));
+}
+
+}  // namespace
+}  // namespace slacker::snapshotter

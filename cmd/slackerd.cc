@@ -7,17 +7,14 @@
 #include <memory>
 #include <string>
 
+#include "cmd/daemon.h"
 #include "common/fault.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "driver/slacker_driver.h"
-#include "loopdev/embedded_store.h"
 #include "os/os.h"
 #include "plugin/metrics_server.h"
 #include "plugin/server.h"
-#include "cmd/nfs_view.h"
-#include "storage_backend/local_backend.h"
-#include "storage_backend/rest_backend.h"
 
 namespace {
 
@@ -53,77 +50,14 @@ slacker graphdriver plugin: every layer is an ext4 file system in a file on a sh
 
 struct Flags {
   std::string socket = "/run/docker/plugins/slacker.sock";
-  std::string state = "/var/lib/slacker";
-  std::string store;
-  std::string host_id;
-  std::string cluster_key_file;
   std::string log_level = "info";
   std::string metrics_listen;  // "" = no metrics endpoint
-  std::string store_token_file;
-  std::string store_ca;
-  std::string nfs_bridge;
+  std::string cluster_key_file;
+  slacker::cmd::StoreFlags store{.state = "/var/lib/slacker"};
 };
 
-bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    std::string value;
-    auto eq = a.find('=');
-    if (a.starts_with("--") && eq != std::string::npos) {
-      value = a.substr(eq + 1);
-      a = a.substr(0, eq);
-    } else if (a != "--help" && a != "-h") {
-      if (i + 1 >= argc) {
-        *err = a + " needs a value";
-        return false;
-      }
-      value = argv[++i];
-    }
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    } else if (a == "--socket") f->socket = value;
-    else if (a == "--state") f->state = value;
-    else if (a == "--store") f->store = value;
-    else if (a == "--host-id") f->host_id = value;
-    else if (a == "--cluster-key") f->cluster_key_file = value;
-    else if (a == "--log-level") f->log_level = value;
-    else if (a == "--metrics-listen") f->metrics_listen = value;
-    else if (a == "--store-token-file") f->store_token_file = value;
-    else if (a == "--store-ca") f->store_ca = value;
-    else if (a == "--nfs-bridge") f->nfs_bridge = value;
-    else {
-      *err = "unknown option " + a;
-      return false;
-    }
-  }
-  return true;
-}
-
-// The slacker-nfs-fuse binary: --nfs-bridge, else beside this binary (installed), else
-// the build tree's nfs_bridge/, else PATH.
-std::string BridgePath(const std::string& flag) {
-  if (!flag.empty()) return flag;
-  char self[4096] = {};
-  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n > 0) {
-    std::string exe(self, static_cast<size_t>(n));
-    std::string dir = exe.substr(0, exe.find_last_of('/'));
-    for (const std::string& c : {dir + "/slacker-nfs-fuse", dir + "/../nfs_bridge/slacker-nfs-fuse"}) {
-      if (::access(c.c_str(), X_OK) == 0) return c;
-    }
-  }
-  for (const char* d : {"/usr/local/bin", "/usr/bin", "/usr/local/sbin", "/usr/sbin"}) {
-    std::string c = std::string(d) + "/slacker-nfs-fuse";
-    if (::access(c.c_str(), X_OK) == 0) return c;
-  }
-  return "slacker-nfs-fuse";
-}
-
 int Fail(const slacker::Status& s, const char* what) {
-  slacker::log::Error("startup_failed", {{"step", what}, {"err", s.message()}});
-  std::fprintf(stderr, "slackerd: %s: %s\n", what, s.message().c_str());
-  return 1;
+  return slacker::cmd::StartupFailed("slackerd", s, what);
 }
 
 }  // namespace
@@ -132,7 +66,18 @@ int main(int argc, char** argv) {
   using namespace slacker;
   Flags flags;
   std::string err;
-  if (!ParseFlags(argc, argv, &flags, &err)) {
+  if (!cmd::ParseLongOptions(argc, argv, 1,
+                             {{"--socket", &flags.socket},
+                              {"--state", &flags.store.state},
+                              {"--store", &flags.store.store},
+                              {"--host-id", &flags.store.host_id},
+                              {"--cluster-key", &flags.cluster_key_file},
+                              {"--log-level", &flags.log_level},
+                              {"--metrics-listen", &flags.metrics_listen},
+                              {"--store-token-file", &flags.store.token_file},
+                              {"--store-ca", &flags.store.ca_file},
+                              {"--nfs-bridge", &flags.store.nfs_bridge}},
+                             nullptr, kUsage, &err)) {
     std::fprintf(stderr, "slackerd: %s\n%s", err.c_str(), kUsage);
     return 2;
   }
@@ -150,85 +95,31 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (flags.host_id.empty()) {
-    char host[256] = {};
-    ::gethostname(host, sizeof host - 1);
-    flags.host_id = host;
-  }
+  if (flags.store.host_id.empty()) flags.store.host_id = cmd::DefaultHostId();
 
   // Block the stop signals in every thread; the main thread waits for them.
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  sigset_t stop = cmd::BlockStopSignals();
 
   if (const char* faults = std::getenv("SLACKER_FAULT"); faults && *faults) {
     fault::Armed("");  // read SLACKER_FAULT now, once
     log::Warn("fault_points_armed", {{"points", faults}, {"note", "test only: the process SIGKILLs itself there"}});
   }
   auto os = os::NewRealOs();
-  Status s = MakeDirs(flags.state, 0700);
+  Status s = MakeDirs(flags.store.state, 0700);
   if (!s.ok()) return Fail(s, "create state directory");
-
-  std::string store_dir = flags.store;
-  std::unique_ptr<cmd::NfsView> nfs_view;  // declared before the backend: outlives it
-  Result<std::unique_ptr<storage_backend::Backend>> backend = Errorf(EINVAL, "no store");
-  bool service = store_dir.starts_with("http://") || store_dir.starts_with("https://");
-  if (service || store_dir.starts_with("nfs://")) {
-    std::string export_url = store_dir;
-    storage_backend::RestOptions ropts;
-    if (service) {
-      if (flags.store_token_file.empty())
-        return Fail(Errorf(EINVAL, "--store {} needs --store-token-file", store_dir), "open store");
-      auto token = ReadFileToString(flags.store_token_file);
-      if (!token.ok()) return Fail(token.status(), "read --store-token-file");
-      ropts.url = store_dir;
-      ropts.token = token->substr(0, token->find('\n'));
-      ropts.ca_file = flags.store_ca;
-      auto desc = storage_backend::FetchStoreDescription(storage_backend::StoreServiceClient(ropts));
-      if (!desc.ok()) return Fail(desc.status(), "ask the snapshot service for the store");
-      export_url = (*desc)["export"].get<std::string>();
-      if (export_url.empty())
-        return Fail(Errorf(EINVAL, "the snapshot service at {} advertises no NFS export (start slacker-storaged "
-                                   "with --export nfs://HOST/PATH)",
-                           store_dir),
-                    "open store");
-    }
-    auto view = cmd::NfsView::Open(*os, {export_url, flags.state, BridgePath(flags.nfs_bridge)});
-    if (!view.ok()) return Fail(view.status(), "reach the NFS export");
-    nfs_view = std::move(*view);
-    if (service) {
-      backend = storage_backend::OpenRestStore(*os, ropts, nfs_view->dir(), flags.host_id);
-    } else {
-      log::Warn("nfs_store_without_service",
-                {{"store", store_dir},
-                 {"action", "clones are full copies over NFS (slow); run slacker-storaged and use --store http://"}});
-      backend = storage_backend::OpenLocalStore(*os, nfs_view->dir(), flags.host_id);
-    }
-    store_dir = nfs_view->Describe();
-  } else {
-    if (store_dir.empty()) {
-      auto embedded = loopdev::EnsureEmbeddedStore(*os, flags.state);
-      if (!embedded.ok()) return Fail(embedded.status(), "set up the embedded store");
-      store_dir = *embedded;
-    }
-    backend = storage_backend::OpenLocalStore(*os, store_dir, flags.host_id);
-  }
-  if (!backend.ok()) return Fail(backend.status(), "open store");
+  auto store = cmd::OpenStore(*os, flags.store);
+  if (!store.ok()) return Fail(store.status(), "open store");
+  storage_backend::Backend& backend = *store->backend;
 
   driver::DriverOptions opts;
-  opts.state_dir = flags.state;
-  opts.host_id = flags.host_id;
+  opts.state_dir = flags.store.state;
+  opts.host_id = flags.store.host_id;
   if (!flags.cluster_key_file.empty()) {
-    auto key = ReadFileToString(flags.cluster_key_file);
+    auto key = cmd::ReadClusterKey(flags.cluster_key_file);
     if (!key.ok()) return Fail(key.status(), "read cluster key");
-    while (!key->empty() && (key->back() == '\n' || key->back() == '\r')) key->pop_back();
-    if (key->empty()) return Fail(Errorf(EINVAL, "{} is empty", flags.cluster_key_file), "read cluster key");
     opts.cluster_key = *key;
   }
-  auto drv = driver::SlackerDriver::Open(*os, **backend, opts);
+  auto drv = driver::SlackerDriver::Open(*os, backend, opts);
   if (!drv.ok()) return Fail(drv.status(), "open driver state");
 
   plugin::ServerOptions sopts;
@@ -243,15 +134,16 @@ int main(int argc, char** argv) {
   plugin::Server server(**drv, sopts);
   s = server.Start();
   if (!s.ok()) return Fail(s, "listen");
-  log::Info("started", {{"socket", flags.socket}, {"state", flags.state}, {"store", store_dir},
-                        {"host_id", flags.host_id}, {"backend", (*backend)->Describe()}});
+  log::Info("started", {{"socket", flags.socket}, {"state", flags.store.state},
+                        {"store", store->description}, {"host_id", flags.store.host_id},
+                        {"backend", backend.Describe()}});
 
   int sig = 0;
   sigwait(&stop, &sig);
   log::Info("stopping", {{"signal", strsignal(sig)}});
   server.Stop();
   if (metrics_server) metrics_server->Stop();
-  if (nfs_view) nfs_view->Close();
+  if (store->nfs_view) store->nfs_view->Close();
   log::Info("stopped");
   return 0;
 }

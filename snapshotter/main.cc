@@ -9,15 +9,14 @@
 #include <memory>
 #include <string>
 
+#include "cmd/daemon.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
 #include "driver/slacker_driver.h"
-#include "loopdev/embedded_store.h"
 #include "os/os.h"
 #include "snapshotter/grpc_service.h"
 #include "snapshotter/snapshot_service.h"
-#include "storage_backend/local_backend.h"
 
 namespace {
 
@@ -31,8 +30,11 @@ a file on the shared store (the same store and layout as slackerd).
 
   --address PATH      gRPC socket (default /run/slacker/snapshotter.sock)
   --state DIR         host-local state (default /var/lib/slacker-snapshotter)
-  --store DIR         the shared store (a mounted reflink directory). Omitted: an embedded
-                      store <state>/store.img loop-mounted at <state>/store.
+  --store STORE       the shared store, as for slackerd: a mounted reflink directory;
+                      nfs://HOST/EXPORT; http[s]://HOST:PORT (slacker-storaged, with
+                      --store-token-file, --store-ca, --nfs-bridge). Omitted: an embedded
+                      store <state>/store.img loop-mounted at <state>/store. (The e2e test
+                      covers the directory form.)
   --host-id ID        this snapshotter's name on the store (default: <hostname>-ctrd;
                       must differ from any slackerd's --host-id on the same store)
   --cluster-key FILE  verify (and sign) reference tars with HMAC-SHA256 using this key
@@ -48,9 +50,7 @@ snapshot, to let it go). Exit 0 when containerd reports it exists.
 
 struct Flags {
   std::string address = "/run/slacker/snapshotter.sock";
-  std::string state = "/var/lib/slacker-snapshotter";
-  std::string store;
-  std::string host_id;
+  slacker::cmd::StoreFlags store{.state = "/var/lib/slacker-snapshotter"};
   std::string cluster_key_file;
   std::string log_level = "info";
   // adopt
@@ -61,51 +61,8 @@ struct Flags {
   std::vector<std::string> args;
 };
 
-bool ParseFlags(int argc, char** argv, int first, Flags* f, std::string* err) {
-  for (int i = first; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    }
-    if (!a.starts_with("--")) {
-      f->args.push_back(a);
-      continue;
-    }
-    std::string value;
-    auto eq = a.find('=');
-    if (eq != std::string::npos) {
-      value = a.substr(eq + 1);
-      a = a.substr(0, eq);
-    } else {
-      if (i + 1 >= argc) {
-        *err = a + " needs a value";
-        return false;
-      }
-      value = argv[++i];
-    }
-    if (a == "--address") f->address = value;
-    else if (a == "--state") f->state = value;
-    else if (a == "--store") f->store = value;
-    else if (a == "--host-id") f->host_id = value;
-    else if (a == "--cluster-key") f->cluster_key_file = value;
-    else if (a == "--log-level") f->log_level = value;
-    else if (a == "--containerd") f->containerd = value;
-    else if (a == "--namespace") f->ns = value;
-    else if (a == "--snapshotter") f->snapshotter = value;
-    else if (a == "--parent") f->parent = value;
-    else {
-      *err = "unknown option " + a;
-      return false;
-    }
-  }
-  return true;
-}
-
 int Fail(const slacker::Status& s, const char* what) {
-  slacker::log::Error("startup_failed", {{"step", what}, {"err", s.message()}});
-  std::fprintf(stderr, "slacker-snapshotter: %s: %s\n", what, s.message().c_str());
-  return 1;
+  return slacker::cmd::StartupFailed("slacker-snapshotter", s, what);
 }
 
 int Adopt(const Flags& f) {
@@ -157,7 +114,21 @@ int main(int argc, char** argv) {
   bool adopt = argc > 1 && std::string(argv[1]) == "adopt";
   Flags flags;
   std::string err;
-  if (!ParseFlags(argc, argv, adopt ? 2 : 1, &flags, &err)) {
+  if (!cmd::ParseLongOptions(argc, argv, adopt ? 2 : 1,
+                             {{"--address", &flags.address},
+                              {"--state", &flags.store.state},
+                              {"--store", &flags.store.store},
+                              {"--host-id", &flags.store.host_id},
+                              {"--store-token-file", &flags.store.token_file},
+                              {"--store-ca", &flags.store.ca_file},
+                              {"--nfs-bridge", &flags.store.nfs_bridge},
+                              {"--cluster-key", &flags.cluster_key_file},
+                              {"--log-level", &flags.log_level},
+                              {"--containerd", &flags.containerd},
+                              {"--namespace", &flags.ns},
+                              {"--snapshotter", &flags.snapshotter},
+                              {"--parent", &flags.parent}},
+                             &flags.args, kUsage, &err)) {
     std::fprintf(stderr, "slacker-snapshotter: %s\n%s", err.c_str(), kUsage);
     return 2;
   }
@@ -172,69 +143,51 @@ int main(int argc, char** argv) {
     return 2;
   }
   log::SetLevel(level);
-  if (flags.host_id.empty()) {
-    char host[256] = {};
-    ::gethostname(host, sizeof host - 1);
-    flags.host_id = std::string(host) + "-ctrd";
-  }
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  if (flags.store.host_id.empty()) flags.store.host_id = cmd::DefaultHostId("-ctrd");
+  sigset_t stop = cmd::BlockStopSignals();
 
   auto os = os::NewRealOs();
-  Status s = MakeDirs(flags.state, 0700);
+  Status s = MakeDirs(flags.store.state, 0700);
   if (!s.ok()) return Fail(s, "create state directory");
-  std::string store_dir = flags.store;
-  if (store_dir.find("://") != std::string::npos) {
-    return Fail(Errorf(ENOTSUP, "store {} is not supported by this build: give a mounted directory", store_dir),
-                "open store");
-  }
-  if (store_dir.empty()) {
-    auto embedded = loopdev::EnsureEmbeddedStore(*os, flags.state);
-    if (!embedded.ok()) return Fail(embedded.status(), "set up the embedded store");
-    store_dir = *embedded;
-  }
-  auto backend = storage_backend::OpenLocalStore(*os, store_dir, flags.host_id);
-  if (!backend.ok()) return Fail(backend.status(), "open store");
+  auto store = cmd::OpenStore(*os, flags.store);
+  if (!store.ok()) return Fail(store.status(), "open store");
+  storage_backend::Backend& backend = *store->backend;
 
   driver::DriverOptions dopts;
-  dopts.state_dir = JoinPath(flags.state, "driver");
-  dopts.host_id = flags.host_id;
+  dopts.state_dir = JoinPath(flags.store.state, "driver");
+  dopts.host_id = flags.store.host_id;
   if (!flags.cluster_key_file.empty()) {
-    auto key = ReadFileToString(flags.cluster_key_file);
+    auto key = cmd::ReadClusterKey(flags.cluster_key_file);
     if (!key.ok()) return Fail(key.status(), "read cluster key");
-    while (!key->empty() && (key->back() == '\n' || key->back() == '\r')) key->pop_back();
-    if (key->empty()) return Fail(Errorf(EINVAL, "{} is empty", flags.cluster_key_file), "read cluster key");
     dopts.cluster_key = *key;
   }
   s = MakeDirs(dopts.state_dir, 0700);
   if (!s.ok()) return Fail(s, "create driver state directory");
-  auto drv = driver::SlackerDriver::Open(*os, **backend, dopts);
+  auto drv = driver::SlackerDriver::Open(*os, backend, dopts);
   if (!drv.ok()) return Fail(drv.status(), "open driver state");
 
   snapshotter::ServiceOptions sopts;
-  sopts.state_dir = flags.state;
-  sopts.store_uuid = (*backend)->info().uuid;
+  sopts.state_dir = flags.store.state;
+  sopts.store_uuid = backend.info().uuid;
   sopts.cluster_key = dopts.cluster_key;
-  sopts.host_id = flags.host_id;
+  sopts.host_id = flags.store.host_id;
   sopts.driver_layers_dir = JoinPath(dopts.state_dir, "layers");
-  sopts.index = std::make_shared<snapshotter::StoreIndex>(JoinPath(store_dir, "containerd/names"));
+  sopts.index = std::make_shared<snapshotter::StoreIndex>(JoinPath(backend.root(), "containerd/names"));
   auto service = snapshotter::SnapshotService::Open(**drv, sopts);
   if (!service.ok()) return Fail(service.status(), "open snapshot catalog");
 
   snapshotter::GrpcServer server(**service);
   s = server.Start(flags.address);
   if (!s.ok()) return Fail(s, "listen");
-  log::Info("started", {{"address", flags.address}, {"state", flags.state}, {"store", store_dir},
-                        {"host_id", flags.host_id}, {"backend", (*backend)->Describe()}});
+  log::Info("started", {{"address", flags.address}, {"state", flags.store.state},
+                        {"store", store->description}, {"host_id", flags.store.host_id},
+                        {"backend", backend.Describe()}});
   int sig = 0;
   sigwait(&stop, &sig);
   log::Info("stopping", {{"signal", strsignal(sig)}});
   // Mounts stay: containers may run on them, and the next start adopts them.
   server.Stop();
+  if (store->nfs_view) store->nfs_view->Close();
   log::Info("stopped");
   return 0;
 }

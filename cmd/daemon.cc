@@ -1,0 +1,165 @@
+#include "cmd/daemon.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "common/files.h"
+#include "common/log.h"
+#include "loopdev/embedded_store.h"
+#include "storage_backend/local_backend.h"
+#include "storage_backend/rest_backend.h"
+
+namespace slacker::cmd {
+namespace {
+
+// `r`, with `context` prefixed to its error.
+template <typename T>
+Result<T> In(std::string_view context, Result<T> r) {
+  if (!r.ok()) return r.status().Context(context);
+  return r;
+}
+
+}  // namespace
+
+bool ParseLongOptions(int argc, char** argv, int first, const std::map<std::string, std::string*>& options,
+                      std::vector<std::string>* positional, const char* usage, std::string* err) {
+  for (int i = first; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::fputs(usage, stdout);
+      std::exit(0);
+    }
+    if (!a.starts_with("--")) {
+      if (positional == nullptr) {
+        *err = "unexpected argument " + a;
+        return false;
+      }
+      positional->push_back(a);
+      continue;
+    }
+    std::string value;
+    if (auto eq = a.find('='); eq != std::string::npos) {
+      value = a.substr(eq + 1);
+      a = a.substr(0, eq);
+    } else {
+      if (i + 1 >= argc) {
+        *err = a + " needs a value";
+        return false;
+      }
+      value = argv[++i];
+    }
+    auto it = options.find(a);
+    if (it == options.end()) {
+      *err = "unknown option " + a;
+      return false;
+    }
+    *it->second = value;
+  }
+  return true;
+}
+
+std::string DefaultHostId(const std::string& suffix) {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return std::string(host) + suffix;
+}
+
+sigset_t BlockStopSignals() {
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return stop;
+}
+
+Result<std::string> ReadClusterKey(const std::string& path) {
+  SLACKER_ASSIGN_OR_RETURN(std::string key, ReadFileToString(path));
+  while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
+  if (key.empty()) return Errorf(EINVAL, "{} is empty", path);
+  return key;
+}
+
+int StartupFailed(const char* program, const Status& s, const char* what) {
+  log::Error("startup_failed", {{"step", what}, {"err", s.message()}});
+  std::fprintf(stderr, "%s: %s: %s\n", program, what, s.message().c_str());
+  return 1;
+}
+
+std::string BridgePath(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  char self[4096] = {};
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    std::string exe(self, static_cast<size_t>(n));
+    std::string dir = exe.substr(0, exe.find_last_of('/'));
+    for (const std::string& c : {dir + "/slacker-nfs-fuse", dir + "/../nfs_bridge/slacker-nfs-fuse"}) {
+      if (::access(c.c_str(), X_OK) == 0) return c;
+    }
+  }
+  for (const char* d : {"/usr/local/bin", "/usr/bin", "/usr/local/sbin", "/usr/sbin"}) {
+    std::string c = std::string(d) + "/slacker-nfs-fuse";
+    if (::access(c.c_str(), X_OK) == 0) return c;
+  }
+  return "slacker-nfs-fuse";
+}
+
+Result<OpenedStore> OpenStore(os::Os& os, const StoreFlags& flags) {
+  OpenedStore out;
+  const std::string& store = flags.store;
+  bool service = store.starts_with("http://") || store.starts_with("https://");
+  if (!service && !store.starts_with("nfs://")) {
+    std::string dir = store;
+    if (dir.empty()) {
+      SLACKER_ASSIGN_OR_RETURN(dir, In("set up the embedded store", loopdev::EnsureEmbeddedStore(os, flags.state)));
+    }
+    SLACKER_ASSIGN_OR_RETURN(out.backend, storage_backend::OpenLocalStore(os, dir, flags.host_id));
+    out.description = dir;
+    return out;
+  }
+
+  std::string export_url = store;
+  storage_backend::RestOptions ropts;
+  if (service) {
+    if (flags.token_file.empty()) return Errorf(EINVAL, "--store {} needs --store-token-file", store);
+    SLACKER_ASSIGN_OR_RETURN(std::string token,
+                             In("read --store-token-file", ReadFileToString(flags.token_file)));
+    ropts.url = store;
+    ropts.token = token.substr(0, token.find('\n'));
+    ropts.ca_file = flags.ca_file;
+    SLACKER_ASSIGN_OR_RETURN(
+        nlohmann::json desc,
+        In("ask the snapshot service for the store",
+           storage_backend::FetchStoreDescription(storage_backend::StoreServiceClient(ropts))));
+    if (desc.is_object() && desc.contains("export") && desc["export"].is_string()) {
+      export_url = desc["export"].get<std::string>();
+    } else {
+      export_url.clear();
+    }
+    if (export_url.empty()) {
+      return Errorf(EINVAL,
+                    "the snapshot service at {} advertises no NFS export (start slacker-storaged with "
+                    "--export nfs://HOST/PATH)",
+                    store);
+    }
+  }
+  SLACKER_ASSIGN_OR_RETURN(out.nfs_view,
+                           In("reach the NFS export",
+                              NfsView::Open(os, {export_url, flags.state, BridgePath(flags.nfs_bridge)})));
+  if (service) {
+    SLACKER_ASSIGN_OR_RETURN(out.backend,
+                             storage_backend::OpenRestStore(os, ropts, out.nfs_view->dir(), flags.host_id));
+  } else {
+    log::Warn("nfs_store_without_service",
+              {{"store", store},
+               {"action", "clones are full copies over NFS (slow); run slacker-storaged and use --store http://"}});
+    SLACKER_ASSIGN_OR_RETURN(out.backend, storage_backend::OpenLocalStore(os, out.nfs_view->dir(), flags.host_id));
+  }
+  out.description = out.nfs_view->Describe();
+  return out;
+}
+
+}  // namespace slacker::cmd

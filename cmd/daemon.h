@@ -1,0 +1,63 @@
+// What slacker's daemons (slackerd, slacker-snapshotter) share at start-up: long-option
+// parsing, the host id, stop signals, the cluster key, and opening the shared store in
+// all its forms (embedded, a mounted directory, nfs://, a snapshot service http[s]://).
+#pragma once
+
+#include <signal.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cmd/nfs_view.h"
+#include "common/status.h"
+#include "os/os.h"
+#include "storage_backend/backend.h"
+
+namespace slacker::cmd {
+
+// Parses "--name VALUE" and "--name=VALUE" into the strings `options` points at; other
+// words go to `*positional` (an error if it is null). "--help"/"-h" print `usage` and
+// exit 0. On error, `*err` says what was wrong.
+bool ParseLongOptions(int argc, char** argv, int first, const std::map<std::string, std::string*>& options,
+                      std::vector<std::string>* positional, const char* usage, std::string* err);
+
+// The hostname followed by `suffix`.
+std::string DefaultHostId(const std::string& suffix = "");
+
+// Blocks SIGTERM and SIGINT in this thread and all it starts (the main thread sigwait()s
+// for the returned set) and ignores SIGPIPE.
+sigset_t BlockStopSignals();
+
+// The key in `path` without trailing newlines; EINVAL if it is empty.
+Result<std::string> ReadClusterKey(const std::string& path);
+
+// Logs startup_failed and prints "PROGRAM: WHAT: message" to stderr; returns 1.
+int StartupFailed(const char* program, const Status& s, const char* what);
+
+// Default initializers let callers name only the fields they set.
+struct StoreFlags {
+  std::string store = {};       // "" (embedded), DIR, nfs://HOST/EXPORT, http[s]://HOST:PORT
+  std::string state = {};       // host-local state: embedded store, NFS bridge mount point
+  std::string host_id = {};
+  std::string token_file = {};  // snapshot service bearer token (http[s]:// only)
+  std::string ca_file = {};     // CA for https://
+  std::string nfs_bridge = {};  // slacker-nfs-fuse binary; "" finds it (BridgePath)
+};
+
+// Members are destroyed in reverse order: the backend before the NFS view it reads through.
+struct OpenedStore {
+  std::unique_ptr<NfsView> nfs_view;  // set for nfs:// and http[s]://
+  std::unique_ptr<storage_backend::Backend> backend;
+  std::string description;  // the store as logged at start
+};
+
+// Opens the shared store as `flags.store` names it (see slackerd --help).
+Result<OpenedStore> OpenStore(os::Os& os, const StoreFlags& flags);
+
+// The slacker-nfs-fuse binary: `flag`, else beside this binary (installed), else the
+// build tree's nfs_bridge/, else PATH.
+std::string BridgePath(const std::string& flag);
+
+}  // namespace slacker::cmd

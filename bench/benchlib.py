@@ -275,8 +275,8 @@ def gnuplot_script(report, datadir, png):
          f"set multiplot layout {nrows},{cols} title '{title}'",
          "set style data histograms", "set style histogram clustered gap 1",
          "set style fill solid 0.9 border -1", "set boxwidth 0.9",
-         "set logscale y", "set grid ytics", "set key top left",
-         "set xtics rotate by -20 scale 0", "set yrange [0.5:*]"]
+         "set logscale y", "set grid ytics", "set key tmargin horizontal",
+         "set xtics scale 0", "set yrange [0.5:*]"]
     for metric, label in PLOT_PANELS:
         unit = "MiB" if metric == "read_bytes" else "ms"
         s.append(f"set title '{label}'")

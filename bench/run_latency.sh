@@ -5,6 +5,7 @@
 # Not the full benchmark (bench/run, HelloBench-lite): one small image, warm caches.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=test/e2e/lib.sh
 . "$here/../test/e2e/lib.sh"
 N=${1:-10}
 e2e_workdir

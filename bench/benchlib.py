@@ -1,0 +1,332 @@
+"""Statistics, the results JSON, the terminal table and the plot for bench/run.
+
+bench/run (bash) measures and appends one line per sample to a TSV file:
+    IMAGE<TAB>DRIVER<TAB>METRIC<TAB>REP<TAB>VALUE
+(METRIC ends in _ms for times, _bytes for sizes). `python3 bench/benchlib.py report
+SAMPLES OUTDIR [--meta JSON]` turns that into OUTDIR/latest.json (the DESIGN.md §8
+format plus p95s and extra phases), prints the table, and draws OUTDIR/latest.png
+with gnuplot. Pure functions here are unit-tested by bench/test_benchlib.py.
+"""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+DRIVERS = ("overlay2", "slacker")
+
+# Times reported per image, in table order: (metric, label).
+TIME_METRICS = (
+    ("push_ms", "push"),
+    ("pull_ms", "pull"),
+    ("create_ms", "create"),
+    ("run_ms", "run-to-ready (cold)"),
+    ("deploy_ms", "deploy = pull+run"),
+    ("dev_cycle_ms", "dev cycle"),
+    ("warm_run_ms", "run-to-ready (warm)"),
+)
+
+# Headline ratios (overlay2 time / slacker time) and the targets of issue 6.
+RATIO_METRICS = (
+    ("push", "push_ms", 100.0),
+    ("pull", "pull_ms", 50.0),
+    ("deploy", "deploy_ms", 5.0),
+    ("dev_cycle", "dev_cycle_ms", 20.0),
+    ("run", "run_ms", None),
+    ("create", "create_ms", None),
+    ("warm_run", "warm_run_ms", 1 / 1.3),
+)
+
+PAPER = {"push": 153, "pull": 72, "deploy": 5, "dev_cycle": 20}
+
+READ_FRACTION_TARGET = 0.10
+
+
+def median(xs):
+    """The median; the mean of the two middle values for an even count."""
+    if not xs:
+        raise ValueError("median of no samples")
+    s = sorted(xs)
+    n = len(s)
+    mid = n // 2
+    return float(s[mid]) if n % 2 else (s[mid - 1] + s[mid]) / 2.0
+
+
+def percentile(xs, p):
+    """The p-th percentile (0..100) by linear interpolation between closest ranks
+    (numpy's default): with few samples p95 lies between the two largest."""
+    if not xs:
+        raise ValueError("percentile of no samples")
+    if not 0 <= p <= 100:
+        raise ValueError(f"percentile {p} outside 0..100")
+    s = sorted(xs)
+    pos = (len(s) - 1) * p / 100.0
+    lo = math.floor(pos)
+    hi = math.ceil(pos)
+    return float(s[lo] + (s[hi] - s[lo]) * (pos - lo))
+
+
+def ratio(overlay2, slacker):
+    """overlay2 time / slacker time (higher is better for slacker); None when either
+    is missing or slacker's is not positive."""
+    if overlay2 is None or slacker is None or slacker <= 0:
+        return None
+    return overlay2 / slacker
+
+
+def geomean(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None
+    if any(x <= 0 for x in xs):
+        raise ValueError("geometric mean of a non-positive value")
+    return math.exp(sum(math.log(x) for x in xs) / len(xs))
+
+
+def parse_samples(lines):
+    """TSV lines -> {image: {driver: {metric: [values in rep order]}}}, images in
+    first-seen order. Blank lines and '#' comments are skipped; a malformed line
+    raises ValueError naming it."""
+    out = {}
+    for i, line in enumerate(lines, 1):
+        line = line.rstrip("\n")
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) != 5:
+            raise ValueError(f"samples line {i}: expected 5 tab-separated fields: {line!r}")
+        image, driver, metric, rep, value = parts
+        if driver not in DRIVERS:
+            raise ValueError(f"samples line {i}: unknown driver {driver!r}")
+        try:
+            rep_n, v = int(rep), float(value)
+        except ValueError:
+            raise ValueError(f"samples line {i}: bad rep or value: {line!r}") from None
+        reps = out.setdefault(image, {}).setdefault(driver, {}).setdefault(metric, {})
+        if rep_n in reps:
+            raise ValueError(f"samples line {i}: duplicate {image}/{driver}/{metric} rep {rep}")
+        reps[rep_n] = v
+    return {img: {d: {m: [r[k] for k in sorted(r)] for m, r in ms.items()}
+                  for d, ms in ds.items()} for img, ds in out.items()}
+
+
+def build_report(samples, meta=None):
+    """The results dict (DESIGN.md §8): images.NAME.DRIVER.{metric: median}, plus
+    `p95` and `n` per driver, `read_fraction`, per-image `ratios`, and the headline
+    `ratios` (geometric mean over images of the per-image ratios of medians),
+    `ratios_total` (sum of medians over images, overlay2 / slacker) and `targets`."""
+    report = {"images": {}, "ratios": {}, "ratios_total": {}, "targets": {}}
+    if meta:
+        report["meta"] = meta
+    for image, by_driver in samples.items():
+        entry = {}
+        for driver, metrics in by_driver.items():
+            d = {"p95": {}, "n": {}}
+            for metric, values in sorted(metrics.items()):
+                d[metric] = median(values)
+                d["p95"][metric] = percentile(values, 95)
+                d["n"][metric] = len(values)
+            if d.get("image_bytes"):
+                if "read_bytes" in d:
+                    d["read_fraction"] = d["read_bytes"] / d["image_bytes"]
+            entry[driver] = d
+        ratios = {}
+        for name, metric, _ in RATIO_METRICS:
+            r = ratio(entry.get("overlay2", {}).get(metric), entry.get("slacker", {}).get(metric))
+            if r is not None:
+                ratios[name] = r
+        entry["ratios"] = ratios
+        report["images"][image] = entry
+    for name, metric, target in RATIO_METRICS:
+        per_image = [e["ratios"].get(name) for e in report["images"].values()]
+        per_image = [r for r in per_image if r is not None]
+        if per_image:
+            report["ratios"][name] = geomean(per_image)
+        tot = {}
+        for driver in DRIVERS:
+            vals = [e.get(driver, {}).get(metric) for e in report["images"].values()
+                    if name in e["ratios"]]
+            tot[driver] = sum(vals) if vals else None
+        r = ratio(tot["overlay2"], tot["slacker"])
+        if r is not None:
+            report["ratios_total"][name] = r
+        if target is not None and name in report["ratios"]:
+            report["targets"][name] = {"target": target, "value": report["ratios"][name],
+                                       "met": report["ratios"][name] >= target}
+    fractions = [e["slacker"]["read_fraction"] for e in report["images"].values()
+                 if "read_fraction" in e.get("slacker", {})]
+    if fractions:
+        worst = max(fractions)
+        report["targets"]["startup_read_fraction"] = {
+            "target": READ_FRACTION_TARGET, "value": worst, "met": worst <= READ_FRACTION_TARGET}
+    return report
+
+
+def _fmt_ms(v):
+    if v is None:
+        return "-"
+    if v >= 10000:
+        return f"{v / 1000:.1f}s"
+    return f"{v:.0f}"
+
+
+def _fmt_bytes(v):
+    if v is None:
+        return "-"
+    for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if v >= div:
+            return f"{v / div:.1f}{unit}"
+    return f"{v:.0f}B"
+
+
+def _fmt_ratio(r):
+    if r is None:
+        return "-"
+    return f"{r:.1f}x" if r < 100 else f"{r:.0f}x"
+
+
+def format_table(report):
+    """The terminal table: per image and phase, median (p95) per driver, ratio."""
+    rows = [("image", "phase", "overlay2 ms med (p95)", "slacker ms med (p95)", "o2/slk")]
+    for image, e in report["images"].items():
+        ov, sk = e.get("overlay2", {}), e.get("slacker", {})
+        for metric, label in TIME_METRICS:
+            if metric not in ov and metric not in sk:
+                continue
+            cells = []
+            for d in (ov, sk):
+                if metric in d:
+                    cells.append(f"{_fmt_ms(d[metric])} ({_fmt_ms(d['p95'][metric])})")
+                else:
+                    cells.append("-")
+            rows.append((image, label, cells[0], cells[1],
+                         _fmt_ratio(ratio(ov.get(metric), sk.get(metric)))))
+        if "read_bytes" in ov or "read_bytes" in sk:
+            cells = []
+            for d in (ov, sk):
+                if "read_bytes" in d:
+                    frac = d.get("read_fraction")
+                    pct = f" {100 * frac:.1f}%" if frac is not None else ""
+                    cells.append(f"{_fmt_bytes(d['read_bytes'])}{pct}")
+                else:
+                    cells.append("-")
+            size = ov.get("image_bytes") or sk.get("image_bytes")
+            rows.append((image, f"startup read of {_fmt_bytes(size)}", cells[0], cells[1], ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = []
+    for i, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(widths[j]) if j < 2 else c.rjust(widths[j])
+                               for j, c in enumerate(r)))
+        if i == 0:
+            lines.append("-" * len(lines[0]))
+    lines.append("")
+    lines.append("ratios overlay2/slacker (geometric mean over images; total = sum of medians):")
+    for name, _, target in RATIO_METRICS:
+        if name not in report["ratios"]:
+            continue
+        line = f"  {name:<10} {_fmt_ratio(report['ratios'][name]):>7}"
+        line += f"  total {_fmt_ratio(report['ratios_total'].get(name)):>7}"
+        if name in PAPER:
+            line += f"  paper {PAPER[name]}x"
+        t = report["targets"].get(name)
+        if t:
+            line += f"  target >= {_fmt_ratio(t['target'])}: {'MET' if t['met'] else 'NOT MET'}"
+        lines.append(line)
+    t = report["targets"].get("startup_read_fraction")
+    if t:
+        lines.append(f"  slacker startup read, worst image: {100 * t['value']:.1f}% of the image"
+                     f"  target <= {100 * t['target']:.0f}%: {'MET' if t['met'] else 'NOT MET'}")
+    return "\n".join(lines)
+
+
+PLOT_PANELS = [(m, label) for m, label in TIME_METRICS] + [("read_bytes", "startup read (MiB)")]
+
+
+def plot_data(report, metric):
+    """Rows 'image overlay2 slacker' for one panel (times in ms, bytes in MiB);
+    a missing value is '?', which gnuplot skips."""
+    rows = []
+    for image, e in report["images"].items():
+        vals = []
+        for d in DRIVERS:
+            v = e.get(d, {}).get(metric)
+            if v is not None and metric == "read_bytes":
+                v = v / (1 << 20)
+            # log scale: a zero would vanish; show it at the bottom of the axis.
+            vals.append("?" if v is None else f"{max(v, 0.01):.3f}")
+        rows.append(f'"{image}" {vals[0]} {vals[1]}')
+    return "\n".join(rows) + "\n"
+
+
+def gnuplot_script(report, datadir, png):
+    cols = 2
+    n = len(PLOT_PANELS)
+    nrows = (n + cols - 1) // cols
+    title = "slacker vs overlay2 (medians, log scale)"
+    meta = report.get("meta", {})
+    if meta.get("date"):
+        title += f" - {meta['date']}"
+    if meta.get("mode"):
+        title += f" - {meta['mode']}"
+    s = [f"set terminal pngcairo size 1400,{360 * nrows} font 'DejaVu Sans,10'",
+         f"set output '{png}'",
+         f"set multiplot layout {nrows},{cols} title '{title}'",
+         "set style data histograms", "set style histogram clustered gap 1",
+         "set style fill solid 0.9 border -1", "set boxwidth 0.9",
+         "set logscale y", "set grid ytics", "set key tmargin horizontal",
+         "set xtics scale 0", "set yrange [0.5:*]"]
+    for metric, label in PLOT_PANELS:
+        unit = "MiB" if metric == "read_bytes" else "ms"
+        s.append(f"set title '{label}'")
+        s.append(f"set ylabel '{unit}'")
+        if metric == "read_bytes":
+            s.append("set yrange [0.01:*]")
+        s.append(f"plot '{datadir}/{metric}.dat' using 2:xtic(1) title 'overlay2' lc rgb '#d95f02', "
+                 f"'' using 3 title 'slacker' lc rgb '#1b9e77'")
+    s.append("unset multiplot")
+    return "\n".join(s) + "\n"
+
+
+def draw_plot(report, outdir):
+    png = os.path.join(outdir, "latest.png")
+    if not shutil.which("gnuplot"):
+        print("bench: gnuplot missing (apt-get install gnuplot-nox); no plot drawn", file=sys.stderr)
+        return None
+    datadir = os.path.join(outdir, "plotdata")
+    os.makedirs(datadir, exist_ok=True)
+    for metric, _ in PLOT_PANELS:
+        with open(os.path.join(datadir, f"{metric}.dat"), "w") as f:
+            f.write(plot_data(report, metric))
+    script = os.path.join(datadir, "plot.gp")
+    with open(script, "w") as f:
+        f.write(gnuplot_script(report, datadir, png))
+    subprocess.run(["gnuplot", script], check=True)
+    return png
+
+
+def main(argv):
+    if len(argv) < 4 or argv[1] != "report":
+        print("usage: benchlib.py report SAMPLES.tsv OUTDIR [META_JSON]", file=sys.stderr)
+        return 2
+    with open(argv[2]) as f:
+        samples = parse_samples(f)
+    meta = json.loads(argv[4]) if len(argv) > 4 else None
+    report = build_report(samples, meta)
+    report["samples"] = samples
+    outdir = argv[3]
+    os.makedirs(outdir, exist_ok=True)
+    tmp = os.path.join(outdir, "latest.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(report, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, os.path.join(outdir, "latest.json"))
+    print(format_table(report))
+    png = draw_plot(report, outdir)
+    print(f"\nwrote {os.path.join(outdir, 'latest.json')}" + (f" and {png}" if png else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

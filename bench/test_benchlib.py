@@ -1,0 +1,157 @@
+"""Unit tests of bench/benchlib.py (ctest -L unit: bench_benchlib)."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
+
+class StatsTest(unittest.TestCase):
+    def test_median_odd_even_unsorted(self):
+        self.assertEqual(benchlib.median([5, 1, 3]), 3)
+        self.assertEqual(benchlib.median([4, 1, 3, 2]), 2.5)
+        self.assertEqual(benchlib.median([7]), 7)
+
+    def test_median_empty_raises(self):
+        with self.assertRaises(ValueError):
+            benchlib.median([])
+
+    def test_percentile_interpolates(self):
+        xs = [10, 20, 30, 40, 50]
+        self.assertEqual(benchlib.percentile(xs, 0), 10)
+        self.assertEqual(benchlib.percentile(xs, 100), 50)
+        self.assertEqual(benchlib.percentile(xs, 50), 30)
+        # (5-1)*0.95 = 3.8: 40 + 0.8*10
+        self.assertAlmostEqual(benchlib.percentile(xs, 95), 48.0)
+        self.assertAlmostEqual(benchlib.percentile([1, 2], 95), 1.95)
+        self.assertEqual(benchlib.percentile([3], 95), 3)
+
+    def test_percentile_bad_input(self):
+        with self.assertRaises(ValueError):
+            benchlib.percentile([], 95)
+        with self.assertRaises(ValueError):
+            benchlib.percentile([1], 101)
+
+    def test_ratio(self):
+        self.assertEqual(benchlib.ratio(1000, 10), 100)
+        self.assertIsNone(benchlib.ratio(1000, 0))
+        self.assertIsNone(benchlib.ratio(None, 5))
+        self.assertIsNone(benchlib.ratio(5, None))
+
+    def test_geomean(self):
+        self.assertAlmostEqual(benchlib.geomean([2, 8]), 4)
+        self.assertAlmostEqual(benchlib.geomean([100, None, 1]), 10)
+        self.assertIsNone(benchlib.geomean([]))
+        with self.assertRaises(ValueError):
+            benchlib.geomean([0, 1])
+
+
+def tsv(rows):
+    return ["\t".join(str(c) for c in r) + "\n" for r in rows]
+
+
+class ParseTest(unittest.TestCase):
+    def test_parse_orders_by_rep(self):
+        s = benchlib.parse_samples(tsv([
+            ("a", "slacker", "push_ms", 2, 20),
+            ("a", "slacker", "push_ms", 1, 10),
+            ("b", "overlay2", "pull_ms", 1, 5),
+        ]) + ["# comment\n", "\n"])
+        self.assertEqual(list(s), ["a", "b"])
+        self.assertEqual(s["a"]["slacker"]["push_ms"], [10, 20])
+
+    def test_parse_rejects_garbage(self):
+        for bad in (["a\tslacker\tpush_ms\t1\n"],
+                    ["a\taufs\tpush_ms\t1\t3\n"],
+                    ["a\tslacker\tpush_ms\tone\t3\n"],
+                    tsv([("a", "slacker", "push_ms", 1, 3), ("a", "slacker", "push_ms", 1, 4)])):
+            with self.assertRaises(ValueError, msg=bad):
+                benchlib.parse_samples(bad)
+
+
+def sample_set():
+    rows = []
+    for rep, (o, s) in enumerate([(1000, 10), (3000, 30), (2000, 20), (9000, 10), (2500, 25)], 1):
+        rows += [("img", "overlay2", "push_ms", rep, o), ("img", "slacker", "push_ms", rep, s)]
+        rows += [("img", "overlay2", "pull_ms", rep, 500), ("img", "slacker", "pull_ms", rep, 100)]
+        rows += [("img", "overlay2", "read_bytes", rep, 1000), ("img", "slacker", "read_bytes", rep, 50)]
+        rows += [("img", "overlay2", "image_bytes", rep, 1000), ("img", "slacker", "image_bytes", rep, 1000)]
+    rows += [("two", "overlay2", "push_ms", 1, 100), ("two", "slacker", "push_ms", 1, 100)]
+    return benchlib.parse_samples(tsv(rows))
+
+
+class ReportTest(unittest.TestCase):
+    def test_medians_p95_and_ratios(self):
+        r = benchlib.build_report(sample_set(), {"mode": "test"})
+        img = r["images"]["img"]
+        self.assertEqual(img["overlay2"]["push_ms"], 2500)
+        self.assertEqual(img["slacker"]["push_ms"], 20)
+        self.assertAlmostEqual(img["overlay2"]["p95"]["push_ms"], 3000 + 0.8 * 6000)
+        self.assertEqual(img["overlay2"]["n"]["push_ms"], 5)
+        self.assertEqual(img["ratios"]["push"], 125)
+        self.assertEqual(img["ratios"]["pull"], 5)
+        self.assertAlmostEqual(img["slacker"]["read_fraction"], 0.05)
+        # headline: geometric mean over images (125 and 1) -> sqrt(125)
+        self.assertAlmostEqual(r["ratios"]["push"], 125 ** 0.5)
+        # total: (2500 + 100) / (20 + 100)
+        self.assertAlmostEqual(r["ratios_total"]["push"], 2600 / 120)
+        self.assertFalse(r["targets"]["push"]["met"])
+        self.assertFalse(r["targets"]["pull"]["met"])
+        self.assertTrue(r["targets"]["startup_read_fraction"]["met"])
+        self.assertNotIn("deploy", r["ratios"])
+        self.assertEqual(r["meta"]["mode"], "test")
+
+    def test_design_contract_keys(self):
+        r = benchlib.build_report(sample_set())
+        for key in ("push_ms", "pull_ms", "read_bytes", "image_bytes"):
+            self.assertIn(key, r["images"]["img"]["slacker"])
+        json.dumps(r)  # serializable
+
+    def test_table_mentions_ratio_and_target(self):
+        t = benchlib.format_table(benchlib.build_report(sample_set()))
+        self.assertIn("125x", t)
+        self.assertIn("NOT MET", t)
+        self.assertIn("paper 153x", t)
+
+    def test_plot_data_marks_missing(self):
+        r = benchlib.build_report(sample_set())
+        d = benchlib.plot_data(r, "pull_ms")
+        self.assertIn('"img" 500.000 100.000', d)
+        self.assertIn('"two" ? ?', d)
+
+
+class CommandLineTest(unittest.TestCase):
+    def test_report_writes_json(self):
+        with tempfile.TemporaryDirectory() as d:
+            samples = os.path.join(d, "s.tsv")
+            with open(samples, "w") as f:
+                f.writelines(tsv([("x", "overlay2", "push_ms", 1, 400),
+                                  ("x", "slacker", "push_ms", 1, 4)]))
+            env = dict(os.environ, PATH="/nonexistent")  # no gnuplot: JSON only
+            p = subprocess.run([sys.executable, benchlib.__file__, "report", samples, d, '{"mode":"t"}'],
+                               capture_output=True, text=True, env=env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(os.path.join(d, "latest.json")) as f:
+                r = json.load(f)
+            self.assertAlmostEqual(r["ratios"]["push"], 100)
+            self.assertEqual(r["samples"]["x"]["slacker"]["push_ms"], [4])
+            self.assertIn("100x", p.stdout)
+
+    def test_report_rejects_bad_samples(self):
+        with tempfile.TemporaryDirectory() as d:
+            samples = os.path.join(d, "s.tsv")
+            with open(samples, "w") as f:
+                f.write("not a sample\n")
+            p = subprocess.run([sys.executable, benchlib.__file__, "report", samples, d],
+                               capture_output=True, text=True)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertFalse(os.path.exists(os.path.join(d, "latest.json")))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -12,11 +12,7 @@
 # Last: dockerd itself killed with SIGKILL while containers run, then started again.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-SLACKERCTL=${SLACKERCTL:-$REPO/build/ctl/slackerctl}
-[ -x "$SLACKERCTL" ] || {
-  echo "e2e: $SLACKERCTL not built (set SLACKERCTL=)" >&2
-  exit 2
-}
+require_slackerctl
 e2e_workdir
 
 A=slk$$c

@@ -41,6 +41,16 @@ REGISTRY_BIN=/usr/bin/docker-registry
 # Classic builder: Debian's CLI has no buildx, and BuildKit needs it.
 export DOCKER_BUILDKIT=0
 
+# require_slackerctl: sets SLACKERCTL (default $REPO/build/ctl/slackerctl) and exits 2
+# with a clear message if it is not built.
+require_slackerctl() {
+  SLACKERCTL=${SLACKERCTL:-$REPO/build/ctl/slackerctl}
+  [ -x "$SLACKERCTL" ] || {
+    echo "e2e: $SLACKERCTL not built (set SLACKERCTL=)" >&2
+    exit 2
+  }
+}
+
 E2E_PASSED=0
 E2E_FAILED=0
 E2E_SKIPPED=0

@@ -7,8 +7,7 @@
 # everything referenced and lists a snapshot once its image and registry tag are gone.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-SLACKERCTL=${SLACKERCTL:-$REPO/build/ctl/slackerctl}
-[ -x "$SLACKERCTL" ] || { echo "e2e: $SLACKERCTL not built (set SLACKERCTL=)" >&2; exit 2; }
+require_slackerctl
 e2e_workdir
 
 A=slk$$a

@@ -45,7 +45,8 @@ case_push_base_as_standard_tar() {
 }
 
 case_a_commits_and_pushes_a_reference() {
-  dk wa run --name c1 --network none "$REG/base:1" sh -c 'echo from-a > /data-a; mkdir -p /srv; echo v1 > /srv/app' >/dev/null
+  dk wa run --name c1 --network none "$REG/base:1" sh -c \
+    'echo from-a > /data-a; mkdir -p /srv; echo v1 > /srv/app; dd if=/dev/urandom of=/blob bs=1M count=2 2>/dev/null' >/dev/null
   dk wa commit c1 "$REG/app:v1" >/dev/null
   dk wa push "$REG/app:v1" >/dev/null
   local sizes top
@@ -53,6 +54,18 @@ case_a_commits_and_pushes_a_reference() {
   top=${sizes##* }
   e2e_log "app:v1 layer blob sizes: $sizes"
   [ "$top" -lt 4096 ] || fail "the committed layer should be a reference tar of a few KiB, got $top bytes"
+  expect_top_layer_size wa "$REG/app:v1"
+}
+
+# expect_top_layer_size WORKER IMAGE: the committed layer (2 MiB written, a few small
+# files) is reported with about its size: the driver derives it from the snapshot's
+# superblock, and a worker applying the reference takes it from the reference.
+expect_top_layer_size() {
+  local size
+  size=$(dk "$1" history --human=false --format '{{.Size}}' "$2" | head -1)
+  e2e_log "$1: size of the top layer of $2: $size bytes"
+  [ "$size" -ge 2097152 ] && [ "$size" -le 2621440 ] ||
+    fail "$1 reports the top layer of $2 as $size bytes; 2 MiB and a few small files were written"
 }
 
 case_b_pulls_without_copying_and_runs() {
@@ -69,6 +82,7 @@ case_b_pulls_without_copying_and_runs() {
   after=$(store_used_kib)
   e2e_log "store used before/after pulling app:v1 on B: ${before} KiB / ${after} KiB"
   [ $((after - before)) -lt 1024 ] || fail "pulling a reference layer copied data: $((after - before)) KiB"
+  expect_top_layer_size wb "$REG/app:v1"
   out=$(dk wb run --rm --network none "$REG/app:v1" cat /data-a /srv/app)
   assert_eq "from-a
 v1" "$out" "content on worker B"

@@ -25,6 +25,7 @@ TIME_METRICS = (
     ("run_ms", "run-to-ready (cold)"),
     ("deploy_ms", "deploy = pull+run"),
     ("dev_cycle_ms", "dev cycle"),
+    ("dev_fresh_cycle_ms", "dev cycle, fresh worker"),
     ("warm_run_ms", "run-to-ready (warm)"),
 )
 
@@ -34,12 +35,16 @@ RATIO_METRICS = (
     ("pull", "pull_ms", 50.0),
     ("deploy", "deploy_ms", 5.0),
     ("dev_cycle", "dev_cycle_ms", 20.0),
+    ("dev_cycle_fresh", "dev_fresh_cycle_ms", 20.0),
     ("run", "run_ms", None),
     ("create", "create_ms", None),
     ("warm_run", "warm_run_ms", 1 / 1.3),
 )
 
-PAPER = {"push": 153, "pull": 72, "deploy": 5, "dev_cycle": 20}
+# The paper's development cycle pushes and pulls whole images (an empty registry, a
+# fresh worker): our dev_cycle_fresh. dev_cycle (the other worker has the base image) has
+# no counterpart there; the paper's 20x is shown beside both.
+PAPER = {"push": 153, "pull": 72, "deploy": 5, "dev_cycle": 20, "dev_cycle_fresh": 20}
 
 READ_FRACTION_TARGET = 0.10
 

@@ -231,7 +231,7 @@ def format_table(report):
     for name, _, target in RATIO_METRICS:
         if name not in report["ratios"]:
             continue
-        line = f"  {name:<10} {_fmt_ratio(report['ratios'][name]):>7}"
+        line = f"  {name:<15} {_fmt_ratio(report['ratios'][name]):>7}"
         line += f"  total {_fmt_ratio(report['ratios_total'].get(name)):>7}"
         if name in PAPER:
             line += f"  paper {PAPER[name]}x"

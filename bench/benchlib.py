@@ -133,10 +133,15 @@ def build_report(samples, meta=None):
                 d[metric] = median(values)
                 d["p95"][metric] = percentile(values, 95)
                 d["n"][metric] = len(values)
-            if d.get("image_bytes"):
-                if "read_bytes" in d:
-                    d["read_fraction"] = d["read_bytes"] / d["image_bytes"]
             entry[driver] = d
+        # One denominator for both drivers: the image's size as overlay2 reports it (the
+        # files' bytes). slacker reports its layers' file-system blocks, metadata
+        # included (~10% more), which would flatter its fraction.
+        size = entry.get("overlay2", {}).get("image_bytes")
+        for d in entry.values():
+            denom = size or d.get("image_bytes")
+            if denom and "read_bytes" in d:
+                d["read_fraction"] = d["read_bytes"] / denom
         ratios = {}
         for name, metric, _ in RATIO_METRICS:
             r = ratio(entry.get("overlay2", {}).get(metric), entry.get("slacker", {}).get(metric))

@@ -106,6 +106,15 @@ class ReportTest(unittest.TestCase):
         self.assertNotIn("deploy", r["ratios"])
         self.assertEqual(r["meta"]["mode"], "test")
 
+    def test_read_fraction_is_of_overlay2s_image_size_for_both(self):
+        rows = [("img", "overlay2", "read_bytes", 1, 10), ("img", "overlay2", "image_bytes", 1, 1000),
+                ("img", "slacker", "read_bytes", 1, 20), ("img", "slacker", "image_bytes", 1, 2000),
+                ("solo", "slacker", "read_bytes", 1, 30), ("solo", "slacker", "image_bytes", 1, 300)]
+        r = benchlib.build_report(benchlib.parse_samples(tsv(rows)))
+        self.assertAlmostEqual(r["images"]["img"]["overlay2"]["read_fraction"], 0.01)
+        self.assertAlmostEqual(r["images"]["img"]["slacker"]["read_fraction"], 0.02)
+        self.assertAlmostEqual(r["images"]["solo"]["slacker"]["read_fraction"], 0.1)
+
     def test_design_contract_keys(self):
         r = benchlib.build_report(sample_set())
         for key in ("push_ms", "pull_ms", "read_bytes", "image_bytes"):

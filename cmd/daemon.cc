@@ -66,16 +66,6 @@ std::string DefaultHostId(const std::string& suffix) {
   return std::string(host) + suffix;
 }
 
-sigset_t BlockStopSignals() {
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-  return stop;
-}
-
 Result<std::string> ReadClusterKey(const std::string& path) {
   SLACKER_ASSIGN_OR_RETURN(std::string key, ReadFileToString(path));
   while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();

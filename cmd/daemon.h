@@ -1,9 +1,7 @@
 // What slacker's daemons (slackerd, slacker-snapshotter) share at start-up: long-option
-// parsing, the host id, stop signals, the cluster key, and opening the shared store in
+// parsing, the host id, the cluster key, and opening the shared store in
 // all its forms (embedded, a mounted directory, nfs://, a snapshot service http[s]://).
 #pragma once
-
-#include <signal.h>
 
 #include <map>
 #include <memory>
@@ -25,10 +23,6 @@ bool ParseLongOptions(int argc, char** argv, int first, const std::map<std::stri
 
 // The hostname followed by `suffix`.
 std::string DefaultHostId(const std::string& suffix = "");
-
-// Blocks SIGTERM and SIGINT in this thread and all it starts (the main thread sigwait()s
-// for the returned set) and ignores SIGPIPE.
-sigset_t BlockStopSignals();
 
 // The key in `path` without trailing newlines; EINVAL if it is empty.
 Result<std::string> ReadClusterKey(const std::string& path);

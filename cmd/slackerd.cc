@@ -11,6 +11,7 @@
 #include "common/fault.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "driver/slacker_driver.h"
 #include "os/os.h"
 #include "plugin/metrics_server.h"
@@ -98,7 +99,7 @@ int main(int argc, char** argv) {
   if (flags.store.host_id.empty()) flags.store.host_id = cmd::DefaultHostId();
 
   // Block the stop signals in every thread; the main thread waits for them.
-  sigset_t stop = cmd::BlockStopSignals();
+  sigset_t stop = BlockStopSignals();
 
   if (const char* faults = std::getenv("SLACKER_FAULT"); faults && *faults) {
     fault::Armed("");  // read SLACKER_FAULT now, once
@@ -138,9 +139,7 @@ int main(int argc, char** argv) {
                         {"store", store->description}, {"host_id", flags.store.host_id},
                         {"backend", backend.Describe()}});
 
-  int sig = 0;
-  sigwait(&stop, &sig);
-  log::Info("stopping", {{"signal", strsignal(sig)}});
+  WaitForStopSignal(stop);
   server.Stop();
   if (metrics_server) metrics_server->Stop();
   if (store->nfs_view) store->nfs_view->Close();

@@ -12,6 +12,7 @@
 #include "cmd/daemon.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
 #include "driver/slacker_driver.h"
 #include "os/os.h"
@@ -144,7 +145,7 @@ int main(int argc, char** argv) {
   }
   log::SetLevel(level);
   if (flags.store.host_id.empty()) flags.store.host_id = cmd::DefaultHostId("-ctrd");
-  sigset_t stop = cmd::BlockStopSignals();
+  sigset_t stop = BlockStopSignals();
 
   auto os = os::NewRealOs();
   Status s = MakeDirs(flags.store.state, 0700);
@@ -182,9 +183,7 @@ int main(int argc, char** argv) {
   log::Info("started", {{"address", flags.address}, {"state", flags.store.state},
                         {"store", store->description}, {"host_id", flags.store.host_id},
                         {"backend", backend.Describe()}});
-  int sig = 0;
-  sigwait(&stop, &sig);
-  log::Info("stopping", {{"signal", strsignal(sig)}});
+  WaitForStopSignal(stop);
   // Mounts stay: containers may run on them, and the next start adopts them.
   server.Stop();
   if (store->nfs_view) store->nfs_view->Close();

@@ -8,6 +8,7 @@
 
 #include "common/files.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "os/os.h"
 #include "storaged/http_server.h"
 #include "storaged/service.h"
@@ -81,12 +82,7 @@ int main(int argc, char** argv) {
   std::string t = token->substr(0, token->find('\n'));
   while (!t.empty() && t.back() == '\r') t.pop_back();
 
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  sigset_t stop = BlockStopSignals();
 
   auto os = os::NewRealOs();
   auto service = storaged::Service::Open(*os, {root, export_url, t});
@@ -108,9 +104,7 @@ int main(int argc, char** argv) {
   }
   log::Info("storaged_started", {{"listen", fmt::format("{}:{}", sopts.host, server.port())}, {"root", root},
                                  {"export", export_url}, {"tls", cert.empty() ? "off" : "on"}});
-  int sig = 0;
-  sigwait(&stop, &sig);
-  log::Info("storaged_stopping", {{"signal", strsignal(sig)}});
+  WaitForStopSignal(stop, "storaged_");
   server.Stop();
   return 0;
 }

@@ -224,6 +224,8 @@ def format_table(report):
                     cells.append("-")
             size = ov.get("image_bytes") or sk.get("image_bytes")
             rows.append((image, f"startup read of {_fmt_bytes(size)}", cells[0], cells[1], ""))
+        if "warm_read_bytes" in ov or "warm_read_bytes" in sk:
+            rows.append((image, "warm run read", *(_fmt_bytes(d.get("warm_read_bytes")) for d in (ov, sk)), ""))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = []
     for i, r in enumerate(rows):

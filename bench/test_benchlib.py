@@ -115,6 +115,11 @@ class ReportTest(unittest.TestCase):
         self.assertAlmostEqual(r["images"]["img"]["slacker"]["read_fraction"], 0.02)
         self.assertAlmostEqual(r["images"]["solo"]["slacker"]["read_fraction"], 0.1)
 
+    def test_table_shows_the_warm_read(self):
+        rows = [("img", "overlay2", "warm_read_bytes", 1, 0), ("img", "slacker", "warm_read_bytes", 1, 3 << 20)]
+        t = benchlib.format_table(benchlib.build_report(benchlib.parse_samples(tsv(rows))))
+        self.assertRegex(t, r"img +warm run read +0B +3.0MiB")
+
     def test_design_contract_keys(self):
         r = benchlib.build_report(sample_set())
         for key in ("push_ms", "pull_ms", "read_bytes", "image_bytes"):

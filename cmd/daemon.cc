@@ -79,6 +79,40 @@ int StartupFailed(const char* program, const Status& s, const char* what) {
   return 1;
 }
 
+Result<DaemonCore> OpenDaemonCore(const StoreFlags& flags, const std::string& driver_state,
+                                  const std::string& cluster_key_file, std::string* step) {
+  DaemonCore core;
+  core.os = os::NewRealOs();
+  *step = "create state directory";
+  SLACKER_RETURN_IF_ERROR(MakeDirs(flags.state, 0700));
+  *step = "open store";
+  SLACKER_ASSIGN_OR_RETURN(core.store, OpenStore(*core.os, flags));
+  driver::DriverOptions opts;
+  opts.state_dir = driver_state;
+  opts.host_id = flags.host_id;
+  if (!cluster_key_file.empty()) {
+    *step = "read cluster key";
+    SLACKER_ASSIGN_OR_RETURN(opts.cluster_key, ReadClusterKey(cluster_key_file));
+  }
+  *step = "create driver state directory";
+  SLACKER_RETURN_IF_ERROR(MakeDirs(driver_state, 0700));
+  *step = "open driver state";
+  core.cluster_key = opts.cluster_key;
+  SLACKER_ASSIGN_OR_RETURN(core.driver, driver::SlackerDriver::Open(*core.os, *core.store.backend, opts));
+  step->clear();
+  return core;
+}
+
+bool ApplyLogLevel(const char* program, const std::string& value) {
+  log::Level level;
+  if (!log::ParseLevel(value, &level)) {
+    std::fprintf(stderr, "%s: unknown --log-level %s\n", program, value.c_str());
+    return false;
+  }
+  log::SetLevel(level);
+  return true;
+}
+
 std::string BridgePath(const std::string& flag) {
   if (!flag.empty()) return flag;
   char self[4096] = {};

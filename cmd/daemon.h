@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cmd/nfs_view.h"
+#include "driver/slacker_driver.h"
 #include "common/status.h"
 #include "os/os.h"
 #include "storage_backend/backend.h"
@@ -49,6 +50,26 @@ struct OpenedStore {
 
 // Opens the shared store as `flags.store` names it (see slackerd --help).
 Result<OpenedStore> OpenStore(os::Os& os, const StoreFlags& flags);
+
+// What a daemon serves from. Members are destroyed in reverse order: the driver before
+// the store and the Os it uses.
+struct DaemonCore {
+  std::unique_ptr<os::Os> os;
+  OpenedStore store;
+  std::string cluster_key;  // "" without --cluster-key
+  std::unique_ptr<driver::SlackerDriver> driver;
+};
+
+// Creates flags.state, opens the store, reads the cluster key from `cluster_key_file`
+// (none if empty) and opens a SlackerDriver with host id flags.host_id and its state in
+// `driver_state` (created). On failure `*step` names the step that failed ("open store",
+// ...), for StartupFailed.
+Result<DaemonCore> OpenDaemonCore(const StoreFlags& flags, const std::string& driver_state,
+                                  const std::string& cluster_key_file, std::string* step);
+
+// Applies --log-level VALUE; on an unknown value prints "PROGRAM: unknown --log-level
+// VALUE" to stderr and returns false.
+bool ApplyLogLevel(const char* program, const std::string& value);
 
 // The slacker-nfs-fuse binary: `flag`, else beside this binary (installed), else the
 // build tree's nfs_bridge/, else PATH.

@@ -82,12 +82,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "slackerd: %s\n%s", err.c_str(), kUsage);
     return 2;
   }
-  log::Level level;
-  if (!log::ParseLevel(flags.log_level, &level)) {
-    std::fprintf(stderr, "slackerd: unknown --log-level %s\n", flags.log_level.c_str());
-    return 2;
-  }
-  log::SetLevel(level);
+  if (!cmd::ApplyLogLevel("slackerd", flags.log_level)) return 2;
   Result<plugin::MetricsAddress> metrics_at = plugin::MetricsAddress{};
   if (!flags.metrics_listen.empty()) {
     metrics_at = plugin::ParseMetricsAddress(flags.metrics_listen);
@@ -105,44 +100,34 @@ int main(int argc, char** argv) {
     fault::Armed("");  // read SLACKER_FAULT now, once
     log::Warn("fault_points_armed", {{"points", faults}, {"note", "test only: the process SIGKILLs itself there"}});
   }
-  auto os = os::NewRealOs();
-  Status s = MakeDirs(flags.store.state, 0700);
-  if (!s.ok()) return Fail(s, "create state directory");
-  auto store = cmd::OpenStore(*os, flags.store);
-  if (!store.ok()) return Fail(store.status(), "open store");
-  storage_backend::Backend& backend = *store->backend;
-
-  driver::DriverOptions opts;
-  opts.state_dir = flags.store.state;
-  opts.host_id = flags.store.host_id;
-  if (!flags.cluster_key_file.empty()) {
-    auto key = cmd::ReadClusterKey(flags.cluster_key_file);
-    if (!key.ok()) return Fail(key.status(), "read cluster key");
-    opts.cluster_key = *key;
-  }
-  auto drv = driver::SlackerDriver::Open(*os, backend, opts);
-  if (!drv.ok()) return Fail(drv.status(), "open driver state");
+  std::string step;
+  auto core = cmd::OpenDaemonCore(flags.store, flags.store.state, flags.cluster_key_file, &step);
+  if (!core.ok()) return Fail(core.status(), step.c_str());
+  driver::SlackerDriver& drv = *core->driver;
+  const cmd::OpenedStore& store = core->store;
+  storage_backend::Backend& backend = *store.backend;
+  Status s;
 
   plugin::ServerOptions sopts;
   sopts.socket_path = flags.socket;
   std::unique_ptr<plugin::MetricsServer> metrics_server;
   if (!flags.metrics_listen.empty()) {
     sopts.metrics = std::make_shared<plugin::PluginMetrics>();
-    metrics_server = std::make_unique<plugin::MetricsServer>(**drv, sopts.metrics, *metrics_at);
+    metrics_server = std::make_unique<plugin::MetricsServer>(drv, sopts.metrics, *metrics_at);
     s = metrics_server->Start();
     if (!s.ok()) return Fail(s, "listen for metrics");
   }
-  plugin::Server server(**drv, sopts);
+  plugin::Server server(drv, sopts);
   s = server.Start();
   if (!s.ok()) return Fail(s, "listen");
   log::Info("started", {{"socket", flags.socket}, {"state", flags.store.state},
-                        {"store", store->description}, {"host_id", flags.store.host_id},
+                        {"store", store.description}, {"host_id", flags.store.host_id},
                         {"backend", backend.Describe()}});
 
   WaitForStopSignal(stop);
   server.Stop();
   if (metrics_server) metrics_server->Stop();
-  if (store->nfs_view) store->nfs_view->Close();
+  if (store.nfs_view) store.nfs_view->Close();
   log::Info("stopped");
   return 0;
 }

@@ -85,7 +85,6 @@ class SlackerDriver : public GraphDriver {
   Result<std::string> SnapshotLocked(Layer& layer);
   Result<int64_t> DiffBytesAgainstParent(Layer& layer, const std::string& layer_root);
   Result<uint64_t> SnapshotDiffBytes(Layer& layer, const std::string& snap);
-  Result<int64_t> UsedBytesOverBase(Layer& layer, const std::string& snap);
   std::vector<int> LoopsBacking(const std::string& file);
   Result<int64_t> ApplyReference(Layer& layer, const std::string& bytes);
   Result<int64_t> ApplyStandard(Layer& layer, ByteSource& tar);

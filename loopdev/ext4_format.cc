@@ -183,39 +183,4 @@ Status FormatExt4(const std::string& image_path, uint64_t size_bytes, const Ext4
   return Status::Ok();
 }
 
-namespace {
-uint32_t Le32(const unsigned char* p) {
-  return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 | static_cast<uint32_t>(p[2]) << 16 |
-         static_cast<uint32_t>(p[3]) << 24;
-}
-}  // namespace
-
-Result<Ext4Usage> ReadExt4Usage(const std::string& image_file) {
-  // Offsets in struct ext2_super_block (the superblock starts 1024 bytes into the file).
-  constexpr size_t kBlocksLo = 0x04, kFreeLo = 0x0C, kLogBlock = 0x18, kMagic = 0x38;
-  constexpr size_t kIncompat = 0x60, kBlocksHi = 0x150, kFreeHi = 0x158;
-  constexpr uint32_t kIncompat64Bit = 0x80;
-  UniqueFd fd(::open(image_file.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return Errorf(errno, "open {}", image_file);
-  unsigned char sb[1024];
-  ssize_t n;
-  do {
-    n = ::pread(fd.get(), sb, sizeof sb, 1024);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return Errorf(errno, "read the superblock of {}", image_file);
-  if (n != static_cast<ssize_t>(sizeof sb) || (sb[kMagic] | sb[kMagic + 1] << 8) != EXT2_SUPER_MAGIC)
-    return Errorf(EINVAL, "{} holds no ext4 file system (no superblock magic)", image_file);
-  uint32_t log_block = Le32(sb + kLogBlock);
-  if (log_block > 6) return Errorf(EINVAL, "{}: implausible block size 1024<<{}", image_file, log_block);
-  uint64_t blocks = Le32(sb + kBlocksLo), free = Le32(sb + kFreeLo);
-  if (Le32(sb + kIncompat) & kIncompat64Bit) {
-    blocks |= static_cast<uint64_t>(Le32(sb + kBlocksHi)) << 32;
-    free |= static_cast<uint64_t>(Le32(sb + kFreeHi)) << 32;
-  }
-  if (free > blocks)
-    return Errorf(EINVAL, "{}: superblock says {} free of {} blocks", image_file, free, blocks);
-  uint64_t block = 1024ull << log_block;
-  return Ext4Usage{blocks * block, (blocks - free) * block};
-}
-
 }  // namespace slacker::loopdev

@@ -50,16 +50,4 @@ Status GrowExt4(os::Os& os, const std::string& mountpoint, const std::string& im
 // does not fit) come back as EIO carrying resize2fs's message.
 Status ResizeExt4Offline(const std::string& image_file, uint64_t new_size_bytes);
 
-struct Ext4Usage {
-  uint64_t size_bytes = 0;  // blocks x block size
-  uint64_t used_bytes = 0;  // (blocks - free blocks) x block size
-};
-
-// The size and the bytes in use of the ext4 in `image_file`, read from its primary
-// superblock: one 1 KiB read, no library, no mount. The on-disk
-// free count is current once the file system was unmounted or frozen (ext4_freeze
-// commits the superblock from the in-memory counters); while it is mounted and written it
-// lags. EINVAL when the file holds no ext4 superblock.
-Result<Ext4Usage> ReadExt4Usage(const std::string& image_file);
-
 }  // namespace slacker::loopdev

@@ -138,55 +138,38 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "slacker-snapshotter: unexpected argument %s\n%s", flags.args[0].c_str(), kUsage);
     return 2;
   }
-  log::Level level;
-  if (!log::ParseLevel(flags.log_level, &level)) {
-    std::fprintf(stderr, "slacker-snapshotter: unknown --log-level %s\n", flags.log_level.c_str());
-    return 2;
-  }
-  log::SetLevel(level);
+  if (!cmd::ApplyLogLevel("slacker-snapshotter", flags.log_level)) return 2;
   if (flags.store.host_id.empty()) flags.store.host_id = cmd::DefaultHostId("-ctrd");
   sigset_t stop = BlockStopSignals();
 
-  auto os = os::NewRealOs();
-  Status s = MakeDirs(flags.store.state, 0700);
-  if (!s.ok()) return Fail(s, "create state directory");
-  auto store = cmd::OpenStore(*os, flags.store);
-  if (!store.ok()) return Fail(store.status(), "open store");
-  storage_backend::Backend& backend = *store->backend;
-
-  driver::DriverOptions dopts;
-  dopts.state_dir = JoinPath(flags.store.state, "driver");
-  dopts.host_id = flags.store.host_id;
-  if (!flags.cluster_key_file.empty()) {
-    auto key = cmd::ReadClusterKey(flags.cluster_key_file);
-    if (!key.ok()) return Fail(key.status(), "read cluster key");
-    dopts.cluster_key = *key;
-  }
-  s = MakeDirs(dopts.state_dir, 0700);
-  if (!s.ok()) return Fail(s, "create driver state directory");
-  auto drv = driver::SlackerDriver::Open(*os, backend, dopts);
-  if (!drv.ok()) return Fail(drv.status(), "open driver state");
+  std::string step, driver_state = JoinPath(flags.store.state, "driver");
+  auto core = cmd::OpenDaemonCore(flags.store, driver_state, flags.cluster_key_file, &step);
+  if (!core.ok()) return Fail(core.status(), step.c_str());
+  driver::SlackerDriver& drv = *core->driver;
+  const cmd::OpenedStore& store = core->store;
+  storage_backend::Backend& backend = *store.backend;
+  Status s;
 
   snapshotter::ServiceOptions sopts;
   sopts.state_dir = flags.store.state;
   sopts.store_uuid = backend.info().uuid;
-  sopts.cluster_key = dopts.cluster_key;
+  sopts.cluster_key = core->cluster_key;
   sopts.host_id = flags.store.host_id;
-  sopts.driver_layers_dir = JoinPath(dopts.state_dir, "layers");
+  sopts.driver_layers_dir = JoinPath(driver_state, "layers");
   sopts.index = std::make_shared<snapshotter::StoreIndex>(JoinPath(backend.root(), "containerd/names"));
-  auto service = snapshotter::SnapshotService::Open(**drv, sopts);
+  auto service = snapshotter::SnapshotService::Open(drv, sopts);
   if (!service.ok()) return Fail(service.status(), "open snapshot catalog");
 
   snapshotter::GrpcServer server(**service);
   s = server.Start(flags.address);
   if (!s.ok()) return Fail(s, "listen");
   log::Info("started", {{"address", flags.address}, {"state", flags.store.state},
-                        {"store", store->description}, {"host_id", flags.store.host_id},
+                        {"store", store.description}, {"host_id", flags.store.host_id},
                         {"backend", backend.Describe()}});
   WaitForStopSignal(stop);
   // Mounts stay: containers may run on them, and the next start adopts them.
   server.Stop();
-  if (store->nfs_view) store->nfs_view->Close();
+  if (store.nfs_view) store.nfs_view->Close();
   log::Info("stopped");
   return 0;
 }

@@ -150,36 +150,5 @@ TEST_F(Ext4FormatTest, OfflineResizeOfAMissingFileFails) {
   EXPECT_EQ(s.code(), ENOENT) << s.message();
 }
 
-TEST_F(Ext4FormatTest, UsedBytesMatchLibext2fsAndGrowWithAWrittenFile) {
-  ASSERT_TRUE(FormatExt4(image_, 64ull << 20).ok());
-  auto before = ReadExt4Usage(image_);
-  ASSERT_TRUE(before.ok()) << before.status().message();
-  {
-    Ext2Fs e(image_);
-    ASSERT_NE(e.fs, nullptr);
-    uint64_t want = (ext2fs_blocks_count(e.fs->super) - ext2fs_free_blocks_count(e.fs->super)) * 4096;
-    EXPECT_EQ(before->used_bytes, want);
-    EXPECT_EQ(before->size_bytes, 64ull << 20);
-    EXPECT_GT(before->used_bytes, 0u);  // the journal, bitmaps and inode tables are in use
-  }
-  std::string src = dir_ + "/src";
-  ASSERT_TRUE(AtomicWriteFile(src, std::string(1 << 20, 'x'), false).ok());
-  auto out = RunTool({"debugfs", "-w", "-R", "write " + src + " f", image_});
-  ASSERT_TRUE(out.ok() && out->exit_code == 0) << (out.ok() ? out->stderr_text : out.status().message());
-  auto after = ReadExt4Usage(image_);
-  ASSERT_TRUE(after.ok()) << after.status().message();
-  EXPECT_GE(after->used_bytes - before->used_bytes, 1u << 20);
-  EXPECT_LE(after->used_bytes - before->used_bytes, (1u << 20) + (64u << 10)) << "data plus at most a few metadata blocks";
-}
-
-TEST_F(Ext4FormatTest, UsedBytesOfSomethingElseIsAClearError) {
-  ASSERT_TRUE(AtomicWriteFile(image_, std::string(4096, 'x'), false).ok());
-  auto r = ReadExt4Usage(image_);
-  EXPECT_EQ(r.status().code(), EINVAL) << r.status().message();
-  ASSERT_TRUE(AtomicWriteFile(image_, std::string(100, '\0'), false).ok());
-  EXPECT_EQ(ReadExt4Usage(image_).status().code(), EINVAL) << "shorter than a superblock";
-  EXPECT_EQ(ReadExt4Usage(dir_ + "/missing.img").status().code(), ENOENT);
-}
-
 }  // namespace
 }  // namespace slacker::loopdev

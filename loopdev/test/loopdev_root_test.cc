@@ -153,26 +153,6 @@ TEST_F(LoopdevRootTest, FreezeFicloneThawGivesAMountableSnapshotWithTheData) {
   EXPECT_EQ(*ReadFileToString(mnt + "/data"), "written after");
 }
 
-// The driver sizes a committed layer from the superblock of its snapshot, which is taken
-// while the volume is frozen: freezing must have written the current free count.
-TEST_F(LoopdevRootTest, FreezeWritesTheUsedBytesToTheSuperblock) {
-  FreshExt4(256ull << 20);
-  auto m = MountedImage::Mount(*os_, image_, mnt_);
-  ASSERT_TRUE(m.ok()) << m.status().message();
-  auto before = ReadExt4Usage(image_);
-  ASSERT_TRUE(before.ok()) << before.status().message();
-  ASSERT_TRUE(AtomicWriteFile(mnt_ + "/f", std::string(8 << 20, 'x'), false).ok());
-  {
-    auto frozen = FrozenFs::Freeze(*os_, mnt_);
-    ASSERT_TRUE(frozen.ok()) << frozen.status().message();
-    auto during = ReadExt4Usage(image_);
-    ASSERT_TRUE(during.ok()) << during.status().message();
-    EXPECT_GE(during->used_bytes - before->used_bytes, 8u << 20);
-    EXPECT_LE(during->used_bytes - before->used_bytes, 9u << 20);
-    ASSERT_TRUE(frozen->Thaw().ok());
-  }
-}
-
 TEST_F(LoopdevRootTest, FindLoopsBackingFindsTheRealLoopAndWritesAreCounted) {
   FreshExt4(256ull << 20);
   auto m = MountedImage::Mount(*os_, image_, mnt_);

@@ -1,6 +1,6 @@
 set terminal pngcairo size 1400,1800 font 'DejaVu Sans,10'
 set output '/work/main/bench/results/latest.png'
-set multiplot layout 5,2 title 'slacker vs overlay2 (medians, log scale) - 2026-11-23 14:34 UTC - full'
+set multiplot layout 5,2 title 'slacker vs overlay2 (medians, log scale) - 2026-11-23 15:43 UTC - full'
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.9 border -1

@@ -7,6 +7,7 @@
 #include <set>
 #include <string>
 
+#include "common/files.h"
 #include "common/log.h"
 
 namespace slacker::fault {
@@ -14,17 +15,9 @@ namespace {
 
 const std::set<std::string, std::less<>>& ArmedPoints() {
   static const std::set<std::string, std::less<>> points = [] {
-    std::set<std::string, std::less<>> out;
     const char* env = std::getenv("SLACKER_FAULT");
-    std::string list = env ? env : "";
-    size_t start = 0;
-    while (start <= list.size()) {
-      size_t comma = list.find(',', start);
-      if (comma == std::string::npos) comma = list.size();
-      if (comma > start) out.insert(list.substr(start, comma - start));
-      start = comma + 1;
-    }
-    return out;
+    auto names = SplitNonEmpty(env ? env : "", ',');
+    return std::set<std::string, std::less<>>(names.begin(), names.end());
   }();
   return points;
 }

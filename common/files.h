@@ -29,5 +29,7 @@ std::string RandomHex(size_t nbytes);
 std::string JoinPath(std::string_view a, std::string_view b);
 // Parses sizes like "50M", "10G", "4096", "1.5GiB" (binary units, as docker's RAMInBytes).
 Result<uint64_t> ParseSize(std::string_view text);
+// The pieces of `text` between `sep`s, empty ones dropped: "a,,b," gives {"a", "b"}.
+std::vector<std::string> SplitNonEmpty(std::string_view text, char sep);
 
 }  // namespace slacker

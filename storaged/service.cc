@@ -36,16 +36,7 @@ bool SameSecret(const std::string& a, const std::string& b) {
 }
 
 std::vector<std::string> SplitPath(const std::string& target) {
-  std::string path = target.substr(0, target.find('?'));
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos <= path.size()) {
-    size_t next = path.find('/', pos);
-    if (next == std::string::npos) next = path.size();
-    if (next > pos) out.push_back(path.substr(pos, next - pos));
-    pos = next + 1;
-  }
-  return out;
+  return SplitNonEmpty(std::string_view(target).substr(0, target.find('?')), '/');
 }
 
 Reply Ok(int status, const json& body) { return Reply{status, body.dump()}; }

@@ -32,6 +32,14 @@ TEST(Files, ParseSizeUnderstandsDockerUnits) {
   EXPECT_FALSE(ParseSize("5Q").ok());
 }
 
+TEST(Files, SplitNonEmptyDropsEmptyPieces) {
+  EXPECT_EQ(SplitNonEmpty("a,,b,", ','), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(SplitNonEmpty("/v1/snapshots/x", '/'), (std::vector<std::string>{"v1", "snapshots", "x"}));
+  EXPECT_TRUE(SplitNonEmpty("", ',').empty());
+  EXPECT_TRUE(SplitNonEmpty(",,", ',').empty());
+  EXPECT_EQ(SplitNonEmpty("one", ','), std::vector<std::string>{"one"});
+}
+
 TEST(Files, RandomHexIsHexOfTheRightLengthAndVaries) {
   std::string a = RandomHex(16), b = RandomHex(16);
   EXPECT_EQ(a.size(), 32u);

@@ -42,26 +42,16 @@ start_snapshotter() {
 start_ctrd() {
   local name=$1 snap=$2 d=$W/$1 pid
   mkdir -p "$d"
-  cat >"$d/config.toml" <<EOT
-version = 2
-root = "$d/root"
-state = "$d/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = "$d/ctd.sock"
-[ttrpc]
-  address = "$d/ctd.sock.ttrpc"
-[debug]
-  level = "info"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$d/opt"
+  {
+    containerd_config "$d" "$d/ctd.sock" io.containerd.snapshotter.v1.aufs io.containerd.snapshotter.v1.btrfs \
+      io.containerd.snapshotter.v1.zfs io.containerd.snapshotter.v1.devmapper
+    cat <<EOT
 [proxy_plugins]
   [proxy_plugins.slacker]
     type = "snapshot"
     address = "$W/$snap.sock"
 EOT
+  } >"$d/config.toml"
   rm -f "$d/ctd.sock"
   e2e_spawn "ctrd-$name" "$d/containerd.log" "$CONTAINERD_BIN" --config "$d/config.toml"
   pid=$E2E_SPAWNED_PID

@@ -452,6 +452,29 @@ dk() {
 # A private dockerd under $W/NAME: data, exec root, socket, pidfile, logs. Networking
 # is off (no bridge, no iptables): run containers and builds with --network none.
 #
+# containerd_config DATA_DIR SOCKET [PLUGIN...]: a private containerd's config on stdout:
+# root, state and opt under DATA_DIR, gRPC at SOCKET (ttrpc beside it), the CRI plugin
+# and the named PLUGINs disabled. Callers append their own sections after it.
+containerd_config() {
+  local data=$1 sock=$2 p disabled='"io.containerd.grpc.v1.cri"'
+  shift 2
+  for p in "$@"; do disabled+=", \"$p\""; done
+  cat <<EOF
+version = 2
+root = "$data/root"
+state = "$data/state"
+disabled_plugins = [$disabled]
+[grpc]
+  address = "$sock"
+[ttrpc]
+  address = "$sock.ttrpc"
+[debug]
+  level = "info"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$data/opt"
+EOF
+}
+
 # containerd: without --containerd, dockerd 20.10 uses the system containerd if
 # /run/containerd/containerd.sock exists and only otherwise starts one of its own. A
 # test must never share the host's containerd, so each private dockerd gets its own
@@ -471,20 +494,7 @@ start_dockerd() {
   fi
 
   # containerd, configured the way dockerd's own supervisor configures it.
-  cat >"$d/containerd.toml" <<EOF
-version = 2
-root = "$d/containerd/root"
-state = "$d/containerd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$d/ctd.sock"
-[ttrpc]
-  address = "$d/ctd.sock.ttrpc"
-[debug]
-  level = "info"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$d/containerd/opt"
-EOF
+  containerd_config "$d/containerd" "$d/ctd.sock" >"$d/containerd.toml"
   if [ -s "$W/.e2e/pid/containerd-$name" ] && e2e_alive "$(cat "$W/.e2e/pid/containerd-$name")"; then
     # dockerd died (a crash test killed it) and its containerd lives on, as on a host.
     e2e_log "containerd for $name still runs; dockerd reconnects to it"

@@ -81,8 +81,11 @@ Result<std::vector<std::string>> ListNames(int dirfd) {
 
 enum class Kind { kFile, kDir, kSymlink, kHardlink, kNode };
 
+// A directory entry's times, set after every entry (children change them). `ino` is the
+// directory the entry made or kept: a path that leads elsewhere by then is skipped.
 struct DirTimes {
   std::string path;
+  ino_t ino;
   timespec times[2];
 };
 
@@ -146,7 +149,9 @@ class Applier {
       if (fd < 0) return Status::FromErrno(errno, "open new directory");
       UniqueFd dir(fd);
       SLACKER_RETURN_IF_ERROR(SetMetadata(e, p, base, dir.get(), Kind::kDir));
-      dirs_.push_back({path, {AccessTime(e), ModTime(e)}});
+      struct stat dst;
+      if (::fstat(dir.get(), &dst) != 0) return Status::FromErrno(errno, "stat new directory");
+      dirs_.push_back({path, dst.st_ino, {AccessTime(e), ModTime(e)}});
     } else if (e.IsRegular()) {
       if (e.sparse) {
         return Errorf(
@@ -188,27 +193,22 @@ class Applier {
     return Status::Ok();
   }
 
-  // Opens the entry's parent directory (O_PATH) beneath the root, creating missing
-  // directories (0755, as UnpackLayer does). *via_symlink tells whether resolving it
-  // crossed a symlink (then the entry's path does not name where it lands).
+  // Opens the entry's parent directory beneath the root, creating missing directories
+  // (0755, as UnpackLayer does). A symlink on the way is followed inside the root
+  // (RESOLVE_IN_ROOT: as moby's chrooted unpack would) when it leads to a directory there;
+  // one that does not (dangling, aimed outside the layer, at a non-directory) and any
+  // other non-directory refuse the entry, as UnpackLayer fails on them: never followed on
+  // the host, never replaced by a directory behind the tar's back. *via_symlink tells
+  // whether resolving it crossed a symlink (then the entry's path does not name where it
+  // lands).
   Result<UniqueFd> OpenParent(const std::string& parent, bool* via_symlink) {
+    *via_symlink = false;
     auto direct = OpenInRoot(root_fd_, parent, O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS);
-    if (direct.ok()) {
-      *via_symlink = false;
-      return direct;
-    }
+    if (direct.ok()) return direct;
     int code = direct.status().code();
-    if (code == ELOOP) {
-      auto followed = OpenInRoot(root_fd_, parent, O_PATH | O_DIRECTORY);
-      if (followed.ok()) {
-        *via_symlink = true;
-        return followed;
-      }
-      code = followed.status().code();
-      if (code != ENOENT) return followed.status().Context("parent directory");
-    } else if (code != ENOENT) {
+    if (code != ENOENT && code != ELOOP && code != ENOTDIR)
       return direct.status().Context("parent directory");
-    }
+    // Walk it component by component: each one is looked at without following it first.
     SLACKER_ASSIGN_OR_RETURN(UniqueFd cur, OpenInRoot(root_fd_, "", O_PATH | O_DIRECTORY));
     std::string prefix;
     size_t pos = 0;
@@ -217,22 +217,51 @@ class Applier {
       std::string comp = parent.substr(pos, slash - pos);
       pos = slash + 1;
       prefix = Join(prefix, comp);
-      auto next = OpenInRoot(root_fd_, prefix, O_PATH | O_DIRECTORY);
-      if (!next.ok() && next.status().code() == ENOENT) {
-        if (::mkdirat(cur.get(), comp.c_str(), 0755) != 0 && errno != EEXIST) {
-          return Status::FromErrno(errno, "create parent directory " + prefix);
+      struct stat st;
+      if (::fstatat(cur.get(), comp.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno != ENOENT) return Status::FromErrno(errno, "stat parent directory " + prefix);
+        SLACKER_ASSIGN_OR_RETURN(cur, MakeParentDir(cur.get(), comp, prefix));
+      } else if (S_ISDIR(st.st_mode)) {
+        int fd = ::openat(cur.get(), comp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) return Status::FromErrno(errno, "open parent directory " + prefix);
+        cur.Reset(fd);
+      } else if (S_ISLNK(st.st_mode)) {
+        auto followed = OpenInRoot(root_fd_, prefix, O_PATH | O_DIRECTORY);
+        if (!followed.ok()) {
+          return Errorf(followed.status().code(),
+                        "parent directory {} is a symlink to {:?}, which is not a directory "
+                        "inside the layer root ({}); refusing the entry",
+                        prefix, ReadLinkAt(cur.get(), comp),
+                        std::strerror(followed.status().code()));
         }
-        if (::fchmodat(cur.get(), comp.c_str(), 0755, 0) != 0) {
-          return Status::FromErrno(errno, "chmod parent directory " + prefix);
-        }
-        next = OpenInRoot(root_fd_, prefix, O_PATH | O_DIRECTORY);
+        cur = std::move(followed).value();
+        *via_symlink = true;
+      } else {
+        return Errorf(ENOTDIR, "parent directory {} is not a directory; refusing the entry",
+                      prefix);
       }
-      if (!next.ok()) return next.status().Context("parent directory");
-      cur = std::move(next).value();
     }
-    auto check = OpenInRoot(root_fd_, parent, O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS);
-    *via_symlink = !check.ok();
     return cur;
+  }
+
+  // mkdir comp in dirfd (it must not exist) and returns it opened; 0755 whatever the umask.
+  static Result<UniqueFd> MakeParentDir(int dirfd, const std::string& comp,
+                                        const std::string& prefix) {
+    if (::mkdirat(dirfd, comp.c_str(), 0755) != 0)
+      return Status::FromErrno(errno, "create parent directory " + prefix);
+    int fd = ::openat(dirfd, comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return Status::FromErrno(errno, "open new parent directory " + prefix);
+    UniqueFd dir(fd);
+    if (::fchmod(dir.get(), 0755) != 0)
+      return Status::FromErrno(errno, "chmod parent directory " + prefix);
+    return dir;
+  }
+
+  // The target of the symlink `name` in dirfd, for messages ("?" when unreadable).
+  static std::string ReadLinkAt(int dirfd, const std::string& name) {
+    char buf[4096];
+    ssize_t n = ::readlinkat(dirfd, name.c_str(), buf, sizeof buf);
+    return n < 0 ? std::string("?") : std::string(buf, static_cast<size_t>(n));
   }
 
   Status WriteBody(const TarEntry& e, const std::string& path, int fd, bool inline_body) {
@@ -317,8 +346,10 @@ class Applier {
       if (rc != 0) return Status::FromErrno(errno, "set xattr " + key);
     }
     if (kind != Kind::kSymlink && !links_symlink) {
-      rc =
-          fd >= 0 ? ::fchmod(fd, e.mode & 07777) : ::fchmodat(pfd, base.c_str(), e.mode & 07777, 0);
+      // AT_SYMLINK_NOFOLLOW: glibc re-opens base O_PATH|O_NOFOLLOW, refuses a symlink and
+      // chmods the inode through its /proc/self/fd link; nothing is resolved on the host.
+      rc = fd >= 0 ? ::fchmod(fd, e.mode & 07777)
+                   : ::fchmodat(pfd, base.c_str(), e.mode & 07777, AT_SYMLINK_NOFOLLOW);
       if (rc != 0) return Status::FromErrno(errno, fmt::format("chmod {:o}", e.mode & 07777));
     }
     if (kind == Kind::kDir || links_symlink) return Status::Ok();  // dirs: after all entries
@@ -394,7 +425,10 @@ class Applier {
     return Status::Ok();
   }
 
-  // The last entry for a directory decides its times; children no longer touch them.
+  // The last entry for a directory decides its times; children no longer touch them. The
+  // path is resolved again inside the root without following its last component, and the
+  // times go only to the directory that entry made: one since removed, replaced or moved
+  // behind a symlink (the tar's own later entries did that) is skipped.
   Status SetDirTimes() {
     std::unordered_set<std::string> done;
     for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
@@ -406,6 +440,9 @@ class Applier {
           continue;  // replaced later in the tar
         return dir.status().Context("set directory times");
       }
+      struct stat st;
+      if (::fstat(dir->get(), &st) != 0) return Status::FromErrno(errno, "stat " + it->path);
+      if (st.st_ino != it->ino || st.st_dev != root_dev_) continue;
       if (::futimens(dir->get(), it->times) != 0)
         return Status::FromErrno(errno, "set times of " + it->path);
     }

@@ -27,10 +27,18 @@ struct ApplyStats {
 //    directory that this tar has not written; AUFS `.wh..wh.*` metadata is skipped;
 //  - owner, then xattrs (PAX SCHILY.xattr.*), then mode (setuid/setgid/sticky survive),
 //    then times; directory times last, in reverse order; file holes of >= 4 KiB zeros.
-// Safety: names are cleaned lexically and an absolute name or one whose ".." climbs out
-// is rejected (EINVAL "tar entry ../x escapes the layer root"), hardlink targets likewise;
-// every parent is opened with openat2(RESOLVE_IN_ROOT), so symlinks in the tree resolve
-// inside it; final components are created with *at calls and O_NOFOLLOW.
+// Safety: nothing is ever resolved on the host. Names are cleaned lexically and an
+// absolute name or one whose ".." climbs out is rejected (EINVAL "tar entry ../x escapes
+// the layer root"), hardlink targets likewise; every parent is opened with
+// openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS), so a symlink in the tree resolves
+// inside it, as in moby's chrooted unpack; a parent component that is a symlink not leading
+// to a directory inside the root (dangling, aimed at the host) or another non-directory
+// refuses the entry ("parent directory evil is a symlink to ..., which is not a directory
+// inside the layer root"), it is neither followed nor replaced. Final components are
+// created, changed and removed relative to the parent's fd, never followed: *at calls with
+// O_NOFOLLOW / AT_SYMLINK_NOFOLLOW, or the fd of what was just created (fchown, fsetxattr,
+// fchmod, futimens). Directory times, set at the end, go only to the directory inode the
+// entry made (resolved again inside the root, last component not followed).
 // `skeleton` (nullable, REQUIRES: opened) receives the skeleton of the stream; the caller
 // Closes it. On error the tree is in an unspecified state: the caller discards it.
 Result<ApplyStats> ApplyTar(ByteSource& tar, const std::string& root_dir, SkeletonWriter* skeleton);

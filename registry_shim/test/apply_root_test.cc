@@ -8,11 +8,13 @@
 #include <unistd.h>
 
 #include "registry_shim/apply.h"
+#include "registry_shim/test/canary_tree.h"
 #include "registry_shim/test/tree_test_util.h"
 
 namespace slacker::registry_shim {
 namespace {
 
+using testing::CanaryTree;
 using testing::DirEntry;
 using testing::FileEntry;
 using testing::HardlinkEntry;
@@ -363,6 +365,138 @@ std::vector<HostileCase> HostileCases() {
 
 INSTANTIATE_TEST_SUITE_P(Cases, ApplyTarHostile, ::testing::ValuesIn(HostileCases()),
                          [](const ::testing::TestParamInfo<HostileCase>& info) {
+                           std::string name = info.param.scenario;
+                           for (char& ch : name) {
+                             if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           }
+                           return name;
+                         });
+
+// Tars that aim at canaries outside the root (a mode-0600 file, a mode-0700 directory)
+// through symlinks, hardlinks, whiteouts and opaque markers: each is refused or lands
+// inside the root, and the canaries keep their mode, owner, times, xattrs and content.
+struct CanaryCase {
+  const char* scenario;
+  // Symlinks the lower tree already holds (name, target); "@OUT@" in a target or a tar
+  // linkname stands for the canary directory outside the root.
+  std::vector<std::pair<std::string, std::string>> lower_symlinks;
+  std::vector<std::pair<TarEntry, std::string>> entries;
+  std::string error;  // substring of the error; empty: the apply must succeed
+};
+
+void PrintTo(const CanaryCase& c, std::ostream* os) { *os << c.scenario; }
+
+class ApplyTarCanary : public ApplyTarTest, public ::testing::WithParamInterface<CanaryCase> {};
+
+std::string WithOut(std::string s, const std::string& out) {
+  if (auto pos = s.find("@OUT@"); pos != std::string::npos) s.replace(pos, 5, out);
+  return s;
+}
+
+TEST_P(ApplyTarCanary, CanariesOutsideTheRootAreUnchanged) {
+  const CanaryCase& c = GetParam();
+  auto canaries = CanaryTree::Create(scratch_.Sub("outside"));
+  ASSERT_TRUE(canaries.ok()) << canaries.status().ToString();
+  const std::string& out = canaries->path();
+  for (const auto& [name, target] : c.lower_symlinks)
+    ASSERT_EQ(::symlink(WithOut(target, out).c_str(), P(name).c_str()), 0) << name;
+  std::vector<std::pair<TarEntry, std::string>> entries = c.entries;
+  for (auto& [e, body] : entries) e.linkname = WithOut(e.linkname, out);
+  auto before = canaries->Snapshot();
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+
+  auto stats = Apply(MakeTar(entries));
+  if (c.error.empty()) {
+    EXPECT_TRUE(stats.ok()) << stats.status().ToString();
+  } else {
+    ASSERT_FALSE(stats.ok()) << "must be refused";
+    EXPECT_NE(stats.status().message().find(c.error), std::string::npos)
+        << stats.status().message();
+  }
+  auto after = canaries->Snapshot();
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_EQ(*before, *after) << "the canaries outside the root changed";
+}
+
+// The entry with every kind of metadata a write through a link would carry to the host.
+TarEntry WithMetadata(TarEntry e) {
+  e.mode = 0777;
+  e.uid = 1234;
+  e.gid = 1235;
+  e.mtime_sec = 2000000000;
+  e.xattrs = {{"trusted.pwned", "1"}};
+  return e;
+}
+
+TarEntry Fifo(std::string name) {
+  TarEntry e = FileEntry(std::move(name));
+  e.typeflag = kTarFifo;
+  return e;
+}
+
+std::vector<CanaryCase> CanaryCases() {
+  const std::string kRefused = "evil is a symlink";
+  const std::pair<std::string, std::string> evil_file{"evil", "@OUT@/secret"};
+  const std::pair<std::string, std::string> evil_dir{"evil", "@OUT@/dir"};
+  return {
+      // Parents that are symlinks leading out of the layer: refused, never followed.
+      {"file under a symlink to a host file", {evil_file},
+       {{WithMetadata(FileEntry("evil/x")), "pwned"}}, kRefused},
+      {"file under a symlink to a host dir", {evil_dir},
+       {{WithMetadata(FileEntry("evil/x")), "pwned"}}, kRefused},
+      {"file deep under a symlink to a host dir", {evil_dir},
+       {{WithMetadata(FileEntry("evil/a/b/x")), "pwned"}}, kRefused},
+      {"symlink from this tar then a file under it", {},
+       {{SymlinkEntry("evil", "@OUT@/dir"), ""}, {WithMetadata(FileEntry("evil/x")), "pwned"}},
+       kRefused},
+      {"relative dotdot symlink as parent", {},
+       {{SymlinkEntry("evil", "../../../../../../../..@OUT@/dir"), ""},
+        {WithMetadata(FileEntry("evil/x")), "pwned"}},
+       kRefused},
+      {"chain of symlinks as parent", {{"a", "evil"}, evil_dir},
+       {{WithMetadata(FileEntry("a/x")), "pwned"}}, "a is a symlink"},
+      {"directory under a symlink to a host dir", {evil_dir},
+       {{WithMetadata(DirEntry("evil/sub")), ""}}, kRefused},
+      {"symlink under a symlink to a host dir", {evil_dir},
+       {{WithMetadata(SymlinkEntry("evil/l", "/")), ""}}, kRefused},
+      {"hardlink under a symlink to a host dir", {evil_dir},
+       {{FileEntry("f"), "x"}, {WithMetadata(HardlinkEntry("evil/h", "f")), ""}}, kRefused},
+      {"fifo under a symlink to a host dir", {evil_dir}, {{WithMetadata(Fifo("evil/p")), ""}},
+       kRefused},
+      {"whiteout under a symlink to a host dir", {evil_dir},
+       {{FileEntry("evil/.wh.inner"), ""}}, kRefused},
+      {"opaque marker under a symlink to a host dir", {evil_dir},
+       {{FileEntry("evil/.wh..wh..opq"), ""}}, kRefused},
+      // Final components that are symlinks to the host: replaced or removed, never followed.
+      {"directory entry named like a symlink to a host dir", {evil_dir},
+       {{WithMetadata(DirEntry("evil")), ""}}, ""},
+      {"file entry named like a symlink to a host file", {evil_file},
+       {{WithMetadata(FileEntry("evil")), "pwned"}}, ""},
+      {"fifo entry named like a symlink to a host file", {evil_file},
+       {{WithMetadata(Fifo("evil")), ""}}, ""},
+      {"whiteout of a symlink to a host file", {evil_file}, {{FileEntry(".wh.evil"), ""}}, ""},
+      {"whiteout of a symlink to a host dir", {evil_dir}, {{FileEntry(".wh.evil"), ""}}, ""},
+      {"opaque directory holding a symlink to a host dir", {},
+       {{DirEntry("d"), ""}, {SymlinkEntry("d/evil", "@OUT@/dir"), ""},
+        {FileEntry("other"), "x"}, {FileEntry("d/.wh..wh..opq"), ""}},
+       ""},
+      // Hardlinks: to a symlink (links the symlink itself), through a symlink (refused).
+      {"hardlink to a symlink to a host file", {evil_file},
+       {{WithMetadata(HardlinkEntry("h", "evil")), ""}}, ""},
+      {"hardlink target under a symlink to a host dir", {evil_dir},
+       {{WithMetadata(HardlinkEntry("h", "evil/inner")), ""}}, "No such file"},
+      // Deferred directory times: the directory was replaced by a symlink to the host
+      // (itself, or a parent) after its entry.
+      {"directory replaced by a symlink before its times are set", {},
+       {{WithMetadata(DirEntry("d")), ""}, {SymlinkEntry("d", "@OUT@/dir"), ""}}, ""},
+      {"parent replaced by a symlink before the directory's times are set", {},
+       {{DirEntry("p"), ""}, {WithMetadata(DirEntry("p/dir")), ""}, {SymlinkEntry("p", "@OUT@"), ""}},
+       ""},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ApplyTarCanary, ::testing::ValuesIn(CanaryCases()),
+                         [](const ::testing::TestParamInfo<CanaryCase>& info) {
                            std::string name = info.param.scenario;
                            for (char& ch : name) {
                              if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';

@@ -235,6 +235,19 @@ TEST_F(ApplyTarTest, MtimesOfFilesSymlinksAndDirectories) {
   EXPECT_EQ(Lstat("d/l").st_mtim.tv_sec, 3000);
 }
 
+TEST_F(ApplyTarTest, DirectoryTimesGoOnlyToTheDirectoryTheEntryMade) {
+  // p/d's times are set at the end, when p has become a symlink to q: q/d, a lower
+  // directory the tar never named, keeps its times.
+  MkdirLower("q");
+  MkdirLower("q/d");
+  timespec old[2] = {{1000, 0}, {1000, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, P("q/d").c_str(), old, AT_SYMLINK_NOFOLLOW), 0);
+  TarEntry d = DirEntry("p/d");
+  d.mtime_sec = 5000;
+  ASSERT_TRUE(Apply(MakeTar({{DirEntry("p"), ""}, {d, ""}, {SymlinkEntry("p", "q"), ""}})).ok());
+  EXPECT_EQ(Lstat("q/d").st_mtim.tv_sec, 1000);
+}
+
 TEST_F(ApplyTarTest, ZeroRunsBecomeHoles) {
   std::string body(8 << 20, '\0');
   body.replace(0, 4, "head");

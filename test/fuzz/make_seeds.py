@@ -47,6 +47,28 @@ write("tar_reader", "devices", tar_of([(ti("c", tarfile.CHRTYPE, devmajor=1, dev
                                        (ti("p", tarfile.FIFOTYPE), None)], tarfile.GNU_FORMAT))
 write("tar_reader", "empty", b"\0" * 1024)
 
+# tar apply: the reader's seeds, and links, whiteouts and opaque markers aimed at the
+# canaries beside the layer root (tar_apply_fuzz.cc: <scratch>/root and <scratch>/canary).
+for name in os.listdir(os.path.join(root, "tar_reader")):
+    with open(os.path.join(root, "tar_reader", name), "rb") as f:
+        write("tar_apply", name, f.read())
+for target, tail in (("../canary/secret", "file"), ("../canary/dir", "dir")):
+    link = (ti("evil", tarfile.SYMTYPE, linkname=target), None)
+    write("tar_apply", "under_link_to_" + tail, tar_of([link, (ti("evil/x", mode=0o777), b"pwned")],
+                                                        tarfile.USTAR_FORMAT))
+    write("tar_apply", "whiteout_under_link_to_" + tail, tar_of([link, (ti("evil/.wh.inner"), b"")],
+                                                                 tarfile.USTAR_FORMAT))
+    write("tar_apply", "opaque_under_link_to_" + tail, tar_of([link, (ti("evil/.wh..wh..opq"), b"")],
+                                                               tarfile.USTAR_FORMAT))
+    write("tar_apply", "replace_link_to_" + tail,
+          tar_of([link, (ti("evil", tarfile.DIRTYPE, mode=0o777, uid=1, mtime=5), None),
+                  (ti("evil/sub", tarfile.DIRTYPE, mode=0o777), None)], tarfile.USTAR_FORMAT))
+    write("tar_apply", "hardlink_to_link_to_" + tail,
+          tar_of([link, (ti("h", tarfile.LNKTYPE, linkname="evil", mode=0o777, uid=1, mtime=5), None),
+                  (ti("h2", tarfile.LNKTYPE, linkname="evil/inner"), None)], tarfile.USTAR_FORMAT))
+    write("tar_apply", "whiteout_of_link_to_" + tail, tar_of([link, (ti(".wh.evil"), b"")],
+                                                              tarfile.USTAR_FORMAT))
+
 # reference tar (registry_shim/FORMAT.md), built with the same rules as the encoder.
 
 

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Hostile input. A corpus of docker-save images (hostile/gen.py), each a busybox layer
 # plus one malicious layer (../ and absolute paths, symlink then write-through, hardlinks
-# to a host file, device nodes, huge and malformed header fields, PAX records, truncated
-# streams, 20000 tiny entries, a sparse bomb and a gzip zero bomb) or a forged reference
-# tar (foreign store, missing snapshot, path as snapshot id, extra members, oversize),
-# loaded with `docker load` into a private dockerd on slackerd. After each: the load
-# failed with the expected message (or, where the content is legitimate, the image runs
-# and its content checks), the sentinel directory the paths aim at is untouched (names,
-# types, sizes, modes, link counts, mtimes), slackerd is alive and serves a container,
-# nothing stays mounted or attached, no spool or volume file is left behind.
+# to a host file, symlinks, hardlinks, whiteouts and opaque markers aimed at a 0600 file
+# and a 0700 directory, device nodes, huge and malformed header fields, PAX records,
+# truncated streams, 20000 tiny entries, a sparse bomb and a gzip zero bomb) or a forged
+# reference tar (foreign store, missing snapshot, path as snapshot id, extra members,
+# oversize), loaded with `docker load` into a private dockerd on slackerd. After each:
+# the load failed with the expected message (or, where the content is legitimate, the
+# image runs and its content checks), the sentinel directory the paths aim at is
+# untouched (names, types, sizes, modes, link counts, owners, mtimes, ctimes, content),
+# slackerd is alive and serves a container, nothing stays mounted or attached, no spool
+# or volume file is left behind.
 # Then malformed HTTP/JSON (hostile/fuzz_socket.py) against a second slackerd's socket:
 # it never dies and keeps answering /Plugin.Activate. And the socket is 0600 root.
 set -euo pipefail
@@ -27,7 +29,17 @@ SENT=$W/sentinel
 mkdir -p "$SENT/dir"
 echo "host file" >"$SENT/host_file"
 echo "host dir file" >"$SENT/dir/f"
-sentinel_state() { find "$SENT" -printf '%p %y %s %m %n %T@ %l\n' | sort; }
+# Restrictive canaries: a chmod, chown, utimes or xattr through a link changes their
+# mode, owner, mtime or ctime (a 0755 directory would not show a chmod to 0755).
+mkdir -m 0700 "$SENT/private"
+(umask 077 && echo "private inner" >"$SENT/private/inner" && echo "host secret" >"$SENT/secret")
+chown -R 4321:4322 "$SENT/private" "$SENT/secret"
+touch -h -d @1000000000 "$SENT/private/inner" "$SENT/private" "$SENT/secret"
+# name, type, size, mode, links, owner, mtime, ctime, link target, content.
+sentinel_state() {
+  find "$SENT" -printf '%p %y %s %m %n %U:%G %T@ %C@ %l\n' | sort
+  find "$SENT" -type f -exec sha256sum {} + | sort
+}
 SENT_BEFORE=$(sentinel_state)
 
 # The base layer: busybox as `docker save` gives it back (Diff of a standard layer).

@@ -145,6 +145,41 @@ save("symlink_inside_write_through",
      entry("tmp/", typeflag=b"5", mode=0o755) + entry("lnk", typeflag=b"2", linkname="/tmp")
      + entry("lnk/through", b"inside") + END,
      "accept", '[ "$(cat /tmp/through)" = inside ] && [ -L /lnk ] && echo ok')
+# Links aimed at the restrictive canaries (SENTINEL/secret: a 0600 file, SENTINEL/private:
+# a 0700 dir holding a 0600 file): a parent that is a symlink leading out of the layer is
+# refused, never followed (the old fallback chmod-ed the host file or dir to 0755 through
+# it); a final component that is such a symlink is replaced or removed, never followed.
+REFUSED = "evil is a symlink"
+TO_SECRET = entry("evil", typeflag=b"2", linkname=SENTINEL + "/secret")
+TO_PRIVATE = entry("evil", typeflag=b"2", linkname=SENTINEL + "/private")
+save("canary_file_under_link_to_0600_file", TO_SECRET + entry("evil/x", b"pwned", mode=0o777) + END,
+     "reject", REFUSED)
+save("canary_file_under_link_to_0700_dir", TO_PRIVATE + entry("evil/x", b"pwned", mode=0o777) + END,
+     "reject", REFUSED)
+save("canary_file_under_rel_link_to_0700_dir",
+     entry("evil", typeflag=b"2", linkname=DEEP + "/private")
+     + entry("evil/a/b/x", b"pwned", mode=0o777) + END, "reject", REFUSED)
+save("canary_dir_under_link_to_0700_dir",
+     TO_PRIVATE + entry("evil/sub/", typeflag=b"5", mode=0o777, uid=1234, mtime=2000000000) + END,
+     "reject", REFUSED)
+save("canary_hardlink_under_link_to_0700_dir",
+     entry("f", b"x") + TO_PRIVATE + entry("evil/h", typeflag=b"1", linkname="f", mode=0o777) + END,
+     "reject", REFUSED)
+save("canary_whiteout_under_link_to_0700_dir", TO_PRIVATE + entry("evil/.wh.inner") + END,
+     "reject", REFUSED)
+save("canary_opaque_under_link_to_0700_dir", TO_PRIVATE + entry("evil/.wh..wh..opq") + END,
+     "reject", REFUSED)
+save("canary_dir_entry_over_link_to_0700_dir",
+     TO_PRIVATE + entry("evil/", typeflag=b"5", mode=0o777, uid=1234, mtime=2000000000) + END,
+     "accept", '[ -d /evil ] && [ ! -L /evil ] && [ "$(stat -c %a:%u /evil)" = 777:1234 ] && echo ok')
+save("canary_whiteout_of_link_to_0600_file", TO_SECRET + entry(".wh.evil") + END,
+     "accept", '[ ! -e /evil ] && [ ! -L /evil ] && echo ok')
+save("canary_hardlink_to_link_to_0600_file",
+     TO_SECRET + entry("h", typeflag=b"1", linkname="evil", mode=0o777, uid=1234, mtime=2000000000)
+     + END, "accept", '[ -L /h ] && [ "$(readlink /h)" = "' + SENTINEL + '/secret" ] && echo ok')
+save("canary_hardlink_target_under_link_to_0700_dir",
+     TO_PRIVATE + entry("h", typeflag=b"1", linkname="evil/inner") + END,
+     "reject", "hardlink target evil/inner")
 # Hardlinks whose target is a host file.
 save("hardlink_abs", entry("hl", typeflag=b"1", linkname=SENTINEL + "/host_file") + END,
      "reject", ESCAPE)

@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -78,6 +79,7 @@ struct Bridge {
   std::string stats_file;
   bool stable_writes = false;  // --stable-writes: WRITE FILE_SYNC instead of UNSTABLE
   uint64_t unstable_limit = 64ull << 20;  // --unstable-limit: kept bytes per open file
+  uint64_t write_max = kMaxIo;             // the server's wsize: the largest raw WRITE
   std::vector<std::unique_ptr<Context>> contexts;
   std::atomic<unsigned> next{0};
   Counters counters;
@@ -173,6 +175,13 @@ void CommitDone(rpc_context*, int rpc_status, void* data, void* private_data) {
   std::memcpy(c->verifier.data(), res->COMMIT3res_u.resok.verf, c->verifier.size());
 }
 
+// The outcome of a call queued on `l`'s context (`queued`: the rpc_*_async result).
+Status Finish(const Lease& l, int queued, Call* c, const char* what) {
+  if (queued != 0) return Status::Error(EIO, std::string("NFS ") + what + ": " + nfs_get_error(l.nfs()));
+  Status st = WaitForReply(l.nfs(), &c->done);
+  return st.ok() ? c->status : st;
+}
+
 // WRITE3 and COMMIT3 of one file, by its NFS handle, on any free context: libnfs's
 // nfs_pwrite and nfs_fsync do not tell the write verifier.
 class NfsFileChannel : public FileChannel {
@@ -189,12 +198,8 @@ class NfsFileChannel : public FileChannel {
     args.data.data_len = static_cast<u_int>(data.size());
     args.data.data_val = const_cast<char*>(data.data());  // encoded (copied) before the call returns
     Call c;
-    if (rpc_nfs3_write_async(nfs_get_rpc_context(l.nfs()), WriteDone, &args, &c) != 0) {
-      return Status::Error(EIO, std::string("NFS WRITE: ") + nfs_get_error(l.nfs()));
-    }
-    Status st = WaitForReply(l.nfs(), &c.done);
+    Status st = Finish(l, rpc_nfs3_write_async(nfs_get_rpc_context(l.nfs()), WriteDone, &args, &c), &c, "WRITE");
     if (!st.ok()) return st;
-    if (!c.status.ok()) return c.status;
     return c.write;
   }
 
@@ -203,12 +208,9 @@ class NfsFileChannel : public FileChannel {
     COMMIT3args args{};
     args.file = Handle();
     Call c;
-    if (rpc_nfs3_commit_async(nfs_get_rpc_context(l.nfs()), CommitDone, &args, &c) != 0) {
-      return Status::Error(EIO, std::string("NFS COMMIT: ") + nfs_get_error(l.nfs()));
-    }
-    Status st = WaitForReply(l.nfs(), &c.done);
+    Status st =
+        Finish(l, rpc_nfs3_commit_async(nfs_get_rpc_context(l.nfs()), CommitDone, &args, &c), &c, "COMMIT");
     if (!st.ok()) return st;
-    if (!c.status.ok()) return c.status;
     g_bridge->counters.commits++;
     return c.verifier;
   }
@@ -432,6 +434,7 @@ int Read(const char*, char* buf, size_t size, off_t off, fuse_file_info* fi) {
 int Write(const char*, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
   OpenFile* f = File(fi);
   return Transfer(size, false, [&](size_t at, uint64_t n) {
+    n = std::min(n, g_bridge->write_max);
     Result<uint64_t> done = f->log->Write(static_cast<uint64_t>(off) + at, std::span<const char>(buf + at, n));
     if (!done.ok()) {
       slacker::log::Error("nfs_write_failed", {{"path", f->path}, {"error", done.status().message()}});
@@ -680,6 +683,7 @@ int main(int argc, char** argv) {
     }
     bridge.contexts.push_back(std::move(c));
   }
+  bridge.write_max = std::clamp<uint64_t>(nfs_get_writemax(bridge.contexts[0]->nfs), 4096, kMaxIo);
   std::fprintf(stderr, "slacker-nfs-fuse: %s mounted over NFSv3 with %d connections (readmax %llu, writemax %llu)\n",
                bridge.url.c_str(), contexts, static_cast<unsigned long long>(nfs_get_readmax(bridge.contexts[0]->nfs)),
                static_cast<unsigned long long>(nfs_get_writemax(bridge.contexts[0]->nfs)));

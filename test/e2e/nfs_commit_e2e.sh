@@ -55,6 +55,8 @@ bridge_stop() {
   e2e_stop "$1" slacker-nfs-fuse 20 || true
 }
 
+stop_writer() { kill "$1" 2>/dev/null || true; }
+
 stat_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$W/$1-stats.json" "$2"; }
 
 # The writer: one open file descriptor from the writes to the fsync (a close would flush).
@@ -91,7 +93,7 @@ case_fsync_after_server_crash_keeps_every_byte() {
   mkfifo "$W/go"
   python3 -c "$WRITER" "$m1/$f" "$W/more" "$W/written" "$W/go" >"$W/writer.out" 2>&1 &
   wpid=$!
-  e2e_defer kill "$wpid" # when the case fails before the fsync: the writer waits on the fifo
+  e2e_defer stop_writer "$wpid" # when the case fails before the fsync: it waits on the fifo
   for ((i = 0; i < 300; i++)); do
     [ -e "$W/written" ] && break
     kill -0 "$wpid" 2>/dev/null || break

@@ -151,8 +151,8 @@ bool CallFailed(Call* c, const char* what, int rpc_status, void* data, int nfs_s
     return true;
   }
   if (nfs_status != NFS3_OK) {
-    c->status =
-        Status::Error(-nfsstat3_to_errno(nfs_status), std::string("NFS ") + what + ": " + nfsstat3_to_str(nfs_status));
+    int err = -nfsstat3_to_errno(nfs_status);  // libnfs gives -errno
+    c->status = Status::Error(err > 0 ? err : EIO, std::string("NFS ") + what + ": " + nfsstat3_to_str(nfs_status));
     return true;
   }
   return false;

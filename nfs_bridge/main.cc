@@ -5,8 +5,10 @@
 // Data path: every open file is served with FUSE direct I/O (no page cache in the
 // bridge's kernel side: the loop device above it attaches with LO_FLAGS_DIRECT_IO, and
 // what one worker writes must reach the server, not sit in this host's cache). Writes go
-// out as NFS WRITE UNSTABLE; fsync(2) becomes NFS COMMIT, so ext4's journal barriers on
-// the loop device reach stable storage on the server.
+// out as raw NFSv3 WRITE UNSTABLE and are kept (unstable_writes.h) until fsync(2),
+// flush (close) or release, which COMMIT and re-send what the server may have lost in a
+// restart (a changed write verifier), so ext4's journal barriers on the loop device
+// reach stable storage on the server.
 //
 // Concurrency: libnfs 4.0 contexts are not thread-safe, so the bridge keeps a pool of
 // --contexts contexts (own TCP connection each), each behind a mutex; an open file gets
@@ -21,10 +23,13 @@
 #include <fuse.h>
 #include <nfsc/libnfs.h>
 #include <nfsc/libnfs-raw-nfs.h>
+#include <nfsc/libnfs-raw.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -35,13 +40,31 @@
 #include <thread>
 #include <vector>
 
+#include "common/log.h"
+#include "common/status.h"
+#include "nfs_bridge/unstable_writes.h"
+
+// libnfs 4.0's struct nfs_fh (include/libnfs-private.h; the public headers declare it
+// only): the bytes of an open file's NFSv3 handle, for the raw WRITE and COMMIT calls.
+struct nfs_fh {
+  int len;
+  char* val;
+};
+
 namespace {
+
+using slacker::Result;
+using slacker::Status;
+using slacker::nfs_bridge::FileChannel;
+using slacker::nfs_bridge::Stability;
+using slacker::nfs_bridge::UnstableWrites;
+using slacker::nfs_bridge::WriteVerifier;
 
 constexpr uint64_t kMaxIo = 1 << 20;
 
 struct Counters {
   std::atomic<uint64_t> read_bytes{0}, write_bytes{0}, reads{0}, writes{0}, commits{0}, metadata_ops{0},
-      errors{0};
+      errors{0}, resent_bytes{0};
 };
 
 struct Context {
@@ -55,19 +78,14 @@ struct Bridge {
   std::string export_path;
   std::string stats_file;
   bool stable_writes = false;  // --stable-writes: WRITE FILE_SYNC instead of UNSTABLE
+  uint64_t unstable_limit = 64ull << 20;  // --unstable-limit: kept bytes per open file
+  uint64_t write_max = kMaxIo;             // the server's wsize: the largest raw WRITE
   std::vector<std::unique_ptr<Context>> contexts;
   std::atomic<unsigned> next{0};
   Counters counters;
 };
 
 Bridge* g_bridge = nullptr;
-
-// An open file: one libnfs handle per context, opened on first use by that context.
-struct OpenFile {
-  std::string path;
-  int flags = 0;  // for lazy opens: access mode only
-  std::vector<nfsfh*> fh;
-};
 
 // A context held for the duration of one request.
 class Lease {
@@ -99,6 +117,143 @@ int Fail(int rc) {
   if (rc < 0) g_bridge->counters.errors++;
   return rc;
 }
+
+// Runs `nfs`'s event loop until `*done`, as libnfs's own synchronous calls do; a lost
+// connection is re-established and the request re-sent by libnfs (autoreconnect).
+Status WaitForReply(nfs_context* nfs, const bool* done) {
+  while (!*done) {
+    pollfd pfd{nfs_get_fd(nfs), static_cast<short>(nfs_which_events(nfs)), 0};
+    int rc = poll(&pfd, 1, 100);
+    if (rc < 0 && errno == EINTR) continue;
+    if (nfs_service(nfs, rc < 0 ? -1 : pfd.revents) < 0) {
+      return Status::Error(EIO, std::string("NFS connection: ") + nfs_get_error(nfs));
+    }
+  }
+  return Status::Ok();
+}
+
+// What an RPC callback reports: done, and an error or the reply's fields.
+struct Call {
+  bool done = false;
+  Status status;
+  FileChannel::WriteReply write;
+  WriteVerifier verifier{};
+};
+
+// The common part of the WRITE3 and COMMIT3 callbacks: the RPC status and the NFS status.
+bool CallFailed(Call* c, const char* what, int rpc_status, void* data, int nfs_status) {
+  c->done = true;
+  if (rpc_status != RPC_STATUS_SUCCESS) {
+    c->status = Status::Error(EIO, std::string("NFS ") + what + ": " +
+                                       (rpc_status == RPC_STATUS_ERROR && data != nullptr
+                                            ? static_cast<const char*>(data)
+                                            : "cancelled or timed out"));
+    return true;
+  }
+  if (nfs_status != NFS3_OK) {
+    int err = -nfsstat3_to_errno(nfs_status);  // libnfs gives -errno
+    c->status = Status::Error(err > 0 ? err : EIO, std::string("NFS ") + what + ": " + nfsstat3_to_str(nfs_status));
+    return true;
+  }
+  return false;
+}
+
+void WriteDone(rpc_context*, int rpc_status, void* data, void* private_data) {
+  auto* c = static_cast<Call*>(private_data);
+  auto* res = static_cast<WRITE3res*>(data);
+  if (CallFailed(c, "WRITE", rpc_status, data, rpc_status == RPC_STATUS_SUCCESS ? res->status : NFS3_OK)) return;
+  const WRITE3resok& ok = res->WRITE3res_u.resok;
+  c->write.count = ok.count;
+  c->write.durable = ok.committed != UNSTABLE;
+  std::memcpy(c->write.verifier.data(), ok.verf, c->write.verifier.size());
+}
+
+void CommitDone(rpc_context*, int rpc_status, void* data, void* private_data) {
+  auto* c = static_cast<Call*>(private_data);
+  auto* res = static_cast<COMMIT3res*>(data);
+  if (CallFailed(c, "COMMIT", rpc_status, data, rpc_status == RPC_STATUS_SUCCESS ? res->status : NFS3_OK)) return;
+  std::memcpy(c->verifier.data(), res->COMMIT3res_u.resok.verf, c->verifier.size());
+}
+
+// The outcome of a call queued on `l`'s context (`queued`: the rpc_*_async result).
+Status Finish(const Lease& l, int queued, Call* c, const char* what) {
+  if (queued != 0) return Status::Error(EIO, std::string("NFS ") + what + ": " + nfs_get_error(l.nfs()));
+  Status st = WaitForReply(l.nfs(), &c->done);
+  return st.ok() ? c->status : st;
+}
+
+// WRITE3 and COMMIT3 of one file, by its NFS handle, on any free context: libnfs's
+// nfs_pwrite and nfs_fsync do not tell the write verifier.
+class NfsFileChannel : public FileChannel {
+ public:
+  explicit NfsFileChannel(std::vector<char> handle) : handle_(std::move(handle)) {}
+
+  Result<WriteReply> Write(uint64_t offset, std::span<const char> data, Stability how) override {
+    Lease l;
+    WRITE3args args{};
+    args.file = Handle();
+    args.offset = offset;
+    args.count = static_cast<count3>(data.size());
+    args.stable = how == Stability::kFileSync ? FILE_SYNC : UNSTABLE;
+    args.data.data_len = static_cast<u_int>(data.size());
+    args.data.data_val = const_cast<char*>(data.data());  // encoded (copied) before the call returns
+    Call c;
+    Status st = Finish(l, rpc_nfs3_write_async(nfs_get_rpc_context(l.nfs()), WriteDone, &args, &c), &c, "WRITE");
+    if (!st.ok()) return st;
+    return c.write;
+  }
+
+  Result<WriteVerifier> Commit() override {
+    Lease l;
+    COMMIT3args args{};
+    args.file = Handle();
+    Call c;
+    Status st =
+        Finish(l, rpc_nfs3_commit_async(nfs_get_rpc_context(l.nfs()), CommitDone, &args, &c), &c, "COMMIT");
+    if (!st.ok()) return st;
+    g_bridge->counters.commits++;
+    return c.verifier;
+  }
+
+ private:
+  nfs_fh3 Handle() {
+    nfs_fh3 fh{};
+    fh.data.data_len = static_cast<u_int>(handle_.size());
+    fh.data.data_val = handle_.data();
+    return fh;
+  }
+  std::vector<char> handle_;
+};
+
+// An open file: one libnfs handle per context (reads, attributes), opened on first use by
+// that context; writes go through `log` by the file's NFS handle.
+struct OpenFile {
+  std::string path;
+  int flags = 0;  // for lazy opens: access mode only
+  std::vector<nfsfh*> fh;
+  std::unique_ptr<NfsFileChannel> channel;
+  std::unique_ptr<UnstableWrites> log;
+  std::atomic<uint64_t> resent_counted{0};
+};
+
+// Makes what was written through `f` durable (UnstableWrites::Sync); -errno on failure.
+int SyncFile(OpenFile* f, const char* why) {
+  Status st = f->log->Sync();
+  uint64_t resent = f->log->resent_bytes();
+  uint64_t before = f->resent_counted.exchange(resent);
+  if (resent > before) {
+    g_bridge->counters.resent_bytes += resent - before;
+    slacker::log::Warn("nfs_unstable_writes_resent", {{"path", f->path}, {"bytes", std::to_string(resent - before)}});
+  }
+  if (st.ok()) return 0;
+  slacker::log::Error("nfs_commit_failed", {{"path", f->path}, {"during", why}, {"error", st.message()}});
+  g_bridge->counters.errors++;
+  return -st.code();
+}
+
+// Every open file, so that a truncate by path can make their kept writes durable first.
+std::mutex g_open_mu;
+std::vector<OpenFile*> g_open;
 
 int Meta() {
   g_bridge->counters.metadata_ops++;
@@ -198,16 +353,28 @@ int OpenCommon(const char* path, fuse_file_info* fi, bool create, mode_t mode) {
   f->path = path;
   f->flags = (fi->flags & O_ACCMODE) | (g_bridge->stable_writes ? O_SYNC : 0);
   f->fh.assign(g_bridge->contexts.size(), nullptr);
-  Lease l;
-  nfsfh* fh = nullptr;
-  int open_flags = fi->flags & (O_ACCMODE | O_TRUNC | O_EXCL | O_SYNC | O_DSYNC);
-  if (g_bridge->stable_writes) open_flags |= O_SYNC;
-  int rc = create ? nfs_create(l.nfs(), path, open_flags | O_CREAT, static_cast<int>(mode & 07777), &fh)
-                  : nfs_open(l.nfs(), path, open_flags, &fh);
-  if (rc < 0) return Fail(rc);
-  f->fh[l.index()] = fh;
+  {
+    Lease l;
+    nfsfh* fh = nullptr;
+    int open_flags = fi->flags & (O_ACCMODE | O_TRUNC | O_EXCL | O_SYNC | O_DSYNC);
+    if (g_bridge->stable_writes) open_flags |= O_SYNC;
+    int rc = create ? nfs_create(l.nfs(), path, open_flags | O_CREAT, static_cast<int>(mode & 07777), &fh)
+                    : nfs_open(l.nfs(), path, open_flags, &fh);
+    if (rc < 0) return Fail(rc);
+    f->fh[l.index()] = fh;
+    const nfs_fh* handle = nfs_get_fh(fh);
+    f->channel = std::make_unique<NfsFileChannel>(std::vector<char>(handle->val, handle->val + handle->len));
+  }
+  UnstableWrites::Options options;
+  options.limit = g_bridge->unstable_limit;
+  options.stable = g_bridge->stable_writes;
+  f->log = std::make_unique<UnstableWrites>(f->channel.get(), options);
   fi->direct_io = 1;
   fi->keep_cache = 0;
+  {
+    std::lock_guard<std::mutex> g(g_open_mu);  // no context held: see SyncBeforeTruncate
+    g_open.push_back(f.get());
+  }
   fi->fh = reinterpret_cast<uint64_t>(f.release());
   return 0;
 }
@@ -215,8 +382,15 @@ int OpenCommon(const char* path, fuse_file_info* fi, bool create, mode_t mode) {
 int Open(const char* path, fuse_file_info* fi) { return OpenCommon(path, fi, false, 0); }
 int Create(const char* path, mode_t mode, fuse_file_info* fi) { return OpenCommon(path, fi, true, mode); }
 
+// The last close: what is still kept is made durable (a failure is logged; the kernel
+// ignores release's result, and flush already reported it to close(2)).
 int Release(const char*, fuse_file_info* fi) {
   OpenFile* f = File(fi);
+  int synced = SyncFile(f, "release");
+  {
+    std::lock_guard<std::mutex> g(g_open_mu);
+    std::erase(g_open, f);
+  }
   auto& cs = g_bridge->contexts;
   for (size_t i = 0; i < cs.size(); ++i) {
     if (f->fh[i] == nullptr) continue;
@@ -224,7 +398,7 @@ int Release(const char*, fuse_file_info* fi) {
     nfs_close(cs[i]->nfs, f->fh[i]);
   }
   delete f;
-  return 0;
+  return synced;
 }
 
 // Moves `size` bytes in requests of at most kMaxIo: `op(offset_in_buffer, count)` returns
@@ -258,37 +432,48 @@ int Read(const char*, char* buf, size_t size, off_t off, fuse_file_info* fi) {
 }
 
 int Write(const char*, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
-  Lease l;
-  nfsfh* fh;
-  int rc = HandleOn(l, File(fi), &fh);
-  if (rc < 0) return rc;
+  OpenFile* f = File(fi);
   return Transfer(size, false, [&](size_t at, uint64_t n) {
-    return nfs_pwrite(l.nfs(), fh, static_cast<uint64_t>(off) + at, n, buf + at);
+    n = std::min(n, g_bridge->write_max);
+    Result<uint64_t> done = f->log->Write(static_cast<uint64_t>(off) + at, std::span<const char>(buf + at, n));
+    if (!done.ok()) {
+      slacker::log::Error("nfs_write_failed", {{"path", f->path}, {"error", done.status().message()}});
+      return -done.status().code();
+    }
+    return static_cast<int>(*done);
   });
 }
 
-// COMMIT on every context that wrote through this file: an UNSTABLE write is durable only
-// once the COMMIT for it (on the same server) has succeeded.
-int Fsync(const char*, int, fuse_file_info* fi) {
-  OpenFile* f = File(fi);
-  auto& cs = g_bridge->contexts;
-  bool any = false;
-  for (size_t i = 0; i < cs.size(); ++i) {
-    if (f->fh[i] == nullptr) continue;
-    std::lock_guard<std::mutex> g(cs[i]->mu);
-    int rc = nfs_fsync(cs[i]->nfs, f->fh[i]);
-    if (rc < 0) return Fail(rc);
-    any = true;
+// An UNSTABLE write is durable only once a COMMIT under the same write verifier has
+// succeeded: UnstableWrites::Sync commits, and re-sends what a restarted server lost.
+int Fsync(const char*, int, fuse_file_info* fi) { return SyncFile(File(fi), "fsync"); }
+
+// close(2): NFS's close-to-open consistency, and the last chance to report a lost write.
+int Flush(const char*, fuse_file_info* fi) { return SyncFile(File(fi), "flush"); }
+
+// Before a truncate: kept writes must not be re-sent after it (they could extend the file
+// again). `open`: the file truncated through its handle; null: by path, so every open file.
+int SyncBeforeTruncate(OpenFile* open, uint64_t size) {
+  if (open != nullptr) {
+    if (int rc = SyncFile(open, "truncate"); rc < 0) return rc;
+    open->log->Truncate(size);  // what a concurrent write kept meanwhile
+    return 0;
   }
-  if (any) g_bridge->counters.commits++;
+  // Held throughout: Release cannot free a file meanwhile. Lock order: g_open_mu, then a
+  // context (Lease); nobody takes g_open_mu while holding a context.
+  std::lock_guard<std::mutex> g(g_open_mu);
+  for (OpenFile* f : g_open) {
+    if (int rc = SyncFile(f, "truncate"); rc < 0) return rc;
+  }
   return 0;
 }
 
-int Flush(const char*, fuse_file_info*) { return 0; }
 int FsyncDir(const char*, int, fuse_file_info*) { return 0; }  // NFSv3 directory ops are synchronous
 
 int Truncate(const char* path, off_t size, fuse_file_info* fi) {
   Meta();
+  OpenFile* open = fi != nullptr && fi->fh != 0 ? File(fi) : nullptr;
+  if (int rc = SyncBeforeTruncate(open, static_cast<uint64_t>(size)); rc < 0) return rc;
   Lease l;
   if (fi != nullptr && fi->fh != 0) {
     nfsfh* fh;
@@ -405,23 +590,26 @@ void WriteStats() {
   if (f == nullptr) return;
   std::fprintf(f,
                "{\"url\":\"%s\",\"read_bytes\":%llu,\"write_bytes\":%llu,\"reads\":%llu,\"writes\":%llu,"
-               "\"commits\":%llu,\"metadata_ops\":%llu,\"errors\":%llu}\n",
+               "\"commits\":%llu,\"metadata_ops\":%llu,\"errors\":%llu,\"resent_bytes\":%llu}\n",
                g_bridge->url.c_str(), static_cast<unsigned long long>(c.read_bytes.load()),
                static_cast<unsigned long long>(c.write_bytes.load()),
                static_cast<unsigned long long>(c.reads.load()), static_cast<unsigned long long>(c.writes.load()),
                static_cast<unsigned long long>(c.commits.load()),
                static_cast<unsigned long long>(c.metadata_ops.load()),
-               static_cast<unsigned long long>(c.errors.load()));
+               static_cast<unsigned long long>(c.errors.load()),
+               static_cast<unsigned long long>(c.resent_bytes.load()));
   std::fclose(f);
   std::rename(tmp.c_str(), g_bridge->stats_file.c_str());
 }
 
 constexpr const char* kUsage =
-    "usage: slacker-nfs-fuse [--contexts N] [--stats-file F] nfs://HOST/EXPORT MOUNTPOINT [FUSE options]\n"
+    "usage: slacker-nfs-fuse [--contexts N] [--stats-file F] [--stable-writes] [--unstable-limit BYTES] nfs://HOST/EXPORT MOUNTPOINT [FUSE options]\n"
     "  Serves the NFSv3 export at MOUNTPOINT (runs in the foreground; unmount to stop).\n"
     "  --contexts N     parallel NFS connections (default 4)\n"
     "  --stats-file F   rewrite F once a second with byte/op counters (JSON)\n"
-    "  --stable-writes  WRITE FILE_SYNC (open O_SYNC) instead of UNSTABLE + COMMIT on fsync\n";
+    "  --stable-writes  WRITE FILE_SYNC instead of UNSTABLE + COMMIT on fsync\n"
+    "  --unstable-limit BYTES  unstable (not yet committed) bytes kept per open file before a\n"
+    "                   write commits early (default 67108864)\n";
 
 // "nfs://HOST/PATH[?args]" -> HOST, /PATH
 bool SplitUrl(const std::string& url, std::string* server, std::string* path) {
@@ -454,6 +642,8 @@ int main(int argc, char** argv) {
       contexts = std::atoi(argv[++i]);
     } else if (a == "--stable-writes") {
       bridge.stable_writes = true;
+    } else if (a == "--unstable-limit" && i + 1 < argc) {
+      bridge.unstable_limit = std::strtoull(argv[++i], nullptr, 10);
     } else if (a == "--stats-file" && i + 1 < argc) {
       bridge.stats_file = argv[++i];
     } else if (a == "-o" && i + 1 < argc) {
@@ -493,6 +683,7 @@ int main(int argc, char** argv) {
     }
     bridge.contexts.push_back(std::move(c));
   }
+  bridge.write_max = std::clamp<uint64_t>(nfs_get_writemax(bridge.contexts[0]->nfs), 4096, kMaxIo);
   std::fprintf(stderr, "slacker-nfs-fuse: %s mounted over NFSv3 with %d connections (readmax %llu, writemax %llu)\n",
                bridge.url.c_str(), contexts, static_cast<unsigned long long>(nfs_get_readmax(bridge.contexts[0]->nfs)),
                static_cast<unsigned long long>(nfs_get_writemax(bridge.contexts[0]->nfs)));

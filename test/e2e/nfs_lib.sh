@@ -8,6 +8,8 @@
 #   nfs_server_start            # sets NFS_EXPORT (the export path) and NFS_URL (nfs://127.0.0.1/...)
 #   storaged_start [args]       # slacker-storaged on the export; sets STORAGED_URL, STORAGED_TOKEN_FILE
 #   nfs_restart_ganesha         # kill ganesha by pid and start it again (clients reconnect)
+#   nfs_kill_ganesha; nfs_crash_export; nfs_start_ganesha
+#                               # the storage host's crash: SIGKILL, the export's page cache lost
 #   storaged_stop / storaged_start again
 #   nfs_ns CMD...               # run CMD inside the storage host's mount namespace
 # Everything is stopped by PID by the cleanup trap; the XFS image is unmounted in the
@@ -22,11 +24,14 @@
 STORAGED=${STORAGED:-$REPO/build/storaged/slacker-storaged}
 NFS_FUSE=${NFS_FUSE:-$REPO/build/nfs_bridge/slacker-nfs-fuse}
 
-# nfs_missing_tools: prints what this host lacks to run the NFS fixture (empty: ready).
+# nfs_missing_tools [--no-storaged]: prints what this host lacks to run the NFS fixture
+# (empty: ready).
+# shellcheck disable=SC2120 # the argument is optional
 nfs_missing_tools() {
-  local t missing=()
-  for t in /usr/bin/ganesha.nfsd /usr/sbin/rpcbind /usr/bin/nfs-ls /usr/sbin/mkfs.xfs /usr/bin/unshare \
-    /usr/bin/nsenter "$STORAGED" "$NFS_FUSE"; do
+  local t missing=() storaged=$STORAGED
+  [ "${1:-}" = --no-storaged ] && storaged=/usr/bin/nsenter
+  for t in /usr/bin/ganesha.nfsd /usr/sbin/rpcbind /usr/bin/nfs-ls /usr/sbin/mkfs.xfs /usr/sbin/xfs_io \
+    /usr/bin/unshare /usr/bin/nsenter "$storaged" "$NFS_FUSE"; do
     [ -x "$t" ] || missing+=("$t")
   done
   [ -e /dev/fuse ] || missing+=(/dev/fuse)
@@ -100,6 +105,31 @@ _nfs_start_ganesha() {
 }
 
 _nfs_stop_ganesha() { e2e_stop nfs-ganesha ganesha 20 || true; }
+
+nfs_start_ganesha() { _nfs_start_ganesha; }
+
+# nfs_kill_ganesha: SIGKILL the NFS server: no clean shutdown, as in a crash.
+nfs_kill_ganesha() {
+  local pid i
+  pid=$(cat "$W/.e2e/pid/nfs-ganesha")
+  kill -KILL "$pid"
+  for ((i = 0; i < 100; i++)); do
+    e2e_alive "$pid" || break
+    sleep 0.1
+  done
+  e2e_alive "$pid" && { fail "ganesha (pid $pid) survived SIGKILL"; return; }
+  e2e_stop nfs-ganesha ganesha 1 >/dev/null 2>&1 || true # collects its status (137)
+}
+
+# nfs_crash_export: the storage host's crash as its file system sees it: the export's XFS
+# stops without writing its page cache or its log (xfs_io shutdown without -f, as
+# xfstests' godown), then is mounted again (log recovery). What ganesha had taken as
+# UNSTABLE writes and not yet committed is gone. REQUIRES: ganesha stopped.
+nfs_crash_export() {
+  nfs_ns xfs_io -x -c shutdown "$NFS_EXPORT"
+  nfs_ns umount "$NFS_EXPORT"
+  nfs_ns mount -o loop,noatime "$W/nfs/xfs.img" "$NFS_EXPORT"
+}
 
 # nfs_restart_ganesha [DOWN_SECONDS]: stop the NFS server, stay down a while, start it.
 nfs_restart_ganesha() {

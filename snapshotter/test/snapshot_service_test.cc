@@ -343,6 +343,8 @@ TEST_F(SnapshotServiceTest, FifoOrDevZeroAtTheReferenceFileNeitherBlocksNorExhau
     auto commit = std::async(std::launch::async, [&] {
       return svc_->Commit("default/4/sha256:abc", "default/3/extract-3 sha256:abc", {});
     });
+    // Let the Commit get going first (with the fix it may well be done already).
+    commit.wait_for(std::chrono::milliseconds(300));
     auto other = std::async(std::launch::async, [&] { return svc_->Stat("default/2/base"); });
     bool other_done = other.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
     bool commit_done = commit.wait_for(std::chrono::seconds(5)) == std::future_status::ready;

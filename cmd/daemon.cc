@@ -8,6 +8,7 @@
 #include "common/files.h"
 #include "common/log.h"
 #include "loopdev/embedded_store.h"
+#include "storage_backend/cluster_key.h"
 #include "storage_backend/local_backend.h"
 #include "storage_backend/rest_backend.h"
 
@@ -60,6 +61,20 @@ bool ParseLongOptions(int argc, char** argv, int first, const std::map<std::stri
   return true;
 }
 
+bool TakeSwitch(int* argc, char** argv, int first, const char* name) {
+  bool found = false;
+  int out = first;
+  for (int i = first; i < *argc; ++i) {
+    if (std::string_view(argv[i]) == name) {
+      found = true;
+      continue;
+    }
+    argv[out++] = argv[i];
+  }
+  *argc = out;
+  return found;
+}
+
 std::string DefaultHostId(const std::string& suffix) {
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
@@ -79,8 +94,35 @@ int StartupFailed(const char* program, const Status& s, const char* what) {
   return 1;
 }
 
-Result<DaemonCore> OpenDaemonCore(const StoreFlags& flags, const std::string& driver_state,
-                                  const std::string& cluster_key_file, std::string* step) {
+Result<registry_shim::ReferenceTrust> LoadReferenceTrust(
+    const KeyFlags& flags, const std::string& store_root,
+    std::function<Result<std::vector<std::string>>()>* reload) {
+  registry_shim::ReferenceTrust trust;
+  trust.allow_unsigned = flags.allow_unsigned_references;
+  if (reload) *reload = nullptr;
+  if (!flags.cluster_key_file.empty()) {
+    SLACKER_ASSIGN_OR_RETURN(trust.keys, In("read --cluster-key", storage_backend::ReadKeyFile(flags.cluster_key_file)));
+    log::Info("cluster_key", {{"source", flags.cluster_key_file},
+                              {"key_id", storage_backend::KeyId(trust.keys.front())},
+                              {"keys", std::to_string(trust.keys.size())}});
+  } else {
+    SLACKER_ASSIGN_OR_RETURN(trust.keys, In("read the store's cluster key", storage_backend::EnsureClusterKeys(store_root)));
+    log::Info("cluster_key", {{"source", JoinPath(store_root, storage_backend::kClusterKeyFile)},
+                              {"key_id", storage_backend::KeyId(trust.keys.front())},
+                              {"keys", std::to_string(trust.keys.size())}});
+    if (reload) *reload = [store_root] { return storage_backend::ReadClusterKeys(store_root); };
+  }
+  if (trust.allow_unsigned) {
+    log::Warn("unsigned_references_allowed",
+              {{"risk", "anyone who can push an image and read a snapshot id (every container can) reads any "
+                        "image on this store"},
+               {"action", "remove --allow-unsigned-references once every image is re-pushed or converted"}});
+  }
+  return trust;
+}
+
+Result<DaemonCore> OpenDaemonCore(const StoreFlags& flags, const std::string& driver_state, const KeyFlags& keys,
+                                  std::string* step) {
   DaemonCore core;
   core.os = os::NewRealOs();
   *step = "create state directory";
@@ -90,14 +132,13 @@ Result<DaemonCore> OpenDaemonCore(const StoreFlags& flags, const std::string& dr
   driver::DriverOptions opts;
   opts.state_dir = driver_state;
   opts.host_id = flags.host_id;
-  if (!cluster_key_file.empty()) {
-    *step = "read cluster key";
-    SLACKER_ASSIGN_OR_RETURN(opts.cluster_key, ReadClusterKey(cluster_key_file));
-  }
+  *step = "read cluster key";
+  SLACKER_ASSIGN_OR_RETURN(opts.trust, LoadReferenceTrust(keys, core.store.backend->root(), &opts.reload_keys));
   *step = "create driver state directory";
   SLACKER_RETURN_IF_ERROR(MakeDirs(driver_state, 0700));
   *step = "open driver state";
-  core.cluster_key = opts.cluster_key;
+  core.trust = opts.trust;
+  core.reload_keys = opts.reload_keys;
   SLACKER_ASSIGN_OR_RETURN(core.driver, driver::SlackerDriver::Open(*core.os, *core.store.backend, opts));
   step->clear();
   return core;

@@ -3,6 +3,7 @@
 // all its forms (embedded, a mounted directory, nfs://, a snapshot service http[s]://).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -22,10 +23,15 @@ namespace slacker::cmd {
 bool ParseLongOptions(int argc, char** argv, int first, const std::map<std::string, std::string*>& options,
                       std::vector<std::string>* positional, const char* usage, std::string* err);
 
+// Removes every argv[i >= first] equal to `name` (a switch: no value) from argv and
+// *argc; returns whether there was one. Call before ParseLongOptions.
+bool TakeSwitch(int* argc, char** argv, int first, const char* name);
+
 // The hostname followed by `suffix`.
 std::string DefaultHostId(const std::string& suffix = "");
 
-// The key in `path` without trailing newlines; EINVAL if it is empty.
+// The key in `path` without trailing newlines; EINVAL if it is empty. A file of several
+// lines holds a key ring: the first line signs, every line verifies.
 Result<std::string> ReadClusterKey(const std::string& path);
 
 // Logs startup_failed and prints "PROGRAM: WHAT: message" to stderr; returns 1.
@@ -56,16 +62,31 @@ Result<OpenedStore> OpenStore(os::Os& os, const StoreFlags& flags);
 struct DaemonCore {
   std::unique_ptr<os::Os> os;
   OpenedStore store;
-  std::string cluster_key;  // "" without --cluster-key
+  registry_shim::ReferenceTrust trust;  // as read at start
+  // Reads the keys again (null with --cluster-key FILE: fixed keys).
+  std::function<Result<std::vector<std::string>>()> reload_keys;
   std::unique_ptr<driver::SlackerDriver> driver;
 };
 
-// Creates flags.state, opens the store, reads the cluster key from `cluster_key_file`
-// (none if empty) and opens a SlackerDriver with host id flags.host_id and its state in
-// `driver_state` (created). On failure `*step` names the step that failed ("open store",
-// ...), for StartupFailed.
-Result<DaemonCore> OpenDaemonCore(const StoreFlags& flags, const std::string& driver_state,
-                                  const std::string& cluster_key_file, std::string* step);
+struct KeyFlags {
+  std::string cluster_key_file = {};  // --cluster-key FILE: overrides the store's keys
+  bool allow_unsigned_references = false;
+};
+
+// The keys reference tars are signed (the first) and verified with: the file's when
+// flags.cluster_key_file is set (its lines, current first), else the store's cluster.key
+// and cluster.key.prev, created when the store has none (storage_backend/cluster_key.h).
+// With flags.allow_unsigned_references, logs a loud warning. `*reload` (if not null) is
+// set to a function that reads the store's keys again (null with --cluster-key).
+Result<registry_shim::ReferenceTrust> LoadReferenceTrust(
+    const KeyFlags& flags, const std::string& store_root,
+    std::function<Result<std::vector<std::string>>()>* reload);
+
+// Creates flags.state, opens the store, loads the keys (LoadReferenceTrust) and opens a
+// SlackerDriver with host id flags.host_id and its state in `driver_state` (created). On
+// failure `*step` names the step that failed ("open store", ...), for StartupFailed.
+Result<DaemonCore> OpenDaemonCore(const StoreFlags& flags, const std::string& driver_state, const KeyFlags& keys,
+                                  std::string* step);
 
 // Applies --log-level VALUE; on an unknown value prints "PROGRAM: unknown --log-level
 // VALUE" to stderr and returns false.

@@ -42,7 +42,13 @@ slacker graphdriver plugin: every layer is an ext4 file system in a file on a sh
   --nfs-bridge PATH   the slacker-nfs-fuse binary (default: next to slackerd, or in the
                       build tree's nfs_bridge/, or on PATH)
   --host-id ID        this worker's name on the store (default: the hostname)
-  --cluster-key FILE  sign and verify reference tars with HMAC-SHA256 using this key
+  --cluster-key FILE  sign and verify reference tars with the key in FILE (several lines:
+                      the first signs, all verify) instead of the store's cluster.key, which
+                      is created with the store and used by default
+  --allow-unsigned-references
+                      accept unsigned and old (format 1) reference tars: UNSAFE, any image
+                      author who learns a snapshot id can then read that image; for a
+                      migration only (registry_shim/FORMAT.md)
   --log-level L       debug|info|warn|error (default info)
   --metrics-listen A  serve Prometheus metrics at GET /metrics on A: unix:/path.sock or
                       HOST:PORT (PORT alone binds 127.0.0.1); default off
@@ -53,7 +59,7 @@ struct Flags {
   std::string socket = "/run/docker/plugins/slacker.sock";
   std::string log_level = "info";
   std::string metrics_listen;  // "" = no metrics endpoint
-  std::string cluster_key_file;
+  slacker::cmd::KeyFlags keys;
   slacker::cmd::StoreFlags store{.state = "/var/lib/slacker"};
 };
 
@@ -67,12 +73,13 @@ int main(int argc, char** argv) {
   using namespace slacker;
   Flags flags;
   std::string err;
+  flags.keys.allow_unsigned_references = cmd::TakeSwitch(&argc, argv, 1, "--allow-unsigned-references");
   if (!cmd::ParseLongOptions(argc, argv, 1,
                              {{"--socket", &flags.socket},
                               {"--state", &flags.store.state},
                               {"--store", &flags.store.store},
                               {"--host-id", &flags.store.host_id},
-                              {"--cluster-key", &flags.cluster_key_file},
+                              {"--cluster-key", &flags.keys.cluster_key_file},
                               {"--log-level", &flags.log_level},
                               {"--metrics-listen", &flags.metrics_listen},
                               {"--store-token-file", &flags.store.token_file},
@@ -101,7 +108,7 @@ int main(int argc, char** argv) {
     log::Warn("fault_points_armed", {{"points", faults}, {"note", "test only: the process SIGKILLs itself there"}});
   }
   std::string step;
-  auto core = cmd::OpenDaemonCore(flags.store, flags.store.state, flags.cluster_key_file, &step);
+  auto core = cmd::OpenDaemonCore(flags.store, flags.store.state, flags.keys, &step);
   if (!core.ok()) return Fail(core.status(), step.c_str());
   driver::SlackerDriver& drv = *core->driver;
   const cmd::OpenedStore& store = core->store;

@@ -28,6 +28,7 @@
 #include "loopdev/mount.h"
 #include "os/os.h"
 #include "registry_shim/reference.h"
+#include "storage_backend/cluster_key.h"
 
 namespace {
 
@@ -47,6 +48,9 @@ commands:
                            delete snapshots that no host's refs/ and no registry manifest
                            use, and store debris (*.tmp*); a dry run unless --delete
   convert IMAGE NEWREF     load IMAGE again as NEWREF with every layer a reference tar
+  key show|rotate|retire   the store's cluster key (by id; never printed): rotate makes a
+                           new signing key and keeps the old one accepted; retire refuses
+                           every previous key from then on (registry_shim/FORMAT.md §1.1)
   export IMAGE NEWREF [--output FILE]
                            rebuild IMAGE's reference layers as standard layer tars and load
                            the result as NEWREF (or write a docker-save tarball to FILE)
@@ -55,7 +59,10 @@ options:
   --state DIR              slackerd's state (default /var/lib/slacker)
   --store DIR              the shared store (default <state>/store when it is mounted)
   --host-id ID             this worker's name on the store (default: the hostname)
-  --cluster-key FILE       key for reference tar MACs (convert signs, verify/export check)
+  --cluster-key FILE       keys for reference tar MACs instead of the store's cluster.key
+                           (convert signs with the first line, export checks with all)
+  --allow-unsigned-references
+                           export: accept unsigned and format 1 reference layers
   --docker-host URL        dockerd for convert/export (default unix:///var/run/docker.sock)
   --docker-data-root DIR   dockerd's data root (default: from docker info)
   --driver NAME            dockerd's storage driver name (default: from docker info)
@@ -81,6 +88,7 @@ struct Flags {
   bool json = false;
   bool do_delete = false;
   bool no_registry = false;
+  bool allow_unsigned = false;
 };
 
 constexpr int kExitOk = 0, kExitError = 1, kExitUsage = 2;
@@ -98,7 +106,8 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
       {"--tmp", &f->tmp},             {"--docker-host", &f->docker.host},
       {"--docker-data-root", &f->docker.data_root}, {"--driver", &f->docker.driver}};
   const std::map<std::string, bool*> bools = {
-      {"--json", &f->json}, {"--delete", &f->do_delete}, {"--no-registry", &f->no_registry}};
+      {"--json", &f->json}, {"--delete", &f->do_delete}, {"--no-registry", &f->no_registry},
+      {"--allow-unsigned-references", &f->allow_unsigned}};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (!a.starts_with("--")) {
@@ -163,7 +172,7 @@ uint64_t AllocatedBytes(const std::string& path) {
 struct Worker {
   std::unique_ptr<os::Os> os;
   std::unique_ptr<storage_backend::Backend> store;
-  std::string cluster_key;
+  registry_shim::ReferenceTrust trust;
 };
 
 // with_docker: also find dockerd's data root and driver (convert, export).
@@ -177,10 +186,11 @@ Result<Worker> OpenWorker(Flags& f, bool with_docker = false) {
   }
   SLACKER_ASSIGN_OR_RETURN(std::string dir, ctl::FindStoreDir(*w.os, f.state, f.store));
   SLACKER_ASSIGN_OR_RETURN(w.store, ctl::OpenExistingStore(*w.os, dir, f.host_id));
+  w.trust.allow_unsigned = f.allow_unsigned;
   if (!f.cluster_key_file.empty()) {
-    SLACKER_ASSIGN_OR_RETURN(w.cluster_key, ReadFileToString(f.cluster_key_file));
-    while (!w.cluster_key.empty() && (w.cluster_key.back() == '\n' || w.cluster_key.back() == '\r'))
-      w.cluster_key.pop_back();
+    SLACKER_ASSIGN_OR_RETURN(w.trust.keys, storage_backend::ReadKeyFile(f.cluster_key_file));
+  } else {
+    SLACKER_ASSIGN_OR_RETURN(w.trust.keys, storage_backend::EnsureClusterKeys(w.store->root()));
   }
   if (with_docker) SLACKER_RETURN_IF_ERROR(ctl::CompleteDockerTarget(&f.docker));
   return w;
@@ -298,7 +308,6 @@ int CmdVerify(Flags& f) {
   auto w = OpenWorker(f);
   if (!w.ok()) return Fail(f, w.status());
   ctl::VerifyOptions opts;
-  opts.cluster_key = w->cluster_key;
   opts.host_id = f.host_id;
   auto r = ctl::Verify(*w->os, *w->store, f.state, opts);
   if (!r.ok()) return Fail(f, r.status());
@@ -447,6 +456,7 @@ int CmdConvert(Flags& f) {
 
   std::vector<ctl::SaveLayer> out_layers;
   std::vector<std::string> new_ids;
+  std::string chain;  // of the new image's layers so far: what each reference is bound to
   json layers_out = json::array();
   for (size_t i = 0; i < layers->size(); ++i) {
     const auto& l = (*layers)[i];
@@ -458,8 +468,10 @@ int CmdConvert(Flags& f) {
     ref.store = w->store->info().uuid;
     ref.snapshot = l.content_snapshot;
     ref.bytes = l.record.diff_size > 0 ? static_cast<uint64_t>(l.record.diff_size) : 0;
-    std::string tar = registry_shim::EncodeReferenceTar(ref, w->cluster_key);
+    ref.parent = chain;
+    std::string tar = registry_shim::EncodeReferenceTar(ref, w->trust.signing_key());
     std::string diff_id = "sha256:" + ctl::Sha256Hex(tar);
+    chain = registry_shim::NextChainId(chain, diff_id);
     Progress(fmt::format("layer {}/{} {} ({}) -> reference to snapshot {} ({})", i + 1, layers->size(),
                          l.diff_id.substr(7, 12), driver::OriginName(l.record.origin), ref.snapshot,
                          HumanBytes(ref.bytes)));
@@ -523,7 +535,10 @@ int CmdExport(Flags& f) {
   std::vector<ctl::SaveLayer> out_layers;
   std::vector<std::string> new_ids;
   json layers_out = json::array();
+  std::string chain, parent_chain;  // of IMAGE's layers up to i, and up to i - 1
   for (size_t i = 0; i < diff_ids->size(); ++i) {
+    parent_chain = chain;
+    chain = registry_shim::NextChainId(chain, (*diff_ids)[i]);
     std::string path = JoinPath(dir, manifest->layers[i]);
     auto head = ctl::MappedFile::Open(path);
     if (!head.ok()) return Fail(f, head.status());
@@ -537,7 +552,7 @@ int CmdExport(Flags& f) {
       layers_out.push_back({{"diff_id", (*diff_ids)[i]}, {"from", "standard"}});
       continue;
     }
-    auto ref = registry_shim::DecodeReferenceTar(bytes, w->cluster_key);
+    auto ref = registry_shim::DecodeReferenceTar(bytes, w->trust, parent_chain);
     if (!ref.ok()) return Fail(f, ref.status().Context(label));
     if (ref->store != w->store->info().uuid) {
       return Fail(f, Errorf(EINVAL, "{}: references store {}, this is store {}", label, ref->store,
@@ -597,6 +612,44 @@ int CmdExport(Flags& f) {
   return kExitOk;
 }
 
+// ---------------------------------------------------------------------------- key
+
+// `key show`, `key rotate`, `key retire` on the store's cluster.key (never --cluster-key:
+// an operator's own key file is theirs to rotate). Prints key ids, never keys.
+int CmdKey(Flags& f) {
+  if (f.args.size() != 1 || (f.args[0] != "show" && f.args[0] != "rotate" && f.args[0] != "retire"))
+    return Usage("key needs one of: show, rotate, retire");
+  if (!f.cluster_key_file.empty()) return Usage("key works on the store's cluster.key; drop --cluster-key");
+  auto w = OpenWorker(f);  // creates the store's key if it has none
+  if (!w.ok()) return Fail(f, w.status());
+  const std::string root = w->store->root();
+  json out = {{"store", root}, {"action", f.args[0]}};
+  if (f.args[0] == "rotate") {
+    auto r = storage_backend::RotateClusterKey(root);
+    if (!r.ok()) return Fail(f, r.status());
+  } else if (f.args[0] == "retire") {
+    auto n = storage_backend::RetirePreviousClusterKeys(root);
+    if (!n.ok()) return Fail(f, n.status());
+    out["retired"] = *n;
+  }
+  auto keys = storage_backend::ReadClusterKeys(root);
+  if (!keys.ok()) return Fail(f, keys.status());
+  out["current"] = storage_backend::KeyId(keys->front());
+  json prev = json::array();
+  for (size_t i = 1; i < keys->size(); ++i) prev.push_back(storage_backend::KeyId((*keys)[i]));
+  out["previous"] = prev;
+  if (f.json) {
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    std::printf("store %s: signing key %s; also accepted: %s\n", root.c_str(), out["current"].get<std::string>().c_str(),
+                prev.empty() ? "none" : prev.dump().c_str());
+    if (f.args[0] == "rotate")
+      std::printf("every slackerd/slacker-snapshotter on the store signs with the new key from its next reference "
+                  "on; run `slackerctl key retire` once images signed before are re-pushed or no longer needed\n");
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -605,7 +658,8 @@ int main(int argc, char** argv) {
   if (!ParseFlags(argc, argv, &f, &err)) return Usage(err);
   if (f.command.empty()) return Usage("no command given");
   const std::map<std::string, int (*)(Flags&)> commands = {
-      {"status", CmdStatus}, {"verify", CmdVerify}, {"gc", CmdGc}, {"convert", CmdConvert}, {"export", CmdExport}};
+      {"status", CmdStatus}, {"verify", CmdVerify}, {"gc", CmdGc}, {"convert", CmdConvert}, {"export", CmdExport},
+      {"key", CmdKey}};
   auto it = commands.find(f.command);
   if (it == commands.end()) return Usage("unknown command " + f.command);
   if ((f.command == "status" || f.command == "verify" || f.command == "gc") && !f.args.empty()) {

@@ -178,7 +178,7 @@ Result<std::string> ReferencedSnapshot(std::string_view blob) {
   }
   if (blob.size() < 512 || !registry_shim::IsReferenceTarHeader(blob.data())) return std::string();
   // No cluster key: the MAC is not verified, only the snapshot id is needed here.
-  auto ref = registry_shim::DecodeReferenceTar(blob, "");
+  auto ref = registry_shim::ParseReferenceTar(blob);
   if (!ref.ok()) return ref.status();
   return ref->snapshot;
 }

@@ -71,6 +71,20 @@ class GraphDriver {
   virtual Result<int64_t> DiffSize(const std::string& id, const std::string& parent) = 0;
   // dockerd is stopping: unmount what is not in use by anyone.
   virtual Status Cleanup() = 0;
+  // Optional: the chain id reference tars made on top of layer `id` are bound to
+  // (registry_shim/FORMAT.md): an image layer's chain of DiffIDs; a read-write layer's
+  // nearest image ancestor's; "" for the empty file system. ENOTSUP if not supported.
+  virtual Result<std::string> ChainId(const std::string& id) {
+    return Errorf(ENOTSUP, "chain id of layer {}: not supported by this driver", id);
+  }
+  // Optional: the content of /.slacker/ref.json in layer `id`'s own tree (where a
+  // containerd differ unpacked a reference tar), read from the layer's image file, never
+  // by opening a path in a mounted tree: ENOENT when there is none; EINVAL when it is not a
+  // regular file or a link is on its path (nothing is followed); EFBIG above
+  // registry_shim::kMaxReferenceBody bytes. ENOTSUP if not supported.
+  virtual Result<std::string> ReadReferenceFile(const std::string& id) {
+    return Errorf(ENOTSUP, "read the reference file of layer {}: not supported by this driver", id);
+  }
   // Optional: (name, value) samples for the plugin's metrics endpoint, each a valid
   // Prometheus metric name given once. Must not wait on a layer's long operation: the
   // endpoint calls it on every scrape.

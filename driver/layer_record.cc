@@ -27,6 +27,7 @@ std::string LayerRecord::ToJson() const {
                       {"dirty", dirty},
                       {"size_bytes", size_bytes},
                       {"diff_size", diff_size}};
+  if (!chain_id.empty()) j["chain_id"] = chain_id;
   return j.dump() + "\n";
 }
 
@@ -49,6 +50,7 @@ Result<LayerRecord> LayerRecord::FromJson(const std::string& text) {
     r.dirty = j.value("dirty", false);
     r.size_bytes = j.value("size_bytes", uint64_t{0});
     r.diff_size = j.value("diff_size", int64_t{0});
+    r.chain_id = j.value("chain_id", "");
   } catch (const nlohmann::json::exception& e) {
     return Errorf(EINVAL, "layer record: {}", e.what());
   }

@@ -29,6 +29,11 @@ struct LayerRecord {
   bool dirty = false;        // the volume may differ from `snapshot`
   uint64_t size_bytes = 0;   // requested file system size (0 = inherit / default)
   int64_t diff_size = 0;     // what ApplyDiff returned (dockerd's layer size)
+  // Image layers: the chain id of the DiffIDs up to this layer, as dockerd and containerd
+  // compute it ("sha256:<hex>"); references made on top of this layer are bound to it
+  // (registry_shim/FORMAT.md). "" = not known yet (records of earlier releases, layers
+  // written through Get before ApplyDiff): computed from Diff on first use.
+  std::string chain_id;
 
   std::string ToJson() const;
   static Result<LayerRecord> FromJson(const std::string& text);

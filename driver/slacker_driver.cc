@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "driver/changes.h"
 #include "loopdev/ext4_format.h"
+#include "loopdev/ext4_read.h"
 #include "loopdev/loop_device.h"
 #include "loopdev/mount.h"
 #include "loopdev/run_tool.h"
@@ -101,6 +102,10 @@ class FaultAfterBytes : public ByteSource {
 };
 
 }  // namespace
+
+// "sha256:<hex>" of the bytes (a DiffID). Defined beside SpoolFile.
+std::string Sha256Digest(std::string_view bytes);
+Result<std::string> Sha256Digest(ByteSource& src);
 
 // A read-only view of a layer's tree: the layer's own mount (held by a reference) or a
 // read-only mount of its content snapshot at <state>/views/<random>.
@@ -795,8 +800,9 @@ Result<DiffStream> SlackerDriver::Diff(const std::string& id, const std::string&
     registry_shim::Reference ref;
     ref.store = backend_.info().uuid;
     ref.snapshot = snap;
+    SLACKER_ASSIGN_OR_RETURN(ref.parent, ReferenceParent(layer->rec));
     SLACKER_ASSIGN_OR_RETURN(ref.bytes, SnapshotDiffBytes(*layer, snap));
-    return DiffStream(std::make_unique<StringSource>(registry_shim::EncodeReferenceTar(ref, opts_.cluster_key)));
+    return DiffStream(std::make_unique<StringSource>(registry_shim::EncodeReferenceTar(ref, Trust().signing_key())));
   }
   switch (layer->rec.origin) {
     case Origin::kReference: {
@@ -818,8 +824,11 @@ Result<DiffStream> SlackerDriver::Diff(const std::string& id, const std::string&
   }
   if (!layer->rec.snapshot.empty()) {
     // A snapshot of a volume that has since been promoted away (not reachable today).
-    registry_shim::Reference ref{1, backend_.info().uuid, layer->rec.snapshot, 0, ""};
-    return DiffStream(std::make_unique<StringSource>(registry_shim::EncodeReferenceTar(ref, opts_.cluster_key)));
+    registry_shim::Reference ref;
+    ref.store = backend_.info().uuid;
+    ref.snapshot = layer->rec.snapshot;
+    SLACKER_ASSIGN_OR_RETURN(ref.parent, ReferenceParent(layer->rec));
+    return DiffStream(std::make_unique<StringSource>(registry_shim::EncodeReferenceTar(ref, Trust().signing_key())));
   }
   // Never written: same content as the parent, an empty tar.
   return DiffStream(std::make_unique<StringSource>(std::string(1024, '\0')));
@@ -895,8 +904,10 @@ Result<int64_t> SlackerDriver::ApplyDiff(const std::string& id, const std::strin
 
 Result<int64_t> SlackerDriver::ApplyReference(Layer& layer, const std::string& bytes) {
   const std::string& id = layer.rec.id;
-  auto ref = registry_shim::DecodeReferenceTar(bytes, opts_.cluster_key);
+  auto ref = registry_shim::ParseReferenceTar(bytes);
   if (!ref.ok()) return ref.status().Context("apply reference to layer " + id);
+  SLACKER_ASSIGN_OR_RETURN(std::string parent_chain, ReferenceParent(layer.rec));
+  SLACKER_RETURN_IF_ERROR(VerifyReference(*ref, parent_chain).Context("apply reference to layer " + id));
   if (ref->store != backend_.info().uuid) {
     return Errorf(EINVAL,
                   "apply reference to layer {}: snapshot {} lives on store {}, but this worker's store is {} "
@@ -915,6 +926,7 @@ Result<int64_t> SlackerDriver::ApplyReference(Layer& layer, const std::string& b
   next.has_volume = false;
   next.dirty = false;
   next.diff_size = static_cast<int64_t>(ref->bytes);
+  next.chain_id = registry_shim::NextChainId(parent_chain, Sha256Digest(bytes));
   SLACKER_RETURN_IF_ERROR(Persist(next));
   if (layer.rec.has_volume) backend_.RemoveVolume(id);  // superseded by the reference
   layer.rec = next;
@@ -1001,6 +1013,33 @@ class SpoolSource : public ByteSource {
   SpoolFile& f_;
 };
 
+std::string Sha256Digest(std::string_view bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
+  return "sha256:" + SpoolFile::Hex(md, len);
+}
+
+Result<std::string> Sha256Digest(ByteSource& src) {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  std::vector<char> buf(1 << 20);
+  for (;;) {
+    auto n = src.Read(buf.data(), buf.size());
+    if (!n.ok()) {
+      EVP_MD_CTX_free(ctx);
+      return n.status();
+    }
+    if (*n == 0) break;
+    EVP_DigestUpdate(ctx, buf.data(), *n);
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  return "sha256:" + SpoolFile::Hex(md, len);
+}
+
 std::string ChainKey(const std::string& base_snapshot, const std::string& diff_id) {
   std::string in = base_snapshot + " " + diff_id;
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -1028,6 +1067,15 @@ Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
   SLACKER_RETURN_IF_ERROR(spool.Fill(JoinPath(opts_.state_dir, "spool/" + id + ".tar"), tar)
                               .Context("apply diff to layer " + id));
   std::string key = ChainKey(base, spool.digest());
+  // Not needed to apply a standard layer: a parent whose chain id cannot be computed
+  // (its skeleton lost) only keeps references from being made on top of this layer.
+  std::string chain_id;
+  auto parent_chain = ReferenceParent(layer.rec);
+  if (parent_chain.ok()) {
+    chain_id = registry_shim::NextChainId(*parent_chain, spool.digest());
+  } else {
+    log::Warn("chain_id_unknown", {{"layer", id}, {"err", parent_chain.status().message()}});
+  }
   auto known = ReadFileToString(ChainPath(key));
   if (known.ok()) {
     std::string snap = known->substr(0, known->find('\n'));
@@ -1040,6 +1088,7 @@ Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
       next.origin = Origin::kTar;
       next.dirty = false;
       next.diff_size = size;
+      next.chain_id = chain_id;
       SLACKER_RETURN_IF_ERROR(Persist(next));
       layer.rec = next;
       {
@@ -1053,7 +1102,10 @@ Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
   SLACKER_RETURN_IF_ERROR(CheckStoreSpace(spool.size(), "apply diff to layer " + id));
   SLACKER_RETURN_IF_ERROR(CloneBase(base, id, layer.rec.size_bytes).Context("apply diff to layer " + id));
   SpoolSource src(spool);
-  return ApplyStandardInto(layer, src, key);
+  layer.rec.chain_id = chain_id;  // persisted with the applied record
+  auto applied = ApplyStandardInto(layer, src, key);
+  if (!applied.ok()) layer.rec.chain_id.clear();
+  return applied;
 }
 
 // Unpacks `tar` into the layer's volume (cloned already) and promotes it to a snapshot.
@@ -1134,6 +1186,91 @@ Status SlackerDriver::CheckStoreSpace(uint64_t need, const std::string& what) {
                 "{}: the store {} is full: {} bytes free, {} needed (the layer plus {} bytes of headroom); free "
                 "space on the store (docker rmi / docker system prune, then slackerctl gc) and retry",
                 what, backend_.root(), space->free_bytes, need + kStoreHeadroom, kStoreHeadroom);
+}
+
+// The keys are read again each time a reference is signed or verified (two small files
+// on the store): a key another worker rotated to is used at once, and a retired key stops
+// verifying at once.
+registry_shim::ReferenceTrust SlackerDriver::Trust() {
+  if (opts_.reload_keys) {
+    auto keys = opts_.reload_keys();
+    if (keys.ok() && !keys->empty()) {
+      std::lock_guard<std::mutex> l(trust_mu_);
+      opts_.trust.keys = *keys;
+    } else {
+      log::Warn("cluster_key_reload_failed",
+                {{"err", keys.ok() ? "no keys" : keys.status().message()},
+                 {"action", "using the keys read before"}});
+    }
+  }
+  std::lock_guard<std::mutex> l(trust_mu_);
+  return opts_.trust;
+}
+
+Status SlackerDriver::VerifyReference(const registry_shim::Reference& ref, const std::string& parent_chain) {
+  return registry_shim::VerifyReference(ref, Trust(), parent_chain);
+}
+
+Result<std::string> SlackerDriver::ReadReferenceFile(const std::string& id) {
+  auto layer = Find(id);
+  if (!layer) return Errorf(ENOENT, "read the reference file of layer {}: no such layer", id);
+  std::lock_guard<std::mutex> l(layer->mu);
+  auto read = [&](const std::string& image) {
+    return loopdev::ReadExt4RegularFile(image, registry_shim::kReferenceTarEntryName,
+                                        registry_shim::kMaxReferenceBody);
+  };
+  if (!layer->rec.has_volume) {
+    if (layer->rec.snapshot.empty())
+      return Errorf(ENOENT, "layer {} has no content of its own (no volume, no snapshot)", id);
+    return read(backend_.SnapshotPath(layer->rec.snapshot));
+  }
+  if (layer->refs == 0 || !layer->mounted_rw) return read(backend_.VolumePath(id));
+  std::string mnt = MountPath(id);
+  SLACKER_RETURN_IF_ERROR(os_.Freeze(mnt).Context("freeze layer " + id + " to read its reference file"));
+  auto body = read(backend_.VolumePath(id));
+  Status thaw = os_.Thaw(mnt);
+  if (!thaw.ok()) return thaw.Context("thaw layer " + id);
+  return body;
+}
+
+Result<std::string> SlackerDriver::ReferenceParent(const LayerRecord& rec) {
+  if (rec.parent.empty()) return std::string();
+  return ChainId(rec.parent);
+}
+
+Result<std::string> SlackerDriver::ChainId(const std::string& id) {
+  auto layer = Find(id);
+  if (!layer) return Errorf(ENOENT, "chain id of layer {}: no such layer", id);
+  LayerRecord rec;
+  {
+    std::lock_guard<std::mutex> l(layer->mu);
+    if (!layer->rec.chain_id.empty()) return layer->rec.chain_id;
+    rec = layer->rec;
+  }
+  // A read-write layer (a container, dockerd's -init layer) is not part of any image:
+  // what is committed from it goes on top of its nearest image ancestor.
+  if (rec.kind == LayerKind::kReadWrite) return ReferenceParent(rec);
+  // An image layer applied by an earlier release: its DiffID is the hash of what Diff
+  // reproduces (the exact bytes applied), computed once and recorded.
+  SLACKER_ASSIGN_OR_RETURN(std::string parent_chain, ReferenceParent(rec));
+  SLACKER_ASSIGN_OR_RETURN(auto stream, Diff(id, rec.parent));
+  auto diff_id = Sha256Digest(*stream);
+  stream.reset();
+  if (!diff_id.ok()) return diff_id.status().Context("chain id of layer " + id + ": hash its diff");
+  std::string chain = registry_shim::NextChainId(parent_chain, *diff_id);
+  std::lock_guard<std::mutex> l(layer->mu);
+  if (layer->rec.chain_id.empty() && !layer->removed) {
+    LayerRecord next = layer->rec;
+    next.chain_id = chain;
+    Status s = Persist(next);
+    if (s.ok()) {
+      layer->rec = next;
+    } else {
+      log::Warn("chain_id_persist_failed", {{"layer", id}, {"err", s.message()}});
+    }
+  }
+  log::Info("chain_id_computed", {{"layer", id}, {"chain_id", chain}});
+  return chain;
 }
 
 Status SlackerDriver::Cleanup() {

@@ -13,6 +13,7 @@
 // sampled after syncfs: unchanged counter since the last snapshot ⇒ same content.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -21,6 +22,7 @@
 #include "driver/graph_driver.h"
 #include "driver/layer_record.h"
 #include "os/os.h"
+#include "registry_shim/reference.h"
 #include "storage_backend/backend.h"
 
 namespace slacker::driver {
@@ -29,7 +31,12 @@ struct DriverOptions {
   std::string state_dir;            // host-local: layers/, mnt/, views/, plugin.json
   std::string host_id;
   uint64_t default_size = 10ull << 30;  // sparse size of a new layer file system
-  std::string cluster_key;          // HMAC key for reference tars ("" = none)
+  // Keys that sign (the first) and verify reference tars, and the operator's opt-out.
+  registry_shim::ReferenceTrust trust;
+  // Re-reads the keys (the store's cluster.key and cluster.key.prev, which `slackerctl key
+  // rotate/retire` change); called before each reference is verified and each Diff signs.
+  // Null: the keys are fixed (--cluster-key FILE, tests).
+  std::function<Result<std::vector<std::string>>()> reload_keys;
 };
 
 class SlackerDriver : public GraphDriver {
@@ -54,6 +61,10 @@ class SlackerDriver : public GraphDriver {
   Result<int64_t> ApplyDiff(const std::string& id, const std::string& parent, ByteSource& tar) override;
   Result<int64_t> DiffSize(const std::string& id, const std::string& parent) override;
   Status Cleanup() override;
+  Result<std::string> ChainId(const std::string& id) override;
+  // From the volume (frozen while mounted rw, so its journal is checkpointed) or the
+  // snapshot with libext2fs. ENOENT for a layer with neither (its tree is its parent's).
+  Result<std::string> ReadReferenceFile(const std::string& id) override;
   // Counters, layer counts and store space. A layer busy in an operation (ApplyDiff, a
   // mount) is counted as not mounted rather than waited for.
   std::vector<std::pair<std::string, double>> Metrics() override;
@@ -87,6 +98,11 @@ class SlackerDriver : public GraphDriver {
   Result<uint64_t> SnapshotDiffBytes(Layer& layer, const std::string& snap);
   std::vector<int> LoopsBacking(const std::string& file);
   Result<int64_t> ApplyReference(Layer& layer, const std::string& bytes);
+  // The chain id references on top of `rec` (an image layer being applied, or a written
+  // read-write layer) are bound to: ChainId(rec.parent). Takes ancestors' mutexes.
+  Result<std::string> ReferenceParent(const LayerRecord& rec);
+  Status VerifyReference(const registry_shim::Reference& ref, const std::string& parent_chain);
+  registry_shim::ReferenceTrust Trust();
   Result<int64_t> ApplyStandard(Layer& layer, ByteSource& tar);
   Result<int64_t> ApplyStandardInto(Layer& layer, ByteSource& tar, const std::string& chain_key);
   std::string ChainPath(const std::string& key) const;
@@ -115,6 +131,7 @@ class SlackerDriver : public GraphDriver {
   std::map<std::string, std::shared_ptr<Layer>> layers_;
   Counters counters_;
   std::mutex template_mu_;
+  mutable std::mutex trust_mu_;  // guards opts_.trust.keys (reloaded: key rotation)
 };
 
 }  // namespace slacker::driver

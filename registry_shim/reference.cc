@@ -43,8 +43,27 @@ TarEntry ReferenceEntry(uint64_t body_size) {
 
 }  // namespace
 
+bool IsChainId(std::string_view s) {
+  constexpr std::string_view kPrefix = "sha256:";
+  if (!s.starts_with(kPrefix) || s.size() != kPrefix.size() + 64) return false;
+  s.remove_prefix(kPrefix.size());
+  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+std::string NextChainId(std::string_view parent_chain, std::string_view diff_id) {
+  if (parent_chain.empty()) return std::string(diff_id);
+  std::string in = fmt::format("{} {}", parent_chain, diff_id);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(in.data(), in.size(), md, &len, EVP_sha256(), nullptr);
+  std::string hex = "sha256:";
+  for (unsigned int i = 0; i < len; i++) hex += fmt::format("{:02x}", md[i]);
+  return hex;
+}
+
 std::string ReferenceMacInput(const Reference& ref) {
-  return fmt::format("{}|{}|{}|{}", ref.format, ref.store, ref.snapshot, ref.bytes);
+  if (ref.format == 1) return fmt::format("1|{}|{}|{}", ref.store, ref.snapshot, ref.bytes);
+  return fmt::format("{}|{}|{}|{}|{}", ref.format, ref.store, ref.snapshot, ref.parent, ref.bytes);
 }
 
 std::string EncodeReferenceTar(const Reference& ref, std::string_view cluster_key) {
@@ -52,6 +71,7 @@ std::string EncodeReferenceTar(const Reference& ref, std::string_view cluster_ke
   j["format"] = ref.format;
   j["store"] = ref.store;
   j["snapshot"] = ref.snapshot;
+  if (ref.format != 1) j["parent"] = ref.parent;
   j["bytes"] = ref.bytes;
   if (!cluster_key.empty()) j["mac"] = HexHmacSha256(cluster_key, ReferenceMacInput(ref));
   std::string body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -63,7 +83,7 @@ std::string EncodeReferenceTar(const Reference& ref, std::string_view cluster_ke
   return out;
 }
 
-Result<Reference> DecodeReferenceTar(std::string_view tar_bytes, std::string_view cluster_key) {
+Result<Reference> ParseReferenceTar(std::string_view tar_bytes) {
   StringSource src{std::string(tar_bytes)};
   TarReader reader(src);
   TarEntry entry;
@@ -99,6 +119,10 @@ Result<Reference> DecodeReferenceTar(std::string_view tar_bytes, std::string_vie
         rest.size(), kReferenceTarEntryName);
   }
 
+  return ParseReferenceBody(body);
+}
+
+Result<Reference> ParseReferenceBody(std::string_view body) {
   nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
     return Errorf(EINVAL, "reference tar: {} is not a JSON object", kReferenceTarEntryName);
@@ -111,14 +135,27 @@ Result<Reference> DecodeReferenceTar(std::string_view tar_bytes, std::string_vie
   std::string what =
       fmt::format("reference to snapshot {:?} on store {:?}", ref.snapshot, ref.store);
   for (const auto& [key, value] : j.items()) {
-    if (key != "format" && key != "store" && key != "snapshot" && key != "bytes" && key != "mac") {
+    if (key != "format" && key != "store" && key != "snapshot" && key != "parent" && key != "bytes" &&
+        key != "mac") {
       return Errorf(EINVAL, "{}: unknown key {:?}", what, key);
     }
   }
   auto format = j.find("format");
-  if (format == j.end() || !format->is_number_integer() || format->get<int64_t>() != 1) {
-    return Errorf(EINVAL, "{}: unsupported format {} (this build reads format 1)", what,
+  if (format == j.end() || !format->is_number_integer() ||
+      (format->get<int64_t>() != 1 && format->get<int64_t>() != 2)) {
+    return Errorf(EINVAL, "{}: unsupported format {} (this build reads formats 1 and 2)", what,
                   format == j.end() ? "(missing)" : format->dump());
+  }
+  ref.format = static_cast<int>(format->get<int64_t>());
+  auto parent = j.find("parent");
+  if (ref.format == 1 && parent != j.end())
+    return Errorf(EINVAL, "{}: format 1 has no parent", what);
+  if (ref.format == 2) {
+    if (parent == j.end() || !parent->is_string())
+      return Errorf(EINVAL, "{}: parent is missing or not a string", what);
+    ref.parent = parent->get<std::string>();
+    if (!ref.parent.empty() && !IsChainId(ref.parent))
+      return Errorf(EINVAL, "{}: parent is not \"\" or a chain id sha256:<64 hex>", what);
   }
   if (!IsLowerHexId(ref.store))
     return Errorf(EINVAL, "{}: store is not 32 lowercase hex characters", what);
@@ -134,21 +171,48 @@ Result<Reference> DecodeReferenceTar(std::string_view tar_bytes, std::string_vie
     if (!mac->is_string()) return Errorf(EINVAL, "{}: mac is not a string", what);
     ref.mac = mac->get<std::string>();
   }
-  if (!cluster_key.empty()) {
-    if (ref.mac.empty()) {
-      return Errorf(
-          EACCES,
-          "{}: carries no MAC, but this cluster has a key (refusing an unauthenticated reference)",
-          what);
-    }
-    std::string want = HexHmacSha256(cluster_key, ReferenceMacInput(ref));
-    if (want.size() != ref.mac.size() ||
-        CRYPTO_memcmp(want.data(), ref.mac.data(), want.size()) != 0) {
-      return Errorf(EACCES,
-                    "{}: MAC verification failed (made with another cluster key, or tampered with)",
-                    what);
-    }
+  return ref;
+}
+
+Status VerifyReference(const Reference& ref, const ReferenceTrust& trust, std::string_view parent_chain) {
+  std::string what = fmt::format("reference to snapshot {} on store {}", ref.snapshot, ref.store);
+  if (ref.format != 1 && ref.parent != parent_chain) {
+    return Errorf(EACCES,
+                  "{}: it was made for the parent layer {:?} but is applied on top of {:?} (a reference "
+                  "cannot be moved to another parent; pull the image it was pushed with)",
+                  what, ref.parent, parent_chain);
   }
+  if (trust.allow_unsigned && (ref.mac.empty() || ref.format == 1 || trust.keys.empty())) return Status::Ok();
+  if (ref.mac.empty() || ref.format == 1) {
+    return Errorf(EACCES,
+                  "{}: refusing an {} reference (anyone who can read a snapshot id can forge one); push the "
+                  "image again from a worker of this store running this release, or `slackerctl convert` "
+                  "it there; --allow-unsigned-references accepts it at your own risk",
+                  what, ref.mac.empty() ? "unsigned" : "old format 1 (not bound to its parent)");
+  }
+  if (trust.keys.empty()) {
+    return Errorf(EACCES,
+                  "{}: this worker has no cluster key to verify it (the store's cluster.key is missing; "
+                  "pass --cluster-key FILE)",
+                  what);
+  }
+  std::string input = ReferenceMacInput(ref);
+  for (const std::string& key : trust.keys) {
+    if (key.empty()) continue;
+    std::string want = HexHmacSha256(key, input);
+    if (want.size() == ref.mac.size() && CRYPTO_memcmp(want.data(), ref.mac.data(), want.size()) == 0)
+      return Status::Ok();
+  }
+  return Errorf(EACCES,
+                "{}: MAC verification failed (made with another store's or a retired cluster key, or "
+                "tampered with); push the image again from a worker of this store",
+                what);
+}
+
+Result<Reference> DecodeReferenceTar(std::string_view tar_bytes, const ReferenceTrust& trust,
+                                     std::string_view parent_chain) {
+  SLACKER_ASSIGN_OR_RETURN(Reference ref, ParseReferenceTar(tar_bytes));
+  SLACKER_RETURN_IF_ERROR(VerifyReference(ref, trust, parent_chain));
   return ref;
 }
 

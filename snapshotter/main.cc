@@ -38,7 +38,12 @@ a file on the shared store (the same store and layout as slackerd).
                       covers the directory form.)
   --host-id ID        this snapshotter's name on the store (default: <hostname>-ctrd;
                       must differ from any slackerd's --host-id on the same store)
-  --cluster-key FILE  verify (and sign) reference tars with HMAC-SHA256 using this key
+  --cluster-key FILE  sign and verify reference tars with the key in FILE (several lines:
+                      the first signs, all verify) instead of the store's cluster.key, which
+                      is created with the store and used by default
+  --allow-unsigned-references
+                      accept unsigned and old (format 1) reference tars: UNSAFE, for a
+                      migration only (registry_shim/FORMAT.md)
   --log-level L       debug|info|warn|error (default info)
 
 adopt: make snapshot NAME, committed by any slacker snapshotter on the same store (by
@@ -52,7 +57,7 @@ snapshot, to let it go). Exit 0 when containerd reports it exists.
 struct Flags {
   std::string address = "/run/slacker/snapshotter.sock";
   slacker::cmd::StoreFlags store{.state = "/var/lib/slacker-snapshotter"};
-  std::string cluster_key_file;
+  slacker::cmd::KeyFlags keys;
   std::string log_level = "info";
   // adopt
   std::string containerd;
@@ -115,6 +120,7 @@ int main(int argc, char** argv) {
   bool adopt = argc > 1 && std::string(argv[1]) == "adopt";
   Flags flags;
   std::string err;
+  flags.keys.allow_unsigned_references = cmd::TakeSwitch(&argc, argv, 1, "--allow-unsigned-references");
   if (!cmd::ParseLongOptions(argc, argv, adopt ? 2 : 1,
                              {{"--address", &flags.address},
                               {"--state", &flags.store.state},
@@ -123,7 +129,7 @@ int main(int argc, char** argv) {
                               {"--store-token-file", &flags.store.token_file},
                               {"--store-ca", &flags.store.ca_file},
                               {"--nfs-bridge", &flags.store.nfs_bridge},
-                              {"--cluster-key", &flags.cluster_key_file},
+                              {"--cluster-key", &flags.keys.cluster_key_file},
                               {"--log-level", &flags.log_level},
                               {"--containerd", &flags.containerd},
                               {"--namespace", &flags.ns},
@@ -143,7 +149,7 @@ int main(int argc, char** argv) {
   sigset_t stop = BlockStopSignals();
 
   std::string step, driver_state = JoinPath(flags.store.state, "driver");
-  auto core = cmd::OpenDaemonCore(flags.store, driver_state, flags.cluster_key_file, &step);
+  auto core = cmd::OpenDaemonCore(flags.store, driver_state, flags.keys, &step);
   if (!core.ok()) return Fail(core.status(), step.c_str());
   driver::SlackerDriver& drv = *core->driver;
   const cmd::OpenedStore& store = core->store;
@@ -153,7 +159,13 @@ int main(int argc, char** argv) {
   snapshotter::ServiceOptions sopts;
   sopts.state_dir = flags.store.state;
   sopts.store_uuid = backend.info().uuid;
-  sopts.cluster_key = core->cluster_key;
+  sopts.trust = [trust = core->trust, reload = core->reload_keys]() mutable {
+    if (reload) {
+      auto keys = reload();
+      if (keys.ok() && !keys->empty()) trust.keys = *keys;
+    }
+    return trust;
+  };
   sopts.host_id = flags.store.host_id;
   sopts.driver_layers_dir = JoinPath(driver_state, "layers");
   sopts.index = std::make_shared<snapshotter::StoreIndex>(JoinPath(backend.root(), "containerd/names"));

@@ -258,6 +258,43 @@ Result<std::vector<Mount>> SnapshotService::View(const std::string& key, const s
   return CreateLocked(key, parent, labels, Kind::kView);
 }
 
+registry_shim::ReferenceTrust SnapshotService::Trust() const {
+  return opts_.trust ? opts_.trust() : registry_shim::ReferenceTrust{};
+}
+
+Result<std::string> SnapshotService::SignedReference(const std::string& parent_layer, const std::string& snapshot,
+                                                     uint64_t bytes) {
+  registry_shim::Reference ref;
+  ref.store = opts_.store_uuid;
+  ref.snapshot = snapshot;
+  ref.bytes = bytes;
+  if (!parent_layer.empty()) {
+    SLACKER_ASSIGN_OR_RETURN(ref.parent, driver_.ChainId(parent_layer));
+  }
+  return registry_shim::EncodeReferenceTar(ref, Trust().signing_key());
+}
+
+Result<std::string> SnapshotService::ReferenceFromExtraction(const std::string& key, const std::string& parent,
+                                                             const std::string& parent_layer,
+                                                             const std::string& body) {
+  auto ref = registry_shim::ParseReferenceBody(body);
+  if (!ref.ok()) {
+    return Errorf(EINVAL, "commit {}: {} in the layer is not a slacker reference: {}", key, kRefFile,
+                  ref.status().message());
+  }
+  // containerd commits an unpacked layer under its chain id: the parent's name ends in it.
+  std::string parent_chain;
+  if (!parent.empty()) {
+    std::string name = SplitBackendKey(parent).second;
+    parent_chain = name.substr(name.find_last_of('/') + 1);
+    if (!registry_shim::IsChainId(parent_chain)) parent_chain = "(snapshot " + parent + ", not a chain id)";
+  }
+  Status v = registry_shim::VerifyReference(*ref, Trust(), parent_chain);
+  if (!v.ok()) return Status::Error(v.code(), "commit " + key + ": " + v.message());
+  log::Info("commit_reference", {{"key", key}, {"snapshot", ref->snapshot}, {"store", ref->store}});
+  return SignedReference(parent_layer, ref->snapshot, ref->bytes);
+}
+
 // Creates a driver image layer holding the snapshot a reference tar names. Returns its id.
 Result<std::string> SnapshotService::CommitLayerFromReference(const std::string& parent_layer,
                                                               const std::string& ref_tar) {
@@ -293,11 +330,8 @@ Result<std::vector<Mount>> SnapshotService::CreateLocked(const std::string& key,
     auto [ns, rest] = SplitBackendKey(key);
     auto published = opts_.index->Lookup(ns, target);
     if (published.ok()) {
-      registry_shim::Reference ref;
-      ref.store = opts_.store_uuid;
-      ref.snapshot = published->snapshot;
-      ref.bytes = published->bytes;
-      auto layer = CommitLayerFromReference(parent_layer, registry_shim::EncodeReferenceTar(ref, opts_.cluster_key));
+      auto ref_tar = SignedReference(parent_layer, published->snapshot, published->bytes);
+      auto layer = ref_tar.ok() ? CommitLayerFromReference(parent_layer, *ref_tar) : ref_tar;
       if (layer.ok()) {
         auto e = std::make_shared<Entry>();
         // A unique backend name in the caller's namespace; containerd finds it by the label.
@@ -407,28 +441,19 @@ Status SnapshotService::Commit(const std::string& name, const std::string& key, 
   }
 
   // An extraction snapshot that received a slacker reference tar: commit to the snapshot
-  // it names (verified by the driver: store uuid, existence, MAC). The clone is dropped.
+  // it names (verified here against containerd's parent chain id, then by the driver:
+  // store uuid, existence, MAC). The clone is dropped. The file is read by the driver from
+  // the layer's image: a FIFO or a link there is refused, never opened.
   std::string ref_tar;
-  SLACKER_ASSIGN_OR_RETURN(std::string dir, EnsureMounted(active->layer));
+  auto mounted = EnsureMounted(active->layer);
+  if (!mounted.ok()) return mounted.status();
   if (IsExtractionKey(key)) {
-    auto body = ReadFileToString(dir + std::string(kRefFile));
+    auto body = driver_.ReadReferenceFile(active->layer);
     if (body.ok()) {
-      auto j = json::parse(*body, nullptr, false);
-      if (!j.is_object() || j.value("format", 0) != 1 || !j.contains("store") || !j.contains("snapshot"))
-        return Errorf(EINVAL, "commit {}: {} in the layer is not a slacker reference", key, kRefFile);
-      registry_shim::Reference ref;
-      ref.store = j.value("store", "");
-      ref.snapshot = j.value("snapshot", "");
-      ref.bytes = j.value("bytes", uint64_t{0});
-      ref_tar = registry_shim::EncodeReferenceTar(ref, opts_.cluster_key);
-      if (!opts_.cluster_key.empty()) {
-        // The tar is rebuilt with our key: accept it only if the layer carried that MAC.
-        auto ours = registry_shim::DecodeReferenceTar(ref_tar, opts_.cluster_key);
-        if (!ours.ok() || ours->mac != j.value("mac", ""))
-          return Errorf(EACCES, "commit {}: reference to snapshot {} has a bad MAC for this cluster key", key,
-                        ref.snapshot);
-      }
-      log::Info("commit_reference", {{"key", key}, {"snapshot", ref.snapshot}, {"store", ref.store}});
+      SLACKER_ASSIGN_OR_RETURN(ref_tar, ReferenceFromExtraction(key, active->parent, parent_layer, *body));
+    } else if (body.status().code() != ENOENT && body.status().code() != ENOTSUP) {
+      return Status::Error(body.status().code(),
+                           fmt::format("commit {}: {} in the layer: {}", key, kRefFile, body.status().message()));
     }
   }
   uint64_t bytes = 0;
@@ -447,7 +472,7 @@ Status SnapshotService::Commit(const std::string& name, const std::string& key, 
       return s.Context("commit " + key + ": snapshot its layer");
     }
   }
-  auto ref = registry_shim::DecodeReferenceTar(ref_tar, opts_.cluster_key);
+  auto ref = registry_shim::ParseReferenceTar(ref_tar);
   if (!ref.ok()) return ref.status().Context("commit " + key);
   bytes = ref->bytes;
   auto layer = CommitLayerFromReference(parent_layer, ref_tar);

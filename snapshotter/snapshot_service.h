@@ -25,6 +25,7 @@
 
 #include "common/status.h"
 #include "driver/graph_driver.h"
+#include "registry_shim/reference.h"
 
 namespace slacker::snapshotter {
 
@@ -88,7 +89,9 @@ std::pair<std::string, std::string> SplitBackendKey(const std::string& key);
 struct ServiceOptions {
   std::string state_dir;          // catalog.json lives here
   std::string store_uuid;         // this host's store (reference tars must name it)
-  std::string cluster_key;        // HMAC key of reference tars ("" = none)
+  // The keys that sign (the first) and verify reference tars, read when called (they
+  // change with `slackerctl key rotate`). Null: no keys (everything unsigned is refused).
+  std::function<registry_shim::ReferenceTrust()> trust;
   std::string host_id;
   std::string driver_layers_dir;  // the driver's <state>/layers, for Cleanup ("" = skip)
   std::shared_ptr<StoreIndex> index;  // null: no publishing/adopting across hosts
@@ -111,8 +114,10 @@ class SnapshotService {
   Result<std::vector<Mount>> View(const std::string& key, const std::string& parent, const Labels& labels);
   Result<std::vector<Mount>> Mounts(const std::string& key);
   // Active `key` becomes committed `name` (a snapshot on the shared store). An extraction
-  // snapshot whose tree received a slacker reference tar (/.slacker/ref.json) commits to
-  // the referenced snapshot instead: no data is copied.
+  // snapshot whose tree received a slacker reference tar (/.slacker/ref.json, read by the
+  // driver from the layer's image, never through the mount) commits to the referenced
+  // snapshot instead, once the reference verifies against the parent's chain id: no data
+  // is copied.
   Status Commit(const std::string& name, const std::string& key, const Labels& labels);
   // EBUSY (FAILED_PRECONDITION) while the snapshot has children.
   Status Remove(const std::string& key);
@@ -138,6 +143,14 @@ class SnapshotService {
   Result<std::vector<Mount>> CreateLocked(const std::string& key, const std::string& parent, const Labels& labels,
                                           Kind kind);
   Result<std::string> CommitLayerFromReference(const std::string& parent_layer, const std::string& ref_tar);
+  registry_shim::ReferenceTrust Trust() const;
+  // A reference tar for `snapshot` on top of driver layer `parent_layer`, signed with our
+  // key: what the driver verifies when the snapshotter commits a layer it resolved itself.
+  Result<std::string> SignedReference(const std::string& parent_layer, const std::string& snapshot, uint64_t bytes);
+  // The reference tar an extraction snapshot's /.slacker/ref.json `body` stands for, once
+  // it verified against the chain id containerd committed the parent as.
+  Result<std::string> ReferenceFromExtraction(const std::string& key, const std::string& parent,
+                                              const std::string& parent_layer, const std::string& body);
   Result<std::string> EnsureMounted(const std::string& layer);
   Status ReleaseView(const std::string& parent_layer);
   // Releases our Get of `layer` (if held) and removes it from the driver.

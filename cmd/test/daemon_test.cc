@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <fstream>
 
@@ -51,6 +53,44 @@ TEST(ReadClusterKey, StripsNewlinesAndRefusesEmptyKeys) {
   EXPECT_NE(none.status().message().find("is empty"), std::string::npos) << none.status().message();
   EXPECT_FALSE(ReadClusterKey(std::string(dir) + "/missing").ok());
   std::system(("rm -rf " + std::string(dir)).c_str());
+}
+
+// Scenario: a default install (no --cluster-key, no opt-out) on a store that has no key
+// yet: the store gets one, mode 0600, and it is the key every process signs with.
+TEST(LoadReferenceTrust, DefaultInstallSignsWithTheStoresOwnKey) {
+  char dir[] = "/tmp/slacker-daemon-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  std::function<Result<std::vector<std::string>>()> reload;
+  auto trust = LoadReferenceTrust({}, dir, &reload);
+  ASSERT_TRUE(trust.ok()) << trust.status().message();
+  EXPECT_FALSE(trust->allow_unsigned);
+  ASSERT_EQ(trust->keys.size(), 1u);
+  EXPECT_EQ(trust->keys[0].size(), 64u);
+  struct stat st;
+  ASSERT_EQ(::stat((std::string(dir) + "/cluster.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  ASSERT_TRUE(reload);
+  auto again = reload();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, trust->keys);
+  // --cluster-key overrides it; its lines are a key ring.
+  std::ofstream(std::string(dir) + "/mine") << "new\nold\n";
+  auto mine = LoadReferenceTrust({.cluster_key_file = std::string(dir) + "/mine"}, dir, &reload);
+  ASSERT_TRUE(mine.ok());
+  EXPECT_EQ(mine->keys, (std::vector<std::string>{"new", "old"}));
+  EXPECT_FALSE(reload);
+  std::system(("rm -rf " + std::string(dir)).c_str());
+}
+
+TEST(TakeSwitch, RemovesTheSwitchAndKeepsTheRest) {
+  std::vector<std::string> words = {"prog", "--allow-unsigned-references", "--store", "/s"};
+  std::vector<char*> argv;
+  for (auto& w : words) argv.push_back(w.data());
+  int argc = static_cast<int>(argv.size());
+  EXPECT_TRUE(TakeSwitch(&argc, argv.data(), 1, "--allow-unsigned-references"));
+  EXPECT_EQ(argc, 3);
+  EXPECT_EQ(std::string(argv[1]), "--store");
+  EXPECT_FALSE(TakeSwitch(&argc, argv.data(), 1, "--allow-unsigned-references"));
 }
 
 TEST(OpenStore, ServiceWithoutTokenIsAClearError) {

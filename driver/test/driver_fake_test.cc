@@ -50,6 +50,7 @@ class DriverFakeTest : public ::testing::Test {
     o.state_dir = dir_ + "/state";
     o.host_id = "hostA";
     o.default_size = 32ull << 20;  // FakeOs copies bytes for FICLONE: keep files small
+    o.trust = trust_;
     auto d = SlackerDriver::Open(os_, *backend_, o);
     ASSERT_TRUE(d.ok()) << d.status().message();
     driver_ = std::move(d).value();
@@ -71,6 +72,8 @@ class DriverFakeTest : public ::testing::Test {
     return "none";
   }
 
+  // As a default install: the store's key, no opt-out.
+  registry_shim::ReferenceTrust trust_{{"store-key"}, false};
   os::FakeOs os_;
   std::string dir_;
   std::unique_ptr<storage_backend::Backend> backend_;
@@ -144,8 +147,10 @@ TEST_F(DriverFakeTest, DiffOfAWrittenLayerIsAReferenceToThisStore) {
   ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
   ASSERT_TRUE(driver_->Get("c1", "").ok());
   std::string tar = DiffBytes("c1");
-  auto ref = registry_shim::DecodeReferenceTar(tar, "");
+  auto ref = registry_shim::DecodeReferenceTar(tar, trust_, "");
   ASSERT_TRUE(ref.ok()) << ref.status().message();
+  EXPECT_EQ(ref->format, 2);
+  EXPECT_NE(ref->mac, "") << "signed with the store's key";
   EXPECT_EQ(ref->store, backend_->info().uuid);
   EXPECT_TRUE(backend_->SnapshotExists(ref->snapshot));
   ASSERT_TRUE(driver_->Put("c1").ok());
@@ -184,17 +189,171 @@ TEST_F(DriverFakeTest, CommitSequenceAppliesTheReferenceWithoutCloning) {
 
 TEST_F(DriverFakeTest, ForeignOrMissingReferencesAreRefusedAndLeaveTheLayerUntouched) {
   ASSERT_TRUE(driver_->Create(Req("L")).ok());
-  registry_shim::Reference foreign{1, std::string(32, 'a'), std::string(32, 'b'), 0, ""};
-  StringSource s1(registry_shim::EncodeReferenceTar(foreign, ""));
+  registry_shim::Reference foreign{2, std::string(32, 'a'), std::string(32, 'b'), "", 0, ""};
+  StringSource s1(registry_shim::EncodeReferenceTar(foreign, "store-key"));
   auto r1 = driver_->ApplyDiff("L", "", s1);
   ASSERT_FALSE(r1.ok());
   EXPECT_NE(r1.status().message().find(std::string(32, 'a')), std::string::npos) << r1.status().message();
-  registry_shim::Reference missing{1, backend_->info().uuid, std::string(32, 'c'), 0, ""};
-  StringSource s2(registry_shim::EncodeReferenceTar(missing, ""));
+  registry_shim::Reference missing{2, backend_->info().uuid, std::string(32, 'c'), "", 0, ""};
+  StringSource s2(registry_shim::EncodeReferenceTar(missing, "store-key"));
   auto r2 = driver_->ApplyDiff("L", "", s2);
   ASSERT_FALSE(r2.ok());
   EXPECT_NE(r2.status().message().find(std::string(32, 'c')), std::string::npos) << r2.status().message();
   EXPECT_EQ(DiffBytes("L"), std::string(1024, '\0')) << "the layer is still empty";
+}
+
+// Committed layer "C" on image layer `image` (with its -init layer, as dockerd does);
+// returns Diff("C"): the reference tar docker commit/push would see.
+std::string CommitOn(SlackerDriver& d, const std::string& image, const std::string& c) {
+  EXPECT_TRUE(d.CreateReadWrite(CreateRequest{c + "-init", image, "", {}}).ok());
+  EXPECT_TRUE(d.CreateReadWrite(CreateRequest{c, c + "-init", "", {}}).ok());
+  EXPECT_TRUE(d.Get(c, "").ok());
+  auto s = d.Diff(c, "");
+  EXPECT_TRUE(s.ok()) << s.status().message();
+  std::string tar = s.ok() ? Drain(**s) : "";
+  EXPECT_TRUE(d.Put(c).ok());
+  return tar;
+}
+
+// Scenario (issue 15): a container read a snapshot id out of
+// /sys/block/loop*/loop/backing_file; a forged unsigned 2 KiB layer naming it is pulled on a
+// default install. It must be refused, naming the snapshot and what to do.
+TEST_F(DriverFakeTest, ApplyDiffRefusesAnUnsignedReferenceToAnExistingSnapshot) {
+  ASSERT_TRUE(driver_->Create(Req("img")).ok());
+  auto signed_ref = registry_shim::ParseReferenceTar(CommitOn(*driver_, "img", "C"));
+  ASSERT_TRUE(signed_ref.ok()) << signed_ref.status().message();
+  ASSERT_TRUE(backend_->SnapshotExists(signed_ref->snapshot));
+  registry_shim::Reference forged = *signed_ref;
+  ASSERT_TRUE(driver_->Create(Req("L", "img")).ok());
+  StringSource src(registry_shim::EncodeReferenceTar(forged, ""));
+  auto r = driver_->ApplyDiff("L", "img", src);
+  ASSERT_FALSE(r.ok()) << "an unsigned reference was accepted";
+  EXPECT_EQ(r.status().code(), EACCES);
+  EXPECT_NE(r.status().message().find(forged.snapshot), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("unsigned"), std::string::npos) << r.status().message();
+  EXPECT_EQ(DiffBytes("L"), std::string(1024, '\0')) << "the layer is still empty";
+  // Forged with a key of its own: refused as well.
+  StringSource other(registry_shim::EncodeReferenceTar(forged, "attacker-key"));
+  r = driver_->ApplyDiff("L", "img", other);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("MAC verification failed"), std::string::npos) << r.status().message();
+}
+
+// Scenario: the operator opted out (--allow-unsigned-references): the forged reference of
+// the previous test, and a format 1 reference of the previous release, are applied.
+TEST_F(DriverFakeTest, OptOutAcceptsUnsignedAndFormat1References) {
+  ASSERT_TRUE(driver_->Create(Req("img")).ok());
+  auto ref = registry_shim::ParseReferenceTar(CommitOn(*driver_, "img", "C"));
+  ASSERT_TRUE(ref.ok());
+  trust_.allow_unsigned = true;
+  Reopen();
+  ASSERT_TRUE(driver_->Create(Req("L", "img")).ok());
+  StringSource src(registry_shim::EncodeReferenceTar(*ref, ""));
+  auto r = driver_->ApplyDiff("L", "img", src);
+  EXPECT_TRUE(r.ok()) << r.status().message();
+  registry_shim::Reference v1{1, ref->store, ref->snapshot, "", ref->bytes, ""};
+  ASSERT_TRUE(driver_->Create(Req("L1", "img")).ok());
+  StringSource src1(registry_shim::EncodeReferenceTar(v1, "store-key"));
+  r = driver_->ApplyDiff("L1", "img", src1);
+  EXPECT_TRUE(r.ok()) << r.status().message();
+}
+
+// Scenario (issue 15): a validly signed reference, made on image A, is grafted onto
+// another parent B (a forged image config listing it after B's layers).
+TEST_F(DriverFakeTest, ApplyDiffRefusesAReParentedSignedReference) {
+  ASSERT_TRUE(driver_->Create(Req("imgA")).ok());
+  std::string tar = CommitOn(*driver_, "imgA", "C");
+  ASSERT_TRUE(driver_->Create(Req("A2", "imgA")).ok());
+  StringSource ok_src(tar);
+  auto applied = driver_->ApplyDiff("A2", "imgA", ok_src);
+  ASSERT_TRUE(applied.ok()) << "on its own parent: " << applied.status().message();
+  for (const std::string& parent : {std::string("A2"), std::string("")}) {
+    ASSERT_TRUE(driver_->Create(Req("G" + parent, parent)).ok());
+    StringSource src(tar);
+    auto r = driver_->ApplyDiff("G" + parent, parent, src);
+    ASSERT_FALSE(r.ok()) << "grafted onto parent '" << parent << "'";
+    EXPECT_EQ(r.status().code(), EACCES);
+    EXPECT_NE(r.status().message().find("cannot be moved to another parent"), std::string::npos)
+        << r.status().message();
+  }
+}
+
+// Scenario: `slackerctl key rotate` on another worker; this driver still has only the
+// old key in memory. References signed with the new key verify after a reload; those
+// signed with the old key keep working until it is retired.
+TEST_F(DriverFakeTest, KeyRotationReloadsKeysAndKeepsOldReferencesUntilRetired) {
+  std::vector<std::string> store_keys = {"store-key"};
+  ASSERT_TRUE(driver_->Create(Req("img")).ok());
+  std::string by_old = CommitOn(*driver_, "img", "C1");
+  store_keys = {"new-key", "store-key"};  // rotated
+  trust_.keys = store_keys;
+  Reopen();
+  std::string by_new = CommitOn(*driver_, "img", "C2");
+  trust_.keys = {"store-key"};  // a worker that started before the rotation
+  driver_.reset();
+  DriverOptions o;
+  o.state_dir = dir_ + "/state";
+  o.host_id = "hostA";
+  o.default_size = 32ull << 20;
+  o.trust = trust_;
+  o.reload_keys = [&store_keys]() -> Result<std::vector<std::string>> { return store_keys; };
+  auto d = SlackerDriver::Open(os_, *backend_, o);
+  ASSERT_TRUE(d.ok());
+  driver_ = std::move(d).value();
+  for (const auto& [id, tar] : {std::pair{"N", by_new}, std::pair{"O", by_old}}) {
+    ASSERT_TRUE(driver_->Create(Req(id, "img")).ok());
+    StringSource src(tar);
+    auto r = driver_->ApplyDiff(id, "img", src);
+    EXPECT_TRUE(r.ok()) << id << ": " << r.status().message();
+  }
+  store_keys = {"new-key"};  // slackerctl key retire
+  ASSERT_TRUE(driver_->Create(Req("R", "img")).ok());
+  StringSource src(by_old);
+  auto r = driver_->ApplyDiff("R", "img", src);
+  ASSERT_FALSE(r.ok()) << "a retired key still verifies";
+  EXPECT_NE(r.status().message().find("MAC verification failed"), std::string::npos) << r.status().message();
+}
+
+// Scenario: upgrade. Layer records of the previous release carry no chain id and its
+// reference layers hold format 1 tars: Diff still returns the exact bytes applied, and a
+// commit on top of them is signed and applied (the chain id is computed from Diff).
+TEST_F(DriverFakeTest, StateOfThePreviousReleaseStillDiffsAndCommits) {
+  ASSERT_TRUE(driver_->Create(Req("img")).ok());
+  auto ref = registry_shim::ParseReferenceTar(CommitOn(*driver_, "img", "C"));
+  ASSERT_TRUE(ref.ok());
+  // What the previous release left: a layer applied from a format 1 reference.
+  registry_shim::Reference v1{1, ref->store, ref->snapshot, "", ref->bytes, ""};
+  std::string v1_tar = registry_shim::EncodeReferenceTar(v1, "");
+  ASSERT_TRUE(AtomicWriteFile(dir_ + "/state/layers/old.ref", v1_tar).ok());
+  LayerRecord rec;
+  rec.id = "old";
+  rec.parent = "img";
+  rec.origin = Origin::kReference;
+  rec.snapshot = ref->snapshot;
+  ASSERT_TRUE(AtomicWriteFile(dir_ + "/state/layers/old.json", rec.ToJson()).ok());
+  for (const char* id : {"img", "C", "C-init"}) {  // records written without chain ids
+    auto text = ReadFileToString(dir_ + "/state/layers/" + std::string(id) + ".json");
+    ASSERT_TRUE(text.ok());
+    auto r = LayerRecord::FromJson(*text);
+    ASSERT_TRUE(r.ok());
+    r->chain_id.clear();
+    ASSERT_TRUE(AtomicWriteFile(dir_ + "/state/layers/" + std::string(id) + ".json", r->ToJson()).ok());
+  }
+  Reopen();
+  EXPECT_EQ(DiffBytes("old"), v1_tar) << "Diff reproduces the previous release's bytes";
+  std::string tar = CommitOn(*driver_, "old", "D");
+  ASSERT_TRUE(driver_->Create(Req("N", "old")).ok());
+  StringSource src(tar);
+  auto r = driver_->ApplyDiff("N", "old", src);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  auto chain = driver_->ChainId("old");
+  ASSERT_TRUE(chain.ok());
+  EXPECT_TRUE(registry_shim::IsChainId(*chain)) << *chain;
+  auto text = ReadFileToString(dir_ + "/state/layers/old.json");
+  ASSERT_TRUE(text.ok());
+  auto persisted = LayerRecord::FromJson(*text);
+  ASSERT_TRUE(persisted.ok());
+  EXPECT_EQ(persisted->chain_id, *chain) << "computed once, then recorded";
 }
 
 TEST_F(DriverFakeTest, RemoveOfAMountedLayerUnmountsAndDeletesItsVolume) {

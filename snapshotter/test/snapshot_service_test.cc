@@ -6,6 +6,11 @@
 
 #include <set>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <future>
+
 #include "common/files.h"
 #include "common/io.h"
 #include "registry_shim/reference.h"
@@ -30,7 +35,7 @@ class FakeDriver : public driver::GraphDriver {
   };
   std::map<std::string, L> layers;
   int diffs = 0;
-  std::string key;
+  std::string key = "k";  // the store's key, as on a default install
 
   Status Init(const std::string&, const std::vector<std::string>&) override { return Status::Ok(); }
   driver::Capabilities GetCapabilities() override { return {}; }
@@ -65,6 +70,7 @@ class FakeDriver : public driver::GraphDriver {
     ref.store = kStore;
     ref.snapshot = RandomHex(16);
     ref.bytes = 42;
+    SLACKER_ASSIGN_OR_RETURN(ref.parent, ChainOfParent(id));
     return driver::DiffStream(std::make_unique<StringSource>(registry_shim::EncodeReferenceTar(ref, key)));
   }
   Result<std::vector<driver::Change>> Changes(const std::string&, const std::string&) override {
@@ -78,13 +84,37 @@ class FakeDriver : public driver::GraphDriver {
       if (n == 0) break;
       bytes.append(buf, n);
     }
-    SLACKER_ASSIGN_OR_RETURN(auto ref, registry_shim::DecodeReferenceTar(bytes, key));
+    SLACKER_ASSIGN_OR_RETURN(std::string parent_chain, ChainOfParent(id));
+    SLACKER_ASSIGN_OR_RETURN(auto ref, registry_shim::DecodeReferenceTar(bytes, {{key}, false}, parent_chain));
     if (ref.store != kStore) return Errorf(EINVAL, "foreign store {}", ref.store);
     layers[id].snapshot = ref.snapshot;
     return static_cast<int64_t>(ref.bytes);
   }
   Result<int64_t> DiffSize(const std::string&, const std::string&) override { return int64_t{0}; }
   Status Cleanup() override { return Status::Ok(); }
+  // A fake chain id per layer (layer ids are 32 hex characters).
+  Result<std::string> ChainId(const std::string& id) override {
+    if (!layers.count(id)) return Errorf(ENOENT, "no layer {}", id);
+    return "sha256:" + id + id;
+  }
+  Result<std::string> ChainOfParent(const std::string& id) {
+    if (!layers.count(id)) return Errorf(ENOENT, "no layer {}", id);
+    return layers[id].parent.empty() ? Result<std::string>(std::string()) : ChainId(layers[id].parent);
+  }
+  // As the real driver's contract says (it reads the image with libext2fs): a regular
+  // file only, links not followed, never blocks.
+  Result<std::string> ReadReferenceFile(const std::string& id) override {
+    read_reference_calls++;
+    std::string path = Dir(id) + "/.slacker/ref.json";
+    int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return Status::FromErrno(errno == ELOOP ? EINVAL : errno, "open " + path);
+    struct stat st;
+    bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= 4096;
+    ::close(fd);
+    if (!regular) return Errorf(EINVAL, "{} is not a small regular file", path);
+    return ReadFileToString(path);
+  }
+  int read_reference_calls = 0;
 
   std::string Dir(const std::string& id) const { return JoinPath(root_, "mnt/" + id); }
 
@@ -109,12 +139,12 @@ class SnapshotServiceTest : public ::testing::Test {
   }
   void TearDown() override { RemoveTree(dir_); }
 
-  std::unique_ptr<SnapshotService> OpenService(const std::string& host, FakeDriver& d, std::string key = "") {
+  std::unique_ptr<SnapshotService> OpenService(const std::string& host, FakeDriver& d, std::string key = "k") {
     ServiceOptions o;
     o.state_dir = JoinPath(dir_, host + "/state");
     o.store_uuid = kStore;
     o.host_id = host;
-    o.cluster_key = key;
+    o.trust = [key] { return registry_shim::ReferenceTrust{{key}, false}; };
     o.index = index_;
     auto s = SnapshotService::Open(d, o);
     EXPECT_TRUE(s.ok()) << s.status().message();
@@ -240,34 +270,96 @@ TEST_F(SnapshotServiceTest, CatalogSurvivesARestart) {
   EXPECT_EQ(a->labels.at("l"), "v");
 }
 
+// The JSON body of a reference tar: what containerd's differ leaves at /.slacker/ref.json.
+std::string RefBody(const std::string& snapshot, uint64_t bytes, const std::string& parent, const std::string& key) {
+  std::string tar = registry_shim::EncodeReferenceTar({2, kStore, snapshot, parent, bytes, ""}, key);
+  return tar.substr(512, tar.find('\0', 512) - 512);
+}
+
+void WriteRefJson(const std::string& root, const std::string& body) {
+  ASSERT_TRUE(MakeDirs(root + "/.slacker").ok());
+  ASSERT_TRUE(AtomicWriteFile(root + "/.slacker/ref.json", body).ok());
+}
+
 TEST_F(SnapshotServiceTest, ExtractionThatReceivedAReferenceCommitsToTheReferencedSnapshot) {
   auto m = svc_->Prepare("default/1/extract-1-x sha256:abc", "", {});
   ASSERT_TRUE(m.ok());
-  registry_shim::Reference ref{1, kStore, std::string(32, 'b'), 7, ""};
-  ASSERT_TRUE(MakeDirs((*m)[0].source + "/.slacker").ok());
-  ASSERT_TRUE(AtomicWriteFile((*m)[0].source + "/.slacker/ref.json",
-                              R"({"format":1,"store":")" + kStore + R"(","snapshot":")" + std::string(32, 'b') +
-                                  R"(","bytes":7})")
-                  .ok());
-  ASSERT_TRUE(svc_->Commit("default/2/sha256:abc", "default/1/extract-1-x sha256:abc", {}).ok());
+  WriteRefJson((*m)[0].source, RefBody(std::string(32, 'b'), 7, "", "k"));
+  Status c = svc_->Commit("default/2/sha256:abc", "default/1/extract-1-x sha256:abc", {});
+  ASSERT_TRUE(c.ok()) << c.message();
   EXPECT_EQ(driver_->diffs, 0);  // nothing snapshotted: the reference is used as is
+  EXPECT_EQ(driver_->read_reference_calls, 1) << "read through the driver, not the mount";
   ASSERT_EQ(driver_->layers.size(), 1u);
   EXPECT_EQ(driver_->layers.begin()->second.snapshot, std::string(32, 'b'));
   EXPECT_EQ(svc_->GetUsage("default/2/sha256:abc")->size, 7);
 }
 
 TEST_F(SnapshotServiceTest, ReferenceWithoutTheClustersMacIsRefused) {
-  driver_->key = "k";
-  svc_ = OpenService("a", *driver_, "k");
-  auto m = svc_->Prepare("default/1/extract-1-x sha256:abc", "", {});
+  for (const std::string& key : {std::string("other-key"), std::string()}) {
+    auto m = svc_->Prepare("default/1/extract-1-x sha256:abc", "", {});
+    ASSERT_TRUE(m.ok());
+    WriteRefJson((*m)[0].source, RefBody(std::string(32, 'b'), 7, "", key));
+    Status c = svc_->Commit("default/2/sha256:abc", "default/1/extract-1-x sha256:abc", {});
+    EXPECT_EQ(c.code(), EACCES) << c.message();
+    EXPECT_NE(c.message().find(std::string(32, 'b')), std::string::npos) << c.message();
+    EXPECT_EQ(svc_->Stat("default/1/extract-1-x sha256:abc")->kind, Kind::kActive);  // nothing lost
+    ASSERT_TRUE(svc_->Remove("default/1/extract-1-x sha256:abc").ok());
+  }
+}
+
+// Scenario: a signed reference made on top of chain sha256:aa.. is listed in an image
+// after other layers: containerd unpacks it onto a parent committed as another chain id.
+TEST_F(SnapshotServiceTest, ReParentedReferenceIsRefused) {
+  std::string parent_chain = "sha256:" + std::string(64, 'c');
+  Layer(*svc_, "default/1/k", "default/2/" + parent_chain, "");
+  auto m = svc_->Prepare("default/3/extract-3 sha256:abc", "default/2/" + parent_chain, {});
   ASSERT_TRUE(m.ok());
-  ASSERT_TRUE(MakeDirs((*m)[0].source + "/.slacker").ok());
-  ASSERT_TRUE(AtomicWriteFile((*m)[0].source + "/.slacker/ref.json",
-                              R"({"format":1,"store":")" + kStore + R"(","snapshot":")" + std::string(32, 'b') +
-                                  R"(","bytes":7,"mac":"00"})")
-                  .ok());
-  EXPECT_EQ(svc_->Commit("default/2/sha256:abc", "default/1/extract-1-x sha256:abc", {}).code(), EACCES);
-  EXPECT_EQ(svc_->Stat("default/1/extract-1-x sha256:abc")->kind, Kind::kActive);  // nothing lost
+  WriteRefJson((*m)[0].source, RefBody(std::string(32, 'b'), 7, "sha256:" + std::string(64, 'a'), "k"));
+  Status c = svc_->Commit("default/4/sha256:abc", "default/3/extract-3 sha256:abc", {});
+  EXPECT_EQ(c.code(), EACCES) << c.message();
+  EXPECT_NE(c.message().find("another parent"), std::string::npos) << c.message();
+  // The same reference made for that parent is accepted.
+  WriteRefJson((*m)[0].source, RefBody(std::string(32, 'b'), 7, parent_chain, "k"));
+  c = svc_->Commit("default/4/sha256:abc", "default/3/extract-3 sha256:abc", {});
+  EXPECT_TRUE(c.ok()) << c.message();
+}
+
+// Scenario (issue 15): a layer unpacks a FIFO (or a symlink to /dev/zero) at
+// .slacker/ref.json. Committing it must fail promptly, and other snapshot calls on the
+// node must not wait for it. Timeouts make the old code fail here instead of hanging.
+TEST_F(SnapshotServiceTest, FifoOrDevZeroAtTheReferenceFileNeitherBlocksNorExhaustsMemory) {
+  Layer(*svc_, "default/1/k", "default/2/base", "");
+  for (const char* kind : {"fifo", "symlink to /dev/zero"}) {
+    SCOPED_TRACE(kind);
+    auto m = svc_->Prepare("default/3/extract-3 sha256:abc", "", {});
+    ASSERT_TRUE(m.ok());
+    std::string file = (*m)[0].source + "/.slacker/ref.json";
+    ASSERT_TRUE(MakeDirs((*m)[0].source + "/.slacker").ok());
+    if (std::string(kind) == "fifo") {
+      ASSERT_EQ(::mkfifo(file.c_str(), 0644), 0);
+    } else {
+      ASSERT_EQ(::symlink("/dev/zero", file.c_str()), 0);
+    }
+    auto commit = std::async(std::launch::async, [&] {
+      return svc_->Commit("default/4/sha256:abc", "default/3/extract-3 sha256:abc", {});
+    });
+    // Let the Commit get going first (with the fix it may well be done already).
+    commit.wait_for(std::chrono::milliseconds(300));
+    auto other = std::async(std::launch::async, [&] { return svc_->Stat("default/2/base"); });
+    bool other_done = other.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+    bool commit_done = commit.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+    if (!commit_done && std::string(kind) == "fifo") {
+      // Release the blocked reader so the test can end (it failed already).
+      int fd = ::open(file.c_str(), O_WRONLY | O_NONBLOCK);
+      if (fd >= 0) ::close(fd);
+    }
+    ASSERT_TRUE(other_done) << "Stat waited behind a Commit reading " << kind;
+    ASSERT_TRUE(commit_done) << "Commit hung reading " << kind;
+    EXPECT_TRUE(other.get().ok());
+    Status c = commit.get();
+    EXPECT_EQ(c.code(), EINVAL) << c.message();
+    ASSERT_TRUE(svc_->Remove("default/3/extract-3 sha256:abc").ok());
+  }
 }
 
 TEST_F(SnapshotServiceTest, PublishedChainIsAdoptedByAnotherHostAsAlreadyExisting) {

@@ -255,10 +255,15 @@ def ref_tar(body, tail=b""):
 
 FOREIGN = "0123456789abcdef0123456789abcdef"
 MISSING = "fedcba9876543210fedcba9876543210"
-save("ref_foreign_store", ref_tar({"format": 1, "store": FOREIGN, "snapshot": MISSING, "bytes": 1}) + END,
-     "reject", "lives on store " + FOREIGN)
-save("ref_missing_snapshot", ref_tar({"format": 1, "store": STORE, "snapshot": MISSING, "bytes": 1}) + END,
-     "reject", "snapshot " + MISSING + " does not exist")
+# Unsigned (as anyone who read a snapshot id can forge them): refused before anything
+# else is looked at; format 1 (no parent binding) likewise.
+save("ref_foreign_store", ref_tar({"format": 2, "store": FOREIGN, "snapshot": MISSING, "parent": "", "bytes": 1})
+     + END, "reject", "refusing an unsigned reference")
+save("ref_missing_snapshot",
+     ref_tar({"format": 2, "store": STORE, "snapshot": MISSING, "parent": "", "bytes": 1}) + END,
+     "reject", "refusing an unsigned reference")
+save("ref_format1_unsigned", ref_tar({"format": 1, "store": STORE, "snapshot": MISSING, "bytes": 1}) + END,
+     "reject", "refusing an unsigned reference")
 save("ref_path_snapshot",
      ref_tar({"format": 1, "store": STORE, "snapshot": "../../../../etc/passwd", "bytes": 1}) + END,
      "reject", "snapshot")

@@ -183,7 +183,7 @@ SlackerDriver::Counters SlackerDriver::counters() const {
 // or roll back half-done work (DESIGN.md §6).
 Status SlackerDriver::Recover() {
   std::string layers_dir = JoinPath(opts_.state_dir, "layers");
-  SLACKER_RETURN_IF_ERROR(MakeDirs(JoinPath(backend_.root(), "chains"), 0755));
+  SLACKER_RETURN_IF_ERROR(MakeDirs(JoinPath(backend_.root(), "chains"), 0700));
   SLACKER_ASSIGN_OR_RETURN(auto spooled, ListDir(JoinPath(opts_.state_dir, "spool")));
   for (const auto& f : spooled) {
     RemoveFileIfExists(JoinPath(opts_.state_dir, "spool/" + f));  // an interrupted ApplyDiff
@@ -1116,7 +1116,7 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
     counters_.snapshots++;
   }
   if (!chain_key.empty()) {
-    Status cs = AtomicWriteFile(ChainPath(chain_key), *snap + "\n");
+    Status cs = AtomicWriteFile(ChainPath(chain_key), *snap + "\n", true, 0600);
     if (!cs.ok()) log::Warn("chain_index_write_failed", {{"layer", id}, {"err", cs.message()}});
   }
   log::Info("apply_tar", {{"layer", id}, {"snapshot", *snap}, {"entries", std::to_string(stats->entries)},

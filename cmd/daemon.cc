@@ -85,6 +85,9 @@ Result<DaemonCore> OpenDaemonCore(const StoreFlags& flags, const std::string& dr
   core.os = os::NewRealOs();
   *step = "create state directory";
   SLACKER_RETURN_IF_ERROR(MakeDirs(flags.state, 0700));
+  // Not traversable by other users (mount points, the embedded store, layer records live
+  // here); a state directory made by an older release (0755) is tightened.
+  SLACKER_RETURN_IF_ERROR(CloseToOthers(flags.state));
   *step = "open store";
   SLACKER_ASSIGN_OR_RETURN(core.store, OpenStore(*core.os, flags));
   driver::DriverOptions opts;
@@ -96,6 +99,7 @@ Result<DaemonCore> OpenDaemonCore(const StoreFlags& flags, const std::string& dr
   }
   *step = "create driver state directory";
   SLACKER_RETURN_IF_ERROR(MakeDirs(driver_state, 0700));
+  SLACKER_RETURN_IF_ERROR(CloseToOthers(driver_state));
   *step = "open driver state";
   core.cluster_key = opts.cluster_key;
   SLACKER_ASSIGN_OR_RETURN(core.driver, driver::SlackerDriver::Open(*core.os, *core.store.backend, opts));

@@ -109,6 +109,14 @@ Result<std::vector<std::string>> ListDir(const std::string& path) {
   return out;
 }
 
+Status CloseToOthers(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return Status::FromErrno(errno, "stat " + path);
+  if ((st.st_mode & 077) != 0 && ::chmod(path.c_str(), st.st_mode & 07700) != 0)
+    return Status::FromErrno(errno, "chmod " + path);
+  return Status::Ok();
+}
+
 Status RemoveFileIfExists(const std::string& path) {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT)
     return Status::FromErrno(errno, "remove " + path);

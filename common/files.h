@@ -12,14 +12,19 @@ namespace slacker {
 
 // Crash-safe replace: write `path.tmp-<pid>`, fsync, rename over `path`, fsync the
 // directory. With durable=false the fsyncs are skipped (still atomic against a process
-// crash, not against power loss).
+// crash, not against power loss). The file is created with `mode` (less the umask);
+// the default is root-only, as everything slacker keeps is.
 Status AtomicWriteFile(const std::string& path, std::string_view content, bool durable = true,
-                       unsigned mode = 0644);
+                       unsigned mode = 0600);
 Result<std::string> ReadFileToString(const std::string& path);
 // mkdir -p with `mode` for created directories.
 Status MakeDirs(const std::string& path, unsigned mode = 0755);
 // Directory entry names (no "." or ".."); ENOENT if the directory does not exist.
 Result<std::vector<std::string>> ListDir(const std::string& path);
+// Clears the group and other bits of an existing file or directory (0755 -> 0700) if it
+// has any: state and store directories are root's alone. Follows a link (for paths the
+// operator configured, never for paths inside the shared store).
+Status CloseToOthers(const std::string& path);
 // Removes a file; a missing file is OK.
 Status RemoveFileIfExists(const std::string& path);
 // rm -rf without crossing mount points (fails with EBUSY on a mount point inside).

@@ -137,6 +137,9 @@ Result<std::unique_ptr<SlackerDriver>> SlackerDriver::Open(os::Os& os, Backend& 
   if (options.host_id.empty()) return Errorf(EINVAL, "host id must not be empty");
   for (const char* sub : {"layers", "mnt", "views", "empty", "spool"}) {
     SLACKER_RETURN_IF_ERROR(MakeDirs(JoinPath(options.state_dir, sub), 0700));
+    // The parents of mount points are root's alone (an older release made them 0755):
+    // a mounted layer's root is 0755 for the container, so only its parent keeps others out.
+    if (std::string_view(sub) != "empty") SLACKER_RETURN_IF_ERROR(CloseToOthers(JoinPath(options.state_dir, sub)));
   }
   ::chmod(JoinPath(options.state_dir, "empty").c_str(), 0755);
   std::unique_ptr<SlackerDriver> d(new SlackerDriver(os, backend, std::move(options)));

@@ -127,6 +127,9 @@ Result<DaemonCore> OpenDaemonCore(const StoreFlags& flags, const std::string& dr
   core.os = os::NewRealOs();
   *step = "create state directory";
   SLACKER_RETURN_IF_ERROR(MakeDirs(flags.state, 0700));
+  // Not traversable by other users (mount points, the embedded store, layer records live
+  // here); a state directory made by an older release (0755) is tightened.
+  SLACKER_RETURN_IF_ERROR(CloseToOthers(flags.state));
   *step = "open store";
   SLACKER_ASSIGN_OR_RETURN(core.store, OpenStore(*core.os, flags));
   driver::DriverOptions opts;
@@ -136,6 +139,7 @@ Result<DaemonCore> OpenDaemonCore(const StoreFlags& flags, const std::string& dr
   SLACKER_ASSIGN_OR_RETURN(opts.trust, LoadReferenceTrust(keys, core.store.backend->root(), &opts.reload_keys));
   *step = "create driver state directory";
   SLACKER_RETURN_IF_ERROR(MakeDirs(driver_state, 0700));
+  SLACKER_RETURN_IF_ERROR(CloseToOthers(driver_state));
   *step = "open driver state";
   core.trust = opts.trust;
   core.reload_keys = opts.reload_keys;

@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -105,6 +107,14 @@ Result<std::vector<std::string>> ListDir(const std::string& path) {
   }
   ::closedir(d);
   return out;
+}
+
+Status CloseToOthers(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return Status::FromErrno(errno, "stat " + path);
+  if ((st.st_mode & 077) != 0 && ::chmod(path.c_str(), st.st_mode & 07700) != 0)
+    return Status::FromErrno(errno, "chmod " + path);
+  return Status::Ok();
 }
 
 Status RemoveFileIfExists(const std::string& path) {
@@ -213,6 +223,127 @@ Result<uint64_t> ParseSize(std::string_view text) {
   else if (unit == "t") mult = 1024.0 * 1024 * 1024 * 1024;
   else return Errorf(EINVAL, "invalid size {:?}: unknown unit {:?}", text, unit);
   return static_cast<uint64_t>(std::llround(num * mult));
+}
+
+Result<UniqueFd> OpenBeneath(int dir_fd, const std::string& rel, int flags, unsigned mode) {
+  open_how how{};
+  how.flags = static_cast<uint64_t>(flags) | O_CLOEXEC;
+  how.mode = (flags & (O_CREAT | O_TMPFILE)) != 0 ? mode : 0;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  const char* p = rel.empty() ? "." : rel.c_str();
+  long fd = -1;
+  // EAGAIN: a concurrent rename raced the resolution; retrying is the documented answer.
+  for (int attempt = 0; attempt < 16; attempt++) {
+    fd = ::syscall(SYS_openat2, dir_fd, p, &how, sizeof how);
+    if (fd >= 0 || (errno != EINTR && errno != EAGAIN)) break;
+  }
+  if (fd >= 0) return UniqueFd(static_cast<int>(fd));
+  int err = errno;
+  if (err == ELOOP) return Status::FromErrno(err, fmt::format("open {}: a symbolic link is on the path (refused)", rel));
+  if (err == EXDEV) return Status::FromErrno(err, fmt::format("open {}: the path leads outside its directory (refused)", rel));
+  return Status::FromErrno(err, "open " + rel);
+}
+
+Result<UniqueFd> OpenRegularBeneath(int dir_fd, const std::string& rel, int flags) {
+  bool path_only = (flags & O_PATH) != 0;
+  SLACKER_ASSIGN_OR_RETURN(UniqueFd fd, OpenBeneath(dir_fd, rel, path_only ? flags : flags | O_NONBLOCK));
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "stat " + rel);
+  if (!S_ISREG(st.st_mode)) return Errorf(EINVAL, "{} is not a regular file (refused)", rel);
+  if (!path_only && (flags & O_NONBLOCK) == 0 && ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK & ~O_CREAT & ~O_EXCL & ~O_TRUNC) != 0)
+    return Status::FromErrno(errno, "fcntl " + rel);
+  return fd;
+}
+
+Result<ParentDir> OpenParentBeneath(int dir_fd, const std::string& rel) {
+  auto slash = rel.rfind('/');
+  ParentDir out;
+  out.name = slash == std::string::npos ? rel : rel.substr(slash + 1);
+  std::string parent = slash == std::string::npos ? "" : rel.substr(0, slash);
+  if (out.name.empty() || out.name == "." || out.name == "..")
+    return Errorf(EINVAL, "{:?} does not name a file", rel);
+  SLACKER_ASSIGN_OR_RETURN(out.dir, OpenBeneath(dir_fd, parent, O_RDONLY | O_DIRECTORY));
+  return out;
+}
+
+Result<UniqueFd> MakeDirsBeneath(int dir_fd, const std::string& rel, unsigned mode) {
+  SLACKER_ASSIGN_OR_RETURN(UniqueFd cur, OpenBeneath(dir_fd, "", O_RDONLY | O_DIRECTORY));
+  for (const std::string& part : SplitNonEmpty(rel, '/')) {
+    if (part == "." || part == "..") return Errorf(EINVAL, "make directory {:?}: \".\" and \"..\" are refused", rel);
+    if (::mkdirat(cur.get(), part.c_str(), mode) == 0) {
+      // A new directory gets exactly `mode`, whatever the umask.
+      SLACKER_ASSIGN_OR_RETURN(UniqueFd made, OpenBeneath(cur.get(), part, O_RDONLY | O_DIRECTORY));
+      if (::fchmod(made.get(), mode) != 0) return Status::FromErrno(errno, "chmod " + rel);
+      cur = std::move(made);
+      continue;
+    }
+    if (errno != EEXIST) return Status::FromErrno(errno, fmt::format("mkdir {} (in {})", part, rel));
+    SLACKER_ASSIGN_OR_RETURN(cur, OpenBeneath(cur.get(), part, O_RDONLY | O_DIRECTORY));
+  }
+  return cur;
+}
+
+Result<std::vector<std::string>> ListDirFd(int dir_fd, const std::string& what) {
+  int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "open directory " + what);
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    int err = errno;
+    ::close(fd);
+    return Status::FromErrno(err, "open directory " + what);
+  }
+  std::vector<std::string> out;
+  errno = 0;
+  while (struct dirent* e = ::readdir(d)) {
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) out.emplace_back(e->d_name);
+  }
+  int err = errno;
+  ::closedir(d);
+  if (err != 0) return Status::FromErrno(err, "read directory " + what);
+  return out;
+}
+
+Result<std::string> ReadFdToString(int fd, const std::string& what) {
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno(errno, "read " + what);
+    }
+    if (n == 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+Status AtomicWriteFileAt(int dir_fd, const std::string& name, std::string_view content, unsigned mode) {
+  std::string tmp = fmt::format("{}.tmp-{}", name, RandomHex(4));
+  UniqueFd fd(::openat(dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+  if (!fd.valid()) return Status::FromErrno(errno, "create " + tmp);
+  auto fail = [&](int err, const std::string& what) {
+    ::unlinkat(dir_fd, tmp.c_str(), 0);
+    return Status::FromErrno(err, what + " " + tmp);
+  };
+  if (::fchmod(fd.get(), mode) != 0) return fail(errno, "chmod");
+  for (size_t done = 0; done < content.size();) {
+    ssize_t n = ::write(fd.get(), content.data() + done, content.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail(errno, "write");
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd.get()) != 0) return fail(errno, "fsync");
+  fd.Reset();
+  if (::renameat(dir_fd, tmp.c_str(), dir_fd, name.c_str()) != 0) return fail(errno, "rename to " + name + ":");
+  if (::fsync(dir_fd) != 0) return Status::FromErrno(errno, "fsync the directory of " + name);
+  return Status::Ok();
+}
+
+Status UnlinkAtIfExists(int dir_fd, const std::string& name, const std::string& what) {
+  if (::unlinkat(dir_fd, name.c_str(), 0) != 0 && errno != ENOENT) return Status::FromErrno(errno, "remove " + what);
+  return Status::Ok();
 }
 
 }  // namespace slacker

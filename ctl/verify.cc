@@ -1,11 +1,14 @@
 #include "ctl/verify.h"
 
+#include <sys/stat.h>
+
 #include <set>
 
 #include "common/files.h"
 #include "ctl/state.h"
 #include "loopdev/mount.h"
 #include "registry_shim/reference.h"
+#include "storage_backend/local_backend.h"
 
 namespace slacker::ctl {
 
@@ -19,6 +22,26 @@ Result<VerifyReport> Verify(os::Os& os, const storage_backend::Backend& store, c
     report.problems.push_back({std::move(subject), std::move(message)});
   };
   std::set<std::string> claimed_volumes, snapshots;
+  // Closed permissions (DESIGN.md §9): the state directory, the parents of mount points,
+  // and everything in the store are root's alone. slackerd and storaged tighten a store
+  // on start; this reports what is open meanwhile (e.g. files copied in by hand).
+  for (const char* sub : {"", "mnt", "layers"}) {
+    std::string path = *sub ? JoinPath(state_dir, sub) : state_dir;
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+      problem("permissions " + path, fmt::format("mode {:04o} lets other users in; chmod go-rwx {} (slackerd "
+                                                  "tightens it on start)",
+                                                  st.st_mode & 07777, path));
+    }
+  }
+  auto loose = storage_backend::FindLoosePermissions(store.root(), /*fix=*/false);
+  if (!loose.ok()) return loose.status().Context("check the store's permissions");
+  for (const auto& l : *loose) {
+    problem("permissions " + l.path,
+            fmt::format("mode {:04o} lets other users read the store; chmod go-rwx {} (slackerd and "
+                        "slacker-storaged tighten the store on start)",
+                        l.mode, l.path));
+  }
   std::set<std::string> refs;
   SLACKER_ASSIGN_OR_RETURN(auto all_refs, ReadAllRefs(store.root()));
   for (const auto& hr : all_refs) {

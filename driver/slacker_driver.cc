@@ -142,6 +142,9 @@ Result<std::unique_ptr<SlackerDriver>> SlackerDriver::Open(os::Os& os, Backend& 
   if (options.host_id.empty()) return Errorf(EINVAL, "host id must not be empty");
   for (const char* sub : {"layers", "mnt", "views", "empty", "spool"}) {
     SLACKER_RETURN_IF_ERROR(MakeDirs(JoinPath(options.state_dir, sub), 0700));
+    // The parents of mount points are root's alone (an older release made them 0755):
+    // a mounted layer's root is 0755 for the container, so only its parent keeps others out.
+    if (std::string_view(sub) != "empty") SLACKER_RETURN_IF_ERROR(CloseToOthers(JoinPath(options.state_dir, sub)));
   }
   ::chmod(JoinPath(options.state_dir, "empty").c_str(), 0755);
   std::unique_ptr<SlackerDriver> d(new SlackerDriver(os, backend, std::move(options)));
@@ -188,7 +191,7 @@ SlackerDriver::Counters SlackerDriver::counters() const {
 // or roll back half-done work (DESIGN.md §6).
 Status SlackerDriver::Recover() {
   std::string layers_dir = JoinPath(opts_.state_dir, "layers");
-  SLACKER_RETURN_IF_ERROR(MakeDirs(JoinPath(backend_.root(), "chains"), 0755));
+  SLACKER_RETURN_IF_ERROR(MakeDirs(JoinPath(backend_.root(), "chains"), 0700));
   SLACKER_ASSIGN_OR_RETURN(auto spooled, ListDir(JoinPath(opts_.state_dir, "spool")));
   for (const auto& f : spooled) {
     RemoveFileIfExists(JoinPath(opts_.state_dir, "spool/" + f));  // an interrupted ApplyDiff
@@ -1168,7 +1171,7 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
     counters_.snapshots++;
   }
   if (!chain_key.empty()) {
-    Status cs = AtomicWriteFile(ChainPath(chain_key), *snap + "\n");
+    Status cs = AtomicWriteFile(ChainPath(chain_key), *snap + "\n", true, 0600);
     if (!cs.ok()) log::Warn("chain_index_write_failed", {{"layer", id}, {"err", cs.message()}});
   }
   log::Info("apply_tar", {{"layer", id}, {"snapshot", *snap}, {"entries", std::to_string(stats->entries)},

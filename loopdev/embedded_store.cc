@@ -51,6 +51,9 @@ Result<std::string> EnsureEmbeddedStore(os::Os& os, const std::string& state_dir
   auto ctx = [&](const Status& s) { return s.Context("embedded store " + image); };
 
   SLACKER_RETURN_IF_ERROR(ctx(MakeDirs(dir, 0700)));
+  // Root only: the image holds every layer, and the mount point's own mode (the XFS root
+  // directory once mounted, 0755 from mkfs) would let local users in. An older release
+  // left both open; tightened on every start.
   char canon[PATH_MAX];
   std::string mount_point = ::realpath(dir.c_str(), canon) ? canon : dir;
 
@@ -68,6 +71,8 @@ Result<std::string> EnsureEmbeddedStore(os::Os& os, const std::string& state_dir
                     image, mount_point, m->source, m->fstype);
     }
     log::Info("embedded_store_reused", {{"dir", mount_point}, {"device", m->source}});
+    SLACKER_RETURN_IF_ERROR(ctx(CloseToOthers(image)));
+    SLACKER_RETURN_IF_ERROR(ctx(CloseToOthers(mount_point)));
     return mount_point;
   }
 
@@ -91,9 +96,12 @@ Result<std::string> EnsureEmbeddedStore(os::Os& os, const std::string& state_dir
       }
     }
   }
+  SLACKER_RETURN_IF_ERROR(ctx(CloseToOthers(image)));
+  SLACKER_RETURN_IF_ERROR(ctx(CloseToOthers(mount_point)));
   MountedImage::Options opts;
   opts.fstype = "xfs";
   SLACKER_ASSIGN_OR_RETURN(MountedImage mounted, MountedImage::Mount(os, image, mount_point, opts));
+  SLACKER_RETURN_IF_ERROR(ctx(CloseToOthers(mount_point)));  // now the XFS root
   log::Info("embedded_store_mounted", {{"dir", mount_point}, {"device", mounted.device()}});
   return mounted.Release();
 }

@@ -56,7 +56,7 @@ Status FormatExt4(const std::string& image_path, uint64_t size_bytes, const Ext4
   if (options.bytes_per_inode < kInodeSize) return Errorf(EINVAL, "{}", ctx("bytes_per_inode below the inode size"));
   {
     // Truncating to zero first guarantees every block we do not write reads as zero.
-    UniqueFd fd(::open(image_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    UniqueFd fd(::open(image_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd.valid()) return Status::FromErrno(errno, ctx("create"));
     if (::ftruncate(fd.get(), static_cast<off_t>(size_bytes)) != 0) return Status::FromErrno(errno, ctx("extend"));
   }

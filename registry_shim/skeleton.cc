@@ -80,7 +80,7 @@ ByteSink* SkeletonWriter::raw_sink() { return raw_sink_.get(); }
 
 Status SkeletonWriter::Open(const std::string& path) {
   path_ = path;
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Status::FromErrno(errno, "create skeleton " + path);
   fd_.Reset(fd);
   raw_.clear();

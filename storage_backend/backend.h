@@ -4,7 +4,7 @@
 //
 // Layout under root():
 //   store.json                      {"format":1,"uuid":"<32 hex>","created":"<RFC3339>"}
-//   snapshots/<snap>.img            immutable ext4 image, mode 0444
+//   snapshots/<snap>.img            immutable ext4 image, mode 0400 (all else 0600, dirs 0700)
 //   snapshots/<snap>.json           metadata (parent, source, bytes, ...)
 //   snapshots/<snap>.<suffix>       companions, e.g. .skel (tar skeleton)
 //   volumes/<host>/<layer>.img      writable ext4, owned by one host
@@ -82,7 +82,8 @@ class Backend {
   // existing volume of that layer is replaced. ENOENT naming the snapshot if it is missing.
   virtual Status CloneSnapshot(const std::string& snap, const std::string& layer) = 0;
   // Clones any file of the store to `dst_path` (reflink, else copy; via a temporary file
-  // then rename). Used to instantiate templates. dst is created mode 0644.
+  // then rename). Used to instantiate templates. dst is created mode 0600. Both paths
+  // must lie in the store; a link on either is refused (ELOOP), a path outside it EXDEV.
   virtual Status CloneFile(const std::string& src_path, const std::string& dst_path) = 0;
   // Deletes this host's volume of `layer`; a missing volume is OK.
   virtual Status RemoveVolume(const std::string& layer) = 0;

@@ -50,20 +50,15 @@ std::string NowRfc3339() {
   return buf;
 }
 
-std::string DirOf(const std::string& path) {
-  auto pos = path.find_last_of('/');
-  return pos == std::string::npos ? "." : pos == 0 ? "/" : path.substr(0, pos);
-}
+// Modes of what the store holds: nothing is open to group or others (the store is root's;
+// a local user who could read it would read every container's file system). Snapshots are
+// read-only as a signal of their immutability (root ignores it; nothing relies on it).
+constexpr unsigned kDirMode = 0700;
+constexpr unsigned kFileMode = 0600;
+constexpr unsigned kSnapshotMode = 0400;
 
-Status FsyncPath(const std::string& path, bool directory) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0)));
-  if (!fd.valid()) return Status::FromErrno(errno, "open " + path);
-  if (::fsync(fd.get()) != 0) return Status::FromErrno(errno, "fsync " + path);
-  return Status::Ok();
-}
-
-Status Rename(const std::string& from, const std::string& to) {
-  if (::rename(from.c_str(), to.c_str()) != 0) return Status::FromErrno(errno, fmt::format("rename {} to {}", from, to));
+Status FsyncFd(int fd, const std::string& what) {
+  if (::fsync(fd) != 0) return Status::FromErrno(errno, "fsync " + what);
   return Status::Ok();
 }
 
@@ -113,8 +108,9 @@ Status SparseCopy(int src, int dst, uint64_t size) {
 
 class LocalBackend : public Backend {
  public:
-  LocalBackend(os::Os& os, std::string root, std::string host, CloneMode mode, StoreInfo info)
-      : os_(os), root_(std::move(root)), host_(std::move(host)), mode_(mode), info_(std::move(info)) {
+  LocalBackend(os::Os& os, std::string root, UniqueFd root_fd, std::string host, CloneMode mode, StoreInfo info)
+      : os_(os), root_(std::move(root)), root_fd_(std::move(root_fd)), host_(std::move(host)), mode_(mode),
+        info_(std::move(info)) {
     ClonePath start = mode == CloneMode::kForceCopyFileRange ? ClonePath::kCopyFileRange
                       : mode == CloneMode::kForceSparseCopy  ? ClonePath::kSparseCopy
                                                              : ClonePath::kFiclone;
@@ -156,48 +152,45 @@ class LocalBackend : public Backend {
     std::string what = fmt::format("clone snapshot {} for layer {}", snap, layer);
     if (!IsValidSnapshotId(snap)) return Errorf(EINVAL, "{}: invalid snapshot id", what);
     if (!IsValidLayerName(layer)) return Errorf(EINVAL, "{}: invalid layer name", what);
-    std::string src = SnapshotPath(snap);
-    if (!PathExists(src))
+    std::string src = SnapshotRel(snap, ".img");
+    if (!RegularFileExists(src))
       return Errorf(ENOENT, "{}: snapshot not found in store {} (uuid {})", what, root_, info_.uuid);
-    return CloneFile(src, VolumePath(layer)).Context(what);
+    return CloneRel(src, VolumeRel(layer)).Context(what);
   }
 
   Status CloneFile(const std::string& src_path, const std::string& dst_path) override {
-    std::string tmp = fmt::format("{}.tmp-{}", dst_path, RandomHex(4));
-    SLACKER_RETURN_IF_ERROR(CloneInto(src_path, tmp, /*durable=*/true));
-    SLACKER_FAULT_POINT("clone.before_rename");
-    Status s = Rename(tmp, dst_path);
-    if (!s.ok()) {
-      RemoveFileIfExists(tmp);
-      return s;
-    }
-    return FsyncPath(DirOf(dst_path), true);
+    SLACKER_ASSIGN_OR_RETURN(std::string src, RelPath(src_path));
+    SLACKER_ASSIGN_OR_RETURN(std::string dst, RelPath(dst_path));
+    return CloneRel(src, dst);
   }
 
   Status RemoveVolume(const std::string& layer) override {
     if (!IsValidLayerName(layer)) return Errorf(EINVAL, "remove volume {}: invalid layer name", layer);
-    return RemoveFileIfExists(VolumePath(layer));
+    return RemoveRel(VolumeRel(layer));
   }
 
   Status RemoveSnapshot(const std::string& snap) override {
     if (!IsValidSnapshotId(snap)) return Errorf(EINVAL, "remove snapshot {}: invalid snapshot id", snap);
+    SLACKER_ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(root_fd_.get(), "snapshots", O_RDONLY | O_DIRECTORY));
     // The image first: once it is gone the snapshot no longer exists for anyone.
-    SLACKER_RETURN_IF_ERROR(RemoveFileIfExists(SnapshotPath(snap)));
-    SLACKER_ASSIGN_OR_RETURN(auto names, ListDir(SnapshotsDir()));
+    SLACKER_RETURN_IF_ERROR(UnlinkAtIfExists(dir.get(), snap + ".img", SnapshotPath(snap)));
+    SLACKER_ASSIGN_OR_RETURN(auto names, ListDirFd(dir.get(), SnapshotsDir()));
     for (const auto& name : names) {
-      if (name.starts_with(snap + ".")) SLACKER_RETURN_IF_ERROR(RemoveFileIfExists(JoinPath(SnapshotsDir(), name)));
+      if (name.starts_with(snap + "."))
+        SLACKER_RETURN_IF_ERROR(UnlinkAtIfExists(dir.get(), name, JoinPath(SnapshotsDir(), name)));
     }
     return Status::Ok();
   }
 
   bool SnapshotExists(const std::string& snap) const override {
-    return IsValidSnapshotId(snap) && PathExists(SnapshotPath(snap));
+    return IsValidSnapshotId(snap) && RegularFileExists(SnapshotRel(snap, ".img"));
   }
 
   Result<json> ReadSnapshotMeta(const std::string& snap) const override {
     if (!IsValidSnapshotId(snap)) return Errorf(EINVAL, "read metadata of snapshot {}: invalid snapshot id", snap);
     std::string path = SnapshotMetaPath(snap);
-    SLACKER_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+    SLACKER_ASSIGN_OR_RETURN(UniqueFd fd, OpenRegularBeneath(root_fd_.get(), SnapshotRel(snap, ".json"), O_RDONLY));
+    SLACKER_ASSIGN_OR_RETURN(std::string text, ReadFdToString(fd.get(), path));
     json j = json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return Errorf(EINVAL, "{}: not a JSON object", path);
     return j;
@@ -206,34 +199,89 @@ class LocalBackend : public Backend {
   Status AddRef(const std::string& snap) override {
     if (!IsValidSnapshotId(snap)) return Errorf(EINVAL, "add ref to snapshot {}: invalid snapshot id", snap);
     std::string path = JoinPath(RefsDir(), snap);
-    if (PathExists(path)) return Status::Ok();
-    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    SLACKER_ASSIGN_OR_RETURN(ParentDir p, OpenParentBeneath(root_fd_.get(), RefRel(snap)));
+    UniqueFd fd(::openat(p.dir.get(), p.name.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, kFileMode));
     if (!fd.valid()) return Status::FromErrno(errno, "create ref marker " + path);
-    return FsyncPath(RefsDir(), true);  // a lost marker would let gc delete a used snapshot
+    return FsyncFd(p.dir.get(), RefsDir());  // a lost marker would let gc delete a used snapshot
   }
 
   Status DropRef(const std::string& snap) override {
     if (!IsValidSnapshotId(snap)) return Errorf(EINVAL, "drop ref to snapshot {}: invalid snapshot id", snap);
-    return RemoveFileIfExists(JoinPath(RefsDir(), snap));
+    return RemoveRel(RefRel(snap));
   }
 
   Result<std::vector<std::string>> ListSnapshots() const override {
-    return ListWithSuffix(SnapshotsDir(), ".img", IsValidSnapshotId);
+    return ListWithSuffix("snapshots", ".img", IsValidSnapshotId);
   }
   Result<std::vector<std::string>> ListVolumes() const override {
-    return ListWithSuffix(VolumesDir(), ".img", IsValidLayerName);
+    return ListWithSuffix(JoinPath("volumes", host_), ".img", IsValidLayerName);
   }
 
   Result<os::FsStats> Space() const override { return os_.StatFs(root_); }
 
  private:
+  // Every path is acted on relative to root_fd_, resolved beneath it without following
+  // links (common/files.h): any worker can write the store, so a link planted in it
+  // must never lead the store's code to a host file.
   std::string SnapshotsDir() const { return JoinPath(root_, "snapshots"); }
   std::string VolumesDir() const { return JoinPath(JoinPath(root_, "volumes"), host_); }
   std::string RefsDir() const { return JoinPath(JoinPath(root_, "refs"), host_); }
+  static std::string SnapshotRel(const std::string& snap, const std::string& suffix) {
+    return "snapshots/" + snap + suffix;
+  }
+  std::string VolumeRel(const std::string& layer) const { return fmt::format("volumes/{}/{}.img", host_, layer); }
+  std::string RefRel(const std::string& snap) const { return fmt::format("refs/{}/{}", host_, snap); }
 
-  static Result<std::vector<std::string>> ListWithSuffix(const std::string& dir, std::string_view suffix,
-                                                         bool (*valid)(const std::string&)) {
-    SLACKER_ASSIGN_OR_RETURN(auto names, ListDir(dir));
+  // A path this backend handed out (root_/...) as a path relative to the store root.
+  // EXDEV for anything else; ".." and links are refused later, by the resolution itself.
+  Result<std::string> RelPath(const std::string& path) const {
+    std::string prefix = root_.ends_with('/') ? root_ : root_ + "/";
+    if (!path.starts_with(prefix) || path.size() == prefix.size())
+      return Errorf(EXDEV, "{} is outside the store {} (refused)", path, root_);
+    return path.substr(prefix.size());
+  }
+
+  bool RegularFileExists(const std::string& rel) const {
+    return OpenRegularBeneath(root_fd_.get(), rel, O_PATH).ok();
+  }
+
+  Status RemoveRel(const std::string& rel) {
+    SLACKER_ASSIGN_OR_RETURN(ParentDir p, OpenParentBeneath(root_fd_.get(), rel));
+    return UnlinkAtIfExists(p.dir.get(), p.name, JoinPath(root_, rel));
+  }
+
+  Status RenameRel(const std::string& from, const std::string& to) {
+    SLACKER_ASSIGN_OR_RETURN(ParentDir a, OpenParentBeneath(root_fd_.get(), from));
+    SLACKER_ASSIGN_OR_RETURN(ParentDir b, OpenParentBeneath(root_fd_.get(), to));
+    if (::renameat(a.dir.get(), a.name.c_str(), b.dir.get(), b.name.c_str()) != 0)
+      return Status::FromErrno(errno, fmt::format("rename {} to {}", JoinPath(root_, from), JoinPath(root_, to)));
+    return Status::Ok();
+  }
+
+  Status FsyncDirRel(const std::string& rel) {
+    SLACKER_ASSIGN_OR_RETURN(UniqueFd fd, OpenBeneath(root_fd_.get(), rel, O_RDONLY | O_DIRECTORY));
+    return FsyncFd(fd.get(), JoinPath(root_, rel));
+  }
+
+  // Clones src to dst (both relative) through "<dst>.tmp-XXXX" and a rename in dst's
+  // directory, so a crash never leaves a half-copied dst.
+  Status CloneRel(const std::string& src, const std::string& dst) {
+    SLACKER_ASSIGN_OR_RETURN(ParentDir p, OpenParentBeneath(root_fd_.get(), dst));
+    std::string tmp = fmt::format("{}.tmp-{}", p.name, RandomHex(4));
+    SLACKER_RETURN_IF_ERROR(CloneInto(src, p.dir.get(), tmp, JoinPath(root_, dst), kFileMode, /*durable=*/true));
+    SLACKER_FAULT_POINT("clone.before_rename");
+    if (::renameat(p.dir.get(), tmp.c_str(), p.dir.get(), p.name.c_str()) != 0) {
+      Status s = Status::FromErrno(errno, fmt::format("rename {} to {}", tmp, JoinPath(root_, dst)));
+      ::unlinkat(p.dir.get(), tmp.c_str(), 0);
+      return s;
+    }
+    return FsyncFd(p.dir.get(), JoinPath(root_, dst));
+  }
+
+  Result<std::vector<std::string>> ListWithSuffix(const std::string& rel, std::string_view suffix,
+                                                  bool (*valid)(const std::string&)) const {
+    SLACKER_ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(root_fd_.get(), rel, O_RDONLY | O_DIRECTORY));
+    SLACKER_ASSIGN_OR_RETURN(auto names, ListDirFd(dir.get(), JoinPath(root_, rel)));
     std::vector<std::string> out;
     for (auto& name : names) {
       if (!name.ends_with(suffix)) continue;
@@ -246,67 +294,88 @@ class LocalBackend : public Backend {
 
   // Clone (or move) the volume to snapshots/<id>.img.tmp, make it read-only and durable,
   // write <id>.json, mark the ref, then rename the image into place: the rename publishes.
+  // The volume must be a regular file: a link there is refused (ELOOP), never followed.
   Result<std::string> Publish(const std::string& layer, const json& meta, bool move) {
     std::string verb = move ? "promote" : "snapshot";
     if (!IsValidLayerName(layer)) return Errorf(EINVAL, "{} volume {}: invalid layer name", verb, layer);
     if (!meta.is_null() && !meta.is_object()) return Errorf(EINVAL, "{} volume {}: metadata must be a JSON object", verb, layer);
     std::string vol = VolumePath(layer);
-    if (!PathExists(vol)) return Errorf(ENOENT, "{} volume of layer {}: {} does not exist", verb, layer, vol);
+    std::string vol_rel = VolumeRel(layer);
+    {
+      SLACKER_ASSIGN_OR_RETURN(ParentDir p, OpenParentBeneath(root_fd_.get(), vol_rel));
+      struct stat st;
+      if (::fstatat(p.dir.get(), p.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT) return Errorf(ENOENT, "{} volume of layer {}: {} does not exist", verb, layer, vol);
+        return Status::FromErrno(errno, "stat " + vol);
+      }
+      if (S_ISLNK(st.st_mode)) return Errorf(ELOOP, "{} volume of layer {}: {} is a symbolic link (refused)", verb, layer, vol);
+      if (!S_ISREG(st.st_mode)) return Errorf(EINVAL, "{} volume of layer {}: {} is not a regular file (refused)", verb, layer, vol);
+    }
     std::string id = RandomHex(16);
     std::string what = fmt::format("{} volume of layer {} as snapshot {}", verb, layer, id);
-    std::string img = SnapshotPath(id);
-    std::string tmp = img + ".tmp";
-    std::string ref = JoinPath(RefsDir(), id);
+    std::string img_rel = SnapshotRel(id, ".img");
+    std::string tmp_rel = img_rel + ".tmp";
+    SLACKER_ASSIGN_OR_RETURN(UniqueFd snaps, OpenBeneath(root_fd_.get(), "snapshots", O_RDONLY | O_DIRECTORY));
 
     if (move) {
-      SLACKER_RETURN_IF_ERROR(Rename(vol, tmp).Context(what));
+      SLACKER_RETURN_IF_ERROR(RenameRel(vol_rel, tmp_rel).Context(what));
     } else {
-      SLACKER_RETURN_IF_ERROR(CloneInto(vol, tmp, /*durable=*/false).Context(what));
+      SLACKER_RETURN_IF_ERROR(
+          CloneInto(vol_rel, snaps.get(), id + ".img.tmp", JoinPath(root_, tmp_rel), kSnapshotMode, false).Context(what));
     }
     auto rollback = [&](const Status& s) {
       if (move) {
-        if (::rename(tmp.c_str(), vol.c_str()) != 0)
-          log::Error("promote_rollback_failed", {{"file", tmp}, {"volume", vol}, {"action", "rename it back by hand"}});
+        if (!RenameRel(tmp_rel, vol_rel).ok())
+          log::Error("promote_rollback_failed",
+                     {{"file", JoinPath(root_, tmp_rel)}, {"volume", vol}, {"action", "rename it back by hand"}});
       } else {
-        RemoveFileIfExists(tmp);
+        ::unlinkat(snaps.get(), (id + ".img.tmp").c_str(), 0);
       }
-      RemoveFileIfExists(SnapshotMetaPath(id));
-      RemoveFileIfExists(ref);
+      ::unlinkat(snaps.get(), (id + ".json").c_str(), 0);
+      RemoveRel(RefRel(id));  // nodiscard: best effort; a stray marker only delays gc
       return s.Context(what);
     };
-    if (::chmod(tmp.c_str(), 0444) != 0) return rollback(Status::FromErrno(errno, "chmod " + tmp));
-    Status s = FsyncPath(tmp, false);
+    // Through the fd, never the name: what was renamed in is re-checked to be a regular
+    // file (a link raced in is refused here and renamed back).
+    auto image = OpenRegularBeneath(root_fd_.get(), tmp_rel, O_RDONLY);
+    if (!image.ok()) return rollback(image.status());
+    if (::fchmod(image->get(), kSnapshotMode) != 0) return rollback(Status::FromErrno(errno, "chmod " + tmp_rel));
+    Status s = FsyncFd(image->get(), JoinPath(root_, tmp_rel));
     if (!s.ok()) return rollback(s);
     json m = meta.is_object() ? meta : json::object();
     if (!m.contains("created")) m["created"] = NowRfc3339();
-    s = AtomicWriteFile(SnapshotMetaPath(id), m.dump() + "\n");
+    s = AtomicWriteFileAt(snaps.get(), id + ".json", m.dump() + "\n", kFileMode);
     if (!s.ok()) return rollback(s);
     s = AddRef(id);
     if (!s.ok()) return rollback(s);
-    s = Rename(tmp, img);
-    if (!s.ok()) return rollback(s);
-    s = FsyncPath(SnapshotsDir(), true);
-    if (s.ok() && move) s = FsyncPath(VolumesDir(), true);
+    if (::renameat(snaps.get(), (id + ".img.tmp").c_str(), snaps.get(), (id + ".img").c_str()) != 0)
+      return rollback(Status::FromErrno(errno, "publish " + JoinPath(root_, img_rel)));
+    s = FsyncFd(snaps.get(), SnapshotsDir());
+    if (s.ok() && move) s = FsyncDirRel(JoinPath("volumes", host_));
     if (!s.ok()) return s.Context(what + " (published, not yet durable)");
     log::Debug("snapshot_published", {{"snapshot", id}, {"layer", layer}, {"how", verb}});
     return id;
   }
 
-  // Creates (or truncates) `dst` and fills it with a clone of `src`. On failure dst is
-  // removed. With durable the new file is fsynced.
-  Status CloneInto(const std::string& src, const std::string& dst, bool durable) {
-    std::string what = fmt::format("clone {} to {}", src, dst);
-    UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!in.valid()) return Status::FromErrno(errno, what + ": open source");
+  // Creates `name` (O_EXCL, exactly `mode`) in the open directory dir_fd and fills it with
+  // a clone of the regular file `src` (relative to the root). On failure it is removed.
+  // With durable the new file is fsynced. `dst_path` names it in messages.
+  Status CloneInto(const std::string& src, int dir_fd, const std::string& name, const std::string& dst_path,
+                   unsigned mode, bool durable) {
+    std::string what = fmt::format("clone {} to {}", JoinPath(root_, src), dst_path);
+    auto in = OpenRegularBeneath(root_fd_.get(), src, O_RDONLY);
+    if (!in.ok()) return in.status().Context(what + ": open source");
     struct stat st;
-    if (::fstat(in.get(), &st) != 0) return Status::FromErrno(errno, what + ": stat source");
-    UniqueFd out(::open(dst.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (::fstat(in->get(), &st) != 0) return Status::FromErrno(errno, what + ": stat source");
+    UniqueFd out(::openat(dir_fd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
     if (!out.valid()) return Status::FromErrno(errno, what + ": create");
-    Status s = CopyData(in.get(), out.get(), static_cast<uint64_t>(st.st_size));
+    Status s;
+    if (::fchmod(out.get(), mode) != 0) s = Status::FromErrno(errno, "chmod");
+    if (s.ok()) s = CopyData(in->get(), out.get(), static_cast<uint64_t>(st.st_size));
     if (s.ok() && durable && ::fsync(out.get()) != 0) s = Status::FromErrno(errno, "fsync");
     if (!s.ok()) {
       out.Reset();
-      RemoveFileIfExists(dst);
+      ::unlinkat(dir_fd, name.c_str(), 0);
       return s.Context(what);
     }
     return Status::Ok();
@@ -354,6 +423,7 @@ class LocalBackend : public Backend {
 
   os::Os& os_;
   const std::string root_;
+  const UniqueFd root_fd_;  // the store root, opened once; every path is resolved beneath it
   const std::string host_;
   const CloneMode mode_;
   const StoreInfo info_;
@@ -361,24 +431,27 @@ class LocalBackend : public Backend {
   std::atomic<bool> used_[3] = {false, false, false};
 };
 
-// Reads root/store.json, or creates it (no-clobber via link(2), so two hosts opening a
-// fresh shared store concurrently agree on one uuid).
-Result<StoreInfo> LoadOrCreateStoreInfo(const std::string& root) {
+// Reads store.json in the store root `root_fd`, or creates it (no-clobber via linkat, so
+// two hosts opening a fresh shared store concurrently agree on one uuid).
+Result<StoreInfo> LoadOrCreateStoreInfo(int root_fd, const std::string& root) {
   std::string path = JoinPath(root, "store.json");
-  if (!PathExists(path)) {
+  struct stat st;
+  if (::fstatat(root_fd, "store.json", &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno != ENOENT) return Status::FromErrno(errno, "stat " + path);
     json j = {{"format", kStoreFormat}, {"uuid", RandomHex(16)}, {"created", NowRfc3339()}};
-    std::string tmp = fmt::format("{}.new-{}", path, RandomHex(4));
-    SLACKER_RETURN_IF_ERROR(AtomicWriteFile(tmp, j.dump() + "\n"));
-    int rc = ::link(tmp.c_str(), path.c_str());
+    std::string tmp = fmt::format("store.json.new-{}", RandomHex(4));
+    SLACKER_RETURN_IF_ERROR(AtomicWriteFileAt(root_fd, tmp, j.dump() + "\n", kFileMode));
+    int rc = ::linkat(root_fd, tmp.c_str(), root_fd, "store.json", 0);
     int err = errno;
-    RemoveFileIfExists(tmp);
+    ::unlinkat(root_fd, tmp.c_str(), 0);
     if (rc != 0 && err != EEXIST) return Status::FromErrno(err, "create " + path);
     if (rc == 0) {
-      SLACKER_RETURN_IF_ERROR(FsyncPath(root, true));
+      SLACKER_RETURN_IF_ERROR(FsyncFd(root_fd, root));
       log::Info("store_created", {{"store", root}, {"uuid", j["uuid"].get<std::string>()}});
     }
   }
-  SLACKER_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  SLACKER_ASSIGN_OR_RETURN(UniqueFd fd, OpenRegularBeneath(root_fd, "store.json", O_RDONLY));
+  SLACKER_ASSIGN_OR_RETURN(std::string text, ReadFdToString(fd.get(), path));
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object())
     return Errorf(EINVAL, "{}: not a JSON object; is {} a slacker store?", path, root);
@@ -395,6 +468,63 @@ Result<StoreInfo> LoadOrCreateStoreInfo(const std::string& root) {
   if (!IsValidSnapshotId(info.uuid)) return Errorf(EINVAL, "{}: \"uuid\" must be 32 lowercase hex characters", path);
   if (j.contains("created") && j["created"].is_string()) info.created = j["created"].get<std::string>();
   return info;
+}
+
+// Walks the directory `dir_fd` (named `path`) for entries open to group or others, not
+// following links and not crossing into other file systems.
+Status WalkLoose(int dir_fd, const std::string& path, dev_t dev, bool fix, int depth,
+                 std::vector<LoosePermission>* out) {
+  if (depth > 16) return Status::Ok();  // the layout is 3 deep; deeper is not ours
+  SLACKER_ASSIGN_OR_RETURN(auto names, ListDirFd(dir_fd, path));
+  std::sort(names.begin(), names.end());
+  for (const auto& name : names) {
+    std::string child = JoinPath(path, name);
+    struct stat st;
+    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) continue;  // removed meanwhile
+      return Status::FromErrno(errno, "stat " + child);
+    }
+    if (st.st_dev != dev || !(S_ISDIR(st.st_mode) || S_ISREG(st.st_mode))) continue;
+    if (S_ISREG(st.st_mode) && (st.st_mode & 077) == 0) continue;  // the common case: no open()
+    // O_NONBLOCK | O_NOFOLLOW: what was checked above may have been swapped for a link
+    // or a FIFO meanwhile; chmod only what the fd is.
+    UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+                                                   (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0)));
+    if (!fd.valid()) {
+      if (errno == ENOENT || errno == ELOOP) continue;
+      return Status::FromErrno(errno, "open " + child);
+    }
+    if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "stat " + child);
+    if ((st.st_mode & 077) != 0) {
+      out->push_back({child, static_cast<unsigned>(st.st_mode & 07777), S_ISDIR(st.st_mode)});
+      if (fix && ::fchmod(fd.get(), st.st_mode & 07700) != 0) return Status::FromErrno(errno, "chmod " + child);
+    }
+    if (S_ISDIR(st.st_mode)) SLACKER_RETURN_IF_ERROR(WalkLoose(fd.get(), child, dev, fix, depth + 1, out));
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<LoosePermission>> FindLoosePermissionsAt(int root_fd, const std::string& root, bool fix) {
+  std::vector<LoosePermission> out;
+  struct stat st;
+  if (::fstat(root_fd, &st) != 0) return Status::FromErrno(errno, "stat " + root);
+  if ((st.st_mode & 077) != 0) {
+    out.push_back({root, static_cast<unsigned>(st.st_mode & 07777), true});
+    if (fix && ::fchmod(root_fd, st.st_mode & 07700) != 0) return Status::FromErrno(errno, "chmod " + root);
+  }
+  SLACKER_RETURN_IF_ERROR(WalkLoose(root_fd, root, st.st_dev, fix, 0, &out));
+  return out;
+}
+
+// Tightens a store written by an older release (0755/0644/0444). Costs one fstatat per
+// entry once the store is tight.
+Status Tighten(int root_fd, const std::string& root) {
+  SLACKER_ASSIGN_OR_RETURN(auto loose, FindLoosePermissionsAt(root_fd, root, /*fix=*/true));
+  if (!loose.empty()) {
+    log::Warn("store_permissions_tightened",
+              {{"store", root}, {"count", std::to_string(loose.size())}, {"first", loose.front().path}});
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -414,23 +544,37 @@ Result<std::unique_ptr<Backend>> OpenLocalStore(os::Os& os, const std::string& d
   if (!IsValidLayerName(host_id))
     return Errorf(EINVAL, "open store {}: invalid host id {:?} (use [A-Za-z0-9_.-], not starting with '.')", dir,
                   host_id);
-  SLACKER_RETURN_IF_ERROR(MakeDirs(dir, 0755).Context("open store " + dir));
-  SLACKER_ASSIGN_OR_RETURN(StoreInfo info, LoadOrCreateStoreInfo(dir));
+  auto ctx = [&](const Status& s) { return s.Context("open store " + dir); };
+  SLACKER_RETURN_IF_ERROR(ctx(MakeDirs(dir, kDirMode)));
+  // The root itself is the operator's path (it may be reached through a link they made);
+  // everything beneath it is resolved from this fd.
+  UniqueFd root_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd.valid()) return ctx(Status::FromErrno(errno, "open " + dir));
+  SLACKER_RETURN_IF_ERROR(ctx(Tighten(root_fd.get(), dir)));
+  SLACKER_ASSIGN_OR_RETURN(StoreInfo info, LoadOrCreateStoreInfo(root_fd.get(), dir));
   for (const std::string& sub : {std::string("snapshots"), JoinPath("volumes", host_id), JoinPath("refs", host_id),
                                  std::string("templates")}) {
-    SLACKER_RETURN_IF_ERROR(MakeDirs(JoinPath(dir, sub), 0755).Context("open store " + dir));
+    SLACKER_RETURN_IF_ERROR(ctx(MakeDirsBeneath(root_fd.get(), sub, kDirMode).status()));
   }
   // Half-made clones of this host's volumes from a crash ("<layer>.img.tmp-XXXX"): the
   // volumes directory belongs to this host alone, so nobody else is writing them.
   std::string volumes = JoinPath(JoinPath(dir, "volumes"), host_id);
-  if (auto names = ListDir(volumes); names.ok()) {
+  SLACKER_ASSIGN_OR_RETURN(UniqueFd vol_fd, OpenBeneath(root_fd.get(), JoinPath("volumes", host_id), O_RDONLY | O_DIRECTORY));
+  if (auto names = ListDirFd(vol_fd.get(), volumes); names.ok()) {
     for (const auto& name : *names) {
       if (name.find(".img.tmp-") == std::string::npos) continue;
       log::Warn("store_remove_partial_clone", {{"file", JoinPath(volumes, name)}});
-      RemoveFileIfExists(JoinPath(volumes, name));
+      SLACKER_RETURN_IF_ERROR(ctx(UnlinkAtIfExists(vol_fd.get(), name, JoinPath(volumes, name))));
     }
   }
-  return std::unique_ptr<Backend>(std::make_unique<LocalBackend>(os, dir, host_id, mode, std::move(info)));
+  return std::unique_ptr<Backend>(
+      std::make_unique<LocalBackend>(os, dir, std::move(root_fd), host_id, mode, std::move(info)));
+}
+
+Result<std::vector<LoosePermission>> FindLoosePermissions(const std::string& dir, bool fix) {
+  UniqueFd root_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd.valid()) return Status::FromErrno(errno, "open store " + dir);
+  return FindLoosePermissionsAt(root_fd.get(), dir, fix);
 }
 
 }  // namespace slacker::storage_backend

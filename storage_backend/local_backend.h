@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "os/os.h"
@@ -24,7 +25,22 @@ enum class CloneMode { kAuto, kForceCopyFileRange, kForceSparseCopy };
 // Refuses (EINVAL naming the file) a store.json that is unreadable or of an unknown
 // format. All privileged calls (FICLONE, copy_file_range, statfs) go through `os`, which
 // must outlive the backend.
+// Every path beneath `dir` is resolved from a descriptor of `dir` without following links
+// (a link planted in the store is refused with ELOOP, a path outside it with EXDEV).
+// Directories are created 0700, files 0600, snapshots 0400; a store from an older release
+// (0755/0644/0444) is tightened on open (FindLoosePermissions).
 Result<std::unique_ptr<Backend>> OpenLocalStore(os::Os& os, const std::string& dir, const std::string& host_id,
                                                 CloneMode mode = CloneMode::kAuto);
+
+// A directory or regular file of the store open to group or others.
+struct LoosePermission {
+  std::string path;
+  unsigned mode = 0;  // as found
+  bool directory = false;
+};
+// Walks the store at `dir` (links not followed, other file systems not entered) for
+// entries with group/other bits. With fix those bits are cleared (0755 -> 0700,
+// 0644 -> 0600, 0444 -> 0400). Returns what was found, before fixing, sorted by walk order.
+Result<std::vector<LoosePermission>> FindLoosePermissions(const std::string& dir, bool fix);
 
 }  // namespace slacker::storage_backend

@@ -9,6 +9,10 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <system_error>
 #include <thread>
 
 #include <fmt/format.h>
@@ -34,10 +38,57 @@ struct HttpServer::Impl {
   std::thread accept_thread;
   uint16_t port = 0;
 
+  // Deadlines of the connections' current phase. Blocking Beast reads cannot time out
+  // (Asio ignores SO_RCVTIMEO), so the accept thread, which wakes every 200 ms, shuts
+  // down the socket of a connection past its deadline: the blocked read then fails.
+  // A connection removes its entry before its socket closes, so a reused fd number is
+  // never shut down by mistake.
+  std::mutex deadlines_mu;
+  std::map<uint64_t, std::pair<int, std::chrono::steady_clock::time_point>> deadlines;
+  uint64_t next_conn = 0;
+
   Impl(Service& s, ServerOptions o) : service(s), opts(std::move(o)) {}
+
+  void ExpireDeadlines() {
+    auto now = std::chrono::steady_clock::now();
+    std::lock_guard<std::mutex> l(deadlines_mu);
+    for (auto& [id, entry] : deadlines) {
+      if (entry.second > now) continue;
+      ::shutdown(entry.first, SHUT_RDWR);
+      entry.second = std::chrono::steady_clock::time_point::max();
+      log::Debug("storaged_deadline_passed", {{"conn", std::to_string(id)}});
+    }
+  }
 };
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A connection's entry in Impl::deadlines for its lifetime.
+class Deadline {
+ public:
+  Deadline(HttpServer::Impl& impl, int fd) : impl_(impl) {
+    std::lock_guard<std::mutex> l(impl_.deadlines_mu);
+    id_ = impl_.next_conn++;
+    impl_.deadlines[id_] = {fd, Clock::time_point::max()};
+  }
+  ~Deadline() {
+    std::lock_guard<std::mutex> l(impl_.deadlines_mu);
+    impl_.deadlines.erase(id_);
+  }
+  Deadline(const Deadline&) = delete;
+  Deadline& operator=(const Deadline&) = delete;
+  // The current phase must end within `seconds` (<= 0: no deadline).
+  void Set(int seconds) {
+    std::lock_guard<std::mutex> l(impl_.deadlines_mu);
+    impl_.deadlines[id_].second = seconds > 0 ? Clock::now() + std::chrono::seconds(seconds) : Clock::time_point::max();
+  }
+
+ private:
+  HttpServer::Impl& impl_;
+  uint64_t id_ = 0;
+};
 
 std::string Header(const http::request<http::string_body>& req, http::field f) {
   auto it = req.find(f);
@@ -52,7 +103,7 @@ bool WaitReadable(int fd, int seconds) {
 }
 
 template <class Stream>
-void Serve(HttpServer::Impl& impl, Stream& stream, int fd) {
+void Serve(HttpServer::Impl& impl, Stream& stream, int fd, Deadline& deadline) {
   beast::flat_buffer buffer;
   for (;;) {
     if (buffer.size() == 0 && !WaitReadable(fd, impl.opts.read_timeout_seconds)) return;
@@ -60,7 +111,15 @@ void Serve(HttpServer::Impl& impl, Stream& stream, int fd) {
     parser.header_limit(16 * 1024);
     parser.body_limit(Service::kMaxBody);
     beast::error_code ec;
-    http::read(stream, buffer, parser, ec);
+    // Each phase has its deadline, from its first byte: a client that trickles a header
+    // or a body is dropped (before authentication it costs us only this thread).
+    deadline.Set(impl.opts.header_timeout_seconds);
+    http::read_header(stream, buffer, parser, ec);
+    if (!ec) {
+      deadline.Set(impl.opts.body_timeout_seconds);
+      http::read(stream, buffer, parser, ec);
+    }
+    deadline.Set(0);
     Reply reply;
     bool keep_alive = false;
     unsigned version = 11;
@@ -92,7 +151,9 @@ void Serve(HttpServer::Impl& impl, Stream& stream, int fd) {
     res.keep_alive(keep_alive);
     res.body() = reply.body + "\n";
     res.prepare_payload();
+    deadline.Set(impl.opts.body_timeout_seconds);  // a client that does not read the reply
     http::write(stream, res, ec);
+    deadline.Set(0);
     if (ec || !keep_alive) return;
   }
 }
@@ -101,21 +162,46 @@ void Connection(std::shared_ptr<HttpServer::Impl> impl, tcp::socket sock) {
   int fd = sock.native_handle();
   if (impl->tls) {
     ssl::stream<tcp::socket> stream(std::move(sock), *impl->tls);
-    beast::error_code ec;
-    if (WaitReadable(fd, impl->opts.read_timeout_seconds)) stream.handshake(ssl::stream_base::server, ec);
-    else ec = net::error::timed_out;
-    if (ec) {
-      log::Debug("storaged_tls_handshake_failed", {{"err", ec.message()}});
-    } else {
-      Serve(*impl, stream, fd);
-      stream.shutdown(ec);
+    {
+      Deadline deadline(*impl, fd);  // destroyed before the stream closes fd
+      beast::error_code ec;
+      deadline.Set(impl->opts.header_timeout_seconds);
+      if (WaitReadable(fd, impl->opts.read_timeout_seconds)) stream.handshake(ssl::stream_base::server, ec);
+      else ec = net::error::timed_out;
+      if (ec) {
+        log::Debug("storaged_tls_handshake_failed", {{"err", ec.message()}});
+      } else {
+        Serve(*impl, stream, fd, deadline);
+        deadline.Set(impl->opts.body_timeout_seconds);
+        stream.shutdown(ec);
+      }
     }
   } else {
-    Serve(*impl, sock, fd);
+    {
+      Deadline deadline(*impl, fd);
+      Serve(*impl, sock, fd, deadline);
+    }
     beast::error_code ec;
     sock.shutdown(tcp::socket::shutdown_send, ec);
   }
   impl->live--;
+}
+
+// Over the connection limit: a short 503 (plain HTTP only; a TLS client just sees the
+// close), without a thread and without waiting for the client.
+void Refuse(HttpServer::Impl& impl, tcp::socket& sock) {
+  if (!impl.tls) {
+    static const std::string kBody = R"({"error":"too many connections; retry later","code":"unavailable"})" "\n";
+    static const std::string kBusy = fmt::format(
+        "HTTP/1.1 503 Service Unavailable\r\nServer: slacker-storaged\r\nContent-Type: application/json\r\n"
+        "Retry-After: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}",
+        kBody.size(), kBody);
+    ssize_t n = ::send(sock.native_handle(), kBusy.data(), kBusy.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)n;  // best effort: the connection is closed either way
+  }
+  beast::error_code ec;
+  sock.shutdown(tcp::socket::shutdown_both, ec);
+  sock.close(ec);
 }
 
 }  // namespace
@@ -151,18 +237,35 @@ Status HttpServer::Start() {
   if (ec) return Errorf(ec.value() ? ec.value() : EIO, "listen on {}:{}: {}", im.opts.host, im.opts.port, ec.message());
   im.acceptor.non_blocking(true, ec);
   im.port = im.acceptor.local_endpoint().port();
+  if (!im.opts.spawn) im.opts.spawn = [](std::function<void()> run) { std::thread(std::move(run)).detach(); };
   auto impl = impl_;
   im.accept_thread = std::thread([impl] {
     while (!impl->stopping.load()) {
+      impl->ExpireDeadlines();
       pollfd p{impl->acceptor.native_handle(), POLLIN, 0};
       if (::poll(&p, 1, 200) <= 0) continue;
       beast::error_code aec;
-      tcp::socket sock(impl->ioc);
-      impl->acceptor.accept(sock, aec);
+      auto sock = std::make_shared<tcp::socket>(impl->ioc);
+      impl->acceptor.accept(*sock, aec);
       if (aec) continue;
-      sock.non_blocking(false, aec);
+      if (impl->live.load() >= impl->opts.max_connections) {
+        log::Warn("storaged_connection_refused", {{"reason", "connection limit"},
+                                                  {"limit", std::to_string(impl->opts.max_connections)}});
+        Refuse(*impl, *sock);
+        continue;
+      }
+      sock->non_blocking(false, aec);
       impl->live++;
-      std::thread(Connection, impl, std::move(sock)).detach();
+      try {
+        impl->opts.spawn([impl, sock] { Connection(impl, std::move(*sock)); });
+      } catch (const std::system_error& e) {
+        // No thread for it (EAGAIN: thread or memory limits): drop this connection, keep
+        // serving the others.
+        impl->live--;
+        log::Error("storaged_thread_failed", {{"err", e.what()}, {"action", "raise the thread limit or lower load"}});
+        beast::error_code ec;
+        sock->close(ec);
+      }
     }
   });
   return Status::Ok();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -18,6 +19,15 @@ struct ServerOptions {
   std::string tls_cert_file;       // PEM; both set: serve HTTPS only
   std::string tls_key_file;
   int read_timeout_seconds = 30;   // idle keep-alive connections are closed after this
+  // A request's header must arrive within this many seconds of its first byte, and its
+  // body within body_timeout_seconds after the header; a slower client is dropped.
+  int header_timeout_seconds = 10;
+  int body_timeout_seconds = 30;
+  // Connections served at once; one more is answered 503 and closed.
+  int max_connections = 128;
+  // Starts a connection's thread (default: a detached std::thread). May throw
+  // std::system_error as std::thread does; tests substitute a failing one.
+  std::function<void(std::function<void()>)> spawn;
 };
 
 class HttpServer {

@@ -1,6 +1,7 @@
 // slacker-storaged: the store-side snapshot service (DESIGN.md §2, §7;
 // storage_backend/API.md). Runs on the storage host next to the exported store.
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -28,14 +29,29 @@ host (FICLONE on the exported XFS), over HTTP/JSON (storage_backend/API.md).
                        GET /v1/store (e.g. nfs://storage1/srv/slacker)
   --tls-cert F         serve HTTPS with this PEM certificate (chain) ...
   --tls-key F          ... and this PEM key
+  --header-timeout S   drop a client whose request header takes longer (default 10)
+  --body-timeout S     drop a client whose body (or reading the reply) takes longer
+                       (default 30)
+  --idle-timeout S     close a keep-alive connection idle this long (default 30)
+  --max-connections N  connections served at once; more get 503 (default 128)
   --log-level L        debug|info|warn|error (default info)
+
+The token file must be readable by root only (mode 0600); a looser one is refused.
 )";
+
+// A positive integer option value, or -1.
+int PositiveInt(const std::string& v) {
+  char* end = nullptr;
+  long n = std::strtol(v.c_str(), &end, 10);
+  return v.empty() || *end != '\0' || n <= 0 || n > 1000000 ? -1 : static_cast<int>(n);
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace slacker;
   std::string root, token_file, listen = "127.0.0.1:7010", export_url, cert, key, level_name = "info";
+  storaged::ServerOptions sopts;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -54,7 +70,17 @@ int main(int argc, char** argv) {
     else if (a == "--tls-cert") cert = v;
     else if (a == "--tls-key") key = v;
     else if (a == "--log-level") level_name = v;
-    else {
+    else if (a == "--header-timeout" || a == "--body-timeout" || a == "--idle-timeout" || a == "--max-connections") {
+      int n = PositiveInt(v);
+      if (n < 0) {
+        std::fprintf(stderr, "slacker-storaged: %s needs a positive integer, not %s\n", a.c_str(), v.c_str());
+        return 2;
+      }
+      if (a == "--header-timeout") sopts.header_timeout_seconds = n;
+      else if (a == "--body-timeout") sopts.body_timeout_seconds = n;
+      else if (a == "--idle-timeout") sopts.read_timeout_seconds = n;
+      else sopts.max_connections = n;
+    } else {
       std::fprintf(stderr, "slacker-storaged: unknown option %s\n%s", a.c_str(), kUsage);
       return 2;
     }
@@ -74,6 +100,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "slacker-storaged: --listen: %s\n", addr.status().message().c_str());
     return 2;
   }
+  // Anyone who reads the token can snapshot, clone and delete every layer on the store.
+  struct stat token_st;
+  if (::stat(token_file.c_str(), &token_st) == 0 && (token_st.st_mode & 077) != 0) {
+    std::fprintf(stderr, "slacker-storaged: token file %s is mode %o: make it readable by root only (chmod 0600 %s)\n",
+                 token_file.c_str(), token_st.st_mode & 07777, token_file.c_str());
+    return 1;
+  }
   auto token = ReadFileToString(token_file);
   if (!token.ok()) {
     std::fprintf(stderr, "slacker-storaged: read token: %s\n", token.status().message().c_str());
@@ -91,7 +124,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "slacker-storaged: open store %s: %s\n", root.c_str(), service.status().message().c_str());
     return 1;
   }
-  storaged::ServerOptions sopts;
   sopts.host = addr->first;
   sopts.port = addr->second;
   sopts.tls_cert_file = cert;

@@ -1,5 +1,6 @@
 #include "storaged/service.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <ctime>
@@ -60,6 +61,9 @@ Reply ErrorReply(const Status& s) {
     case ENOENT: return Service::Error(404, "not_found", s.message());
     case EEXIST: return Service::Error(409, "exists", s.message());
     case ENOSPC: return Service::Error(507, "no_space", s.message());
+    // A link on the path, or a path leading out of the store (common/files.h OpenBeneath).
+    case ELOOP:
+    case EXDEV: return Service::Error(400, "refused_path", s.message());
     default: return Service::Error(500, "internal", s.message());
   }
 }
@@ -70,22 +74,39 @@ Result<std::unique_ptr<Service>> Service::Open(os::Os& os, ServiceOptions opts) 
   // opened per request (each host's volumes/ and refs/).
   SLACKER_ASSIGN_OR_RETURN(auto probe, storage_backend::OpenLocalStore(os, opts.root, "storaged"));
   storage_backend::StoreInfo info = probe->info();
-  std::string requests = JoinPath(opts.root, ".storaged/requests");
-  SLACKER_RETURN_IF_ERROR(MakeDirs(requests, 0700).Context("open snapshot service state"));
-  // Forget idempotency records older than the TTL.
-  if (auto names = ListDir(requests); names.ok()) {
-    time_t now = std::time(nullptr);
-    for (const auto& n : *names) {
-      struct stat st;
-      std::string p = JoinPath(requests, n);
-      if (::stat(p.c_str(), &st) == 0 && now - st.st_mtime > opts.idempotency_ttl_seconds) RemoveFileIfExists(p);
-    }
-  }
-  return std::unique_ptr<Service>(new Service(os, std::move(opts), std::move(info)));
+  // The records live on the store, which workers can write: the directory is opened once
+  // beneath the root (no links) and every record is acted on through it.
+  UniqueFd root_fd(::open(opts.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd.valid()) return Status::FromErrno(errno, "open store " + opts.root);
+  auto requests = MakeDirsBeneath(root_fd.get(), ".storaged/requests", 0700);
+  if (!requests.ok()) return requests.status().Context("open snapshot service state");
+  std::unique_ptr<Service> service(new Service(os, std::move(opts), std::move(info), std::move(requests).value()));
+  std::lock_guard<std::mutex> l(service->mutate_mu_);
+  service->PruneRecords();
+  return service;
 }
 
-Service::Service(os::Os& os, ServiceOptions opts, storage_backend::StoreInfo info)
-    : os_(os), opts_(std::move(opts)), info_(std::move(info)) {}
+Service::Service(os::Os& os, ServiceOptions opts, storage_backend::StoreInfo info, UniqueFd requests_fd)
+    : os_(os), opts_(std::move(opts)), info_(std::move(info)), requests_fd_(std::move(requests_fd)) {}
+
+// Forgets idempotency records older than the TTL.
+void Service::PruneRecords() {
+  last_prune_ = std::chrono::steady_clock::now();
+  std::string dir = JoinPath(opts_.root, ".storaged/requests");
+  auto names = ListDirFd(requests_fd_.get(), dir);
+  if (!names.ok()) {
+    log::Warn("storaged_prune_failed", {{"dir", dir}, {"err", names.status().message()}});
+    return;
+  }
+  time_t now = std::time(nullptr);
+  for (const auto& n : *names) {
+    struct stat st;
+    if (::fstatat(requests_fd_.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (now - st.st_mtime <= opts_.idempotency_ttl_seconds) continue;
+    Status s = UnlinkAtIfExists(requests_fd_.get(), n, JoinPath(dir, n));
+    if (!s.ok()) log::Warn("storaged_prune_failed", {{"file", JoinPath(dir, n)}, {"err", s.message()}});
+  }
+}
 
 bool Service::Authorized(const std::string& header) const {
   static const std::string kBearer = "Bearer ";
@@ -105,7 +126,9 @@ Result<storage_backend::Backend*> Service::ForHost(const std::string& host) {
 }
 
 // "templates/ext4-1.img" -> <root>/templates/ext4-1.img. Only plain relative paths under
-// the store's data directories; writes only into templates/ and volumes/.
+// the store's data directories; writes only into templates/ and volumes/. This is policy
+// (which directories a client may name), not the guard against escapes: the backend
+// resolves the path beneath the store's root fd and refuses any link on it.
 Result<std::string> Service::StorePath(const std::string& rel, bool for_write) const {
   auto parts = SplitPath(rel);
   if (rel.empty() || rel[0] == '/' || parts.empty())
@@ -121,9 +144,7 @@ Result<std::string> Service::StorePath(const std::string& rel, bool for_write) c
   return JoinPath(opts_.root, rel);
 }
 
-std::string Service::RequestRecordPath(const std::string& key) const {
-  return JoinPath(opts_.root, ".storaged/requests/" + key + ".json");
-}
+std::string Service::RequestRecordName(const std::string& key) { return key + ".json"; }
 
 Reply Service::Handle(const Request& req) {
   if (!Authorized(req.authorization)) {
@@ -145,7 +166,9 @@ Reply Service::Mutate(const Request& req) {
   if (!req.idempotency_key.empty()) {
     if (!IsValidKey(req.idempotency_key))
       return Error(400, "invalid_argument", "Idempotency-Key must be 1-128 of [A-Za-z0-9_.:-]");
-    auto text = ReadFileToString(RequestRecordPath(req.idempotency_key));
+    auto record = OpenRegularBeneath(requests_fd_.get(), RequestRecordName(req.idempotency_key), O_RDONLY);
+    auto text = record.ok() ? ReadFdToString(record->get(), RequestRecordName(req.idempotency_key))
+                            : Result<std::string>(record.status());
     if (text.ok()) {
       json rec = json::parse(*text, nullptr, false);
       if (rec.is_object() && rec.value("request", "") == fingerprint && rec.contains("status") &&
@@ -161,9 +184,11 @@ Reply Service::Mutate(const Request& req) {
   Reply r = Dispatch(req);
   if (!req.idempotency_key.empty() && r.status < 500) {
     json rec = {{"request", fingerprint}, {"status", r.status}, {"body", r.body}};
-    Status s = AtomicWriteFile(RequestRecordPath(req.idempotency_key), rec.dump());
+    Status s = AtomicWriteFileAt(requests_fd_.get(), RequestRecordName(req.idempotency_key), rec.dump(), 0600);
     if (!s.ok()) log::Warn("storaged_record_failed", {{"key", req.idempotency_key}, {"err", s.message()}});
   }
+  if (std::chrono::steady_clock::now() - last_prune_ >= std::chrono::seconds(opts_.prune_interval_seconds))
+    PruneRecords();
   return r;
 }
 
@@ -232,7 +257,6 @@ Reply Service::Dispatch(const Request& req) {
     auto from = StorePath(*src, false);
     auto to = StorePath(*dst, true);
     if (!from.ok() || !to.ok()) return ErrorReply(!from.ok() ? from.status() : to.status());
-    if (!PathExists(*from)) return Error(404, "not_found", fmt::format("{} does not exist in the store", *src));
     // volumes/<host>/<file>: opening that host's store creates its directories.
     auto dst_parts = SplitPath(*dst);
     std::string owner = dst_parts[0] == "volumes" && dst_parts.size() == 3 ? dst_parts[1] : "storaged";

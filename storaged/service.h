@@ -7,12 +7,14 @@
 // serialised (each is O(1) on a reflink file system); reads run concurrently.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 
+#include "common/fd.h"
 #include "common/status.h"
 #include "os/os.h"
 #include "storage_backend/backend.h"
@@ -24,8 +26,10 @@ struct ServiceOptions {
   std::string export_url;  // what workers mount: "nfs://HOST/PATH"; reported by GET /v1/store
   std::string token;       // the shared bearer token; must be non-empty
   // Results of mutating requests are remembered under their Idempotency-Key this long
-  // (in memory and in <root>/.storaged/requests/), so a retry does not act twice.
+  // (in <root>/.storaged/requests/, mode 0600), so a retry does not act twice.
   int idempotency_ttl_seconds = 24 * 3600;
+  // Expired records are pruned at start and then on a mutation at most this often.
+  int prune_interval_seconds = 600;
 };
 
 struct Request {
@@ -55,7 +59,7 @@ class Service {
   static Reply Error(int status, const std::string& code, const std::string& message);
 
  private:
-  Service(os::Os& os, ServiceOptions opts, storage_backend::StoreInfo info);
+  Service(os::Os& os, ServiceOptions opts, storage_backend::StoreInfo info, UniqueFd requests_fd);
 
   Reply Dispatch(const Request& req);
   Reply Mutate(const Request& req);
@@ -63,12 +67,15 @@ class Service {
   Result<std::string> StorePath(const std::string& rel, bool for_write) const;
   bool Authorized(const std::string& header) const;
 
-  std::string RequestRecordPath(const std::string& key) const;
+  static std::string RequestRecordName(const std::string& key);
+  void PruneRecords();  // REQUIRES: mutate_mu_ held
 
   os::Os& os_;
   const ServiceOptions opts_;
   const storage_backend::StoreInfo info_;
+  const UniqueFd requests_fd_;  // <root>/.storaged/requests, opened beneath the root
   std::mutex mutate_mu_;  // serialises mutations and the idempotency records
+  std::chrono::steady_clock::time_point last_prune_;  // guarded by mutate_mu_
   std::mutex hosts_mu_;
   std::map<std::string, std::unique_ptr<storage_backend::Backend>> hosts_;
 };

@@ -1,5 +1,7 @@
 #include "ctl/verify.h"
 
+#include <sys/stat.h>
+
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -19,16 +21,22 @@ using driver::Origin;
 class VerifyTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    // Files the tests write into the store stand for what slacker writes: root-only.
+    old_umask_ = ::umask(077);
     char tmpl[] = "/tmp/ctl-verify-test.XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     state_ = dir_ + "/state";
-    ASSERT_TRUE(MakeDirs(state_ + "/layers").ok());
+    ASSERT_TRUE(MakeDirs(state_ + "/layers", 0700).ok());
     auto store = storage_backend::OpenLocalStore(os_, dir_ + "/store", "h1");
     ASSERT_TRUE(store.ok()) << store.status().message();
     store_ = std::move(*store);
   }
-  void TearDown() override { RemoveTree(dir_); }
+  void TearDown() override {
+    RemoveTree(dir_);
+    ::umask(old_umask_);
+  }
+  mode_t old_umask_ = 022;
 
   // A published snapshot (with ref marker and skeleton) made from a fresh volume.
   std::string Snapshot(bool skel = true) {
@@ -36,7 +44,9 @@ class VerifyTest : public ::testing::Test {
     std::ofstream(store_->VolumePath(layer)) << "ext4";
     auto snap = store_->PromoteVolume(layer, {{"source", "apply"}});
     EXPECT_TRUE(snap.ok()) << snap.status().message();
-    if (skel) std::ofstream(store_->SnapshotFilePath(*snap, ".skel")) << "skel";
+    if (skel) {
+      EXPECT_TRUE(AtomicWriteFile(store_->SnapshotFilePath(*snap, ".skel"), "skel", false, 0600).ok());
+    }
     return *snap;
   }
   void Write(const LayerRecord& r) { ASSERT_TRUE(AtomicWriteFile(state_ + "/layers/" + r.id + ".json", r.ToJson()).ok()); }
@@ -148,6 +158,20 @@ TEST_F(VerifyTest, UnmarkedSnapshot) {
   auto lines = Lines();
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_NE(lines[0].find("not marked in this host's refs/"), std::string::npos) << lines[0];
+}
+
+// Loose permissions in the state directory or the store (e.g. a file copied in by hand,
+// or a store written by an older release) are findings naming the path and the fix.
+TEST_F(VerifyTest, LoosePermissionsAreReported) {
+  std::string snap = Snapshot();
+  ASSERT_EQ(::chmod(state_.c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(store_->SnapshotPath(snap).c_str(), 0444), 0);
+  auto lines = Lines();
+  ASSERT_EQ(lines.size(), 2u) << ::testing::PrintToString(lines);
+  EXPECT_NE(lines[0].find("permissions " + state_ + ": mode 0755"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("permissions " + store_->SnapshotPath(snap) + ": mode 0444"), std::string::npos)
+      << lines[1];
+  EXPECT_NE(lines[1].find("chmod go-rwx"), std::string::npos) << lines[1];
 }
 
 }  // namespace

@@ -12,6 +12,9 @@
 #include <cstring>
 #include <random>
 
+#include <functional>
+
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -209,6 +212,39 @@ TEST_F(LocalBackendRootTest, EmbeddedStoreKeepsItsUuidAcrossRemounts) {
   auto s = OpenLocalStore(*os_, *again, "hostA");
   ASSERT_TRUE(s.ok()) << s.status().message();
   EXPECT_EQ((*s)->info().uuid, uuid);
+}
+
+// A fresh embedded store, used once (snapshot, clone, template): nothing under the state
+// directory is open to other users (the image, the mount point, the store's contents).
+TEST_F(LocalBackendRootTest, FreshEmbeddedStoreIsClosedToOtherUsers) {
+  std::string state = dir_ + "/state";
+  ASSERT_EQ(::mkdir(state.c_str(), 0700), 0);
+  auto dir = loopdev::EnsureEmbeddedStore(*os_, state, 512ull << 20);
+  ASSERT_TRUE(dir.ok()) << dir.status().message();
+  {
+    auto s = OpenLocalStore(*os_, *dir, "hostA");
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    auto& store = **s;
+    ASSERT_TRUE(AtomicWriteFile(store.TemplatePath(1), "tmpl", false, 0600).ok());
+    ASSERT_TRUE(store.CloneFile(store.TemplatePath(1), store.VolumePath("c1")).ok());
+    auto snap = store.SnapshotVolume("c1", nullptr);
+    ASSERT_TRUE(snap.ok()) << snap.status().message();
+    ASSERT_TRUE(store.CloneSnapshot(*snap, "c2").ok());
+  }
+  std::vector<std::string> open_to_others;
+  std::function<void(const std::string&)> walk = [&](const std::string& p) {
+    struct stat st;
+    if (::lstat(p.c_str(), &st) != 0) return;
+    if (!S_ISLNK(st.st_mode) && (st.st_mode & 077) != 0)
+      open_to_others.push_back(fmt::format("{} {:o}", p, st.st_mode & 07777));
+    if (!S_ISDIR(st.st_mode)) return;
+    auto names = ListDir(p);
+    if (names.ok())
+      for (const auto& n : *names) walk(JoinPath(p, n));
+  };
+  walk(state);
+  EXPECT_EQ(open_to_others, std::vector<std::string>{});
+  ASSERT_TRUE(loopdev::UnmountPath(*os_, *dir).ok());
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "common/files.h"
@@ -35,7 +36,7 @@ class LocalBackendTest : public ::testing::Test {
     store_ = std::move(s).value();
   }
   void WriteVolume(const std::string& layer, const std::string& content) {
-    ASSERT_TRUE(AtomicWriteFile(store_->VolumePath(layer), content, false).ok());
+    ASSERT_TRUE(AtomicWriteFile(store_->VolumePath(layer), content, false, 0600).ok());
   }
   std::string Read(const std::string& path) {
     auto r = ReadFileToString(path);
@@ -143,7 +144,7 @@ TEST_F(LocalBackendTest, SnapshotVolumePublishesAReadOnlyCopyWithMetaAndRef) {
   EXPECT_EQ(Read(store_->SnapshotPath(*snap)), "layer content");
   struct stat st;
   ASSERT_EQ(::stat(store_->SnapshotPath(*snap).c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 07777, 0444u);
+  EXPECT_EQ(st.st_mode & 07777, 0400u);  // read-only, and closed to other users
   auto meta = store_->ReadSnapshotMeta(*snap);
   ASSERT_TRUE(meta.ok()) << meta.status().message();
   EXPECT_EQ((*meta)["source"], "commit");
@@ -201,7 +202,7 @@ TEST_F(LocalBackendTest, CloneSnapshotMakesAWritableVolume) {
   EXPECT_EQ(::access(store_->VolumePath("c2").c_str(), W_OK), 0);
   struct stat st;
   ASSERT_EQ(::stat(store_->VolumePath("c2").c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0644u);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
   auto vols = store_->ListVolumes();
   ASSERT_TRUE(vols.ok());
   EXPECT_EQ(*vols, (std::vector<std::string>{"c1", "c2"}));
@@ -346,6 +347,159 @@ TEST_F(LocalBackendTest, SpaceComesFromStatfs) {
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s->total_bytes, 100ull << 30);
   EXPECT_EQ(os_.Calls("StatFs"), 1);
+}
+
+// --- Confinement: a worker (root over NFS) can plant symlinks anywhere on the store. ---
+
+// A host file outside the store, mode 0600, and checks that it is left alone.
+struct Canary {
+  std::string path;
+  std::string content = "host secret\n";
+  void Make(const std::string& p) {
+    path = p;
+    ASSERT_TRUE(AtomicWriteFile(path, content, false, 0600).ok());
+    ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  }
+  void ExpectUntouched() const {
+    struct stat st;
+    ASSERT_EQ(::lstat(path.c_str(), &st), 0) << path << " is gone";
+    EXPECT_EQ(st.st_mode & 07777, 0600u) << path;
+    auto text = ReadFileToString(path);
+    ASSERT_TRUE(text.ok());
+    EXPECT_EQ(*text, content) << path;
+  }
+};
+
+// volumes/hostA/leak.img -> a host secret: snapshot and promote refuse it; nothing is
+// copied into snapshots/ and the secret's mode is unchanged (promote used to rename the
+// link into snapshots/ and chmod 0444 through it).
+TEST_F(LocalBackendTest, SymlinkedVolumeIsRefusedNotCopied) {
+  Canary secret;
+  secret.Make(dir_ + "/secret");
+  ASSERT_EQ(::symlink(secret.path.c_str(), store_->VolumePath("leak").c_str()), 0);
+  auto snap = store_->SnapshotVolume("leak", nullptr);
+  EXPECT_FALSE(snap.ok());
+  auto promoted = store_->PromoteVolume("leak", nullptr);
+  EXPECT_FALSE(promoted.ok());
+  if (!promoted.ok()) {
+    EXPECT_EQ(promoted.status().code(), ELOOP) << promoted.status().message();
+  }
+  EXPECT_EQ(*store_->ListSnapshots(), std::vector<std::string>{});
+  for (const auto& name : Names("snapshots")) ADD_FAILURE() << "left in snapshots/: " << name;
+  auto clone = store_->CloneFile(store_->VolumePath("leak"), store_->VolumePath("copy"));
+  EXPECT_FALSE(clone.ok());
+  EXPECT_FALSE(PathExists(store_->VolumePath("copy")));
+  secret.ExpectUntouched();
+}
+
+// templates/evil -> a host directory: a clone into it creates nothing there.
+TEST_F(LocalBackendTest, CloneIntoASymlinkedDirectoryIsRefused) {
+  std::string outside = dir_ + "/outside";
+  ASSERT_EQ(::mkdir(outside.c_str(), 0700), 0);
+  ASSERT_TRUE(AtomicWriteFile(store_->TemplatePath(1), "tmpl", false).ok());
+  ASSERT_EQ(::symlink(outside.c_str(), (root_ + "/templates/evil").c_str()), 0);
+  Status s = store_->CloneFile(store_->TemplatePath(1), root_ + "/templates/evil/x.img");
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), ELOOP) << s.message();
+  EXPECT_EQ(*ListDir(outside), std::vector<std::string>{});
+}
+
+// Paths outside the store, by ".." or absolute, are refused for source and destination.
+TEST_F(LocalBackendTest, CloneFileOutsideTheStoreIsRefused) {
+  Canary secret;
+  secret.Make(dir_ + "/secret");
+  ASSERT_TRUE(AtomicWriteFile(store_->TemplatePath(1), "tmpl", false).ok());
+  EXPECT_FALSE(store_->CloneFile(secret.path, store_->VolumePath("x")).ok());
+  EXPECT_FALSE(store_->CloneFile(root_ + "/templates/../../secret", store_->VolumePath("x")).ok());
+  EXPECT_FALSE(PathExists(store_->VolumePath("x")));
+  EXPECT_FALSE(store_->CloneFile(store_->TemplatePath(1), root_ + "/volumes/../../escaped.img").ok());
+  EXPECT_FALSE(store_->CloneFile(store_->TemplatePath(1), dir_ + "/escaped.img").ok());
+  EXPECT_FALSE(PathExists(dir_ + "/escaped.img"));
+  secret.ExpectUntouched();
+}
+
+// The host's volume directory and snapshots/ replaced by links to host directories after
+// the store was opened: remove and clone act on nothing outside.
+TEST_F(LocalBackendTest, SymlinkedStoreDirectoriesAreNotFollowed) {
+  std::string outside = dir_ + "/outside";
+  ASSERT_EQ(::mkdir(outside.c_str(), 0700), 0);
+  Canary victim, snap_victim;
+  victim.Make(outside + "/victim.img");
+  std::string id(32, 'c');
+  snap_victim.Make(outside + "/" + id + ".img");
+  ASSERT_EQ(::rename((root_ + "/volumes/hostA").c_str(), (dir_ + "/old-volumes").c_str()), 0);
+  ASSERT_EQ(::symlink(outside.c_str(), (root_ + "/volumes/hostA").c_str()), 0);
+  EXPECT_FALSE(store_->RemoveVolume("victim").ok());
+  EXPECT_FALSE(store_->CloneSnapshot(std::string(32, 'd'), "victim").ok());
+  ASSERT_EQ(::rename((root_ + "/snapshots").c_str(), (dir_ + "/old-snapshots").c_str()), 0);
+  ASSERT_EQ(::symlink(outside.c_str(), (root_ + "/snapshots").c_str()), 0);
+  EXPECT_FALSE(store_->RemoveSnapshot(id).ok());
+  EXPECT_FALSE(store_->SnapshotExists(id));
+  victim.ExpectUntouched();
+  snap_victim.ExpectUntouched();
+}
+
+// --- Closed permissions: nothing in the store is open to group or others. ---
+
+// Every directory and file under `dir` (not following links) with a group/other bit.
+std::vector<std::string> OpenToOthers(const std::string& dir) {
+  std::vector<std::string> out;
+  struct stat st;
+  if (::lstat(dir.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
+    out.push_back(fmt::format("{} {:o}", dir, st.st_mode & 07777));
+  auto names = ListDir(dir);
+  if (!names.ok()) return out;
+  for (const auto& n : *names) {
+    std::string p = JoinPath(dir, n);
+    if (::lstat(p.c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      auto sub = OpenToOthers(p);
+      out.insert(out.end(), sub.begin(), sub.end());
+    } else if (!S_ISLNK(st.st_mode) && (st.st_mode & 077) != 0) {
+      out.push_back(fmt::format("{} {:o}", p, st.st_mode & 07777));
+    }
+  }
+  return out;
+}
+
+// A fresh store after a snapshot, a clone, a template and a ref: directories 0700,
+// files 0600 (snapshots 0400), whatever the umask.
+TEST_F(LocalBackendTest, FreshStoreIsClosedToOtherUsers) {
+  WriteVolume("c1", "content");
+  auto snap = store_->SnapshotVolume("c1", nullptr);
+  ASSERT_TRUE(snap.ok()) << snap.status().message();
+  ASSERT_TRUE(store_->CloneSnapshot(*snap, "c2").ok());
+  ASSERT_TRUE(store_->CloneFile(store_->SnapshotPath(*snap), store_->TemplatePath(1)).ok());
+  EXPECT_EQ(OpenToOthers(root_), std::vector<std::string>{});
+  struct stat st;
+  ASSERT_EQ(::stat(store_->SnapshotPath(*snap).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0400u);  // read-only: snapshots are immutable
+  ASSERT_EQ(::stat(store_->VolumePath("c2").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+
+// A store written by the previous release (dirs 0755, files 0644, snapshots 0444) is
+// tightened when opened, and its data stays usable.
+TEST_F(LocalBackendTest, OldLayoutStoreIsTightenedOnOpenAndStillWorks) {
+  WriteVolume("c1", "old content");
+  auto snap = store_->SnapshotVolume("c1", json{{"source", "commit"}});
+  ASSERT_TRUE(snap.ok()) << snap.status().message();
+  std::string uuid = store_->info().uuid;
+  store_.reset();
+  // What the previous release left: world-readable everything.
+  for (const char* d : {"", "/snapshots", "/volumes", "/volumes/hostA", "/refs", "/refs/hostA", "/templates"})
+    ASSERT_EQ(::chmod((root_ + d).c_str(), 0755), 0) << d;
+  ASSERT_EQ(::chmod((root_ + "/store.json").c_str(), 0644), 0);
+  ASSERT_EQ(::chmod((root_ + "/snapshots/" + *snap + ".img").c_str(), 0444), 0);
+  ASSERT_EQ(::chmod((root_ + "/snapshots/" + *snap + ".json").c_str(), 0644), 0);
+  ASSERT_EQ(::chmod((root_ + "/volumes/hostA/c1.img").c_str(), 0644), 0);
+  Open();
+  EXPECT_EQ(OpenToOthers(root_), std::vector<std::string>{});
+  EXPECT_EQ(store_->info().uuid, uuid);
+  EXPECT_EQ((*store_->ReadSnapshotMeta(*snap))["source"], "commit");
+  ASSERT_TRUE(store_->CloneSnapshot(*snap, "c2").ok());
+  EXPECT_EQ(Read(store_->VolumePath("c2")), "old content");
+  EXPECT_EQ(Read(store_->VolumePath("c1")), "old content");
 }
 
 }  // namespace

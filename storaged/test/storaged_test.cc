@@ -1,10 +1,24 @@
 // The snapshot service: request logic (Service) on FakeOs in a temp dir, and the HTTP
 // transport with the rest backend's client against an in-process server.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <ctime>
+#include <functional>
+#include <system_error>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/fd.h"
 #include "common/files.h"
 #include "os/fake_os.h"
 #include "storage_backend/rest_backend.h"
@@ -280,6 +294,202 @@ TEST_F(StoragedTest, RestBackend_SnapshotAndCloneThroughTheService) {
   auto wrong = storage_backend::OpenRestStore(os_, ClientOptions(), other, "w1");
   ASSERT_FALSE(wrong.ok());
   EXPECT_NE(wrong.status().message().find("wrong mount"), std::string::npos) << wrong.status().message();
+}
+
+// --- Confinement: a worker (root over NFS) can plant symlinks anywhere on the store. ---
+
+// volumes/evil -> a host directory: a clone into volumes/evil/x.img is a 4xx and creates
+// nothing outside the store.
+TEST_F(StoragedTest, Service_RefusesASymlinkedDirectory) {
+  std::string outside = dir_ + "/cron.d";
+  ASSERT_EQ(::mkdir(outside.c_str(), 0700), 0);
+  ASSERT_TRUE(AtomicWriteFile(root_ + "/templates/ext4-1.img", "tmpl", false).ok());
+  ASSERT_TRUE(MakeDirs(root_ + "/volumes", 0700).ok());
+  ASSERT_EQ(::symlink(outside.c_str(), (root_ + "/volumes/evil").c_str()), 0);
+  auto r = Call("POST", "/v1/files:clone", R"({"src":"templates/ext4-1.img","dst":"volumes/evil/x.img"})");
+  EXPECT_GE(r.status, 400) << r.body;
+  EXPECT_LT(r.status, 500) << r.body;
+  EXPECT_EQ(*ListDir(outside), std::vector<std::string>{});
+  r = Call("POST", "/v1/clones", json{{"host", "evil"}, {"snapshot", std::string(32, 'a')}, {"layer", "x"}}.dump());
+  EXPECT_GE(r.status, 400) << r.body;
+  EXPECT_LT(r.status, 500) << r.body;
+  EXPECT_EQ(*ListDir(outside), std::vector<std::string>{});
+}
+
+// volumes/w1/leak.img -> a host secret (0600): snapshot and promote are refused, nothing
+// is copied into the store and the secret is unchanged.
+TEST_F(StoragedTest, Service_RefusesASymlinkedVolume) {
+  std::string secret = dir_ + "/shadow";
+  ASSERT_TRUE(AtomicWriteFile(secret, "root:secret\n", false, 0600).ok());
+  ASSERT_EQ(::chmod(secret.c_str(), 0600), 0);
+  ASSERT_TRUE(MakeDirs(root_ + "/volumes/w1", 0700).ok());
+  ASSERT_EQ(::symlink(secret.c_str(), (root_ + "/volumes/w1/leak.img").c_str()), 0);
+  for (const char* body : {R"({"host":"w1","layer":"leak"})", R"({"host":"w1","layer":"leak","move":true})"}) {
+    auto r = Call("POST", "/v1/snapshots", body);
+    EXPECT_GE(r.status, 400) << body << " " << r.body;
+    EXPECT_LT(r.status, 500) << body << " " << r.body;
+  }
+  auto r = Call("POST", "/v1/files:clone", R"({"src":"volumes/w1/leak.img","dst":"volumes/w1/copy.img"})");
+  EXPECT_GE(r.status, 400) << r.body;
+  EXPECT_LT(r.status, 500) << r.body;
+  EXPECT_EQ(SnapshotCount(), 0u);
+  auto left = ListDir(root_ + "/snapshots");
+  ASSERT_TRUE(left.ok());
+  EXPECT_EQ(*left, std::vector<std::string>{});
+  EXPECT_FALSE(PathExists(root_ + "/volumes/w1/copy.img"));
+  struct stat st;
+  ASSERT_EQ(::lstat(secret.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(*ReadFileToString(secret), "root:secret\n");
+}
+
+// ".." and absolute paths, in source and destination, are a 400 and touch nothing.
+TEST_F(StoragedTest, Service_RefusesDotDotAndAbsolutePaths) {
+  ASSERT_TRUE(AtomicWriteFile(root_ + "/templates/ext4-1.img", "tmpl", false).ok());
+  for (const char* body : {R"({"src":"/etc/passwd","dst":"volumes/h1/x.img"})",
+                           R"({"src":"templates/../../secret","dst":"volumes/h1/x.img"})",
+                           R"({"src":"templates/ext4-1.img","dst":"/tmp/x.img"})",
+                           R"({"src":"templates/ext4-1.img","dst":"volumes/h1/../../../escaped.img"})",
+                           R"({"src":"templates/ext4-1.img","dst":"volumes/../../escaped.img"})"}) {
+    EXPECT_EQ(Call("POST", "/v1/files:clone", body).status, 400) << body;
+  }
+  EXPECT_FALSE(PathExists(dir_ + "/escaped.img"));
+  EXPECT_FALSE(PathExists(root_ + "/volumes/h1/x.img"));
+}
+
+// Idempotency records older than the TTL are pruned while the service runs, not only
+// when it starts.
+TEST_F(StoragedTest, Service_PrunesIdempotencyRecordsWhileRunning) {
+  service_.reset();
+  ServiceOptions o{root_, "nfs://storage1/srv/slacker", kToken};
+  o.idempotency_ttl_seconds = 60;
+  o.prune_interval_seconds = 0;
+  auto s = Service::Open(os_, o);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  service_ = std::move(s).value();
+  WriteVolume("h1", "layer1", "x");
+  ASSERT_EQ(Call("POST", "/v1/snapshots", R"({"host":"h1","layer":"layer1"})", "old-key").status, 201);
+  std::string old_record = root_ + "/.storaged/requests/old-key.json";
+  ASSERT_TRUE(PathExists(old_record));
+  struct timespec ts[2] = {{std::time(nullptr) - 3600, 0}, {std::time(nullptr) - 3600, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, old_record.c_str(), ts, 0), 0);
+  ASSERT_EQ(Call("POST", "/v1/snapshots", R"({"host":"h1","layer":"layer1"})", "new-key").status, 201);
+  EXPECT_FALSE(PathExists(old_record)) << "an expired record survived a later request";
+  EXPECT_TRUE(PathExists(root_ + "/.storaged/requests/new-key.json"));
+}
+
+// --- Transport limits: nothing a client does before authenticating holds the service. ---
+
+// A connected TCP socket to the test server.
+UniqueFd Connect(uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return UniqueFd();
+  return fd;
+}
+
+// Seconds until the server closes `fd` (reads until EOF or error), at most `limit`.
+double SecondsUntilClosed(int fd, int limit) {
+  auto start = std::chrono::steady_clock::now();
+  char buf[4096];
+  for (;;) {
+    double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (waited > limit) return waited;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+}
+
+std::string ReadAll(int fd, int limit_seconds) {
+  std::string out;
+  char buf[4096];
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(limit_seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+// A client that sends half a header and then nothing is dropped after the header
+// deadline (it used to be held 8 s and more), and the service keeps answering.
+TEST_F(StoragedTest, Http_SlowHeaderClientIsDropped) {
+  ServerOptions so;
+  so.read_timeout_seconds = 1;
+  so.header_timeout_seconds = 1;
+  server_ = std::make_unique<HttpServer>(*service_, so);
+  ASSERT_TRUE(server_->Start().ok());
+  UniqueFd slow = Connect(server_->port());
+  ASSERT_TRUE(slow.valid());
+  std::string half = "GET /v1/store HTTP/1.1\r\nHost: x\r\nAuthor";
+  ASSERT_EQ(::write(slow.get(), half.data(), half.size()), static_cast<ssize_t>(half.size()));
+  double held = SecondsUntilClosed(slow.get(), 8);
+  EXPECT_LT(held, 4.0) << "a half-sent header held the connection " << held << " s";
+  storage_backend::StoreServiceClient client(ClientOptions());
+  EXPECT_TRUE(storage_backend::FetchStoreDescription(client).ok());
+}
+
+// A body that trickles in slower than the body deadline is dropped too.
+TEST_F(StoragedTest, Http_SlowBodyClientIsDropped) {
+  ServerOptions so;
+  so.body_timeout_seconds = 1;
+  server_ = std::make_unique<HttpServer>(*service_, so);
+  ASSERT_TRUE(server_->Start().ok());
+  UniqueFd slow = Connect(server_->port());
+  ASSERT_TRUE(slow.valid());
+  std::string head = "POST /v1/snapshots HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"host\":";
+  ASSERT_EQ(::write(slow.get(), head.data(), head.size()), static_cast<ssize_t>(head.size()));
+  double held = SecondsUntilClosed(slow.get(), 8);
+  EXPECT_LT(held, 4.0) << "a half-sent body held the connection " << held << " s";
+}
+
+// Beyond the connection limit a client gets 503 at once; the clients within it are
+// served, and a slot frees when a connection ends.
+TEST_F(StoragedTest, Http_ConnectionLimit) {
+  ServerOptions so;
+  so.max_connections = 2;
+  so.read_timeout_seconds = 30;
+  server_ = std::make_unique<HttpServer>(*service_, so);
+  ASSERT_TRUE(server_->Start().ok());
+  UniqueFd a = Connect(server_->port());
+  UniqueFd b = Connect(server_->port());
+  ASSERT_TRUE(a.valid() && b.valid());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // both accepted
+  UniqueFd c = Connect(server_->port());
+  ASSERT_TRUE(c.valid());
+  std::string reply = ReadAll(c.get(), 5);
+  EXPECT_TRUE(reply.starts_with("HTTP/1.1 503")) << reply;
+  a.Reset();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a's slot is released
+  storage_backend::StoreServiceClient client(ClientOptions());
+  EXPECT_TRUE(storage_backend::FetchStoreDescription(client).ok());
+}
+
+// When a connection's thread cannot be created (std::system_error), that connection is
+// closed and the service keeps running.
+TEST_F(StoragedTest, Http_SurvivesThreadCreationFailure) {
+  ServerOptions so;
+  std::atomic<int> refused{0};
+  so.spawn = [&refused](std::function<void()> run) {
+    if (refused.fetch_add(1) == 0) throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again));
+    std::thread(std::move(run)).detach();
+  };
+  server_ = std::make_unique<HttpServer>(*service_, so);
+  ASSERT_TRUE(server_->Start().ok());
+  UniqueFd first = Connect(server_->port());
+  ASSERT_TRUE(first.valid());
+  EXPECT_LT(SecondsUntilClosed(first.get(), 5), 4.0);
+  storage_backend::StoreServiceClient client(ClientOptions());
+  EXPECT_TRUE(storage_backend::FetchStoreDescription(client).ok());
+  EXPECT_GE(refused.load(), 2);
 }
 
 }  // namespace

@@ -143,6 +143,7 @@ storaged_start() {
   local d=$W/nfs port
   STORAGED_TOKEN_FILE=$d/token
   [ -s "$STORAGED_TOKEN_FILE" ] || { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$STORAGED_TOKEN_FILE"; }
+  chmod 0600 "$STORAGED_TOKEN_FILE"  # storaged refuses a token file others can read
   port=${STORAGED_PORT:-$((20000 + $$ % 20000))}
   STORAGED_PORT=$port
   if [ ! -e "$W/.e2e/registered-storaged" ]; then

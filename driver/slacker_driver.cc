@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <optional>
 #include <openssl/evp.h>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -16,6 +17,7 @@
 #include "common/log.h"
 #include "driver/changes.h"
 #include "loopdev/ext4_format.h"
+#include "loopdev/freeze.h"
 #include "loopdev/loop_device.h"
 #include "loopdev/mount.h"
 #include "loopdev/run_tool.h"
@@ -60,13 +62,22 @@ Status Unmount(os::Os& os, const std::string& target) {
 // written back or checkpointed until it goes, and a snapshot of the file taken then
 // (docker commit, the next build step) misses the writes. Seen with 10 parallel builds
 // (test/e2e/load_e2e.sh). FIFREEZE writes everything back and checkpoints the journal;
-// on an idle file system it costs milliseconds.
-void FlushBeforeUnmount(os::Os& os, const std::string& id, const std::string& mnt) {
+// on an idle file system it costs milliseconds. Returns the loop device's write counter
+// sampled while frozen (nothing can write between the flush and the sample), when known.
+std::optional<uint64_t> FlushBeforeUnmount(os::Os& os, const std::string& id, const std::string& mnt,
+                                           int loop_index) {
   Status f = os.Freeze(mnt);
+  std::optional<uint64_t> frozen_at;
+  if (f.ok() && loop_index >= 0) {
+    auto w = loopdev::WriteSectors(os, loop_index);
+    if (w.ok()) frozen_at = *w;
+  }
   Status t = f.ok() ? os.Thaw(mnt) : Status::Ok();
   if (!f.ok() || !t.ok()) {
     log::Warn("flush_before_unmount_failed", {{"layer", id}, {"err", !f.ok() ? f.message() : t.message()}});
+    return std::nullopt;
   }
+  return frozen_at;
 }
 
 // A tar stream that holds a read view until it is destroyed.
@@ -656,17 +667,30 @@ Status SlackerDriver::PutLocked(Layer& layer, bool force) {
   layer.refs = 0;
   std::string mnt = MountPath(id);
   bool clean = false;
-  if (layer.mounted_rw && layer.clean_at_baseline) {
-    auto w = SampleWrites(layer.loop_index, mnt);
-    clean = w.ok() && *w == layer.baseline;
+  if (layer.mounted_rw) {
+    // "Clean" is decided while frozen, after the flush: a write that lands between a
+    // sample and the unmount would otherwise be recorded as clean (and the next Diff
+    // would reuse the stale snapshot for good).
+    auto frozen_at = FlushBeforeUnmount(os_, id, mnt, layer.loop_index);
+    clean = layer.clean_at_baseline && frozen_at && *frozen_at == layer.baseline + loopdev::kFreezeWriteSectors;
+    if (clean) {
+      // And nothing since the thaw (a writer the flush blocked resumes there).
+      auto w = SampleWrites(layer.loop_index, mnt);
+      clean = w.ok() && *w == *frozen_at + loopdev::kThawWriteSectors;
+    }
   }
-  if (layer.mounted_rw) FlushBeforeUnmount(os_, id, mnt);
   Status s = Unmount(os_, mnt);
   if (!s.ok()) {
     layer.refs = 1;
     return s.Context("put layer " + id);
   }
   layer.loop_index = -1;
+  if (clean && !LoopsBacking(backend_.VolumePath(id)).empty()) {
+    // The file system outlives our unmount (a busy mount detached lazily, or a copy of the
+    // mount in another mount namespace): it can still be written.
+    log::Warn("put_file_system_still_alive", {{"layer", id}});
+    clean = false;
+  }
   if (layer.mounted_rw && clean && layer.rec.dirty) {
     LayerRecord next = layer.rec;
     next.dirty = false;
@@ -700,14 +724,16 @@ Result<std::string> SlackerDriver::SnapshotLocked(Layer& layer) {
   if (mounted) {
     SLACKER_RETURN_IF_ERROR(os_.Freeze(mnt).Context("freeze layer " + id + " for snapshot"));
     SLACKER_FAULT_POINT("diff.while_frozen");
+    // The baseline is sampled while frozen: writers the freeze blocked resume at the thaw,
+    // and their writes are not in the snapshot, so they must count as changes.
+    auto frozen_at = loopdev::WriteSectors(os_, layer.loop_index);
     auto r = backend_.SnapshotVolume(id, meta);
     Status thaw = os_.Thaw(mnt);
     if (!r.ok()) return r.status().Context("snapshot layer " + id);
     if (!thaw.ok()) log::Error("thaw_failed", {{"layer", id}, {"err", thaw.message()}});
     snap = *r;
-    auto w = SampleWrites(layer.loop_index, mnt);
-    layer.baseline = w.ok() ? *w : 0;
-    layer.clean_at_baseline = w.ok();
+    layer.baseline = frozen_at.ok() ? *frozen_at + loopdev::kThawWriteSectors : 0;
+    layer.clean_at_baseline = frozen_at.ok() && thaw.ok();
   } else {
     auto r = backend_.SnapshotVolume(id, meta);
     if (!r.ok()) return r.status().Context("snapshot layer " + id);
@@ -1079,7 +1105,7 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
   FaultAfterBytes counted(tar, "apply.mid_extract", 64 * 1024);
   Result<registry_shim::ApplyStats> stats = so.ok() ? registry_shim::ApplyTar(counted, mnt, &skel) : Result<registry_shim::ApplyStats>(so);
   Status close = stats.ok() ? skel.Close() : Status::Ok();
-  if (stats.ok()) FlushBeforeUnmount(os_, id, mnt);  // the volume becomes a snapshot next
+  if (stats.ok()) FlushBeforeUnmount(os_, id, mnt, -1);  // the volume becomes a snapshot next
   Status um = Unmount(os_, mnt);
   if (!stats.ok() || !close.ok() || !um.ok()) {
     RemoveFileIfExists(skel_tmp);

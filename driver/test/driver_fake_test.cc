@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
+#include <mutex>
 #include <thread>
 
 #include "common/files.h"
@@ -29,6 +31,30 @@ std::string Drain(ByteSource& src) {
   }
   return out;
 }
+
+// FakeOs with a hook that runs right after a Thaw: a writer the freeze blocked resumes.
+class ThawHookOs : public os::FakeOs {
+ public:
+  Status Thaw(const std::string& mountpoint) override {
+    Status s = FakeOs::Thaw(mountpoint);
+    std::function<void(const std::string&)> hook;
+    {
+      std::lock_guard<std::mutex> l(hook_mu_);
+      hook.swap(after_thaw_);
+    }
+    if (hook) hook(mountpoint);
+    return s;
+  }
+  // Runs `f(mountpoint)` after the next Thaw.
+  void AfterNextThaw(std::function<void(const std::string&)> f) {
+    std::lock_guard<std::mutex> l(hook_mu_);
+    after_thaw_ = std::move(f);
+  }
+
+ private:
+  std::mutex hook_mu_;
+  std::function<void(const std::string&)> after_thaw_;
+};
 
 class DriverFakeTest : public ::testing::Test {
  protected:
@@ -71,7 +97,7 @@ class DriverFakeTest : public ::testing::Test {
     return "none";
   }
 
-  os::FakeOs os_;
+  ThawHookOs os_;
   std::string dir_;
   std::unique_ptr<storage_backend::Backend> backend_;
   std::unique_ptr<SlackerDriver> driver_;
@@ -115,6 +141,24 @@ TEST_F(DriverFakeTest, FirstGetClonesOnceAndRefcountsMounts) {
   ASSERT_TRUE(driver_->Get("c1", "").ok());
   EXPECT_EQ(driver_->counters().clones, 1u) << "the volume is cloned once, then reused";
   ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+// A writer blocked by the snapshot's freeze resumes at the thaw: its write is not in the
+// snapshot, so the next Diff must take a new one, and Put must not record "clean".
+TEST_F(DriverFakeTest, AWriteReleasedByTheThawIsNotTakenForTheSnapshot) {
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok());
+  os_.RecordWrite(*p);
+  os_.AfterNextThaw([this](const std::string& mnt) { os_.RecordWrite(mnt); });
+  std::string first = DiffBytes("c1");
+  std::string second = DiffBytes("c1");
+  EXPECT_NE(second, first) << "the write released by the thaw was taken as part of the first snapshot";
+  EXPECT_EQ(driver_->counters().snapshots, 2u);
+  os_.AfterNextThaw([this](const std::string& mnt) { os_.RecordWrite(mnt); });
+  std::string third = DiffBytes("c1");
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  EXPECT_NE(DiffBytes("c1"), third) << "Put recorded the layer clean although a write followed the snapshot";
 }
 
 TEST_F(DriverFakeTest, GetOfAMissingLayerIsNotFound) {

@@ -365,9 +365,14 @@ std::vector<std::pair<std::string, std::string>> SlackerDriver::StatusRows() {
     std::lock_guard<std::mutex> l(mu_);  // a leaf lock: copy, then lock layers without it
     for (auto& [id, layer] : layers_) all.push_back(layer);
   }
-  size_t n = all.size();
+  size_t n = all.size(), busy = 0;
   for (auto& layer : all) {
-    std::lock_guard<std::mutex> ll(layer->mu);
+    // try_lock: an ApplyDiff holds the layer's mutex for minutes; docker info must not wait.
+    std::unique_lock<std::mutex> ll(layer->mu, std::try_to_lock);
+    if (!ll.owns_lock()) {
+      ++busy;
+      continue;
+    }
     if (layer->refs > 0) ++mounted;
     if (layer->rec.has_volume) ++volumes;
     if (!layer->rec.snapshot.empty()) snaps.insert(layer->rec.snapshot);
@@ -376,6 +381,7 @@ std::vector<std::pair<std::string, std::string>> SlackerDriver::StatusRows() {
   rows.push_back({"Store UUID", backend_.info().uuid});
   rows.push_back({"Host ID", opts_.host_id});
   rows.push_back({"Layers", std::to_string(n)});
+  rows.push_back({"Busy Layers (not counted below)", std::to_string(busy)});
   rows.push_back({"Mounted Layers", std::to_string(mounted)});
   rows.push_back({"Volumes (this host)", std::to_string(volumes)});
   rows.push_back({"Snapshots Referenced", std::to_string(snaps.size())});
@@ -463,10 +469,13 @@ Status SlackerDriver::Remove(const std::string& id) {
     layers_.erase(id);
     for (auto& [other_id, other] : layers_) others.push_back(other);
   }
+  // try_lock: another layer's mutex may be held for minutes (an ApplyDiff reading a
+  // pull). A busy layer may be about to take `snap` (a dedup hit or a reference), so the
+  // ref marker is then kept: a marker too many only delays gc, one too few loses data.
   bool snap_still_used = false;
   for (auto& other : others) {
-    std::lock_guard<std::mutex> ol(other->mu);
-    if (other->rec.snapshot == snap) snap_still_used = true;
+    std::unique_lock<std::mutex> ol(other->mu, std::try_to_lock);
+    if (!ol.owns_lock() || other->rec.snapshot == snap) snap_still_used = true;
   }
   if (!snap.empty() && !snap_still_used) backend_.DropRef(snap);
   log::Debug("remove", {{"layer", id}});

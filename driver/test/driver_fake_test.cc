@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -159,6 +160,42 @@ TEST_F(DriverFakeTest, AWriteReleasedByTheThawIsNotTakenForTheSnapshot) {
   std::string third = DiffBytes("c1");
   ASSERT_TRUE(driver_->Put("c1").ok());
   EXPECT_NE(DiffBytes("c1"), third) << "Put recorded the layer clean although a write followed the snapshot";
+}
+
+// A tar stream whose first Read blocks until Release(): an ApplyDiff stuck on a slow pull.
+class BlockingSource : public ByteSource {
+ public:
+  Result<size_t> Read(void*, size_t) override {
+    entered_.set_value();
+    released_.get_future().wait();
+    return size_t{0};
+  }
+  void WaitEntered() { entered_future_.wait(); }
+  void Release() { released_.set_value(); }
+
+ private:
+  std::promise<void> entered_;
+  std::future<void> entered_future_ = entered_.get_future();
+  std::promise<void> released_;
+};
+
+TEST_F(DriverFakeTest, RemoveAndStatusDoNotWaitForAnotherLayersApplyDiff) {
+  ASSERT_TRUE(driver_->Create(Req("slow")).ok());
+  ASSERT_TRUE(driver_->Create(Req("other")).ok());
+  BlockingSource tar;
+  auto apply = std::async(std::launch::async, [&] { return driver_->ApplyDiff("slow", "", tar).status(); });
+  tar.WaitEntered();
+  auto remove = std::async(std::launch::async, [&] { return driver_->Remove("other"); });
+  auto status = std::async(std::launch::async, [&] { return driver_->StatusRows(); });
+  bool remove_done = remove.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  bool status_done = status.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  tar.Release();
+  EXPECT_TRUE(remove_done) << "Remove of another layer waited for the stuck ApplyDiff";
+  EXPECT_TRUE(status_done) << "StatusRows waited for the stuck ApplyDiff";
+  EXPECT_TRUE(remove.get().ok());
+  EXPECT_FALSE(driver_->Exists("other"));
+  status.get();
+  apply.get();
 }
 
 TEST_F(DriverFakeTest, GetOfAMissingLayerIsNotFound) {

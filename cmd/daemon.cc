@@ -90,6 +90,10 @@ Result<DaemonCore> OpenDaemonCore(const StoreFlags& flags, const std::string& dr
   driver::DriverOptions opts;
   opts.state_dir = driver_state;
   opts.host_id = flags.host_id;
+  if (!flags.max_spool.empty()) {
+    *step = "parse --max-spool";
+    SLACKER_ASSIGN_OR_RETURN(opts.max_spool_bytes, ParseSize(flags.max_spool));
+  }
   if (!cluster_key_file.empty()) {
     *step = "read cluster key";
     SLACKER_ASSIGN_OR_RETURN(opts.cluster_key, ReadClusterKey(cluster_key_file));

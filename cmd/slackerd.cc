@@ -43,6 +43,8 @@ slacker graphdriver plugin: every layer is an ext4 file system in a file on a sh
                       build tree's nfs_bridge/, or on PATH)
   --host-id ID        this worker's name on the store (default: the hostname)
   --cluster-key FILE  sign and verify reference tars with HMAC-SHA256 using this key
+  --max-spool SIZE    largest uncompressed standard layer an ApplyDiff spools to
+                      <state>/spool before unpacking (default 64G); larger: EFBIG
   --log-level L       debug|info|warn|error (default info)
   --metrics-listen A  serve Prometheus metrics at GET /metrics on A: unix:/path.sock or
                       HOST:PORT (PORT alone binds 127.0.0.1); default off
@@ -77,7 +79,8 @@ int main(int argc, char** argv) {
                               {"--metrics-listen", &flags.metrics_listen},
                               {"--store-token-file", &flags.store.token_file},
                               {"--store-ca", &flags.store.ca_file},
-                              {"--nfs-bridge", &flags.store.nfs_bridge}},
+                              {"--nfs-bridge", &flags.store.nfs_bridge},
+                              {"--max-spool", &flags.store.max_spool}},
                              nullptr, kUsage, &err)) {
     std::fprintf(stderr, "slackerd: %s\n%s", err.c_str(), kUsage);
     return 2;

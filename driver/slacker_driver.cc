@@ -963,7 +963,8 @@ class SpoolFile {
   ~SpoolFile() {
     if (!path_.empty()) ::unlink(path_.c_str());
   }
-  Status Fill(const std::string& path, ByteSource& src) {
+  // Fails with EFBIG, the partial file removed, once the stream exceeds `limit` bytes.
+  Status Fill(const std::string& path, ByteSource& src, uint64_t limit) {
     path_ = path;
     fd_.Reset(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd_.valid()) return Status::FromErrno(errno, "create spool " + path);
@@ -979,6 +980,13 @@ class SpoolFile {
       }
       if (*n == 0) break;
       SLACKER_FAULT_POINT("apply.mid_spool");
+      if (size_ + *n > limit) {
+        result = Errorf(EFBIG,
+                        "the layer's tar is larger than the spool limit of {} bytes (slackerd --max-spool); "
+                        "raise the limit or make sure <state>/spool has room for the layer",
+                        limit);
+        break;
+      }
       EVP_DigestUpdate(ctx, buf.data(), *n);
       size_ += *n;
       size_t done = 0;
@@ -999,6 +1007,11 @@ class SpoolFile {
     EVP_MD_CTX_free(ctx);
     digest_ = "sha256:" + Hex(md, len);
     if (result.ok() && ::lseek(fd_.get(), 0, SEEK_SET) != 0) result = Status::FromErrno(errno, "rewind spool");
+    if (!result.ok()) {
+      fd_.Reset(-1);
+      ::unlink(path_.c_str());
+      path_.clear();
+    }
     return result;
   }
   const std::string& digest() const { return digest_; }
@@ -1060,7 +1073,7 @@ Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
     SLACKER_ASSIGN_OR_RETURN(base, ContentSnapshot(layer.rec.parent));
   }
   SpoolFile spool;
-  SLACKER_RETURN_IF_ERROR(spool.Fill(JoinPath(opts_.state_dir, "spool/" + id + ".tar"), tar)
+  SLACKER_RETURN_IF_ERROR(spool.Fill(JoinPath(opts_.state_dir, "spool/" + id + ".tar"), tar, opts_.max_spool_bytes)
                               .Context("apply diff to layer " + id));
   std::string key = ChainKey(base, spool.digest());
   auto known = ReadFileToString(ChainPath(key));

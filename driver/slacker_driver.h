@@ -30,6 +30,10 @@ struct DriverOptions {
   std::string host_id;
   uint64_t default_size = 10ull << 30;  // sparse size of a new layer file system
   std::string cluster_key;          // HMAC key for reference tars ("" = none)
+  // Largest uncompressed standard layer tar an ApplyDiff spools to <state>/spool/ (it is
+  // hashed for dedup before it is unpacked). Larger: EFBIG naming the limit, nothing kept.
+  uint64_t max_spool_bytes = kDefaultMaxSpoolBytes;
+  static constexpr uint64_t kDefaultMaxSpoolBytes = 64ull << 30;
 };
 
 class SlackerDriver : public GraphDriver {

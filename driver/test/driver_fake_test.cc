@@ -71,9 +71,10 @@ class DriverFakeTest : public ::testing::Test {
     driver_.reset();
     RemoveTree(dir_);
   }
-  void Reopen() {
+  void Reopen(uint64_t max_spool_bytes = DriverOptions::kDefaultMaxSpoolBytes) {
     driver_.reset();
     DriverOptions o;
+    o.max_spool_bytes = max_spool_bytes;
     o.state_dir = dir_ + "/state";
     o.host_id = "hostA";
     o.default_size = 32ull << 20;  // FakeOs copies bytes for FICLONE: keep files small
@@ -409,6 +410,23 @@ std::string OneFileTar(const std::string& name, const std::string& body) {
   EXPECT_TRUE(w.Add(e, body).ok());
   EXPECT_TRUE(w.Finish().ok());
   return out.data();
+}
+
+TEST_F(DriverFakeTest, ALayerTarLargerThanTheSpoolLimitIsRefusedAndNothingIsKept) {
+  Reopen(/*max_spool_bytes=*/64 * 1024);
+  std::string tar = OneFileTar("big", std::string(200 * 1024, 'x'));
+  ASSERT_TRUE(driver_->Create(Req("big")).ok());
+  StringSource src(tar);
+  auto r = driver_->ApplyDiff("big", "", src);
+  ASSERT_FALSE(r.ok()) << "a tar over the spool limit was applied";
+  EXPECT_EQ(r.status().code(), EFBIG);
+  EXPECT_NE(r.status().message().find("65536"), std::string::npos) << r.status().message();
+  auto left = ListDir(dir_ + "/state/spool");
+  ASSERT_TRUE(left.ok());
+  EXPECT_TRUE(left->empty()) << "a partial spool file was left behind";
+  EXPECT_FALSE(PathExists(backend_->VolumePath("big")));
+  StringSource small(OneFileTar("small", "ok\n"));
+  EXPECT_TRUE(driver_->ApplyDiff("big", "", small).ok()) << "a tar within the limit is applied";
 }
 
 TEST_F(DriverFakeTest, AStandardLayerAppliedByAnyWorkerIsReusedNotUnpackedAgain) {

@@ -736,7 +736,8 @@ Result<std::string> SlackerDriver::SnapshotLocked(Layer& layer) {
     // The baseline is sampled while frozen: writers the freeze blocked resume at the thaw,
     // and their writes are not in the snapshot, so they must count as changes.
     auto frozen_at = loopdev::WriteSectors(os_, layer.loop_index);
-    auto r = backend_.SnapshotVolume(id, meta);
+    Status synced = SyncVolumeFile(id);
+    auto r = synced.ok() ? backend_.SnapshotVolume(id, meta) : Result<std::string>(synced);
     Status thaw = os_.Thaw(mnt);
     if (!r.ok()) return r.status().Context("snapshot layer " + id);
     if (!thaw.ok()) log::Error("thaw_failed", {{"layer", id}, {"err", thaw.message()}});
@@ -744,6 +745,13 @@ Result<std::string> SlackerDriver::SnapshotLocked(Layer& layer) {
     layer.baseline = frozen_at.ok() ? *frozen_at + loopdev::kThawWriteSectors : 0;
     layer.clean_at_baseline = frozen_at.ok() && thaw.ok();
   } else {
+    if (!LoopsBacking(backend_.VolumePath(id)).empty()) {
+      // Our mount is gone but the file system lives on (a copy of the mount in another
+      // mount namespace): it was flushed at our Put, later writes may be missing.
+      log::Warn("snapshot_of_volume_still_in_use", {{"layer", id},
+                {"note", "a process in another mount namespace still holds the layer's file system"}});
+    }
+    SLACKER_RETURN_IF_ERROR(SyncVolumeFile(id).Context("snapshot layer " + id));
     auto r = backend_.SnapshotVolume(id, meta);
     if (!r.ok()) return r.status().Context("snapshot layer " + id);
     snap = *r;
@@ -761,6 +769,17 @@ Result<std::string> SlackerDriver::SnapshotLocked(Layer& layer) {
   }
   log::Info("snapshot", {{"layer", id}, {"snapshot", snap}});
   return snap;
+}
+
+// fsync of the volume file: what the loop device wrote through the page cache of the
+// backing file reaches the store before the store clones it (a REST or NFS store clones
+// on the server, which never sees this host's dirty pages).
+Status SlackerDriver::SyncVolumeFile(const std::string& id) {
+  std::string vol = backend_.VolumePath(id);
+  UniqueFd fd(::open(vol.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno(errno, "open " + vol + " to sync it");
+  if (::fsync(fd.get()) != 0) return Status::FromErrno(errno, "fsync " + vol);
+  return Status::Ok();
 }
 
 // The size of what `snap` (the layer's current snapshot) changed against the layer's

@@ -87,6 +87,7 @@ class SlackerDriver : public GraphDriver {
   Status MaterializeVolume(Layer& layer);
   Status MountVolume(Layer& layer);
   Result<std::string> SnapshotLocked(Layer& layer);
+  Status SyncVolumeFile(const std::string& id);
   Result<int64_t> DiffBytesAgainstParent(Layer& layer, const std::string& layer_root);
   Result<uint64_t> SnapshotDiffBytes(Layer& layer, const std::string& snap);
   std::vector<int> LoopsBacking(const std::string& file);

@@ -292,6 +292,10 @@ if [ "${E2E_COMMIT_REPEAT:-0}" -gt 0 ]; then
   for ((i = 1; i <= E2E_COMMIT_REPEAT; i++)); do
     run_case "commit seen by a second containerd ($i of $E2E_COMMIT_REPEAT)" case_commit_seen_by_second_containerd "-$i"
   done
+  for ((i = 1; i <= E2E_COMMIT_REPEAT; i++)); do
+    for n in c1 c2; do c "$n" snapshots --snapshotter slacker rm "mycommit-$i" 2>/dev/null || true; done
+  done
+  run_case "removing images and snapshots unmounts" case_removal_unmounts_everything
   e2e_summary
   exit
 fi

@@ -135,6 +135,10 @@ Result<DaemonCore> OpenDaemonCore(const StoreFlags& flags, const std::string& dr
   driver::DriverOptions opts;
   opts.state_dir = driver_state;
   opts.host_id = flags.host_id;
+  if (!flags.max_spool.empty()) {
+    *step = "parse --max-spool";
+    SLACKER_ASSIGN_OR_RETURN(opts.max_spool_bytes, ParseSize(flags.max_spool));
+  }
   *step = "read cluster key";
   SLACKER_ASSIGN_OR_RETURN(opts.trust, LoadReferenceTrust(keys, core.store.backend->root(), &opts.reload_keys));
   *step = "create driver state directory";

@@ -45,6 +45,7 @@ struct StoreFlags {
   std::string token_file = {};  // snapshot service bearer token (http[s]:// only)
   std::string ca_file = {};     // CA for https://
   std::string nfs_bridge = {};  // slacker-nfs-fuse binary; "" finds it (BridgePath)
+  std::string max_spool = {};   // DriverOptions::max_spool_bytes as a size ("" = default)
 };
 
 // Members are destroyed in reverse order: the backend before the NFS view it reads through.

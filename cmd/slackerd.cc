@@ -49,6 +49,8 @@ slacker graphdriver plugin: every layer is an ext4 file system in a file on a sh
                       accept unsigned and old (format 1) reference tars: UNSAFE, any image
                       author who learns a snapshot id can then read that image; for a
                       migration only (registry_shim/FORMAT.md)
+  --max-spool SIZE    largest uncompressed standard layer an ApplyDiff spools to
+                      <state>/spool before unpacking (default 64G); larger: EFBIG
   --log-level L       debug|info|warn|error (default info)
   --metrics-listen A  serve Prometheus metrics at GET /metrics on A: unix:/path.sock or
                       HOST:PORT (PORT alone binds 127.0.0.1); default off
@@ -84,7 +86,8 @@ int main(int argc, char** argv) {
                               {"--metrics-listen", &flags.metrics_listen},
                               {"--store-token-file", &flags.store.token_file},
                               {"--store-ca", &flags.store.ca_file},
-                              {"--nfs-bridge", &flags.store.nfs_bridge}},
+                              {"--nfs-bridge", &flags.store.nfs_bridge},
+                              {"--max-spool", &flags.store.max_spool}},
                              nullptr, kUsage, &err)) {
     std::fprintf(stderr, "slackerd: %s\n%s", err.c_str(), kUsage);
     return 2;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <optional>
 #include <openssl/evp.h>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -17,6 +18,7 @@
 #include "driver/changes.h"
 #include "loopdev/ext4_format.h"
 #include "loopdev/ext4_read.h"
+#include "loopdev/freeze.h"
 #include "loopdev/loop_device.h"
 #include "loopdev/mount.h"
 #include "loopdev/run_tool.h"
@@ -61,13 +63,22 @@ Status Unmount(os::Os& os, const std::string& target) {
 // written back or checkpointed until it goes, and a snapshot of the file taken then
 // (docker commit, the next build step) misses the writes. Seen with 10 parallel builds
 // (test/e2e/load_e2e.sh). FIFREEZE writes everything back and checkpoints the journal;
-// on an idle file system it costs milliseconds.
-void FlushBeforeUnmount(os::Os& os, const std::string& id, const std::string& mnt) {
+// on an idle file system it costs milliseconds. Returns the loop device's write counter
+// sampled while frozen (nothing can write between the flush and the sample), when known.
+std::optional<uint64_t> FlushBeforeUnmount(os::Os& os, const std::string& id, const std::string& mnt,
+                                           int loop_index) {
   Status f = os.Freeze(mnt);
+  std::optional<uint64_t> frozen_at;
+  if (f.ok() && loop_index >= 0) {
+    auto w = loopdev::WriteSectors(os, loop_index);
+    if (w.ok()) frozen_at = *w;
+  }
   Status t = f.ok() ? os.Thaw(mnt) : Status::Ok();
   if (!f.ok() || !t.ok()) {
     log::Warn("flush_before_unmount_failed", {{"layer", id}, {"err", !f.ok() ? f.message() : t.message()}});
+    return std::nullopt;
   }
+  return frozen_at;
 }
 
 // A tar stream that holds a read view until it is destroyed.
@@ -362,9 +373,14 @@ std::vector<std::pair<std::string, std::string>> SlackerDriver::StatusRows() {
     std::lock_guard<std::mutex> l(mu_);  // a leaf lock: copy, then lock layers without it
     for (auto& [id, layer] : layers_) all.push_back(layer);
   }
-  size_t n = all.size();
+  size_t n = all.size(), busy = 0;
   for (auto& layer : all) {
-    std::lock_guard<std::mutex> ll(layer->mu);
+    // try_lock: an ApplyDiff holds the layer's mutex for minutes; docker info must not wait.
+    std::unique_lock<std::mutex> ll(layer->mu, std::try_to_lock);
+    if (!ll.owns_lock()) {
+      ++busy;
+      continue;
+    }
     if (layer->refs > 0) ++mounted;
     if (layer->rec.has_volume) ++volumes;
     if (!layer->rec.snapshot.empty()) snaps.insert(layer->rec.snapshot);
@@ -373,6 +389,7 @@ std::vector<std::pair<std::string, std::string>> SlackerDriver::StatusRows() {
   rows.push_back({"Store UUID", backend_.info().uuid});
   rows.push_back({"Host ID", opts_.host_id});
   rows.push_back({"Layers", std::to_string(n)});
+  rows.push_back({"Busy Layers (not counted below)", std::to_string(busy)});
   rows.push_back({"Mounted Layers", std::to_string(mounted)});
   rows.push_back({"Volumes (this host)", std::to_string(volumes)});
   rows.push_back({"Snapshots Referenced", std::to_string(snaps.size())});
@@ -460,10 +477,13 @@ Status SlackerDriver::Remove(const std::string& id) {
     layers_.erase(id);
     for (auto& [other_id, other] : layers_) others.push_back(other);
   }
+  // try_lock: another layer's mutex may be held for minutes (an ApplyDiff reading a
+  // pull). A busy layer may be about to take `snap` (a dedup hit or a reference), so the
+  // ref marker is then kept: a marker too many only delays gc, one too few loses data.
   bool snap_still_used = false;
   for (auto& other : others) {
-    std::lock_guard<std::mutex> ol(other->mu);
-    if (other->rec.snapshot == snap) snap_still_used = true;
+    std::unique_lock<std::mutex> ol(other->mu, std::try_to_lock);
+    if (!ol.owns_lock() || other->rec.snapshot == snap) snap_still_used = true;
   }
   if (!snap.empty() && !snap_still_used) backend_.DropRef(snap);
   log::Debug("remove", {{"layer", id}});
@@ -664,17 +684,30 @@ Status SlackerDriver::PutLocked(Layer& layer, bool force) {
   layer.refs = 0;
   std::string mnt = MountPath(id);
   bool clean = false;
-  if (layer.mounted_rw && layer.clean_at_baseline) {
-    auto w = SampleWrites(layer.loop_index, mnt);
-    clean = w.ok() && *w == layer.baseline;
+  if (layer.mounted_rw) {
+    // "Clean" is decided while frozen, after the flush: a write that lands between a
+    // sample and the unmount would otherwise be recorded as clean (and the next Diff
+    // would reuse the stale snapshot for good).
+    auto frozen_at = FlushBeforeUnmount(os_, id, mnt, layer.loop_index);
+    clean = layer.clean_at_baseline && frozen_at && *frozen_at == layer.baseline + loopdev::kFreezeWriteSectors;
+    if (clean) {
+      // And nothing since the thaw (a writer the flush blocked resumes there).
+      auto w = SampleWrites(layer.loop_index, mnt);
+      clean = w.ok() && *w == *frozen_at + loopdev::kThawWriteSectors;
+    }
   }
-  if (layer.mounted_rw) FlushBeforeUnmount(os_, id, mnt);
   Status s = Unmount(os_, mnt);
   if (!s.ok()) {
     layer.refs = 1;
     return s.Context("put layer " + id);
   }
   layer.loop_index = -1;
+  if (clean && !LoopsBacking(backend_.VolumePath(id)).empty()) {
+    // The file system outlives our unmount (a busy mount detached lazily, or a copy of the
+    // mount in another mount namespace): it can still be written.
+    log::Warn("put_file_system_still_alive", {{"layer", id}});
+    clean = false;
+  }
   if (layer.mounted_rw && clean && layer.rec.dirty) {
     LayerRecord next = layer.rec;
     next.dirty = false;
@@ -708,15 +741,25 @@ Result<std::string> SlackerDriver::SnapshotLocked(Layer& layer) {
   if (mounted) {
     SLACKER_RETURN_IF_ERROR(os_.Freeze(mnt).Context("freeze layer " + id + " for snapshot"));
     SLACKER_FAULT_POINT("diff.while_frozen");
-    auto r = backend_.SnapshotVolume(id, meta);
+    // The baseline is sampled while frozen: writers the freeze blocked resume at the thaw,
+    // and their writes are not in the snapshot, so they must count as changes.
+    auto frozen_at = loopdev::WriteSectors(os_, layer.loop_index);
+    Status synced = SyncVolumeFile(id);
+    auto r = synced.ok() ? backend_.SnapshotVolume(id, meta) : Result<std::string>(synced);
     Status thaw = os_.Thaw(mnt);
     if (!r.ok()) return r.status().Context("snapshot layer " + id);
     if (!thaw.ok()) log::Error("thaw_failed", {{"layer", id}, {"err", thaw.message()}});
     snap = *r;
-    auto w = SampleWrites(layer.loop_index, mnt);
-    layer.baseline = w.ok() ? *w : 0;
-    layer.clean_at_baseline = w.ok();
+    layer.baseline = frozen_at.ok() ? *frozen_at + loopdev::kThawWriteSectors : 0;
+    layer.clean_at_baseline = frozen_at.ok() && thaw.ok();
   } else {
+    if (!LoopsBacking(backend_.VolumePath(id)).empty()) {
+      // Our mount is gone but the file system lives on (a copy of the mount in another
+      // mount namespace): it was flushed at our Put, later writes may be missing.
+      log::Warn("snapshot_of_volume_still_in_use", {{"layer", id},
+                {"note", "a process in another mount namespace still holds the layer's file system"}});
+    }
+    SLACKER_RETURN_IF_ERROR(SyncVolumeFile(id).Context("snapshot layer " + id));
     auto r = backend_.SnapshotVolume(id, meta);
     if (!r.ok()) return r.status().Context("snapshot layer " + id);
     snap = *r;
@@ -734,6 +777,17 @@ Result<std::string> SlackerDriver::SnapshotLocked(Layer& layer) {
   }
   log::Info("snapshot", {{"layer", id}, {"snapshot", snap}});
   return snap;
+}
+
+// fsync of the volume file: what the loop device wrote through the page cache of the
+// backing file reaches the store before the store clones it (a REST or NFS store clones
+// on the server, which never sees this host's dirty pages).
+Status SlackerDriver::SyncVolumeFile(const std::string& id) {
+  std::string vol = backend_.VolumePath(id);
+  UniqueFd fd(::open(vol.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno(errno, "open " + vol + " to sync it");
+  if (::fsync(fd.get()) != 0) return Status::FromErrno(errno, "fsync " + vol);
+  return Status::Ok();
 }
 
 // The size of what `snap` (the layer's current snapshot) changed against the layer's
@@ -943,7 +997,8 @@ class SpoolFile {
   ~SpoolFile() {
     if (!path_.empty()) ::unlink(path_.c_str());
   }
-  Status Fill(const std::string& path, ByteSource& src) {
+  // Fails with EFBIG, the partial file removed, once the stream exceeds `limit` bytes.
+  Status Fill(const std::string& path, ByteSource& src, uint64_t limit) {
     path_ = path;
     fd_.Reset(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd_.valid()) return Status::FromErrno(errno, "create spool " + path);
@@ -959,6 +1014,13 @@ class SpoolFile {
       }
       if (*n == 0) break;
       SLACKER_FAULT_POINT("apply.mid_spool");
+      if (size_ + *n > limit) {
+        result = Errorf(EFBIG,
+                        "the layer's tar is larger than the spool limit of {} bytes (slackerd --max-spool); "
+                        "raise the limit or make sure <state>/spool has room for the layer",
+                        limit);
+        break;
+      }
       EVP_DigestUpdate(ctx, buf.data(), *n);
       size_ += *n;
       size_t done = 0;
@@ -979,6 +1041,11 @@ class SpoolFile {
     EVP_MD_CTX_free(ctx);
     digest_ = "sha256:" + Hex(md, len);
     if (result.ok() && ::lseek(fd_.get(), 0, SEEK_SET) != 0) result = Status::FromErrno(errno, "rewind spool");
+    if (!result.ok()) {
+      fd_.Reset(-1);
+      ::unlink(path_.c_str());
+      path_.clear();
+    }
     return result;
   }
   const std::string& digest() const { return digest_; }
@@ -1067,7 +1134,7 @@ Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
     SLACKER_ASSIGN_OR_RETURN(base, ContentSnapshot(layer.rec.parent));
   }
   SpoolFile spool;
-  SLACKER_RETURN_IF_ERROR(spool.Fill(JoinPath(opts_.state_dir, "spool/" + id + ".tar"), tar)
+  SLACKER_RETURN_IF_ERROR(spool.Fill(JoinPath(opts_.state_dir, "spool/" + id + ".tar"), tar, opts_.max_spool_bytes)
                               .Context("apply diff to layer " + id));
   std::string key = ChainKey(base, spool.digest());
   // Not needed to apply a standard layer: a parent whose chain id cannot be computed
@@ -1134,7 +1201,7 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
   FaultAfterBytes counted(tar, "apply.mid_extract", 64 * 1024);
   Result<registry_shim::ApplyStats> stats = so.ok() ? registry_shim::ApplyTar(counted, mnt, &skel) : Result<registry_shim::ApplyStats>(so);
   Status close = stats.ok() ? skel.Close() : Status::Ok();
-  if (stats.ok()) FlushBeforeUnmount(os_, id, mnt);  // the volume becomes a snapshot next
+  if (stats.ok()) FlushBeforeUnmount(os_, id, mnt, -1);  // the volume becomes a snapshot next
   Status um = Unmount(os_, mnt);
   if (!stats.ok() || !close.ok() || !um.ok()) {
     RemoveFileIfExists(skel_tmp);

@@ -37,6 +37,10 @@ struct DriverOptions {
   // rotate/retire` change); called before each reference is verified and each Diff signs.
   // Null: the keys are fixed (--cluster-key FILE, tests).
   std::function<Result<std::vector<std::string>>()> reload_keys;
+  // Largest uncompressed standard layer tar an ApplyDiff spools to <state>/spool/ (it is
+  // hashed for dedup before it is unpacked). Larger: EFBIG naming the limit, nothing kept.
+  uint64_t max_spool_bytes = kDefaultMaxSpoolBytes;
+  static constexpr uint64_t kDefaultMaxSpoolBytes = 64ull << 30;
 };
 
 class SlackerDriver : public GraphDriver {
@@ -94,6 +98,7 @@ class SlackerDriver : public GraphDriver {
   Status MaterializeVolume(Layer& layer);
   Status MountVolume(Layer& layer);
   Result<std::string> SnapshotLocked(Layer& layer);
+  Status SyncVolumeFile(const std::string& id);
   Result<int64_t> DiffBytesAgainstParent(Layer& layer, const std::string& layer_root);
   Result<uint64_t> SnapshotDiffBytes(Layer& layer, const std::string& snap);
   std::vector<int> LoopsBacking(const std::string& file);

@@ -2,12 +2,22 @@
 // journal-clean snapshot (ext4's freeze flushes the journal and clears needs_recovery).
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "common/status.h"
 #include "os/os.h"
 
 namespace slacker::loopdev {
+
+// Sectors ext4 (4 KiB blocks, as slacker formats them) writes to its device at FIFREEZE of
+// an idle, synced file system, and at FITHAW: its superblock block each time (512-byte
+// sectors, as /sys/block/loopN/stat counts them). FITHAW writes before any writer the
+// freeze blocked resumes, so "counter while frozen + kThawWriteSectors" is the counter of
+// the snapshot's content after the thaw. LoopdevRootTest.FreezeAndThawEachWriteOneBlock
+// checks these on the running kernel; a kernel writing more only costs cache misses.
+inline constexpr uint64_t kFreezeWriteSectors = 8;
+inline constexpr uint64_t kThawWriteSectors = 8;
 
 // FIFREEZE: blocks new writes and flushes the file system at `mountpoint` to its device.
 Status FreezeFs(os::Os& os, const std::string& mountpoint);

@@ -169,6 +169,7 @@ Status FakeOs::Freeze(const std::string& mountpoint) {
   SLACKER_RETURN_IF_ERROR(Enter("Freeze"));
   if (frozen_[mountpoint]) return Status::FromErrno(EBUSY, "FIFREEZE " + mountpoint);
   frozen_[mountpoint] = true;
+  WriteSuperblockLocked(mountpoint);
   return Status::Ok();
 }
 
@@ -177,6 +178,7 @@ Status FakeOs::Thaw(const std::string& mountpoint) {
   SLACKER_RETURN_IF_ERROR(Enter("Thaw"));
   if (!frozen_[mountpoint]) return Status::FromErrno(EINVAL, "FITHAW " + mountpoint);
   frozen_[mountpoint] = false;
+  WriteSuperblockLocked(mountpoint);
   return Status::Ok();
 }
 
@@ -208,6 +210,13 @@ Status FakeOs::Ext4GrowTo(const std::string& /*mountpoint*/, uint64_t /*blocks*/
 
 void FakeOs::RecordWrite(const std::string& mountpoint, uint64_t sectors) {
   std::lock_guard<std::mutex> l(mu_);
+  RecordWriteLocked(mountpoint, sectors);
+}
+
+// As ext4 with 4 KiB blocks does at FIFREEZE and FITHAW (loopdev::kFreezeWriteSectors).
+void FakeOs::WriteSuperblockLocked(const std::string& mountpoint) { RecordWriteLocked(mountpoint, 8); }
+
+void FakeOs::RecordWriteLocked(const std::string& mountpoint, uint64_t sectors) {
   for (auto& m : mounts_) {
     if (m.target != mountpoint) continue;
     for (auto& [idx, loop] : loops_) {

@@ -1,6 +1,7 @@
 // An in-memory Os for unit tests: keeps a mount table and loop table, synthesises
 // /proc/self/mountinfo and /sys/block/loopN/{loop/backing_file,stat} from them, copies
-// bytes for FICLONE (so clones really carry data), and can inject a failure into any
+// bytes for FICLONE (so clones really carry data), counts a superblock write (8 sectors)
+// at Freeze and at Thaw as ext4 does, and can inject a failure into any
 // named call. Thread-safe.
 #pragma once
 
@@ -63,6 +64,9 @@ class FakeOs : public Os {
   Status Enter(const std::string& op);  // counts the call, returns an injected failure
   // Autoclear: drops loops whose fd was closed while no mount holds them. REQUIRES mu_.
   void ReapLocked();
+  void RecordWriteLocked(const std::string& mountpoint, uint64_t sectors);  // REQUIRES mu_
+  // Freeze and Thaw write the superblock (8 sectors), as ext4 does. REQUIRES mu_.
+  void WriteSuperblockLocked(const std::string& mountpoint);
   mutable std::mutex mu_;
   std::map<std::string, int> calls_;
   std::map<std::string, int> fail_next_;

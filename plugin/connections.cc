@@ -78,12 +78,14 @@ void Connections::Spawn(int fd, std::shared_ptr<void> keep_alive,
     id = ++next_;
     conns_[id] = {fd, false};
   }
-  // The thread's body is the connection boundary: nothing may escape it.
-  auto body = [this, id, serve = std::move(serve), keep_alive = std::move(keep_alive)] {
+  // The thread's body is the connection boundary: nothing may escape it. It captures no
+  // `this`: once serve() has Released, the owner may destroy this object (ShutdownAndWait
+  // returned 0) while the thread is still unwinding and logging.
+  auto body = [event = what_ + "_failed", id, serve = std::move(serve), keep_alive = std::move(keep_alive)] {
     try {
       serve(id);
     } catch (const std::exception& e) {
-      log::Error(what_ + "_failed", {{"err", e.what()}});
+      log::Error(event, {{"err", e.what()}});
     }
   };
   try {

@@ -49,6 +49,8 @@ class Connections {
   // holds `keep_alive` (the server's shared state). serve must arrange Release(id, ...)
   // (its connection object's destructor does). Refused (fd closed, a warning logged)
   // while stopping or at the limit. Exceptions from serve are logged, never propagated.
+  // The thread touches nothing of this object outside serve: once every connection has
+  // Released (ShutdownAndWait returned 0), the object may be destroyed.
   void Spawn(int fd, std::shared_ptr<void> keep_alive, std::function<void(uint64_t id)> serve);
 
  private:

@@ -6,6 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
+#include <future>
+#include <mutex>
 #include <thread>
 
 #include "common/files.h"
@@ -30,6 +33,30 @@ std::string Drain(ByteSource& src) {
   return out;
 }
 
+// FakeOs with a hook that runs right after a Thaw: a writer the freeze blocked resumes.
+class ThawHookOs : public os::FakeOs {
+ public:
+  Status Thaw(const std::string& mountpoint) override {
+    Status s = FakeOs::Thaw(mountpoint);
+    std::function<void(const std::string&)> hook;
+    {
+      std::lock_guard<std::mutex> l(hook_mu_);
+      hook.swap(after_thaw_);
+    }
+    if (hook) hook(mountpoint);
+    return s;
+  }
+  // Runs `f(mountpoint)` after the next Thaw.
+  void AfterNextThaw(std::function<void(const std::string&)> f) {
+    std::lock_guard<std::mutex> l(hook_mu_);
+    after_thaw_ = std::move(f);
+  }
+
+ private:
+  std::mutex hook_mu_;
+  std::function<void(const std::string&)> after_thaw_;
+};
+
 class DriverFakeTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -44,9 +71,10 @@ class DriverFakeTest : public ::testing::Test {
     driver_.reset();
     RemoveTree(dir_);
   }
-  void Reopen() {
+  void Reopen(uint64_t max_spool_bytes = DriverOptions::kDefaultMaxSpoolBytes) {
     driver_.reset();
     DriverOptions o;
+    o.max_spool_bytes = max_spool_bytes;
     o.state_dir = dir_ + "/state";
     o.host_id = "hostA";
     o.default_size = 32ull << 20;  // FakeOs copies bytes for FICLONE: keep files small
@@ -74,7 +102,7 @@ class DriverFakeTest : public ::testing::Test {
 
   // As a default install: the store's key, no opt-out.
   registry_shim::ReferenceTrust trust_{{"store-key"}, false};
-  os::FakeOs os_;
+  ThawHookOs os_;
   std::string dir_;
   std::unique_ptr<storage_backend::Backend> backend_;
   std::unique_ptr<SlackerDriver> driver_;
@@ -118,6 +146,60 @@ TEST_F(DriverFakeTest, FirstGetClonesOnceAndRefcountsMounts) {
   ASSERT_TRUE(driver_->Get("c1", "").ok());
   EXPECT_EQ(driver_->counters().clones, 1u) << "the volume is cloned once, then reused";
   ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+// A writer blocked by the snapshot's freeze resumes at the thaw: its write is not in the
+// snapshot, so the next Diff must take a new one, and Put must not record "clean".
+TEST_F(DriverFakeTest, AWriteReleasedByTheThawIsNotTakenForTheSnapshot) {
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok());
+  os_.RecordWrite(*p);
+  os_.AfterNextThaw([this](const std::string& mnt) { os_.RecordWrite(mnt); });
+  std::string first = DiffBytes("c1");
+  std::string second = DiffBytes("c1");
+  EXPECT_NE(second, first) << "the write released by the thaw was taken as part of the first snapshot";
+  EXPECT_EQ(driver_->counters().snapshots, 2u);
+  os_.AfterNextThaw([this](const std::string& mnt) { os_.RecordWrite(mnt); });
+  std::string third = DiffBytes("c1");
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  EXPECT_NE(DiffBytes("c1"), third) << "Put recorded the layer clean although a write followed the snapshot";
+}
+
+// A tar stream whose first Read blocks until Release(): an ApplyDiff stuck on a slow pull.
+class BlockingSource : public ByteSource {
+ public:
+  Result<size_t> Read(void*, size_t) override {
+    entered_.set_value();
+    released_.get_future().wait();
+    return size_t{0};
+  }
+  void WaitEntered() { entered_future_.wait(); }
+  void Release() { released_.set_value(); }
+
+ private:
+  std::promise<void> entered_;
+  std::future<void> entered_future_ = entered_.get_future();
+  std::promise<void> released_;
+};
+
+TEST_F(DriverFakeTest, RemoveAndStatusDoNotWaitForAnotherLayersApplyDiff) {
+  ASSERT_TRUE(driver_->Create(Req("slow")).ok());
+  ASSERT_TRUE(driver_->Create(Req("other")).ok());
+  BlockingSource tar;
+  auto apply = std::async(std::launch::async, [&] { return driver_->ApplyDiff("slow", "", tar).status(); });
+  tar.WaitEntered();
+  auto remove = std::async(std::launch::async, [&] { return driver_->Remove("other"); });
+  auto status = std::async(std::launch::async, [&] { return driver_->StatusRows(); });
+  bool remove_done = remove.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  bool status_done = status.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  tar.Release();
+  EXPECT_TRUE(remove_done) << "Remove of another layer waited for the stuck ApplyDiff";
+  EXPECT_TRUE(status_done) << "StatusRows waited for the stuck ApplyDiff";
+  EXPECT_TRUE(remove.get().ok());
+  EXPECT_FALSE(driver_->Exists("other"));
+  status.get();
+  apply.get();
 }
 
 TEST_F(DriverFakeTest, GetOfAMissingLayerIsNotFound) {
@@ -487,6 +569,23 @@ std::string OneFileTar(const std::string& name, const std::string& body) {
   EXPECT_TRUE(w.Add(e, body).ok());
   EXPECT_TRUE(w.Finish().ok());
   return out.data();
+}
+
+TEST_F(DriverFakeTest, ALayerTarLargerThanTheSpoolLimitIsRefusedAndNothingIsKept) {
+  Reopen(/*max_spool_bytes=*/64 * 1024);
+  std::string tar = OneFileTar("big", std::string(200 * 1024, 'x'));
+  ASSERT_TRUE(driver_->Create(Req("big")).ok());
+  StringSource src(tar);
+  auto r = driver_->ApplyDiff("big", "", src);
+  ASSERT_FALSE(r.ok()) << "a tar over the spool limit was applied";
+  EXPECT_EQ(r.status().code(), EFBIG);
+  EXPECT_NE(r.status().message().find("65536"), std::string::npos) << r.status().message();
+  auto left = ListDir(dir_ + "/state/spool");
+  ASSERT_TRUE(left.ok());
+  EXPECT_TRUE(left->empty()) << "a partial spool file was left behind";
+  EXPECT_FALSE(PathExists(backend_->VolumePath("big")));
+  StringSource small(OneFileTar("small", "ok\n"));
+  EXPECT_TRUE(driver_->ApplyDiff("big", "", small).ok()) << "a tar within the limit is applied";
 }
 
 TEST_F(DriverFakeTest, AStandardLayerAppliedByAnyWorkerIsReusedNotUnpackedAgain) {

@@ -6,6 +6,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
+#include <memory>
+#include <stdexcept>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -106,6 +109,31 @@ TEST(ConnectionsTest, ExceptionsStayInsideTheConnectionThread) {
   });
   EXPECT_EQ(conns.ShutdownAndWait(1000ms), 0u);
   while (!ran) std::this_thread::sleep_for(1ms);
+}
+
+// The owner may destroy Connections as soon as every connection has Released: a thread
+// still unwinding (logging the exception) must not touch it. Under ASan, reading the freed
+// object's name is a heap-use-after-free; the thread throws only after the object is gone.
+TEST(ConnectionsTest, ThreadOutlivingTheObjectTouchesNothingOfIt) {
+  auto conns = std::make_unique<Connections>(std::string(64, 'n'), 8);  // name on the heap
+  auto keep = std::make_shared<int>(0);
+  std::weak_ptr<int> thread_alive = keep;
+  Pair p;
+  std::promise<void> destroyed;
+  auto destroyed_future = destroyed.get_future().share();
+  Connections* raw = conns.get();
+  raw->Spawn(p.server, std::move(keep), [raw, &p, destroyed_future](uint64_t id) {
+    raw->Release(id, [&] { ::close(p.server); });
+    destroyed_future.wait();
+    throw std::runtime_error("boom after the owner is gone");
+  });
+  EXPECT_EQ(conns->ShutdownAndWait(1000ms), 0u);
+  conns.reset();
+  destroyed.set_value();
+  // The thread drops `keep` when its body (and the logging) is done.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!thread_alive.expired() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  EXPECT_TRUE(thread_alive.expired()) << "the connection thread did not end";
 }
 
 }  // namespace

@@ -217,6 +217,10 @@ class LocalBackend : public Backend {
     return RemoveFileIfExists(JoinPath(RefsDir(), snap));
   }
 
+  Result<std::vector<std::string>> ListRefs() const override {
+    return ListWithSuffix(RefsDir(), "", IsValidSnapshotId);
+  }
+
   Result<std::vector<std::string>> ListSnapshots() const override {
     return ListWithSuffix(SnapshotsDir(), ".img", IsValidSnapshotId);
   }
@@ -420,16 +424,8 @@ Result<std::unique_ptr<Backend>> OpenLocalStore(os::Os& os, const std::string& d
                                  std::string("templates")}) {
     SLACKER_RETURN_IF_ERROR(MakeDirs(JoinPath(dir, sub), 0755).Context("open store " + dir));
   }
-  // Half-made clones of this host's volumes from a crash ("<layer>.img.tmp-XXXX"): the
-  // volumes directory belongs to this host alone, so nobody else is writing them.
-  std::string volumes = JoinPath(JoinPath(dir, "volumes"), host_id);
-  if (auto names = ListDir(volumes); names.ok()) {
-    for (const auto& name : *names) {
-      if (name.find(".img.tmp-") == std::string::npos) continue;
-      log::Warn("store_remove_partial_clone", {{"file", JoinPath(volumes, name)}});
-      RemoveFileIfExists(JoinPath(volumes, name));
-    }
-  }
+  // Nothing is deleted here: half-made clones ("<layer>.img.tmp-XXXX") may be in flight
+  // for the host id's running daemon; its lease holder removes them (driver recovery).
   return std::unique_ptr<Backend>(std::make_unique<LocalBackend>(os, dir, host_id, mode, std::move(info)));
 }
 

@@ -300,7 +300,67 @@ Status SlackerDriver::Recover() {
     Status s = Remove(id);
     if (!s.ok()) log::Error("recover_remove_orphan_failed", {{"layer", id}, {"err", s.message()}});
   }
+  SLACKER_RETURN_IF_ERROR(ReconcileMarkers());
   log::Info("recovered", {{"layers", std::to_string(layers_.size())}});
+  return Status::Ok();
+}
+
+Status SlackerDriver::Claim(const std::string& snap, const std::string& layer_id) {
+  std::lock_guard<std::mutex> l(claims_mu_);
+  auto& holders = claims_[snap];
+  if (holders.empty()) {
+    Status s = backend_.AddRef(snap);
+    if (!s.ok()) {
+      claims_.erase(snap);
+      return s;
+    }
+  }
+  holders.insert(layer_id);
+  return Status::Ok();
+}
+
+void SlackerDriver::NoteClaim(const std::string& snap, const std::string& layer_id) {
+  std::lock_guard<std::mutex> l(claims_mu_);
+  claims_[snap].insert(layer_id);
+}
+
+void SlackerDriver::Release(const std::string& snap, const std::string& layer_id) {
+  std::lock_guard<std::mutex> l(claims_mu_);
+  auto it = claims_.find(snap);
+  if (it == claims_.end()) return;
+  it->second.erase(layer_id);
+  if (!it->second.empty()) return;
+  claims_.erase(it);
+  Status s = backend_.DropRef(snap);
+  // A marker left behind only keeps the snapshot from gc; the next start removes it.
+  if (!s.ok()) log::Warn("drop_ref_failed", {{"snapshot", snap}, {"err", s.message()}});
+}
+
+void SlackerDriver::ReleaseReplaced(const std::string& old_snap, const std::string& new_snap,
+                                    const std::string& layer_id) {
+  if (!old_snap.empty() && old_snap != new_snap) Release(old_snap, layer_id);
+}
+
+Status SlackerDriver::ReconcileMarkers() {
+  std::lock_guard<std::mutex> l(claims_mu_);
+  claims_.clear();
+  for (const auto& [id, layer] : layers_) {
+    if (!layer->rec.snapshot.empty()) claims_[layer->rec.snapshot].insert(id);
+  }
+  SLACKER_ASSIGN_OR_RETURN(auto marked, backend_.ListRefs());
+  std::set<std::string> have(marked.begin(), marked.end());
+  for (const auto& snap : marked) {
+    if (claims_.count(snap)) continue;
+    // Published, then the record was never written (a crash), or an older release's
+    // marker of a replaced snapshot: no layer of this host uses it.
+    log::Info("recover_drop_unclaimed_ref", {{"snapshot", snap}});
+    SLACKER_RETURN_IF_ERROR(backend_.DropRef(snap).Context("recover: drop unclaimed ref marker"));
+  }
+  for (const auto& [snap, holders] : claims_) {
+    if (have.count(snap)) continue;
+    log::Warn("recover_add_missing_ref", {{"snapshot", snap}});
+    SLACKER_RETURN_IF_ERROR(backend_.AddRef(snap).Context("recover: re-create ref marker"));
+  }
   return Status::Ok();
 }
 
@@ -445,19 +505,11 @@ Status SlackerDriver::Remove(const std::string& id) {
   RemoveFileIfExists(JoinPath(opts_.state_dir, "layers/" + id + ".ref"));
   ::rmdir(MountPath(id).c_str());
   layer->removed = true;
-  // mu_ is a leaf lock: never take a layer's mutex while holding it.
-  std::vector<std::shared_ptr<Layer>> others;
   {
     std::lock_guard<std::mutex> ml(mu_);
     layers_.erase(id);
-    for (auto& [other_id, other] : layers_) others.push_back(other);
   }
-  bool snap_still_used = false;
-  for (auto& other : others) {
-    std::lock_guard<std::mutex> ol(other->mu);
-    if (other->rec.snapshot == snap) snap_still_used = true;
-  }
-  if (!snap.empty() && !snap_still_used) backend_.DropRef(snap);
+  if (!snap.empty()) Release(snap, id);
   log::Debug("remove", {{"layer", id}});
   return Status::Ok();
 }
@@ -713,12 +765,18 @@ Result<std::string> SlackerDriver::SnapshotLocked(Layer& layer) {
     if (!r.ok()) return r.status().Context("snapshot layer " + id);
     snap = *r;
   }
+  NoteClaim(snap, id);
   SLACKER_FAULT_POINT("diff.after_snapshot");
   LayerRecord next = layer.rec;
   next.snapshot = snap;
   next.origin = Origin::kVolume;
   next.dirty = mounted;  // still mounted rw: settled at Put
-  SLACKER_RETURN_IF_ERROR(Persist(next));
+  if (Status p = Persist(next); !p.ok()) {
+    Release(snap, id);
+    return p;
+  }
+  // The replaced snapshot stays on the store (a registry may name it: gc decides).
+  ReleaseReplaced(layer.rec.snapshot, snap, id);
   layer.rec = next;
   {
     std::lock_guard<std::mutex> ml(mu_);
@@ -907,16 +965,28 @@ Result<int64_t> SlackerDriver::ApplyReference(Layer& layer, const std::string& b
     return Errorf(ENOENT, "apply reference to layer {}: snapshot {} does not exist on store {} (deleted by gc?)",
                   id, ref->snapshot, ref->store);
   }
-  SLACKER_RETURN_IF_ERROR(AtomicWriteFile(JoinPath(opts_.state_dir, "layers/" + id + ".ref"), bytes));
-  SLACKER_RETURN_IF_ERROR(backend_.AddRef(ref->snapshot));
+  // Mark first, then check the image: a gc hides an image before it re-reads the
+  // markers (storage_backend/STORE.md), so one of the two sees the other.
+  SLACKER_RETURN_IF_ERROR(Claim(ref->snapshot, id).Context("apply reference to layer " + id));
+  if (!backend_.SnapshotExists(ref->snapshot)) {
+    Release(ref->snapshot, id);
+    return Errorf(ENOENT, "apply reference to layer {}: snapshot {} was just deleted from store {} (by gc?)", id,
+                  ref->snapshot, ref->store);
+  }
   LayerRecord next = layer.rec;
   next.snapshot = ref->snapshot;
   next.origin = Origin::kReference;
   next.has_volume = false;
   next.dirty = false;
   next.diff_size = static_cast<int64_t>(ref->bytes);
-  SLACKER_RETURN_IF_ERROR(Persist(next));
+  Status written = AtomicWriteFile(JoinPath(opts_.state_dir, "layers/" + id + ".ref"), bytes);
+  if (written.ok()) written = Persist(next);
+  if (!written.ok()) {
+    if (ref->snapshot != layer.rec.snapshot) Release(ref->snapshot, id);
+    return written;
+  }
   if (layer.rec.has_volume) backend_.RemoveVolume(id);  // superseded by the reference
+  ReleaseReplaced(layer.rec.snapshot, next.snapshot, id);
   layer.rec = next;
   log::Info("apply_reference", {{"layer", id}, {"snapshot", ref->snapshot}});
   return next.diff_size;
@@ -1031,16 +1101,25 @@ Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
   auto known = ReadFileToString(ChainPath(key));
   if (known.ok()) {
     std::string snap = known->substr(0, known->find('\n'));
-    if (backend_.SnapshotExists(snap) && PathExists(backend_.SnapshotFilePath(snap, ".skel"))) {
+    // Mark first, then check the image (the gc protocol); a snapshot gone meanwhile is a
+    // miss: unpack the tar again.
+    bool claimed = backend_.SnapshotExists(snap) && Claim(snap, id).ok();
+    bool usable = claimed && backend_.SnapshotExists(snap) && PathExists(backend_.SnapshotFilePath(snap, ".skel"));
+    if (claimed && !usable) Release(snap, id);
+    if (usable) {
       auto meta = backend_.ReadSnapshotMeta(snap);
       int64_t size = meta.ok() ? meta->value("bytes", int64_t{0}) : 0;
-      SLACKER_RETURN_IF_ERROR(backend_.AddRef(snap));
       LayerRecord next = layer.rec;
       next.snapshot = snap;
       next.origin = Origin::kTar;
       next.dirty = false;
       next.diff_size = size;
-      SLACKER_RETURN_IF_ERROR(Persist(next));
+      Status persisted = Persist(next);
+      if (!persisted.ok()) {
+        if (snap != layer.rec.snapshot) Release(snap, id);
+        return persisted;
+      }
+      ReleaseReplaced(layer.rec.snapshot, snap, id);
       layer.rec = next;
       {
         std::lock_guard<std::mutex> ml(mu_);
@@ -1096,6 +1175,7 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
     RemoveFileIfExists(skel_tmp);
     return discard(snap.status());
   }
+  NoteClaim(*snap, id);
   std::string skel_path = backend_.SnapshotFilePath(*snap, ".skel");
   if (::rename(skel_tmp.c_str(), skel_path.c_str()) != 0) {
     int err = errno;
@@ -1109,7 +1189,11 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
   next.has_volume = false;
   next.dirty = false;
   next.diff_size = stats->size;
-  SLACKER_RETURN_IF_ERROR(Persist(next));
+  if (Status p = Persist(next); !p.ok()) {
+    Release(*snap, id);  // no record names it: let gc take it
+    return p;
+  }
+  ReleaseReplaced(layer.rec.snapshot, next.snapshot, id);
   layer.rec = next;
   {
     std::lock_guard<std::mutex> ml(mu_);

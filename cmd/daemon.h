@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "common/status.h"
 #include "os/os.h"
 #include "storage_backend/backend.h"
+#include "storage_backend/lease.h"
 
 namespace slacker::cmd {
 
@@ -52,19 +54,25 @@ struct OpenedStore {
 Result<OpenedStore> OpenStore(os::Os& os, const StoreFlags& flags);
 
 // What a daemon serves from. Members are destroyed in reverse order: the driver before
-// the store and the Os it uses.
+// the lease, the lease before the store it lives on, the state lock last.
 struct DaemonCore {
   std::unique_ptr<os::Os> os;
+  std::optional<storage_backend::StateDirLock> state_lock;  // <state>/lock
   OpenedStore store;
+  std::unique_ptr<storage_backend::Lease> lease;  // leases/<host id>.json on the store
   std::string cluster_key;  // "" without --cluster-key
   std::unique_ptr<driver::SlackerDriver> driver;
 };
 
-// Creates flags.state, opens the store, reads the cluster key from `cluster_key_file`
-// (none if empty) and opens a SlackerDriver with host id flags.host_id and its state in
-// `driver_state` (created). On failure `*step` names the step that failed ("open store",
-// ...), for StartupFailed.
-Result<DaemonCore> OpenDaemonCore(const StoreFlags& flags, const std::string& driver_state,
+// Creates flags.state and locks it (<state>/lock), opens the store, takes the lease of
+// flags.host_id on it (refreshed until the core is destroyed; if it is ever lost the
+// process sends itself SIGTERM), reads the cluster key from `cluster_key_file` (none if
+// empty) and opens a SlackerDriver with host id flags.host_id and its state in
+// `driver_state` (created): its recovery runs under the lease. `program` names this
+// process in the lease and the lock. On failure `*step` names the step that failed
+// ("open store", ...), for StartupFailed; a second process for the same state directory
+// or host id fails here with an error naming the holder.
+Result<DaemonCore> OpenDaemonCore(const char* program, const StoreFlags& flags, const std::string& driver_state,
                                   const std::string& cluster_key_file, std::string* step);
 
 // Applies --log-level VALUE; on an unknown value prints "PROGRAM: unknown --log-level

@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
     log::Warn("fault_points_armed", {{"points", faults}, {"note", "test only: the process SIGKILLs itself there"}});
   }
   std::string step;
-  auto core = cmd::OpenDaemonCore(flags.store, flags.store.state, flags.cluster_key_file, &step);
+  auto core = cmd::OpenDaemonCore("slackerd", flags.store, flags.store.state, flags.cluster_key_file, &step);
   if (!core.ok()) return Fail(core.status(), step.c_str());
   driver::SlackerDriver& drv = *core->driver;
   const cmd::OpenedStore& store = core->store;

@@ -40,10 +40,11 @@ struct LeaseHolder {
   std::string Describe(int64_t now) const;
 };
 
+// Default initializers let callers name only the fields they set.
 struct LeaseOptions {
-  std::string program;           // recorded in the lease, named in errors
+  std::string program = {};           // recorded in the lease, named in errors
   int64_t ttl_sec = kLeaseTtlSec;
-  std::function<int64_t()> now;  // unix seconds; default time(nullptr). Tests move it.
+  std::function<int64_t()> now = {};  // unix seconds; default time(nullptr). Tests move it.
 };
 
 // Whether `h` still holds its lease at `now`, judged from this host: not before its

@@ -35,12 +35,12 @@ void ScanDir(const std::string& dir, time_t cutoff, bool companions, std::vector
     std::string path = JoinPath(dir, n);
     struct stat st;
     if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_mtime > cutoff) continue;
-    if (n.find(kHiddenSuffix) != std::string::npos) continue;  // a gc's, restored at its next start
+    if (n.ends_with(storage_backend::kGcTombstoneSuffix)) continue;  // a gc's, lifted at its next start
     bool debris = n.find(".tmp") != std::string::npos;
     if (!debris && companions && !n.ends_with(".img")) {
       size_t dot = n.find('.');
       std::string img = dot == std::string::npos ? "" : JoinPath(dir, n.substr(0, dot) + ".img");
-      debris = !img.empty() && !PathExists(img) && !PathExists(img + ".gc");
+      debris = !img.empty() && !PathExists(img);
     }
     if (debris) out->push_back({path, static_cast<uint64_t>(st.st_blocks) * 512});
   }
@@ -68,8 +68,8 @@ Result<std::vector<Debris>> FindDebris(const std::string& store_root, time_t now
 
 namespace {
 
-std::string HiddenPath(const storage_backend::Backend& store, const std::string& snap) {
-  return store.SnapshotFilePath(snap, kHiddenSuffix);
+std::string TombstonePath(const storage_backend::Backend& store, const std::string& snap) {
+  return store.SnapshotFilePath(snap, storage_backend::kGcTombstoneSuffix);
 }
 
 Result<std::set<std::string>> AllRefs(const std::string& store_root) {
@@ -79,40 +79,37 @@ Result<std::set<std::string>> AllRefs(const std::string& store_root) {
   return out;
 }
 
-Status RenameFile(const std::string& from, const std::string& to) {
-  if (::rename(from.c_str(), to.c_str()) != 0) return Status::FromErrno(errno, "rename " + from + " to " + to);
-  return Status::Ok();
-}
+
 
 }  // namespace
 
 Result<SweepResult> SweepSnapshots(storage_backend::Backend& store, const std::vector<std::string>& candidates,
                                    const std::function<void()>& wait_grace) {
   SweepResult out;
-  std::vector<std::string> hidden;
+  std::vector<std::string> doomed;
   for (const auto& snap : candidates) {
-    Status s = RenameFile(store.SnapshotPath(snap), HiddenPath(store, snap));
+    Status s = AtomicWriteFile(TombstonePath(store, snap), "");
     if (s.ok()) {
-      hidden.push_back(snap);
+      doomed.push_back(snap);
     } else {
       out.failed.emplace_back(snap, s.message());
     }
   }
-  if (hidden.empty()) return out;
+  if (doomed.empty()) return out;
   wait_grace();
-  // A worker marks a snapshot before it checks that the image exists; any claim that saw
-  // the image before it was hidden is in refs/ now.
+  // A worker marks a snapshot before it checks for a tombstone; any claim that saw no
+  // tombstone is in refs/ now.
   auto marked = AllRefs(store.root());
   if (!marked.ok()) {
-    for (const auto& snap : hidden) {
-      Status s = RenameFile(HiddenPath(store, snap), store.SnapshotPath(snap));
+    for (const auto& snap : doomed) {
+      Status s = RemoveFileIfExists(TombstonePath(store, snap));
       if (!s.ok()) out.failed.emplace_back(snap, s.message());
     }
-    return marked.status().Context("re-read refs before deleting (every hidden snapshot restored)");
+    return marked.status().Context("re-read refs before deleting (nothing deleted)");
   }
-  for (const auto& snap : hidden) {
+  for (const auto& snap : doomed) {
     if (marked->count(snap)) {
-      Status s = RenameFile(HiddenPath(store, snap), store.SnapshotPath(snap));
+      Status s = RemoveFileIfExists(TombstonePath(store, snap));
       if (s.ok()) {
         out.restored.push_back(snap);
       } else {
@@ -120,8 +117,7 @@ Result<SweepResult> SweepSnapshots(storage_backend::Backend& store, const std::v
       }
       continue;
     }
-    Status s = RemoveFileIfExists(HiddenPath(store, snap));
-    if (s.ok()) s = store.RemoveSnapshot(snap);  // the companions (.json, .skel)
+    Status s = store.RemoveSnapshot(snap);  // image first, then .json, .skel, .gc
     if (s.ok()) {
       out.deleted.push_back(snap);
     } else {
@@ -131,15 +127,15 @@ Result<SweepResult> SweepSnapshots(storage_backend::Backend& store, const std::v
   return out;
 }
 
-Result<std::vector<std::string>> RestoreHidden(const std::string& store_root) {
+Result<std::vector<std::string>> LiftTombstones(const std::string& store_root) {
   std::string dir = JoinPath(store_root, "snapshots");
   SLACKER_ASSIGN_OR_RETURN(auto names, ListDir(dir));
   std::vector<std::string> out;
   for (const auto& n : names) {
-    if (!n.ends_with(kHiddenSuffix)) continue;
-    std::string snap = n.substr(0, n.size() - std::string_view(kHiddenSuffix).size());
+    if (!n.ends_with(storage_backend::kGcTombstoneSuffix)) continue;
+    std::string snap = n.substr(0, n.size() - std::string_view(storage_backend::kGcTombstoneSuffix).size());
     if (!storage_backend::IsValidSnapshotId(snap)) continue;
-    SLACKER_RETURN_IF_ERROR(RenameFile(JoinPath(dir, n), JoinPath(dir, snap + ".img")));
+    SLACKER_RETURN_IF_ERROR(RemoveFileIfExists(JoinPath(dir, n)));
     out.push_back(snap);
   }
   std::sort(out.begin(), out.end());

@@ -38,20 +38,21 @@ Result<std::vector<Debris>> FindDebris(const std::string& store_root, time_t now
 
 // The delete phase of the gc protocol (storage_backend/STORE.md). REQUIRES the store's gc
 // lock held.
-// Hides each candidate's image (snapshots/<snap>.img -> <snap>.img.gc: a worker's claim
-// check now fails), calls `wait_grace`, re-reads every host's refs/, then restores the
-// candidates some host marked meanwhile and deletes the others.
+// Writes each candidate's tombstone (snapshots/<snap>.gc: a worker's claim check now
+// fails; layers already using it are not disturbed), calls `wait_grace`, re-reads every
+// host's refs/, then lifts the tombstones of the candidates some host marked meanwhile
+// and deletes the others.
 struct SweepResult {
   std::vector<std::string> deleted;
   std::vector<std::string> restored;  // claimed by a worker during the run
   std::vector<std::pair<std::string, std::string>> failed;  // snapshot, error
 };
-inline constexpr const char* kHiddenSuffix = ".img.gc";
 Result<SweepResult> SweepSnapshots(storage_backend::Backend& store, const std::vector<std::string>& candidates,
                                    const std::function<void()>& wait_grace);
 
-// Renames back images a crashed gc left hidden; returns their ids. REQUIRES the gc lock.
-Result<std::vector<std::string>> RestoreHidden(const std::string& store_root);
+// Removes the tombstones a crashed gc left; returns their snapshot ids. REQUIRES the gc
+// lock.
+Result<std::vector<std::string>> LiftTombstones(const std::string& store_root);
 
 // Index entries on the store whose snapshot is gone: chains/<key> (the driver's dedup
 // index) and containerd/names/<key>.json (the snapshotter's name index). With `remove`

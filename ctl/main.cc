@@ -50,8 +50,8 @@ commands:
                            use, store debris (*.tmp* older than --min-age, default 3600, of
                            hosts whose lease is stale) and index entries (chains/,
                            containerd/names) of deleted snapshots; a dry run unless
-                           --delete. --delete takes the store's gc lock, hides what it
-                           deletes, waits --grace (default 60) for workers' claims and
+                           --delete. --delete takes the store's gc lock, tombstones what
+                           it deletes, waits --grace (default 60) for workers' claims and
                            re-checks refs/ first (storage_backend/STORE.md)
   convert IMAGE NEWREF     load IMAGE again as NEWREF with every layer a reference tar
   export IMAGE NEWREF [--output FILE]
@@ -352,9 +352,9 @@ int CmdGc(Flags& f) {
     if (!l.ok()) return Fail(f, l.status().Context("take the store's gc lock"));
     gc_lock = std::move(*l);
     gc_lock->StartRefresher([&](const Status&) { lock_lost = true; });
-    auto restored = ctl::RestoreHidden(root);
-    if (!restored.ok()) return Fail(f, restored.status().Context("restore snapshots a crashed gc hid"));
-    for (const auto& s : *restored) std::fprintf(stderr, "restored snapshot %s hidden by an interrupted gc\n", s.c_str());
+    auto restored = ctl::LiftTombstones(root);
+    if (!restored.ok()) return Fail(f, restored.status().Context("lift the tombstones of a crashed gc"));
+    for (const auto& s : *restored) std::fprintf(stderr, "lifted the tombstone of snapshot %s (an interrupted gc)\n", s.c_str());
   }
   // Refs read before the registry walk: a snapshot marked now and pushed during the walk
   // is kept even if its layer is removed before the walk ends. Snapshots made after this
@@ -406,7 +406,7 @@ int CmdGc(Flags& f) {
   if (deleting) {
     auto r = ctl::SweepSnapshots(*w->store, plan.deletable, [&] {
       if (f.grace_sec > 0) {
-        Progress(fmt::format("{} snapshots hidden; waiting {} s for workers' claims (--grace)", plan.deletable.size(),
+        Progress(fmt::format("{} snapshots tombstoned; waiting {} s for workers' claims (--grace)", plan.deletable.size(),
                              f.grace_sec));
         ::sleep(static_cast<unsigned>(f.grace_sec));
       }

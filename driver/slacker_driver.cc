@@ -336,6 +336,11 @@ void SlackerDriver::Release(const std::string& snap, const std::string& layer_id
   if (!s.ok()) log::Warn("drop_ref_failed", {{"snapshot", snap}, {"err", s.message()}});
 }
 
+bool SlackerDriver::ClaimableSnapshot(const std::string& snap) const {
+  return backend_.SnapshotExists(snap) &&
+         !PathExists(backend_.SnapshotFilePath(snap, storage_backend::kGcTombstoneSuffix));
+}
+
 void SlackerDriver::ReleaseReplaced(const std::string& old_snap, const std::string& new_snap,
                                     const std::string& layer_id) {
   if (!old_snap.empty() && old_snap != new_snap) Release(old_snap, layer_id);
@@ -968,7 +973,7 @@ Result<int64_t> SlackerDriver::ApplyReference(Layer& layer, const std::string& b
   // Mark first, then check the image: a gc hides an image before it re-reads the
   // markers (storage_backend/STORE.md), so one of the two sees the other.
   SLACKER_RETURN_IF_ERROR(Claim(ref->snapshot, id).Context("apply reference to layer " + id));
-  if (!backend_.SnapshotExists(ref->snapshot)) {
+  if (!ClaimableSnapshot(ref->snapshot)) {
     Release(ref->snapshot, id);
     return Errorf(ENOENT, "apply reference to layer {}: snapshot {} was just deleted from store {} (by gc?)", id,
                   ref->snapshot, ref->store);
@@ -1104,7 +1109,7 @@ Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
     // Mark first, then check the image (the gc protocol); a snapshot gone meanwhile is a
     // miss: unpack the tar again.
     bool claimed = backend_.SnapshotExists(snap) && Claim(snap, id).ok();
-    bool usable = claimed && backend_.SnapshotExists(snap) && PathExists(backend_.SnapshotFilePath(snap, ".skel"));
+    bool usable = claimed && ClaimableSnapshot(snap) && PathExists(backend_.SnapshotFilePath(snap, ".skel"));
     if (claimed && !usable) Release(snap, id);
     if (usable) {
       auto meta = backend_.ReadSnapshotMeta(snap);

@@ -102,6 +102,9 @@ class SlackerDriver : public GraphDriver {
   void NoteClaim(const std::string& snap, const std::string& layer_id);
   // Drops `layer_id`'s claim; the last one deletes the marker.
   void Release(const std::string& snap, const std::string& layer_id);
+  // After Claim: whether the snapshot may be used (its image exists and no gc tombstoned
+  // it; a claim made before the tombstone is seen by that gc's re-check).
+  bool ClaimableSnapshot(const std::string& snap) const;
   // Releases `old_snap` if a layer's record moved from it to another snapshot.
   void ReleaseReplaced(const std::string& old_snap, const std::string& new_snap, const std::string& layer_id);
   // Start-up (under the host id's lease): claims from the records; deletes the markers no

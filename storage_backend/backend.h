@@ -41,6 +41,10 @@ struct StoreInfo {
 
 inline constexpr int kStoreFormat = 1;
 
+// snapshots/<snap><kGcTombstoneSuffix>: a gc means to delete <snap> (STORE.md). Layers
+// that already use <snap> keep using it; a new claim treats it as gone.
+inline constexpr const char* kGcTombstoneSuffix = ".gc";
+
 // 32 lowercase hex characters.
 bool IsValidSnapshotId(const std::string& snap);
 // 1-255 of [A-Za-z0-9_.-], not starting with '.'.

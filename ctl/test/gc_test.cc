@@ -160,13 +160,16 @@ class SweepTest : public ::testing::Test {
 TEST_F(SweepTest, ASnapshotAWorkerClaimsDuringTheGcIsKept) {
   Publish(kS1);
   Publish(kS2);
-  bool hidden_during_grace = false;
+  bool doomed_during_grace = false, usable_during_grace = false;
   auto r = SweepSnapshots(*store_, {kS1, kS2}, [&] {
-    hidden_during_grace = !store_->SnapshotExists(kS1) && !store_->SnapshotExists(kS2);
-    Mark("worker-b", kS1);  // a worker's claim that saw the image before it was hidden
+    doomed_during_grace = PathExists(store_->SnapshotFilePath(kS1, storage_backend::kGcTombstoneSuffix)) &&
+                          PathExists(store_->SnapshotFilePath(kS2, storage_backend::kGcTombstoneSuffix));
+    usable_during_grace = store_->SnapshotExists(kS1);  // layers already using it go on
+    Mark("worker-b", kS1);  // a worker's claim that saw no tombstone
   });
   ASSERT_TRUE(r.ok()) << r.status().message();
-  EXPECT_TRUE(hidden_during_grace) << "candidates must be hidden before the re-check";
+  EXPECT_TRUE(doomed_during_grace) << "candidates must be tombstoned before the re-check";
+  EXPECT_TRUE(usable_during_grace) << "a tombstoned image must stay readable for its users";
   EXPECT_EQ(r->restored, std::vector<std::string>{kS1});
   EXPECT_EQ(r->deleted, std::vector<std::string>{kS2});
   EXPECT_TRUE(r->failed.empty());
@@ -175,16 +178,18 @@ TEST_F(SweepTest, ASnapshotAWorkerClaimsDuringTheGcIsKept) {
   EXPECT_FALSE(PathExists(store_->SnapshotFilePath(kS2, ".img")));
   EXPECT_FALSE(PathExists(store_->SnapshotFilePath(kS2, ".json")));
   EXPECT_FALSE(PathExists(store_->SnapshotFilePath(kS2, ".skel")));
-  EXPECT_FALSE(PathExists(store_->SnapshotFilePath(kS1, kHiddenSuffix)));
+  EXPECT_FALSE(PathExists(store_->SnapshotFilePath(kS1, storage_backend::kGcTombstoneSuffix)));
+  EXPECT_FALSE(PathExists(store_->SnapshotFilePath(kS2, storage_backend::kGcTombstoneSuffix)));
 }
 
-TEST_F(SweepTest, ImagesACrashedGcLeftHiddenAreRestored) {
+TEST_F(SweepTest, TombstonesACrashedGcLeftAreLifted) {
   Publish(kS1);
-  ASSERT_EQ(::rename(store_->SnapshotPath(kS1).c_str(), store_->SnapshotFilePath(kS1, kHiddenSuffix).c_str()), 0);
-  ASSERT_FALSE(store_->SnapshotExists(kS1));
-  auto r = RestoreHidden(root_);
+  std::string tomb = store_->SnapshotFilePath(kS1, storage_backend::kGcTombstoneSuffix);
+  ASSERT_TRUE(AtomicWriteFile(tomb, "").ok());
+  auto r = LiftTombstones(root_);
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(*r, std::vector<std::string>{kS1});
+  EXPECT_FALSE(PathExists(tomb));
   EXPECT_TRUE(store_->SnapshotExists(kS1));
 }
 

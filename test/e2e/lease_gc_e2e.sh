@@ -152,7 +152,7 @@ case_gc_while_workers_pull_commit_and_reuse_layers_loses_nothing() {
   assert_eq kept "$(dk wa exec keep cat /kept)" "A's long-running container"
   out=$(ctl "$A" verify) || fail "verify on A: $out"
   out=$(ctl "$B" verify) || fail "verify on B: $out"
-  # A last gc: no chains/ entry may name a deleted snapshot, no image is left hidden.
+  # A last gc: no chains/ entry may name a deleted snapshot, no tombstone is left.
   ctl "$A" gc --registry "http://$REG" --delete --min-age 0 --grace 0 >/dev/null
   local key snap hidden
   for key in "$W/store/chains"/*; do
@@ -160,8 +160,8 @@ case_gc_while_workers_pull_commit_and_reuse_layers_loses_nothing() {
     snap=$(head -c 32 "$key")
     [ -e "$W/store/snapshots/$snap.img" ] || fail "chains/$(basename "$key") names deleted snapshot $snap"
   done
-  for hidden in "$W/store/snapshots"/*.img.gc; do
-    [ ! -e "$hidden" ] || fail "a hidden snapshot was left behind: $hidden"
+  for hidden in "$W/store/snapshots"/*.gc; do
+    [ ! -e "$hidden" ] || fail "a gc tombstone was left behind: $hidden"
   done
   assert_eq kept "$(dk wa exec keep cat /kept)" "A's long-running container after the last gc"
 }

@@ -1,5 +1,6 @@
 #include "cmd/daemon.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -121,8 +122,8 @@ Result<registry_shim::ReferenceTrust> LoadReferenceTrust(
   return trust;
 }
 
-Result<DaemonCore> OpenDaemonCore(const StoreFlags& flags, const std::string& driver_state, const KeyFlags& keys,
-                                  std::string* step) {
+Result<DaemonCore> OpenDaemonCore(const char* program, const StoreFlags& flags, const std::string& driver_state,
+                                  const KeyFlags& keys, std::string* step) {
   DaemonCore core;
   core.os = os::NewRealOs();
   *step = "create state directory";
@@ -130,8 +131,19 @@ Result<DaemonCore> OpenDaemonCore(const StoreFlags& flags, const std::string& dr
   // Not traversable by other users (mount points, the embedded store, layer records live
   // here); a state directory made by an older release (0755) is tightened.
   SLACKER_RETURN_IF_ERROR(CloseToOthers(flags.state));
+  *step = "lock state directory";
+  SLACKER_ASSIGN_OR_RETURN(core.state_lock, storage_backend::StateDirLock::Acquire(flags.state, program));
   *step = "open store";
   SLACKER_ASSIGN_OR_RETURN(core.store, OpenStore(*core.os, flags));
+  *step = "take the lease of host id " + flags.host_id;
+  SLACKER_ASSIGN_OR_RETURN(core.lease, storage_backend::Lease::Acquire(JoinPath(core.store.backend->root(), "leases"),
+                                                                       flags.host_id, {.program = program}));
+  core.lease->StartRefresher([host_id = flags.host_id](const Status& s) {
+    // Another process acts for this host id now: stop before doing anything in its name.
+    log::Error("lease_lost", {{"host_id", host_id}, {"err", s.message()},
+                              {"action", "stopping; check that one process per host id uses the store"}});
+    ::kill(::getpid(), SIGTERM);
+  });
   driver::DriverOptions opts;
   opts.state_dir = driver_state;
   opts.host_id = flags.host_id;

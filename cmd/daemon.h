@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "common/status.h"
 #include "os/os.h"
 #include "storage_backend/backend.h"
+#include "storage_backend/lease.h"
 
 namespace slacker::cmd {
 
@@ -59,13 +61,15 @@ struct OpenedStore {
 Result<OpenedStore> OpenStore(os::Os& os, const StoreFlags& flags);
 
 // What a daemon serves from. Members are destroyed in reverse order: the driver before
-// the store and the Os it uses.
+// the lease, the lease before the store it lives on, the state lock last.
 struct DaemonCore {
   std::unique_ptr<os::Os> os;
+  std::optional<storage_backend::StateDirLock> state_lock;  // <state>/lock
   OpenedStore store;
   registry_shim::ReferenceTrust trust;  // as read at start
   // Reads the keys again (null with --cluster-key FILE: fixed keys).
   std::function<Result<std::vector<std::string>>()> reload_keys;
+  std::unique_ptr<storage_backend::Lease> lease;  // leases/<host id>.json on the store
   std::unique_ptr<driver::SlackerDriver> driver;
 };
 
@@ -83,11 +87,16 @@ Result<registry_shim::ReferenceTrust> LoadReferenceTrust(
     const KeyFlags& flags, const std::string& store_root,
     std::function<Result<std::vector<std::string>>()>* reload);
 
-// Creates flags.state, opens the store, loads the keys (LoadReferenceTrust) and opens a
-// SlackerDriver with host id flags.host_id and its state in `driver_state` (created). On
-// failure `*step` names the step that failed ("open store", ...), for StartupFailed.
-Result<DaemonCore> OpenDaemonCore(const StoreFlags& flags, const std::string& driver_state, const KeyFlags& keys,
-                                  std::string* step);
+// Creates flags.state and locks it (<state>/lock), opens the store, takes the lease of
+// flags.host_id on it (refreshed until the core is destroyed; if it is ever lost the
+// process sends itself SIGTERM), loads the keys (LoadReferenceTrust) and opens a
+// SlackerDriver with host id flags.host_id and its state in `driver_state` (created): its
+// recovery runs under the lease. `program` names this process in the lease and the lock.
+// On failure `*step` names the step that failed ("open store", ...), for StartupFailed; a
+// second process for the same state directory or host id fails here with an error naming
+// the holder.
+Result<DaemonCore> OpenDaemonCore(const char* program, const StoreFlags& flags, const std::string& driver_state,
+                                  const KeyFlags& keys, std::string* step);
 
 // Applies --log-level VALUE; on an unknown value prints "PROGRAM: unknown --log-level
 // VALUE" to stderr and returns false.

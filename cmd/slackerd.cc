@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
     log::Warn("fault_points_armed", {{"points", faults}, {"note", "test only: the process SIGKILLs itself there"}});
   }
   std::string step;
-  auto core = cmd::OpenDaemonCore(flags.store, flags.store.state, flags.keys, &step);
+  auto core = cmd::OpenDaemonCore("slackerd", flags.store, flags.store.state, flags.keys, &step);
   if (!core.ok()) return Fail(core.status(), step.c_str());
   driver::SlackerDriver& drv = *core->driver;
   const cmd::OpenedStore& store = core->store;

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <ctime>
 #include <map>
@@ -29,6 +30,7 @@
 #include "os/os.h"
 #include "registry_shim/reference.h"
 #include "storage_backend/cluster_key.h"
+#include "storage_backend/lease.h"
 
 namespace {
 
@@ -44,9 +46,14 @@ commands:
                            kind and origin, mounted layers and their loop devices, refs
   verify                   check every layer record against the store and mount every snapshot
                            a record names read-only; exit 1 listing each problem and the fix
-  gc [--registry URL | --no-registry] [--delete] [--min-age SEC]
+  gc [--registry URL | --no-registry] [--delete] [--min-age SEC] [--grace SEC]
                            delete snapshots that no host's refs/ and no registry manifest
-                           use, and store debris (*.tmp*); a dry run unless --delete
+                           use, store debris (*.tmp* older than --min-age, default 3600, of
+                           hosts whose lease is stale) and index entries (chains/,
+                           containerd/names) of deleted snapshots; a dry run unless
+                           --delete. --delete takes the store's gc lock, tombstones what
+                           it deletes, waits --grace (default 60) for workers' claims and
+                           re-checks refs/ first (storage_backend/STORE.md)
   convert IMAGE NEWREF     load IMAGE again as NEWREF with every layer a reference tar
   key show|rotate|retire   the store's cluster key (by id; never printed): rotate makes a
                            new signing key and keeps the old one accepted; retire refuses
@@ -85,6 +92,7 @@ struct Flags {
   std::string tmp;
   ctl::DockerTarget docker;
   long min_age_sec = 3600;
+  long grace_sec = 60;
   bool json = false;
   bool do_delete = false;
   bool no_registry = false;
@@ -136,10 +144,11 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
     }
     if (auto s = strings.find(a); s != strings.end()) {
       *s->second = value;
-    } else if (a == "--min-age") {
+    } else if (a == "--min-age" || a == "--grace") {
+      long* target = a == "--min-age" ? &f->min_age_sec : &f->grace_sec;
       char* end = nullptr;
-      f->min_age_sec = std::strtol(value.c_str(), &end, 10);
-      if (value.empty() || *end != '\0' || f->min_age_sec < 0) return *err = "--min-age needs seconds", false;
+      *target = std::strtol(value.c_str(), &end, 10);
+      if (value.empty() || *end != '\0' || *target < 0) return *err = a + " needs seconds", false;
     } else {
       return *err = "unknown option " + a, false;
     }
@@ -237,12 +246,12 @@ Result<json> StatusReport(const Flags& f, Worker& w) {
 
   SLACKER_ASSIGN_OR_RETURN(auto mounts, loopdev::ReadMountInfo(*w.os));
   json mounted = json::array();
-  for (const char* sub : {"mnt/", "views/"}) {
+  for (const char* sub : {"mnt/", "views/", "ctl-views/"}) {
     std::string prefix = JoinPath(f.state, sub);
     for (const auto& m : mounts) {
       if (!m.mount_point.starts_with(prefix)) continue;
       json e = {{"layer", m.mount_point.substr(prefix.size())}, {"mount_point", m.mount_point},
-                {"device", m.source}, {"view", std::string(sub) == "views/"},
+                {"device", m.source}, {"view", std::string(sub) != "mnt/"},
                 {"read_only", m.options.starts_with("ro")}};
       if (m.source.starts_with("/dev/loop")) {
         auto backing = w.os->ReadKernelFile("/sys/block/" + m.source.substr(5) + "/loop/backing_file");
@@ -329,6 +338,13 @@ int CmdVerify(Flags& f) {
 
 // ---------------------------------------------------------------------------- gc
 
+// Whether `host`'s lease on the store is held now (its temp files may be in flight).
+bool HostLeaseLive(const std::string& store_root, const std::string& host) {
+  auto h = storage_backend::ReadLease(JoinPath(store_root, "leases"), host);
+  return h.ok() && storage_backend::LeaseIsLive(*h, ::time(nullptr));
+}
+
+// The gc protocol: storage_backend/STORE.md.
 int CmdGc(Flags& f) {
   if (f.registry.empty() && !f.no_registry && f.do_delete) {
     return Usage("gc --delete needs --registry URL (or --no-registry, if no registry can hold references "
@@ -336,12 +352,29 @@ int CmdGc(Flags& f) {
   }
   auto w = OpenWorker(f);
   if (!w.ok()) return Fail(f, w.status());
-  auto snaps = w->store->ListSnapshots();
-  if (!snaps.ok()) return Fail(f, snaps.status());
-  auto refs = ctl::ReadAllRefs(w->store->root());
+  const std::string root = w->store->root();
+  // One gc at a time per store, held (and refreshed) for the whole run.
+  std::atomic<bool> lock_lost{false};  // declared first: the refresher writes it until gc_lock goes
+  std::unique_ptr<storage_backend::Lease> gc_lock;
+  if (f.do_delete) {
+    auto l = storage_backend::Lease::Acquire(JoinPath(root, "locks"), "gc", {.program = "slackerctl gc"});
+    if (!l.ok()) return Fail(f, l.status().Context("take the store's gc lock"));
+    gc_lock = std::move(*l);
+    gc_lock->StartRefresher([&](const Status&) { lock_lost = true; });
+    auto restored = ctl::LiftTombstones(root);
+    if (!restored.ok()) return Fail(f, restored.status().Context("lift the tombstones of a crashed gc"));
+    for (const auto& s : *restored) std::fprintf(stderr, "lifted the tombstone of snapshot %s (an interrupted gc)\n", s.c_str());
+  }
+  // Refs read before the registry walk: a snapshot marked now and pushed during the walk
+  // is kept even if its layer is removed before the walk ends. Snapshots made after this
+  // moment are never candidates of this run (a commit pushed and removed during the walk).
+  time_t now = ::time(nullptr);
+  auto refs = ctl::ReadAllRefs(root);
   if (!refs.ok()) return Fail(f, refs.status());
   std::set<std::string> host_refs;
   for (const auto& hr : *refs) host_refs.insert(hr.snapshots.begin(), hr.snapshots.end());
+  auto snaps = w->store->ListSnapshots();
+  if (!snaps.ok()) return Fail(f, snaps.status());
 
   std::optional<ctl::RegistryScan> scan;
   bool can_delete = true;
@@ -363,32 +396,47 @@ int CmdGc(Flags& f) {
                  "still be named by an image in a registry, and deleting it breaks every pull of that image.\n");
   }
 
-  // Young snapshots may be between publishing and their ref marker: never touch them.
-  time_t now = ::time(nullptr);
+  // Young snapshots may be between publishing and their first use: never touch them.
   std::vector<std::string> old_enough;
   std::vector<std::string> recent;
   for (const auto& s : *snaps) {
     struct stat st;
-    bool young = ::stat(w->store->SnapshotPath(s).c_str(), &st) == 0 && st.st_mtime > now - f.min_age_sec;
+    bool young = ::stat(w->store->SnapshotPath(s).c_str(), &st) == 0 && st.st_mtime >= now - f.min_age_sec;
     (young ? recent : old_enough).push_back(s);
   }
   ctl::GcPlan plan = ctl::PlanGc(old_enough, host_refs, scan ? &scan->snapshots : nullptr);
-  auto debris = ctl::FindDebris(w->store->root(), now, f.min_age_sec);
+  auto debris = ctl::FindDebris(root, now, f.min_age_sec,
+                                [&](const std::string& host) { return HostLeaseLive(root, host); });
   if (!debris.ok()) return Fail(f, debris.status());
 
   bool deleting = f.do_delete && can_delete;
+  if (deleting && lock_lost) return Fail(f, Errorf(ESTALE, "lost the store's gc lock during the walk (nothing deleted)"));
+  ctl::SweepResult sweep;
+  if (deleting) {
+    auto r = ctl::SweepSnapshots(*w->store, plan.deletable, [&] {
+      if (f.grace_sec > 0) {
+        Progress(fmt::format("{} snapshots tombstoned; waiting {} s for workers' claims (--grace)", plan.deletable.size(),
+                             f.grace_sec));
+        ::sleep(static_cast<unsigned>(f.grace_sec));
+      }
+    });
+    if (!r.ok()) return Fail(f, r.status());
+    sweep = std::move(*r);
+  }
+  std::set<std::string> restored(sweep.restored.begin(), sweep.restored.end());
+  std::map<std::string, std::string> failed(sweep.failed.begin(), sweep.failed.end());
   json deleted = json::array(), debris_out = json::array();
   uint64_t total = 0;
-  int failures = 0;
+  int failures = static_cast<int>(failed.size());
   for (const auto& s : plan.deletable) {
+    if (restored.count(s)) {
+      if (!f.json) std::printf("kept snapshot %s: a worker claimed it during the gc\n", s.c_str());
+      continue;
+    }
     uint64_t bytes = AllocatedBytes(w->store->SnapshotPath(s)) +
                      AllocatedBytes(w->store->SnapshotFilePath(s, ".skel"));
     total += bytes;
-    std::string error;
-    if (deleting) {
-      Status st = w->store->RemoveSnapshot(s);
-      if (!st.ok()) error = st.message(), ++failures;
-    }
+    std::string error = failed.count(s) ? failed[s] : "";
     deleted.push_back({{"snapshot", s}, {"bytes", bytes}, {"error", error}});
     if (!f.json) {
       std::printf("%s snapshot %s (%s)%s\n", deleting ? "deleted" : "would delete", s.c_str(),
@@ -408,6 +456,18 @@ int CmdGc(Flags& f) {
                   HumanBytes(d.bytes).c_str(), error.empty() ? "" : (": FAILED: " + error).c_str());
     }
   }
+  // Index entries whose snapshot is gone (after this run's deletions).
+  auto stale = ctl::PruneIndexes(*w->store, deleting);
+  if (!stale.ok()) return Fail(f, stale.status());
+  json index_out = json::array();
+  for (const auto& e : *stale) {
+    if (!e.error.empty()) ++failures;
+    index_out.push_back({{"path", e.path}, {"snapshot", e.snapshot}, {"error", e.error}});
+    if (!f.json) {
+      std::printf("%s index entry %s (snapshot %s is gone)%s\n", deleting ? "removed" : "would remove",
+                  e.path.c_str(), e.snapshot.c_str(), e.error.empty() ? "" : (": FAILED: " + e.error).c_str());
+    }
+  }
   if (f.json) {
     json out = {{"dry_run", !deleting},
                 {"registry_checked", scan.has_value()},
@@ -415,8 +475,10 @@ int CmdGc(Flags& f) {
                 {"kept_by_refs", plan.kept_by_refs},
                 {"kept_by_registry", plan.kept_by_registry},
                 {"kept_recent", recent},
+                {"kept_claimed", sweep.restored},
                 {"deletable", deleted},
                 {"debris", debris_out},
+                {"stale_index_entries", index_out},
                 {"bytes", total}};
     if (scan) {
       out["registry"] = {{"url", f.registry}, {"repositories", scan->repositories}, {"manifests", scan->manifests},
@@ -424,11 +486,12 @@ int CmdGc(Flags& f) {
     }
     std::printf("%s\n", out.dump(2).c_str());
   } else {
-    std::printf("%zu snapshots: %zu kept by refs, %zu kept by the registry%s, %zu younger than %lds kept; "
-                "%zu %s, %zu debris files; %s %s\n",
+    std::printf("%zu snapshots: %zu kept by refs, %zu kept by the registry%s, %zu younger than %lds kept, "
+                "%zu claimed during the gc kept; %zu %s, %zu debris files, %zu stale index entries; %s %s\n",
                 snaps->size(), plan.kept_by_refs.size(), plan.kept_by_registry.size(),
-                scan ? "" : " (NOT CHECKED)", recent.size(), f.min_age_sec, plan.deletable.size(),
-                deleting ? "deleted" : "deletable", debris->size(), HumanBytes(total).c_str(),
+                scan ? "" : " (NOT CHECKED)", recent.size(), f.min_age_sec, sweep.restored.size(),
+                plan.deletable.size() - sweep.restored.size(), deleting ? "deleted" : "deletable", debris->size(),
+                stale->size(), HumanBytes(total).c_str(),
                 deleting ? "freed" : "would be freed (dry run; --delete to delete)");
   }
   if (f.do_delete && !can_delete) return kExitError;

@@ -1,8 +1,11 @@
 #include "ctl/state.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+
+#include <fmt/format.h>
 
 #include "common/files.h"
 #include "loopdev/mount.h"
@@ -64,8 +67,31 @@ Result<std::vector<HostRefs>> ReadAllRefs(const std::string& store_root) {
   return out;
 }
 
+namespace {
+
+// Views of slackerctl runs that died (SIGKILL) without unmounting: <pid>-<random> whose
+// pid is gone. Those of live runs are theirs.
+void SweepDeadViews(os::Os& os, const std::string& views) {
+  auto names = ListDir(views);
+  if (!names.ok()) return;
+  for (const auto& n : *names) {
+    long pid = std::strtol(n.c_str(), nullptr, 10);
+    if (pid <= 0 || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    std::string dir = JoinPath(views, n);
+    if (loopdev::UnmountPath(os, dir, loopdev::BusyPolicy::kDetach).ok()) ::rmdir(dir.c_str());
+  }
+}
+
+}  // namespace
+
+std::string ViewsDir(const std::string& state_dir) { return JoinPath(state_dir, "ctl-views"); }
+
 Result<SnapshotView> SnapshotView::Mount(os::Os& os, const std::string& state_dir, const std::string& image) {
-  std::string dir = JoinPath(state_dir, "views/ctl-" + RandomHex(8));
+  // Not under <state>/views: slackerd's recovery unmounts everything there, and its
+  // views are its own.
+  std::string views = ViewsDir(state_dir);
+  SweepDeadViews(os, views);
+  std::string dir = JoinPath(views, fmt::format("{}-{}", ::getpid(), RandomHex(8)));
   SLACKER_RETURN_IF_ERROR(MakeDirs(dir, 0700));
   loopdev::MountedImage::Options opts;
   opts.read_only = true;

@@ -1,5 +1,6 @@
 // What slackerctl reads of a worker: slackerd's host state (<state>/layers/*.json,
-// <state>/mnt, <state>/views) and the shared store it uses.
+// <state>/mnt, <state>/views) and the shared store it uses. slackerctl's own read-only
+// mounts live in <state>/ctl-views (never under slackerd's views/).
 #pragma once
 
 #include <memory>
@@ -20,7 +21,8 @@ namespace slacker::ctl {
 Result<std::string> FindStoreDir(os::Os& os, const std::string& state_dir, const std::string& flag);
 
 // Opens an existing store (ENOENT if <dir>/store.json is missing: slackerctl never
-// creates a store) for `host_id`.
+// creates a store) for `host_id`. Deletes nothing and takes no lease: the files of the
+// host id's running daemon (clones in flight) are left alone.
 Result<std::unique_ptr<storage_backend::Backend>> OpenExistingStore(os::Os& os, const std::string& dir,
                                                                     const std::string& host_id);
 
@@ -44,8 +46,12 @@ Result<std::vector<HostRefs>> ReadAllRefs(const std::string& store_root);
 
 namespace slacker::ctl {
 
+// <state>/ctl-views: where SnapshotView mounts, as <pid>-<random>.
+std::string ViewsDir(const std::string& state_dir);
+
 // A snapshot image mounted read-only (ro loop, ext4 ro,noload) at a fresh directory
-// under <state>/views; unmounted and its directory removed on destruction.
+// under ViewsDir(state); unmounted and its directory removed on destruction. Mount first
+// unmounts views of slackerctl runs that were killed (their pid is gone).
 class SnapshotView {
  public:
   static Result<SnapshotView> Mount(os::Os& os, const std::string& state_dir, const std::string& image);

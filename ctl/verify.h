@@ -18,7 +18,7 @@ struct Problem {
 
 struct VerifyOptions {
   // Mount every snapshot a record names read-only (ro loop, ro,noload) at a fresh dir
-  // under <state>/views, then unmount it. Off in unit tests.
+  // under <state>/ctl-views, then unmount it. Off in unit tests.
   bool mount_snapshots = true;
   std::string host_id;      // whose refs/<host-id>/ must mark this host's snapshots
 };

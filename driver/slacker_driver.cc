@@ -319,7 +319,72 @@ Status SlackerDriver::Recover() {
     Status s = Remove(id);
     if (!s.ok()) log::Error("recover_remove_orphan_failed", {{"layer", id}, {"err", s.message()}});
   }
+  SLACKER_RETURN_IF_ERROR(ReconcileMarkers());
   log::Info("recovered", {{"layers", std::to_string(layers_.size())}});
+  return Status::Ok();
+}
+
+Status SlackerDriver::Claim(const std::string& snap, const std::string& layer_id) {
+  std::lock_guard<std::mutex> l(claims_mu_);
+  auto& holders = claims_[snap];
+  if (holders.empty()) {
+    Status s = backend_.AddRef(snap);
+    if (!s.ok()) {
+      claims_.erase(snap);
+      return s;
+    }
+  }
+  holders.insert(layer_id);
+  return Status::Ok();
+}
+
+void SlackerDriver::NoteClaim(const std::string& snap, const std::string& layer_id) {
+  std::lock_guard<std::mutex> l(claims_mu_);
+  claims_[snap].insert(layer_id);
+}
+
+void SlackerDriver::Release(const std::string& snap, const std::string& layer_id) {
+  std::lock_guard<std::mutex> l(claims_mu_);
+  auto it = claims_.find(snap);
+  if (it == claims_.end()) return;
+  it->second.erase(layer_id);
+  if (!it->second.empty()) return;
+  claims_.erase(it);
+  Status s = backend_.DropRef(snap);
+  // A marker left behind only keeps the snapshot from gc; the next start removes it.
+  if (!s.ok()) log::Warn("drop_ref_failed", {{"snapshot", snap}, {"err", s.message()}});
+}
+
+bool SlackerDriver::ClaimableSnapshot(const std::string& snap) const {
+  return backend_.SnapshotExists(snap) &&
+         !PathExists(backend_.SnapshotFilePath(snap, storage_backend::kGcTombstoneSuffix));
+}
+
+void SlackerDriver::ReleaseReplaced(const std::string& old_snap, const std::string& new_snap,
+                                    const std::string& layer_id) {
+  if (!old_snap.empty() && old_snap != new_snap) Release(old_snap, layer_id);
+}
+
+Status SlackerDriver::ReconcileMarkers() {
+  std::lock_guard<std::mutex> l(claims_mu_);
+  claims_.clear();
+  for (const auto& [id, layer] : layers_) {
+    if (!layer->rec.snapshot.empty()) claims_[layer->rec.snapshot].insert(id);
+  }
+  SLACKER_ASSIGN_OR_RETURN(auto marked, backend_.ListRefs());
+  std::set<std::string> have(marked.begin(), marked.end());
+  for (const auto& snap : marked) {
+    if (claims_.count(snap)) continue;
+    // Published, then the record was never written (a crash), or an older release's
+    // marker of a replaced snapshot: no layer of this host uses it.
+    log::Info("recover_drop_unclaimed_ref", {{"snapshot", snap}});
+    SLACKER_RETURN_IF_ERROR(backend_.DropRef(snap).Context("recover: drop unclaimed ref marker"));
+  }
+  for (const auto& [snap, holders] : claims_) {
+    if (have.count(snap)) continue;
+    log::Warn("recover_add_missing_ref", {{"snapshot", snap}});
+    SLACKER_RETURN_IF_ERROR(backend_.AddRef(snap).Context("recover: re-create ref marker"));
+  }
   return Status::Ok();
 }
 
@@ -470,22 +535,11 @@ Status SlackerDriver::Remove(const std::string& id) {
   RemoveFileIfExists(JoinPath(opts_.state_dir, "layers/" + id + ".ref"));
   ::rmdir(MountPath(id).c_str());
   layer->removed = true;
-  // mu_ is a leaf lock: never take a layer's mutex while holding it.
-  std::vector<std::shared_ptr<Layer>> others;
   {
     std::lock_guard<std::mutex> ml(mu_);
     layers_.erase(id);
-    for (auto& [other_id, other] : layers_) others.push_back(other);
   }
-  // try_lock: another layer's mutex may be held for minutes (an ApplyDiff reading a
-  // pull). A busy layer may be about to take `snap` (a dedup hit or a reference), so the
-  // ref marker is then kept: a marker too many only delays gc, one too few loses data.
-  bool snap_still_used = false;
-  for (auto& other : others) {
-    std::unique_lock<std::mutex> ol(other->mu, std::try_to_lock);
-    if (!ol.owns_lock() || other->rec.snapshot == snap) snap_still_used = true;
-  }
-  if (!snap.empty() && !snap_still_used) backend_.DropRef(snap);
+  if (!snap.empty()) Release(snap, id);
   log::Debug("remove", {{"layer", id}});
   return Status::Ok();
 }
@@ -764,12 +818,18 @@ Result<std::string> SlackerDriver::SnapshotLocked(Layer& layer) {
     if (!r.ok()) return r.status().Context("snapshot layer " + id);
     snap = *r;
   }
+  NoteClaim(snap, id);
   SLACKER_FAULT_POINT("diff.after_snapshot");
   LayerRecord next = layer.rec;
   next.snapshot = snap;
   next.origin = Origin::kVolume;
   next.dirty = mounted;  // still mounted rw: settled at Put
-  SLACKER_RETURN_IF_ERROR(Persist(next));
+  if (Status p = Persist(next); !p.ok()) {
+    Release(snap, id);
+    return p;
+  }
+  // The replaced snapshot stays on the store (a registry may name it: gc decides).
+  ReleaseReplaced(layer.rec.snapshot, snap, id);
   layer.rec = next;
   {
     std::lock_guard<std::mutex> ml(mu_);
@@ -975,8 +1035,14 @@ Result<int64_t> SlackerDriver::ApplyReference(Layer& layer, const std::string& b
     return Errorf(ENOENT, "apply reference to layer {}: snapshot {} does not exist on store {} (deleted by gc?)",
                   id, ref->snapshot, ref->store);
   }
-  SLACKER_RETURN_IF_ERROR(AtomicWriteFile(JoinPath(opts_.state_dir, "layers/" + id + ".ref"), bytes));
-  SLACKER_RETURN_IF_ERROR(backend_.AddRef(ref->snapshot));
+  // Mark first, then check the image: a gc hides an image before it re-reads the
+  // markers (storage_backend/STORE.md), so one of the two sees the other.
+  SLACKER_RETURN_IF_ERROR(Claim(ref->snapshot, id).Context("apply reference to layer " + id));
+  if (!ClaimableSnapshot(ref->snapshot)) {
+    Release(ref->snapshot, id);
+    return Errorf(ENOENT, "apply reference to layer {}: snapshot {} was just deleted from store {} (by gc?)", id,
+                  ref->snapshot, ref->store);
+  }
   LayerRecord next = layer.rec;
   next.snapshot = ref->snapshot;
   next.origin = Origin::kReference;
@@ -984,8 +1050,14 @@ Result<int64_t> SlackerDriver::ApplyReference(Layer& layer, const std::string& b
   next.dirty = false;
   next.diff_size = static_cast<int64_t>(ref->bytes);
   next.chain_id = registry_shim::NextChainId(parent_chain, Sha256Digest(bytes));
-  SLACKER_RETURN_IF_ERROR(Persist(next));
+  Status written = AtomicWriteFile(JoinPath(opts_.state_dir, "layers/" + id + ".ref"), bytes);
+  if (written.ok()) written = Persist(next);
+  if (!written.ok()) {
+    if (ref->snapshot != layer.rec.snapshot) Release(ref->snapshot, id);
+    return written;
+  }
   if (layer.rec.has_volume) backend_.RemoveVolume(id);  // superseded by the reference
+  ReleaseReplaced(layer.rec.snapshot, next.snapshot, id);
   layer.rec = next;
   log::Info("apply_reference", {{"layer", id}, {"snapshot", ref->snapshot}});
   return next.diff_size;
@@ -1149,17 +1221,26 @@ Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
   auto known = ReadFileToString(ChainPath(key));
   if (known.ok()) {
     std::string snap = known->substr(0, known->find('\n'));
-    if (backend_.SnapshotExists(snap) && PathExists(backend_.SnapshotFilePath(snap, ".skel"))) {
+    // Mark first, then check the image (the gc protocol); a snapshot gone meanwhile is a
+    // miss: unpack the tar again.
+    bool claimed = backend_.SnapshotExists(snap) && Claim(snap, id).ok();
+    bool usable = claimed && ClaimableSnapshot(snap) && PathExists(backend_.SnapshotFilePath(snap, ".skel"));
+    if (claimed && !usable) Release(snap, id);
+    if (usable) {
       auto meta = backend_.ReadSnapshotMeta(snap);
       int64_t size = meta.ok() ? meta->value("bytes", int64_t{0}) : 0;
-      SLACKER_RETURN_IF_ERROR(backend_.AddRef(snap));
       LayerRecord next = layer.rec;
       next.snapshot = snap;
       next.origin = Origin::kTar;
       next.dirty = false;
       next.diff_size = size;
       next.chain_id = chain_id;
-      SLACKER_RETURN_IF_ERROR(Persist(next));
+      Status persisted = Persist(next);
+      if (!persisted.ok()) {
+        if (snap != layer.rec.snapshot) Release(snap, id);
+        return persisted;
+      }
+      ReleaseReplaced(layer.rec.snapshot, snap, id);
       layer.rec = next;
       {
         std::lock_guard<std::mutex> ml(mu_);
@@ -1218,6 +1299,7 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
     RemoveFileIfExists(skel_tmp);
     return discard(snap.status());
   }
+  NoteClaim(*snap, id);
   std::string skel_path = backend_.SnapshotFilePath(*snap, ".skel");
   if (::rename(skel_tmp.c_str(), skel_path.c_str()) != 0) {
     int err = errno;
@@ -1231,7 +1313,11 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
   next.has_volume = false;
   next.dirty = false;
   next.diff_size = stats->size;
-  SLACKER_RETURN_IF_ERROR(Persist(next));
+  if (Status p = Persist(next); !p.ok()) {
+    Release(*snap, id);  // no record names it: let gc take it
+    return p;
+  }
+  ReleaseReplaced(layer.rec.snapshot, next.snapshot, id);
   layer.rec = next;
   {
     std::lock_guard<std::mutex> ml(mu_);

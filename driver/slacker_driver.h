@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "driver/graph_driver.h"
@@ -112,6 +113,25 @@ class SlackerDriver : public GraphDriver {
   Result<int64_t> ApplyStandardInto(Layer& layer, ByteSource& tar, const std::string& chain_key);
   std::string ChainPath(const std::string& key) const;
 
+  // Claims (storage_backend/STORE.md "Ref markers"): the layers of this host that use a
+  // snapshot. refs/<host>/<snap> exists while a snapshot has claims; claims_mu_ covers
+  // both the map and the marker files, so a Release that deletes a marker never races an
+  // AddRef that found it present.
+  // Claim: adds `layer_id`'s claim, creating the marker (durably) if it is the first.
+  Status Claim(const std::string& snap, const std::string& layer_id);
+  // As Claim, for a snapshot the backend just published (and marked) for this layer.
+  void NoteClaim(const std::string& snap, const std::string& layer_id);
+  // Drops `layer_id`'s claim; the last one deletes the marker.
+  void Release(const std::string& snap, const std::string& layer_id);
+  // After Claim: whether the snapshot may be used (its image exists and no gc tombstoned
+  // it; a claim made before the tombstone is seen by that gc's re-check).
+  bool ClaimableSnapshot(const std::string& snap) const;
+  // Releases `old_snap` if a layer's record moved from it to another snapshot.
+  void ReleaseReplaced(const std::string& old_snap, const std::string& new_snap, const std::string& layer_id);
+  // Start-up (under the host id's lease): claims from the records; deletes the markers no
+  // record names and re-creates missing ones.
+  Status ReconcileMarkers();
+
   // The snapshot that holds layer `id`'s current content ("" = empty file system).
   // Takes the layer's mutex (callers hold only descendants' mutexes: child → parent order).
   Result<std::string> ContentSnapshot(const std::string& id);
@@ -137,6 +157,9 @@ class SlackerDriver : public GraphDriver {
   Counters counters_;
   std::mutex template_mu_;
   mutable std::mutex trust_mu_;  // guards opts_.trust.keys (reloaded: key rotation)
+  // A leaf lock, held across marker file operations: no other lock is taken under it.
+  std::mutex claims_mu_;
+  std::map<std::string, std::set<std::string>> claims_;  // snapshot -> layer ids
 };
 
 }  // namespace slacker::driver

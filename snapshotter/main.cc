@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
   sigset_t stop = BlockStopSignals();
 
   std::string step, driver_state = JoinPath(flags.store.state, "driver");
-  auto core = cmd::OpenDaemonCore(flags.store, driver_state, flags.keys, &step);
+  auto core = cmd::OpenDaemonCore("slacker-snapshotter", flags.store, driver_state, flags.keys, &step);
   if (!core.ok()) return Fail(core.status(), step.c_str());
   driver::SlackerDriver& drv = *core->driver;
   const cmd::OpenedStore& store = core->store;

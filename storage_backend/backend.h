@@ -9,6 +9,7 @@
 //   snapshots/<snap>.<suffix>       companions, e.g. .skel (tar skeleton)
 //   volumes/<host>/<layer>.img      writable ext4, owned by one host
 //   refs/<host>/<snap>              empty marker: this host's layers use <snap>
+//   leases/<host>.json              which process holds the host id (lease.h, STORE.md)
 //   templates/ext4-<bytes>.img      empty formatted ext4, cloned for new base layers
 // Publishing is crash-ordered: the image is cloned to "<snap>.img.tmp", its metadata is
 // written, then the image is renamed into place. A crash leaves only "*.tmp" files or a
@@ -39,6 +40,10 @@ struct StoreInfo {
 };
 
 inline constexpr int kStoreFormat = 1;
+
+// snapshots/<snap><kGcTombstoneSuffix>: a gc means to delete <snap> (STORE.md). Layers
+// that already use <snap> keep using it; a new claim treats it as gone.
+inline constexpr const char* kGcTombstoneSuffix = ".gc";
 
 // 32 lowercase hex characters.
 bool IsValidSnapshotId(const std::string& snap);
@@ -78,7 +83,7 @@ class Backend {
   virtual Result<std::string> PromoteVolume(const std::string& layer, const nlohmann::json& meta) = 0;
   // Makes this host's volume of `layer` a writable clone of snapshot `snap` (via
   // "<layer>.img.tmp-XXXX" then rename, so a crash never leaves a half-copied volume;
-  // OpenLocalStore removes this host's leftovers). An
+  // the host id's lease holder removes its leftovers at start). An
   // existing volume of that layer is replaced. ENOENT naming the snapshot if it is missing.
   virtual Status CloneSnapshot(const std::string& snap, const std::string& layer) = 0;
   // Clones any file of the store to `dst_path` (reflink, else copy; via a temporary file
@@ -98,6 +103,8 @@ class Backend {
   virtual Status AddRef(const std::string& snap) = 0;
   // Removes refs/<host>/<snap>; a missing marker is OK.
   virtual Status DropRef(const std::string& snap) = 0;
+  // Snapshot ids marked under refs/<host>/ (sorted).
+  virtual Result<std::vector<std::string>> ListRefs() const = 0;
   // Published snapshot ids (sorted).
   virtual Result<std::vector<std::string>> ListSnapshots() const = 0;
   // Layer names of this host's volumes (sorted; temporary files excluded).

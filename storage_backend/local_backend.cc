@@ -210,6 +210,10 @@ class LocalBackend : public Backend {
     return RemoveRel(RefRel(snap));
   }
 
+  Result<std::vector<std::string>> ListRefs() const override {
+    return ListWithSuffix(JoinPath("refs", host_), "", IsValidSnapshotId);
+  }
+
   Result<std::vector<std::string>> ListSnapshots() const override {
     return ListWithSuffix("snapshots", ".img", IsValidSnapshotId);
   }
@@ -556,17 +560,8 @@ Result<std::unique_ptr<Backend>> OpenLocalStore(os::Os& os, const std::string& d
                                  std::string("templates")}) {
     SLACKER_RETURN_IF_ERROR(ctx(MakeDirsBeneath(root_fd.get(), sub, kDirMode).status()));
   }
-  // Half-made clones of this host's volumes from a crash ("<layer>.img.tmp-XXXX"): the
-  // volumes directory belongs to this host alone, so nobody else is writing them.
-  std::string volumes = JoinPath(JoinPath(dir, "volumes"), host_id);
-  SLACKER_ASSIGN_OR_RETURN(UniqueFd vol_fd, OpenBeneath(root_fd.get(), JoinPath("volumes", host_id), O_RDONLY | O_DIRECTORY));
-  if (auto names = ListDirFd(vol_fd.get(), volumes); names.ok()) {
-    for (const auto& name : *names) {
-      if (name.find(".img.tmp-") == std::string::npos) continue;
-      log::Warn("store_remove_partial_clone", {{"file", JoinPath(volumes, name)}});
-      SLACKER_RETURN_IF_ERROR(ctx(UnlinkAtIfExists(vol_fd.get(), name, JoinPath(volumes, name))));
-    }
-  }
+  // Nothing is deleted here: half-made clones ("<layer>.img.tmp-XXXX") may be in flight
+  // for the host id's running daemon; its lease holder removes them (driver recovery).
   return std::unique_ptr<Backend>(
       std::make_unique<LocalBackend>(os, dir, std::move(root_fd), host_id, mode, std::move(info)));
 }

@@ -22,6 +22,8 @@ enum class CloneMode { kAuto, kForceCopyFileRange, kForceSparseCopy };
 
 // Opens the store at `dir` for host `host_id` (a valid layer name), creating the layout
 // (store.json, snapshots/, volumes/<host>/, refs/<host>/, templates/) on first use.
+// Deletes nothing and takes no lease (storage_backend/STORE.md): callers that act for
+// the host id take its lease (lease.h) first.
 // Refuses (EINVAL naming the file) a store.json that is unreadable or of an unknown
 // format. All privileged calls (FICLONE, copy_file_range, statfs) go through `os`, which
 // must outlive the backend.

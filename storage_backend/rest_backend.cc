@@ -253,6 +253,7 @@ class RestBackend : public Backend {
   Result<json> ReadSnapshotMeta(const std::string& snap) const override { return files_->ReadSnapshotMeta(snap); }
   Status AddRef(const std::string& snap) override { return files_->AddRef(snap); }
   Status DropRef(const std::string& snap) override { return files_->DropRef(snap); }
+  Result<std::vector<std::string>> ListRefs() const override { return files_->ListRefs(); }
   Result<std::vector<std::string>> ListSnapshots() const override { return files_->ListSnapshots(); }
   Result<std::vector<std::string>> ListVolumes() const override { return files_->ListVolumes(); }
   Result<os::FsStats> Space() const override { return files_->Space(); }

@@ -10,7 +10,9 @@
 
 #include "common/files.h"
 #include "ctl/registry.h"
+#include "os/fake_os.h"
 #include "registry_shim/reference.h"
+#include "storage_backend/local_backend.h"
 
 namespace slacker::ctl {
 namespace {
@@ -106,12 +108,113 @@ TEST_F(DebrisTest, FindsOldTmpAndOrphanCompanions) {
   Touch("snapshots/" + kS4 + ".json", now - 7200);
   Touch("volumes/h1/layer.img.tmp-ef", now - 7200);
   Touch("volumes/h1/layer.img", now - 7200);
-  auto d = FindDebris(root_, now, 3600);
+  auto d = FindDebris(root_, now, 3600, [](const std::string&) { return false; });
   ASSERT_TRUE(d.ok());
   std::vector<std::string> paths;
   for (const auto& x : *d) paths.push_back(x.path.substr(root_.size() + 1));
   EXPECT_EQ(paths, (std::vector<std::string>{"snapshots/" + kS1 + ".img.tmp-ab", "snapshots/" + kS3 + ".json",
                                              "volumes/h1/layer.img.tmp-ef"}));
+}
+
+// Issue 16: slackerctl removed clone temp files a running slackerd had in flight. A
+// host's temp files are debris only once its lease is no longer live.
+TEST_F(DebrisTest, LeavesTheTempFilesOfAHostWithALiveLeaseAlone) {
+  time_t now = 1'000'000;
+  Touch("volumes/h1/layer.img.tmp-ef", now - 7200);
+  auto live = FindDebris(root_, now, 3600, [](const std::string& host) { return host == "h1"; });
+  ASSERT_TRUE(live.ok());
+  EXPECT_TRUE(live->empty());
+  auto stale = FindDebris(root_, now, 3600, [](const std::string&) { return false; });
+  ASSERT_TRUE(stale.ok());
+  EXPECT_EQ(stale->size(), 1u);
+}
+
+// A store with published snapshots (image, metadata, skeleton), as gc sees it.
+class SweepTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/ctl-sweep-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    root_ = tmpl;
+    auto store = storage_backend::OpenLocalStore(os_, root_, "gc-host");
+    ASSERT_TRUE(store.ok()) << store.status().message();
+    store_ = std::move(store).value();
+  }
+  void TearDown() override { RemoveTree(root_); }
+  void Publish(const std::string& snap) {
+    for (const char* suffix : {".img", ".json", ".skel"}) {
+      ASSERT_TRUE(AtomicWriteFile(store_->SnapshotFilePath(snap, suffix), "x").ok());
+    }
+  }
+  void Mark(const std::string& host, const std::string& snap) {
+    ASSERT_TRUE(MakeDirs(root_ + "/refs/" + host).ok());
+    ASSERT_TRUE(AtomicWriteFile(root_ + "/refs/" + host + "/" + snap, "").ok());
+  }
+  os::FakeOs os_;
+  std::string root_;
+  std::unique_ptr<storage_backend::Backend> store_;
+};
+
+// Issue 16: gc read refs/, walked the registry for minutes, then deleted without looking
+// again; a worker that claimed a candidate meanwhile (a chains/ dedup hit) lost it.
+TEST_F(SweepTest, ASnapshotAWorkerClaimsDuringTheGcIsKept) {
+  Publish(kS1);
+  Publish(kS2);
+  bool doomed_during_grace = false, usable_during_grace = false;
+  auto r = SweepSnapshots(*store_, {kS1, kS2}, [&] {
+    doomed_during_grace = PathExists(store_->SnapshotFilePath(kS1, storage_backend::kGcTombstoneSuffix)) &&
+                          PathExists(store_->SnapshotFilePath(kS2, storage_backend::kGcTombstoneSuffix));
+    usable_during_grace = store_->SnapshotExists(kS1);  // layers already using it go on
+    Mark("worker-b", kS1);  // a worker's claim that saw no tombstone
+  });
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_TRUE(doomed_during_grace) << "candidates must be tombstoned before the re-check";
+  EXPECT_TRUE(usable_during_grace) << "a tombstoned image must stay readable for its users";
+  EXPECT_EQ(r->restored, std::vector<std::string>{kS1});
+  EXPECT_EQ(r->deleted, std::vector<std::string>{kS2});
+  EXPECT_TRUE(r->failed.empty());
+  EXPECT_TRUE(store_->SnapshotExists(kS1));
+  EXPECT_TRUE(PathExists(store_->SnapshotFilePath(kS1, ".skel")));
+  EXPECT_FALSE(PathExists(store_->SnapshotFilePath(kS2, ".img")));
+  EXPECT_FALSE(PathExists(store_->SnapshotFilePath(kS2, ".json")));
+  EXPECT_FALSE(PathExists(store_->SnapshotFilePath(kS2, ".skel")));
+  EXPECT_FALSE(PathExists(store_->SnapshotFilePath(kS1, storage_backend::kGcTombstoneSuffix)));
+  EXPECT_FALSE(PathExists(store_->SnapshotFilePath(kS2, storage_backend::kGcTombstoneSuffix)));
+}
+
+TEST_F(SweepTest, TombstonesACrashedGcLeftAreLifted) {
+  Publish(kS1);
+  std::string tomb = store_->SnapshotFilePath(kS1, storage_backend::kGcTombstoneSuffix);
+  ASSERT_TRUE(AtomicWriteFile(tomb, "").ok());
+  auto r = LiftTombstones(root_);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(*r, std::vector<std::string>{kS1});
+  EXPECT_FALSE(PathExists(tomb));
+  EXPECT_TRUE(store_->SnapshotExists(kS1));
+}
+
+// Issue 16: chains/ and containerd/names were never pruned.
+TEST_F(SweepTest, IndexEntriesOfDeletedSnapshotsArePruned) {
+  Publish(kS1);
+  ASSERT_TRUE(MakeDirs(root_ + "/chains").ok());
+  ASSERT_TRUE(MakeDirs(root_ + "/containerd/names").ok());
+  ASSERT_TRUE(AtomicWriteFile(root_ + "/chains/live", kS1 + "\n").ok());
+  ASSERT_TRUE(AtomicWriteFile(root_ + "/chains/gone", kS2 + "\n").ok());
+  ASSERT_TRUE(AtomicWriteFile(root_ + "/containerd/names/live.json", "{\"snapshot\":\"" + kS1 + "\"}").ok());
+  ASSERT_TRUE(AtomicWriteFile(root_ + "/containerd/names/gone.json", "{\"snapshot\":\"" + kS2 + "\"}").ok());
+  auto dry = PruneIndexes(*store_, false);
+  ASSERT_TRUE(dry.ok()) << dry.status().message();
+  ASSERT_EQ(dry->size(), 2u);
+  EXPECT_TRUE(PathExists(root_ + "/chains/gone")) << "a dry run removes nothing";
+  auto r = PruneIndexes(*store_, true);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[0].path, root_ + "/chains/gone");
+  EXPECT_EQ((*r)[1].path, root_ + "/containerd/names/gone.json");
+  EXPECT_FALSE(PathExists(root_ + "/chains/gone"));
+  EXPECT_FALSE(PathExists(root_ + "/containerd/names/gone.json"));
+  EXPECT_TRUE(PathExists(root_ + "/chains/live"));
+  EXPECT_TRUE(PathExists(root_ + "/containerd/names/live.json"));
 }
 
 }  // namespace

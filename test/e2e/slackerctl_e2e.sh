@@ -47,6 +47,7 @@ case_verify_json() {
   assert_eq True "$(jget "$out" 'd["ok"]')" "verify ok"
   [ "$(jget "$out" 'd["snapshots_mounted"]')" -ge 1 ] || fail "no snapshot mounted: $out"
   assert_eq "" "$(e2e_mounts_under "$(slackerd_state "$A")/views")" "views left mounted"
+  assert_eq "" "$(e2e_mounts_under "$(slackerd_state "$A")/ctl-views")" "slackerctl views left mounted"
 }
 
 case_convert_runs_and_pushes_references() {

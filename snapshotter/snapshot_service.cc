@@ -158,8 +158,8 @@ Result<std::unique_ptr<SnapshotService>> SnapshotService::Open(driver::GraphDriv
   std::unique_ptr<SnapshotService> s(new SnapshotService(driver, std::move(opts)));
   SLACKER_RETURN_IF_ERROR(MakeDirs(s->EmptyDir(), 0755));
   SLACKER_RETURN_IF_ERROR(s->Load());
-  std::lock_guard<std::mutex> l(s->mu_);
-  for (auto& [name, e] : s->entries_) {
+  // Nobody else holds the service yet; the helpers take the locks they need.
+  for (const auto& [name, e] : s->entries_) {
     if (e->kind == Kind::kActive) {
       auto m = s->EnsureMounted(e->layer);
       if (!m.ok()) log::Error("remount_active_failed", {{"snapshot", name}, {"err", m.status().message()}});
@@ -216,46 +216,150 @@ Status SnapshotService::Save() {
   return AtomicWriteFile(JoinPath(opts_.state_dir, "catalog.json"), j.dump() + "\n").Context("save catalog");
 }
 
+// Released when the call that took it returns: by then a name it created is in the
+// catalog or free again, and a layer it created is in the catalog or removed.
+class SnapshotService::Reservation {
+ public:
+  explicit Reservation(SnapshotService& s) : s_(s) {}
+  Reservation(const Reservation&) = delete;
+  Reservation& operator=(const Reservation&) = delete;
+  ~Reservation() {
+    std::lock_guard<std::mutex> l(s_.mu_);
+    for (const auto& n : names_) s_.creating_.erase(n);
+    for (const auto& k : busy_) s_.busy_.erase(k);
+    for (const auto& id : layers_) s_.inflight_layers_.erase(id);
+  }
+  // REQUIRES s_.mu_: `name` is being created on `parent` (Remove of the parent refuses).
+  void NameLocked(const std::string& name, const std::string& parent) {
+    s_.creating_[name] = parent;
+    names_.push_back(name);
+  }
+  // REQUIRES s_.mu_: `key` is being committed (Remove and another Commit of it refuse).
+  void BusyLocked(const std::string& key) {
+    s_.busy_.insert(key);
+    busy_.push_back(key);
+  }
+  // Layer `id` is about to be created in the driver (Cleanup leaves it alone).
+  void Layer(const std::string& id) {
+    std::lock_guard<std::mutex> l(s_.mu_);
+    s_.inflight_layers_.insert(id);
+    layers_.push_back(id);
+  }
+
+ private:
+  SnapshotService& s_;
+  std::vector<std::string> names_, busy_, layers_;
+};
+
+std::shared_ptr<std::mutex> SnapshotService::LayerMutex(const std::string& layer) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto& m = layer_mu_[layer];
+  if (!m) m = std::make_shared<std::mutex>();
+  return m;
+}
+
 Result<std::string> SnapshotService::EnsureMounted(const std::string& layer) {
-  auto it = mounts_.find(layer);
-  if (it != mounts_.end()) return it->second;
+  auto lm = LayerMutex(layer);
+  std::lock_guard<std::mutex> ll(*lm);
+  return MountLayerLocked(layer);
+}
+
+Result<std::string> SnapshotService::MountLayerLocked(const std::string& layer) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = mounts_.find(layer);
+    if (it != mounts_.end()) return it->second;
+  }
   // A mount the driver adopted at start-up (we held a Get when we stopped) is reused.
+  std::string dir;
   auto meta = driver_.GetMetadata(layer);
   if (meta.ok() && meta->count("MergedDir")) {
-    mounts_[layer] = (*meta)["MergedDir"];
-    return (*meta)["MergedDir"];
+    dir = (*meta)["MergedDir"];
+  } else {
+    SLACKER_ASSIGN_OR_RETURN(dir, driver_.Get(layer, ""));
   }
-  SLACKER_ASSIGN_OR_RETURN(std::string dir, driver_.Get(layer, ""));
+  std::lock_guard<std::mutex> l(mu_);
   mounts_[layer] = dir;
   return dir;
 }
 
-Status SnapshotService::DropLayer(const std::string& layer) {
-  if (mounts_.erase(layer)) {
-    Status put = driver_.Put(layer);
-    if (!put.ok()) log::Warn("put_before_remove_failed", {{"layer", layer}, {"err", put.message()}});
-  }
-  return driver_.Remove(layer);
+Result<std::string> SnapshotService::AcquireView(const std::string& layer) {
+  if (layer.empty()) return EmptyDir();
+  auto lm = LayerMutex(layer);
+  std::lock_guard<std::mutex> ll(*lm);
+  SLACKER_ASSIGN_OR_RETURN(std::string dir, MountLayerLocked(layer));
+  std::lock_guard<std::mutex> l(mu_);
+  view_refs_[layer]++;
+  return dir;
 }
 
 Status SnapshotService::ReleaseView(const std::string& layer) {
   if (layer.empty()) return Status::Ok();
-  if (--view_refs_[layer] > 0) return Status::Ok();
-  view_refs_.erase(layer);
-  mounts_.erase(layer);
+  auto lm = LayerMutex(layer);
+  std::lock_guard<std::mutex> ll(*lm);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (--view_refs_[layer] > 0) return Status::Ok();
+    view_refs_.erase(layer);
+    if (!mounts_.erase(layer)) return Status::Ok();  // never mounted (it failed at start)
+  }
   return driver_.Put(layer);
+}
+
+Status SnapshotService::DropLayer(const std::string& layer) {
+  auto lm = LayerMutex(layer);
+  std::lock_guard<std::mutex> ll(*lm);
+  bool held;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    held = mounts_.erase(layer) > 0;
+  }
+  if (held) {
+    Status put = driver_.Put(layer);
+    if (!put.ok()) log::Warn("put_before_remove_failed", {{"layer", layer}, {"err", put.message()}});
+  }
+  Status s = driver_.Remove(layer);
+  std::lock_guard<std::mutex> l(mu_);
+  layer_mu_.erase(layer);
+  return s;
+}
+
+void SnapshotService::RollBackLayer(const std::string& layer) {
+  Status s = DropLayer(layer);
+  if (!s.ok()) log::Warn("rollback_layer_failed", {{"layer", layer}, {"err", s.message()}});
+}
+
+Status SnapshotService::AddToCatalog(const std::shared_ptr<Entry>& e, const std::string& replaced,
+                                     const std::shared_ptr<Entry>& expected) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (entries_.count(e->name)) return Errorf(EEXIST, "snapshot {} already exists", e->name);
+  if (!e->parent.empty() && !entries_.count(e->parent))
+    return Errorf(ENOENT, "parent snapshot {} was removed meanwhile", e->parent);
+  std::shared_ptr<Entry> old;
+  if (!replaced.empty()) {
+    auto it = entries_.find(replaced);
+    if (it == entries_.end() || it->second != expected)
+      return Errorf(ENOENT, "snapshot {} was removed or replaced meanwhile", replaced);
+    old = it->second;
+    entries_.erase(it);
+  }
+  entries_[e->name] = e;
+  Status s = Save();
+  if (!s.ok()) {
+    entries_.erase(e->name);
+    if (old) entries_[replaced] = old;
+  }
+  return s;
 }
 
 Result<std::vector<Mount>> SnapshotService::Prepare(const std::string& key, const std::string& parent,
                                                     const Labels& labels) {
-  std::lock_guard<std::mutex> l(mu_);
-  return CreateLocked(key, parent, labels, Kind::kActive);
+  return Create(key, parent, labels, Kind::kActive);
 }
 
 Result<std::vector<Mount>> SnapshotService::View(const std::string& key, const std::string& parent,
                                                  const Labels& labels) {
-  std::lock_guard<std::mutex> l(mu_);
-  return CreateLocked(key, parent, labels, Kind::kView);
+  return Create(key, parent, labels, Kind::kView);
 }
 
 registry_shim::ReferenceTrust SnapshotService::Trust() const {
@@ -295,31 +399,34 @@ Result<std::string> SnapshotService::ReferenceFromExtraction(const std::string& 
   return SignedReference(parent_layer, ref->snapshot, ref->bytes);
 }
 
-// Creates a driver image layer holding the snapshot a reference tar names. Returns its id.
-Result<std::string> SnapshotService::CommitLayerFromReference(const std::string& parent_layer,
-                                                              const std::string& ref_tar) {
-  std::string id = RandomHex(16);
+Status SnapshotService::CommitLayerFromReference(const std::string& id, const std::string& parent_layer,
+                                                 const std::string& ref_tar) {
   SLACKER_RETURN_IF_ERROR(driver_.Create(LayerRequest(id, parent_layer)));
   StringSource src(ref_tar);
   auto applied = driver_.ApplyDiff(id, parent_layer, src);
   if (!applied.ok()) {
-    driver_.Remove(id);
+    RollBackLayer(id);
     return applied.status();
   }
-  return id;
+  return Status::Ok();
 }
 
-Result<std::vector<Mount>> SnapshotService::CreateLocked(const std::string& key, const std::string& parent,
-                                                         const Labels& labels, Kind kind) {
+Result<std::vector<Mount>> SnapshotService::Create(const std::string& key, const std::string& parent,
+                                                   const Labels& labels, Kind kind) {
   if (key.empty()) return Errorf(EINVAL, "snapshot key must not be empty");
-  if (entries_.count(key)) return Errorf(EEXIST, "snapshot {} already exists", key);
+  Reservation res(*this);
   std::string parent_layer;
-  if (!parent.empty()) {
-    auto it = entries_.find(parent);
-    if (it == entries_.end()) return Errorf(ENOENT, "parent snapshot {} does not exist", parent);
-    if (it->second->kind != Kind::kCommitted)
-      return Errorf(EINVAL, "parent {} is not a committed snapshot (it is {})", parent, KindName(it->second->kind));
-    parent_layer = it->second->layer;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (entries_.count(key) || creating_.count(key)) return Errorf(EEXIST, "snapshot {} already exists", key);
+    if (!parent.empty()) {
+      auto it = entries_.find(parent);
+      if (it == entries_.end()) return Errorf(ENOENT, "parent snapshot {} does not exist", parent);
+      if (it->second->kind != Kind::kCommitted)
+        return Errorf(EINVAL, "parent {} is not a committed snapshot (it is {})", parent, KindName(it->second->kind));
+      parent_layer = it->second->layer;
+    }
+    res.NameLocked(key, parent);
   }
 
   // Remote snapshot: the target is already on the shared store; commit it here and tell
@@ -330,23 +437,23 @@ Result<std::vector<Mount>> SnapshotService::CreateLocked(const std::string& key,
     auto [ns, rest] = SplitBackendKey(key);
     auto published = opts_.index->Lookup(ns, target);
     if (published.ok()) {
+      std::string id = RandomHex(16);
+      res.Layer(id);
       auto ref_tar = SignedReference(parent_layer, published->snapshot, published->bytes);
-      auto layer = ref_tar.ok() ? CommitLayerFromReference(parent_layer, *ref_tar) : ref_tar;
-      if (layer.ok()) {
+      Status made = ref_tar.ok() ? CommitLayerFromReference(id, parent_layer, *ref_tar) : ref_tar.status();
+      if (made.ok()) {
         auto e = std::make_shared<Entry>();
         // A unique backend name in the caller's namespace; containerd finds it by the label.
         e->name = key.substr(0, key.size() - rest.size()) + "remote-" + RandomHex(4) + "/" + target;
         e->kind = Kind::kCommitted;
         e->parent = parent;
-        e->layer = *layer;
+        e->layer = id;
         e->labels = labels;
         e->created_ns = e->updated_ns = NowNs();
         e->bytes = published->bytes;
-        entries_[e->name] = e;
-        Status s = Save();
+        Status s = AddToCatalog(e);
         if (!s.ok()) {
-          entries_.erase(e->name);
-          driver_.Remove(*layer);
+          RollBackLayer(id);
           return s;
         }
         log::Info("remote_snapshot", {{"key", key}, {"target", target}, {"name", e->name},
@@ -356,7 +463,7 @@ Result<std::vector<Mount>> SnapshotService::CreateLocked(const std::string& key,
       }
       // A stale index entry (snapshot deleted by gc, foreign store): unpack normally.
       log::Warn("remote_snapshot_unusable", {{"target", target}, {"snapshot", published->snapshot},
-                                             {"err", layer.status().message()}});
+                                             {"err", made.message()}});
     } else if (published.status().code() != ENOENT) {
       log::Warn("index_lookup_failed", {{"target", target}, {"err", published.status().message()}});
     }
@@ -368,26 +475,20 @@ Result<std::vector<Mount>> SnapshotService::CreateLocked(const std::string& key,
   e->parent = parent;
   e->labels = labels;
   e->created_ns = e->updated_ns = NowNs();
-  std::vector<Mount> mounts;
   if (kind == Kind::kView) {
     // A view shares its parent's read-only mount (never cloned).
     e->layer = parent_layer;
-    std::string dir = EmptyDir();
-    if (!parent_layer.empty()) {
-      SLACKER_ASSIGN_OR_RETURN(dir, EnsureMounted(parent_layer));
-      view_refs_[parent_layer]++;
-    }
-    entries_[key] = e;
-    Status s = Save();
+    SLACKER_ASSIGN_OR_RETURN(std::string dir, AcquireView(parent_layer));
+    Status s = AddToCatalog(e);
     if (!s.ok()) {
-      entries_.erase(key);
-      ReleaseView(parent_layer);
+      Status r = ReleaseView(parent_layer);
+      if (!r.ok()) log::Warn("rollback_view_failed", {{"layer", parent_layer}, {"err", r.message()}});
       return s;
     }
-    mounts.push_back(Mount{"bind", dir, {"rbind", "ro"}});
-    return mounts;
+    return std::vector<Mount>{{"bind", dir, {"rbind", "ro"}}};
   }
   e->layer = RandomHex(16);
+  res.Layer(e->layer);
   SLACKER_RETURN_IF_ERROR(
       driver_.CreateReadWrite(LayerRequest(e->layer, parent_layer)).Context("prepare " + key));
   auto dir = EnsureMounted(e->layer);
@@ -398,46 +499,54 @@ Result<std::vector<Mount>> SnapshotService::CreateLocked(const std::string& key,
       e->base_bytes = base->size;
       e->base_inodes = base->inodes;
     }
-    entries_[key] = e;
-    s = Save();
-    if (!s.ok()) entries_.erase(key);
+    s = AddToCatalog(e);
   }
   if (!s.ok()) {
-    mounts_.erase(e->layer);
-    driver_.Remove(e->layer);
+    RollBackLayer(e->layer);
     return s.Context("prepare " + key);
   }
   log::Debug("prepare", {{"key", key}, {"parent", parent}, {"layer", e->layer}});
-  mounts.push_back(Mount{"bind", *dir, {"rbind", "rw"}});
-  return mounts;
+  return std::vector<Mount>{{"bind", *dir, {"rbind", "rw"}}};
 }
 
 Result<std::vector<Mount>> SnapshotService::Mounts(const std::string& key) {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return Errorf(ENOENT, "snapshot {} does not exist", key);
-  const Entry& e = *it->second;
-  if (e.kind == Kind::kCommitted) return Errorf(EINVAL, "snapshot {} is committed: prepare or view it to mount", key);
-  if (e.kind == Kind::kView && e.layer.empty()) return std::vector<Mount>{{"bind", EmptyDir(), {"rbind", "ro"}}};
-  SLACKER_ASSIGN_OR_RETURN(std::string dir, EnsureMounted(e.layer));
-  return std::vector<Mount>{{"bind", dir, {"rbind", e.kind == Kind::kView ? "ro" : "rw"}}};
+  std::string layer;
+  Kind kind = Kind::kActive;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return Errorf(ENOENT, "snapshot {} does not exist", key);
+    layer = it->second->layer;
+    kind = it->second->kind;
+  }
+  if (kind == Kind::kCommitted) return Errorf(EINVAL, "snapshot {} is committed: prepare or view it to mount", key);
+  if (kind == Kind::kView && layer.empty()) return std::vector<Mount>{{"bind", EmptyDir(), {"rbind", "ro"}}};
+  SLACKER_ASSIGN_OR_RETURN(std::string dir, EnsureMounted(layer));
+  return std::vector<Mount>{{"bind", dir, {"rbind", kind == Kind::kView ? "ro" : "rw"}}};
 }
 
 Status SnapshotService::Commit(const std::string& name, const std::string& key, const Labels& labels) {
-  std::lock_guard<std::mutex> l(mu_);
   if (name.empty()) return Errorf(EINVAL, "commit name must not be empty");
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return Errorf(ENOENT, "active snapshot {} does not exist", key);
-  if (entries_.count(name)) return Errorf(EEXIST, "snapshot {} already exists", name);
-  auto active = it->second;
-  if (active->kind != Kind::kActive)
-    return Errorf(EBUSY, "snapshot {} is {}, not active: only active snapshots can be committed", key,
-                  KindName(active->kind));
+  Reservation res(*this);
+  std::shared_ptr<Entry> active;
   std::string parent_layer;
-  if (!active->parent.empty()) {
-    auto p = entries_.find(active->parent);
-    if (p == entries_.end()) return Errorf(ENOENT, "parent {} of {} is gone", active->parent, key);
-    parent_layer = p->second->layer;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return Errorf(ENOENT, "active snapshot {} does not exist", key);
+    if (entries_.count(name) || creating_.count(name)) return Errorf(EEXIST, "snapshot {} already exists", name);
+    active = it->second;
+    if (active->kind != Kind::kActive)
+      return Errorf(EBUSY, "snapshot {} is {}, not active: only active snapshots can be committed", key,
+                    KindName(active->kind));
+    if (busy_.count(key)) return Errorf(EBUSY, "snapshot {} is being committed already", key);
+    if (!active->parent.empty()) {
+      auto p = entries_.find(active->parent);
+      if (p == entries_.end()) return Errorf(ENOENT, "parent {} of {} is gone", active->parent, key);
+      parent_layer = p->second->layer;
+    }
+    res.NameLocked(name, active->parent);
+    res.BusyLocked(key);
   }
 
   // An extraction snapshot that received a slacker reference tar: commit to the snapshot
@@ -445,8 +554,7 @@ Status SnapshotService::Commit(const std::string& name, const std::string& key, 
   // store uuid, existence, MAC). The clone is dropped. The file is read by the driver from
   // the layer's image: a FIFO or a link there is refused, never opened.
   std::string ref_tar;
-  auto mounted = EnsureMounted(active->layer);
-  if (!mounted.ok()) return mounted.status();
+  SLACKER_RETURN_IF_ERROR(EnsureMounted(active->layer).status());
   if (IsExtractionKey(key)) {
     auto body = driver_.ReadReferenceFile(active->layer);
     if (body.ok()) {
@@ -456,7 +564,6 @@ Status SnapshotService::Commit(const std::string& name, const std::string& key, 
                            fmt::format("commit {}: {} in the layer: {}", key, kRefFile, body.status().message()));
     }
   }
-  uint64_t bytes = 0;
   if (ref_tar.empty()) {
     // Snapshot while still mounted: the driver freezes the file system, so every write
     // is in the file even if another mount namespace still holds a copy of the mount
@@ -474,53 +581,63 @@ Status SnapshotService::Commit(const std::string& name, const std::string& key, 
   }
   auto ref = registry_shim::ParseReferenceTar(ref_tar);
   if (!ref.ok()) return ref.status().Context("commit " + key);
-  bytes = ref->bytes;
-  auto layer = CommitLayerFromReference(parent_layer, ref_tar);
-  if (!layer.ok()) {
-    int code = layer.status().code() == ENOENT ? EBUSY : layer.status().code();
-    return Status::Error(code, "commit " + key + ": " + layer.status().message());
+  std::string id = RandomHex(16);
+  res.Layer(id);
+  Status made = CommitLayerFromReference(id, parent_layer, ref_tar);
+  if (!made.ok()) {
+    int code = made.code() == ENOENT ? EBUSY : made.code();
+    return Status::Error(code, "commit " + key + ": " + made.message());
   }
   auto e = std::make_shared<Entry>();
   e->name = name;
   e->kind = Kind::kCommitted;
   e->parent = active->parent;
-  e->layer = *layer;
+  e->layer = id;
   e->labels = labels.empty() ? active->labels : labels;
   e->created_ns = e->updated_ns = NowNs();
-  e->bytes = bytes;
-  entries_.erase(key);
-  entries_[name] = e;
-  Status s = Save();
+  e->bytes = ref->bytes;
+  Status s = AddToCatalog(e, key, active);
   if (!s.ok()) {
-    entries_.erase(name);
-    entries_[key] = active;
-    driver_.Remove(*layer);
-    return s;
+    RollBackLayer(id);
+    return s.Context("commit " + key);
   }
   // After the catalog no longer names it: a crash here leaves an orphan for Cleanup.
   Status rm = DropLayer(active->layer);
   if (!rm.ok()) log::Warn("commit_remove_active_failed", {{"layer", active->layer}, {"err", rm.message()}});
   if (opts_.index) {
     auto [ns, portable] = SplitBackendKey(name);
-    Status p = opts_.index->Publish(ns, StoreIndex::Entry{portable, ref->snapshot, bytes, opts_.host_id});
+    Status p = opts_.index->Publish(ns, StoreIndex::Entry{portable, ref->snapshot, ref->bytes, opts_.host_id});
     if (!p.ok()) log::Warn("publish_failed", {{"name", name}, {"err", p.message()}});
   }
-  log::Info("commit", {{"name", name}, {"key", key}, {"snapshot", ref->snapshot}, {"layer", *layer}});
+  log::Info("commit", {{"name", name}, {"key", key}, {"snapshot", ref->snapshot}, {"layer", id}});
   return Status::Ok();
 }
 
 Status SnapshotService::Remove(const std::string& key) {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return Errorf(ENOENT, "snapshot {} does not exist", key);
-  for (const auto& [name, other] : entries_) {
-    if (other->parent == key) return Errorf(EBUSY, "cannot remove snapshot {}: snapshot {} is based on it", key, name);
+  std::shared_ptr<Entry> e;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return Errorf(ENOENT, "snapshot {} does not exist", key);
+    if (busy_.count(key)) return Errorf(EBUSY, "cannot remove snapshot {}: it is being committed", key);
+    for (const auto& [name, other] : entries_) {
+      if (other->parent == key)
+        return Errorf(EBUSY, "cannot remove snapshot {}: snapshot {} is based on it", key, name);
+    }
+    for (const auto& [name, parent] : creating_) {
+      if (parent == key)
+        return Errorf(EBUSY, "cannot remove snapshot {}: snapshot {} is being created on it", key, name);
+    }
+    e = it->second;
+    entries_.erase(it);
+    Status s = Save();
+    if (!s.ok()) {
+      entries_[key] = e;
+      return s;
+    }
+    if (e->kind != Kind::kView) view_refs_.erase(e->layer);
   }
-  auto e = it->second;
-  entries_.erase(it);
-  SLACKER_RETURN_IF_ERROR(Save());
   if (e->kind == Kind::kView) return ReleaseView(e->layer);
-  view_refs_.erase(e->layer);
   Status s = DropLayer(e->layer);
   if (!s.ok()) log::Warn("remove_layer_failed", {{"snapshot", key}, {"layer", e->layer}, {"err", s.message()}});
   log::Debug("remove", {{"key", key}, {"layer", e->layer}});
@@ -575,10 +692,13 @@ std::vector<Info> SnapshotService::Walk() {
 }
 
 Result<Usage> SnapshotService::GetUsage(const std::string& key) {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return Errorf(ENOENT, "snapshot {} does not exist", key);
-  const Entry& e = *it->second;
+  Entry e;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return Errorf(ENOENT, "snapshot {} does not exist", key);
+    e = *it->second;
+  }
   if (e.kind == Kind::kCommitted) return Usage{static_cast<int64_t>(e.bytes), 0};
   if (e.kind == Kind::kView) return Usage{};
   // An active snapshot's own file system: what it holds now (its whole tree).
@@ -588,15 +708,19 @@ Result<Usage> SnapshotService::GetUsage(const std::string& key) {
 }
 
 Status SnapshotService::Cleanup() {
-  std::lock_guard<std::mutex> l(mu_);
   if (opts_.driver_layers_dir.empty()) return Status::Ok();
-  std::map<std::string, bool> known;
-  for (const auto& [name, e] : entries_) known[e->layer] = true;
   SLACKER_ASSIGN_OR_RETURN(auto files, ListDir(opts_.driver_layers_dir));
   for (const auto& f : files) {
     if (!f.ends_with(".json") || f.find(".tmp-") != std::string::npos) continue;
     std::string layer = f.substr(0, f.size() - 5);
-    if (known.count(layer)) continue;
+    {
+      // Checked per layer, under the lock: a call may have created it since the listing.
+      std::lock_guard<std::mutex> l(mu_);
+      if (inflight_layers_.count(layer)) continue;
+      bool known = std::any_of(entries_.begin(), entries_.end(),
+                               [&](const auto& kv) { return kv.second->layer == layer; });
+      if (known) continue;
+    }
     log::Info("cleanup_orphan_layer", {{"layer", layer}});
     SLACKER_RETURN_IF_ERROR(driver_.Remove(layer));
   }

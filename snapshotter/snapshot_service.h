@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -138,11 +139,21 @@ class SnapshotService {
 
  private:
   SnapshotService(driver::GraphDriver& driver, ServiceOptions opts);
+  // What a call reserved in the catalog before its slow step (snapshot_service.cc).
+  class Reservation;
+
   Status Load();
-  Status Save();
-  Result<std::vector<Mount>> CreateLocked(const std::string& key, const std::string& parent, const Labels& labels,
-                                          Kind kind);
-  Result<std::string> CommitLayerFromReference(const std::string& parent_layer, const std::string& ref_tar);
+  Status Save();  // REQUIRES mu_
+  Result<std::vector<Mount>> Create(const std::string& key, const std::string& parent, const Labels& labels,
+                                    Kind kind);
+  // Puts `e` into the catalog and saves it, in place of `replaced` (which must still be
+  // `expected`) when given. Re-checks what the slow step could not hold: the name is free,
+  // the parent exists. Nothing changes on an error.
+  Status AddToCatalog(const std::shared_ptr<Entry>& e, const std::string& replaced = "",
+                      const std::shared_ptr<Entry>& expected = nullptr);
+  // Creates driver image layer `id` holding the snapshot a reference tar names.
+  Status CommitLayerFromReference(const std::string& id, const std::string& parent_layer,
+                                  const std::string& ref_tar);
   registry_shim::ReferenceTrust Trust() const;
   // A reference tar for `snapshot` on top of driver layer `parent_layer`, signed with our
   // key: what the driver verifies when the snapshotter commits a layer it resolved itself.
@@ -151,18 +162,36 @@ class SnapshotService {
   // it verified against the chain id containerd committed the parent as.
   Result<std::string> ReferenceFromExtraction(const std::string& key, const std::string& parent,
                                               const std::string& parent_layer, const std::string& body);
+  // The layer's mount (a driver Get the first time). These take the layer's lock, then mu_
+  // for map work only; the driver is called without mu_.
   Result<std::string> EnsureMounted(const std::string& layer);
-  Status ReleaseView(const std::string& parent_layer);
+  Result<std::string> MountLayerLocked(const std::string& layer);  // REQUIRES the layer's lock
+  // A view's hold on its parent's read-only mount ("" = the empty directory).
+  Result<std::string> AcquireView(const std::string& layer);
+  Status ReleaseView(const std::string& layer);
   // Releases our Get of `layer` (if held) and removes it from the driver.
   Status DropLayer(const std::string& layer);
+  // Removes a layer a failed call created (logged: the call already reports its error).
+  void RollBackLayer(const std::string& layer);
+  std::shared_ptr<std::mutex> LayerMutex(const std::string& layer);
   std::string EmptyDir() const;
 
   driver::GraphDriver& driver_;
   ServiceOptions opts_;
-  std::mutex mu_;  // one call at a time: every call touches the catalog
+  // Guards the catalog: the members below. Held only for map work and Save (a small
+  // host-local file), never across a driver call or I/O on the store, so a slow or stuck
+  // call on one snapshot (a frozen file system, a slow store) does not hold up the others.
+  // Lock order: a layer's lock, then mu_. (No thread-safety annotation macros exist in
+  // common/ yet: these comments are the contract.)
+  std::mutex mu_;
   std::map<std::string, std::shared_ptr<Entry>> entries_;
-  std::map<std::string, std::string> mounts_;  // layer → mount dir (while we hold a Get)
-  std::map<std::string, int> view_refs_;       // committed layer → views on it
+  std::map<std::string, std::string> creating_;  // names a call is creating → their parent
+  std::set<std::string> busy_;                   // snapshots a Commit is working on
+  std::set<std::string> inflight_layers_;        // driver layers created, not yet in the catalog
+  std::map<std::string, std::string> mounts_;    // layer → mount dir (while we hold a Get)
+  std::map<std::string, int> view_refs_;         // committed layer → views on it
+  // Per layer: orders the driver's Get and Put of that layer (views share one mount).
+  std::map<std::string, std::shared_ptr<std::mutex>> layer_mu_;
 };
 
 }  // namespace slacker::snapshotter

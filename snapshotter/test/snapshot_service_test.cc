@@ -9,7 +9,9 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <functional>
 #include <future>
+#include <mutex>
 
 #include "common/files.h"
 #include "common/io.h"
@@ -33,14 +35,18 @@ class FakeDriver : public driver::GraphDriver {
     bool rw = false;
     int refs = 0;
   };
-  std::map<std::string, L> layers;
+  std::map<std::string, L> layers;  // guarded by mu (tests read it while no call runs)
   int diffs = 0;
+  // Called at the start of Diff, without mu held: a test blocks a Commit there.
+  std::function<void()> diff_gate;
+  std::recursive_mutex mu;
   std::string key = "k";  // the store's key, as on a default install
 
   Status Init(const std::string&, const std::vector<std::string>&) override { return Status::Ok(); }
   driver::Capabilities GetCapabilities() override { return {}; }
   std::vector<std::pair<std::string, std::string>> StatusRows() override { return {}; }
   Result<std::map<std::string, std::string>> GetMetadata(const std::string& id) override {
+    std::lock_guard<std::recursive_mutex> l(mu);
     if (!layers.count(id)) return Errorf(ENOENT, "no layer {}", id);
     std::map<std::string, std::string> m;
     if (layers[id].refs > 0) m["MergedDir"] = Dir(id);
@@ -49,21 +55,29 @@ class FakeDriver : public driver::GraphDriver {
   Status Create(const driver::CreateRequest& r) override { return Add(r, false); }
   Status CreateReadWrite(const driver::CreateRequest& r) override { return Add(r, true); }
   Status Remove(const std::string& id) override {
+    std::lock_guard<std::recursive_mutex> l(mu);
     layers.erase(id);
     return Status::Ok();
   }
   Result<std::string> Get(const std::string& id, const std::string&) override {
+    std::lock_guard<std::recursive_mutex> l(mu);
     if (!layers.count(id)) return Errorf(ENOENT, "no layer {}", id);
     layers[id].refs++;
     SLACKER_RETURN_IF_ERROR(MakeDirs(Dir(id), 0755));
     return Dir(id);
   }
   Status Put(const std::string& id) override {
+    std::lock_guard<std::recursive_mutex> l(mu);
     if (layers.count(id) && layers[id].refs > 0) layers[id].refs--;
     return Status::Ok();
   }
-  bool Exists(const std::string& id) override { return layers.count(id) > 0; }
+  bool Exists(const std::string& id) override {
+    std::lock_guard<std::recursive_mutex> l(mu);
+    return layers.count(id) > 0;
+  }
   Result<driver::DiffStream> Diff(const std::string& id, const std::string&) override {
+    if (diff_gate) diff_gate();
+    std::lock_guard<std::recursive_mutex> l(mu);
     if (!layers.count(id)) return Errorf(ENOENT, "no layer {}", id);
     diffs++;
     registry_shim::Reference ref;
@@ -84,6 +98,7 @@ class FakeDriver : public driver::GraphDriver {
       if (n == 0) break;
       bytes.append(buf, n);
     }
+    std::lock_guard<std::recursive_mutex> l(mu);
     SLACKER_ASSIGN_OR_RETURN(std::string parent_chain, ChainOfParent(id));
     SLACKER_ASSIGN_OR_RETURN(auto ref, registry_shim::DecodeReferenceTar(bytes, {{key}, false}, parent_chain));
     if (ref.store != kStore) return Errorf(EINVAL, "foreign store {}", ref.store);
@@ -94,10 +109,12 @@ class FakeDriver : public driver::GraphDriver {
   Status Cleanup() override { return Status::Ok(); }
   // A fake chain id per layer (layer ids are 32 hex characters).
   Result<std::string> ChainId(const std::string& id) override {
+    std::lock_guard<std::recursive_mutex> l(mu);
     if (!layers.count(id)) return Errorf(ENOENT, "no layer {}", id);
     return "sha256:" + id + id;
   }
   Result<std::string> ChainOfParent(const std::string& id) {
+    std::lock_guard<std::recursive_mutex> l(mu);
     if (!layers.count(id)) return Errorf(ENOENT, "no layer {}", id);
     return layers[id].parent.empty() ? Result<std::string>(std::string()) : ChainId(layers[id].parent);
   }
@@ -120,6 +137,7 @@ class FakeDriver : public driver::GraphDriver {
 
  private:
   Status Add(const driver::CreateRequest& r, bool rw) {
+    std::lock_guard<std::recursive_mutex> l(mu);
     if (layers.count(r.id)) return Errorf(EEXIST, "layer {} exists", r.id);
     if (!r.parent.empty() && !layers.count(r.parent)) return Errorf(ENOENT, "no parent {}", r.parent);
     layers[r.id] = L{r.parent, "", rw, 0};
@@ -360,6 +378,47 @@ TEST_F(SnapshotServiceTest, FifoOrDevZeroAtTheReferenceFileNeitherBlocksNorExhau
     EXPECT_EQ(c.code(), EINVAL) << c.message();
     ASSERT_TRUE(svc_->Remove("default/3/extract-3 sha256:abc").ok());
   }
+}
+
+// Scenario (issue 15): a Commit whose driver call is stuck (a frozen file system, a slow
+// store) must not hold up Stat, List or Prepare of other keys: the service-wide lock
+// guards only the catalog. Time-bounded: the old code fails here (those calls waited for
+// the Commit's lock), it does not hang. While it runs, the key being committed cannot be
+// removed or committed a second time.
+TEST_F(SnapshotServiceTest, BlockedCommitDoesNotBlockCallsOnOtherKeys) {
+  Layer(*svc_, "default/1/k", "default/2/base", "");
+  ASSERT_TRUE(svc_->Prepare("default/3/slow", "default/2/base", {}).ok());
+  std::promise<void> entered, release;
+  std::shared_future<void> released = release.get_future().share();
+  driver_->diff_gate = [&, released] {
+    entered.set_value();
+    released.wait();
+  };
+  auto commit = std::async(std::launch::async, [&] { return svc_->Commit("default/4/done", "default/3/slow", {}); });
+  ASSERT_EQ(entered.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready)
+      << "the Commit never reached the driver's Diff";
+  auto others = std::async(std::launch::async, [&] {
+    std::string problems;
+    auto st = svc_->Stat("default/2/base");
+    if (!st.ok()) problems += "Stat: " + st.status().message() + "; ";
+    if (svc_->Walk().size() != 2u) problems += "List does not show base and slow; ";
+    auto p = svc_->Prepare("default/5/other", "default/2/base", {});
+    if (!p.ok()) problems += "Prepare: " + p.status().message() + "; ";
+    Status rm = svc_->Remove("default/3/slow");
+    if (rm.code() != EBUSY) problems += "Remove of the key being committed: " + rm.message() + "; ";
+    Status again = svc_->Commit("default/6/again", "default/3/slow", {});
+    if (again.code() != EBUSY) problems += "a second Commit of it: " + again.message() + "; ";
+    return problems;
+  });
+  bool others_done = others.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  release.set_value();  // always: the test ends either way
+  ASSERT_TRUE(others_done) << "Stat/List/Prepare of other keys waited behind a Commit blocked in the driver";
+  EXPECT_EQ(others.get(), "");
+  Status c = commit.get();
+  ASSERT_TRUE(c.ok()) << c.message();
+  EXPECT_EQ(svc_->Stat("default/4/done")->kind, Kind::kCommitted);
+  EXPECT_EQ(svc_->Stat("default/3/slow").status().code(), ENOENT);
+  EXPECT_EQ(svc_->Stat("default/5/other")->kind, Kind::kActive);
 }
 
 TEST_F(SnapshotServiceTest, PublishedChainIsAdoptedByAnotherHostAsAlreadyExisting) {

@@ -5,6 +5,9 @@
 # and runs it, modifies, pushes a new tag; A pulls and runs that. Also checks that the
 # pushed committed layers are reference tars of a few KiB, and that an image whose
 # layers came in as ordinary tars goes out as ordinary tars with identical digests.
+# And that a registry user gets nothing out of the store (issue 15): a forged unsigned
+# reference to a private image's snapshot, and a signed reference grafted onto another
+# parent, pushed as images, are refused at pull by a default install (no --cluster-key).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_workdir
@@ -118,10 +121,49 @@ case_b_repushes_the_standard_base_unchanged() {
   assert_eq "$l1" "$l2" "layer digests after B re-pushed A's standard image"
 }
 
+# A private image on A, never pushed. Its snapshot id is no secret (a container reads it
+# from /sys/block/loop*/loop/backing_file); here `docker save` on A hands it over. Forged
+# unsigned references to it (format 1, and format 2 bound to the right parent), pushed as
+# images on top of the base layer, must not let B read it; nor may a validly signed
+# reference (app:v2's top, made on top of app:v1) grafted directly onto the base layer.
+case_forged_and_grafted_references_are_refused() {
+  local forge="python3 $E2E_LIB_DIR/forge_image.py" snap store base_chain out f
+  dk wa run --name cs --network none "$REG/base:1" sh -c 'echo top-secret > /secret' >/dev/null
+  dk wa commit cs private:1 >/dev/null
+  snap=$(dk wa save private:1 | $forge saved-snapshot)
+  store=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["uuid"])' "$W/store/store.json")
+  [ -e "$W/store/snapshots/$snap.img" ] || fail "private:1's snapshot $snap is not on the store"
+  $forge layer "$REG" base 1 0 "$W/base-layer.tar"
+  base_chain=sha256:$(sha256sum "$W/base-layer.tar" | cut -d' ' -f1)
+  $forge ref-tar "$W/forged1.tar" "$store" "$snap" 1
+  $forge ref-tar "$W/forged2.tar" "$store" "$snap" 2 "$base_chain"
+  for f in 1 2; do
+    $forge push "$REG" forged "v$f" "$W/base-layer.tar" "$W/forged$f.tar"
+    if out=$(dk wb pull "$REG/forged:v$f" 2>&1); then
+      fail "B pulled forged:v$f, an unsigned format $f reference to private:1's snapshot"
+    fi
+    e2e_log "pull forged:v$f: $(tail -c 300 <<<"$out")"
+    assert_contains "$out" "unsigned reference" "pull of forged:v$f"
+    if out=$(dk wb run --rm --network none "$REG/forged:v$f" cat /secret 2>&1); then
+      fail "B ran forged:v$f: $out"
+    fi
+    assert_not_contains "$out" "top-secret" "run of forged:v$f"
+  done
+  $forge layer "$REG" app v2 -1 "$W/app-v2-top.tar"
+  $forge push "$REG" grafted 1 "$W/base-layer.tar" "$W/app-v2-top.tar"
+  if out=$(dk wb pull "$REG/grafted:1" 2>&1); then
+    fail "B pulled a signed reference grafted onto another parent"
+  fi
+  e2e_log "pull grafted:1: $(tail -c 300 <<<"$out")"
+  assert_contains "$out" "another parent" "pull of grafted:1"
+  if dk wb image inspect "$REG/grafted:1" >/dev/null 2>&1; then fail "grafted:1 exists on B"; fi
+}
+
 run_case push_base_as_standard_tar case_push_base_as_standard_tar
 run_case a_commits_and_pushes_a_reference case_a_commits_and_pushes_a_reference
 run_case b_pulls_without_copying_and_runs case_b_pulls_without_copying_and_runs
 run_case b_modifies_and_pushes_a_new_tag case_b_modifies_and_pushes_a_new_tag
 run_case a_pulls_and_runs_b_s_tag case_a_pulls_and_runs_b_s_tag
 run_case b_repushes_the_standard_base_unchanged case_b_repushes_the_standard_base_unchanged
+run_case forged_and_grafted_references_are_refused case_forged_and_grafted_references_are_refused
 e2e_summary

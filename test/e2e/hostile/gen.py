@@ -255,12 +255,16 @@ def ref_tar(body, tail=b""):
 
 FOREIGN = "0123456789abcdef0123456789abcdef"
 MISSING = "fedcba9876543210fedcba9876543210"
+# The chain id of the one base layer (its DiffID): format 2 references below are bound to
+# the right parent, so what refuses them is the missing MAC, not the parent binding.
+with open(BASE, "rb") as f:
+    BASE_CHAIN = "sha256:" + hashlib.sha256(f.read()).hexdigest()
 # Unsigned (as anyone who read a snapshot id can forge them): refused before anything
 # else is looked at; format 1 (no parent binding) likewise.
-save("ref_foreign_store", ref_tar({"format": 2, "store": FOREIGN, "snapshot": MISSING, "parent": "", "bytes": 1})
+save("ref_foreign_store", ref_tar({"format": 2, "store": FOREIGN, "snapshot": MISSING, "parent": BASE_CHAIN, "bytes": 1})
      + END, "reject", "refusing an unsigned reference")
 save("ref_missing_snapshot",
-     ref_tar({"format": 2, "store": STORE, "snapshot": MISSING, "parent": "", "bytes": 1}) + END,
+     ref_tar({"format": 2, "store": STORE, "snapshot": MISSING, "parent": BASE_CHAIN, "bytes": 1}) + END,
      "reject", "refusing an unsigned reference")
 save("ref_format1_unsigned", ref_tar({"format": 1, "store": STORE, "snapshot": MISSING, "bytes": 1}) + END,
      "reject", "refusing an unsigned reference")

@@ -72,7 +72,7 @@ Result<std::unique_ptr<NfsView>> NfsView::Open(os::Os& os, Options opts) {
   if (BridgeMounted(os, v->dir_)) {
     // A bridge of a previous run that crashed: its FUSE connection is dead.
     log::Warn("nfs_bridge_stale_mount", {{"dir", v->dir_}});
-    os.Unmount(v->dir_, MNT_DETACH);
+    IgnoreError(os.Unmount(v->dir_, MNT_DETACH), "a stale bridge mount that will not detach is replaced by the new mount on top");
   }
   SLACKER_RETURN_IF_ERROR(v->StartBridge());
   v->supervisor_ = std::thread([raw = v.get()] { raw->Supervise(); });
@@ -146,7 +146,7 @@ void NfsView::Supervise() {
         std::lock_guard<std::mutex> l(mu_);
         pid_ = -1;
       }
-      os_.Unmount(dir_, MNT_DETACH);
+      IgnoreError(os_.Unmount(dir_, MNT_DETACH), "shutting down: the bridge exits anyway, which ends the mount");
       Status s = StartBridge();
       if (!s.ok()) log::Error("nfs_bridge_restart_failed", {{"err", s.message()}});
     }
@@ -173,7 +173,7 @@ void NfsView::Close() {
   if (!s.ok()) {
     log::Warn("nfs_bridge_busy", {{"dir", dir_}, {"err", s.message()},
                                   {"action", "detaching lazily; layers still attached lose their store"}});
-    os_.Unmount(dir_, MNT_DETACH);
+    IgnoreError(os_.Unmount(dir_, MNT_DETACH), "shutting down: the bridge exits anyway, which ends the mount");
   }
   if (pid <= 0) return;
   int status = 0;

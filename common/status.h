@@ -11,7 +11,7 @@
 
 namespace slacker {
 
-class Status {
+class [[nodiscard]] Status {
  public:
   Status() = default;  // OK
   static Status Ok() { return Status(); }
@@ -35,7 +35,7 @@ class Status {
 
 // A value or an error. Access value() only when ok().
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {}  // NOLINT: REQUIRES !status.ok()
@@ -53,6 +53,12 @@ class Result {
   std::optional<T> value_;
   Status status_;
 };
+
+// Drops `status` on purpose: `why` says why the caller can do nothing better with it
+// (best-effort cleanup after an earlier error, a rollback whose own failure must not hide
+// the error being returned). A non-OK status is still logged at warn level with `why`,
+// so nothing fails silently.
+void IgnoreError(const Status& status, std::string_view why);
 
 template <typename... Args>
 Status Errorf(int code, fmt::format_string<Args...> f, Args&&... args) {

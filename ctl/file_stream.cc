@@ -99,7 +99,7 @@ Result<ScratchDir> ScratchDir::Create(const std::string& parent) {
 }
 
 ScratchDir::~ScratchDir() {
-  if (!path_.empty()) RemoveTree(path_);
+  if (!path_.empty()) IgnoreError(RemoveTree(path_), "a destructor cannot fail; a leftover scratch dir only wastes space");
 }
 
 }  // namespace slacker::ctl

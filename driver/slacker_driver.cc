@@ -205,13 +205,13 @@ Status SlackerDriver::Recover() {
   SLACKER_RETURN_IF_ERROR(MakeDirs(JoinPath(backend_.root(), "chains"), 0700));
   SLACKER_ASSIGN_OR_RETURN(auto spooled, ListDir(JoinPath(opts_.state_dir, "spool")));
   for (const auto& f : spooled) {
-    RemoveFileIfExists(JoinPath(opts_.state_dir, "spool/" + f));  // an interrupted ApplyDiff
+    IgnoreError(RemoveFileIfExists(JoinPath(opts_.state_dir, "spool/" + f)), "a leftover spool file only wastes space; the next start removes it");
   }
   SLACKER_ASSIGN_OR_RETURN(auto names, ListDir(layers_dir));
   for (const auto& name : names) {
     std::string path = JoinPath(layers_dir, name);
     if (name.find(".tmp-") != std::string::npos || name.ends_with(".skel.tmp")) {
-      RemoveFileIfExists(path);  // an interrupted write; the old file (if any) is intact
+      IgnoreError(RemoveFileIfExists(path), "an interrupted write's temp file is never read; the next start removes it");
       continue;
     }
     if (!name.ends_with(".json")) continue;
@@ -232,7 +232,7 @@ Status SlackerDriver::Recover() {
   std::set<std::string> mounted_sources;
   for (const auto& m : mounts) {
     if (m.mount_point.starts_with(views_prefix)) {
-      Unmount(os_, m.mount_point);  // views never outlive a request
+      IgnoreError(Unmount(os_, m.mount_point), "recovery goes on; a view left mounted is reported by slackerctl verify");
       ::rmdir(m.mount_point.c_str());
       continue;
     }
@@ -241,7 +241,7 @@ Status SlackerDriver::Recover() {
     auto it = layers_.find(id);
     if (it == layers_.end()) {
       log::Warn("recover_unmount_orphan", {{"path", m.mount_point}});
-      Unmount(os_, m.mount_point);
+      IgnoreError(Unmount(os_, m.mount_point), "recovery goes on; an orphan mount left is reported by slackerctl verify");
       continue;
     }
     Layer& layer = *it->second;
@@ -249,7 +249,7 @@ Status SlackerDriver::Recover() {
       // A rw mount of a layer without a volume is the staging mount of an interrupted
       // ApplyDiff: nobody holds it, and kept it would refuse dockerd's retry ("mounted").
       log::Warn("recover_unmount_interrupted_apply", {{"layer", id}, {"path", m.mount_point}});
-      Unmount(os_, m.mount_point);
+      IgnoreError(Unmount(os_, m.mount_point), "recovery goes on; the retried ApplyDiff reports the mount if it is still there");
       continue;
     }
     // dockerd still holds its Get of a mounted layer (e.g. a running container); it
@@ -278,7 +278,7 @@ Status SlackerDriver::Recover() {
     for (const auto& f : *names) {
       if (f.find(".img.tmp-") == std::string::npos) continue;
       log::Warn("recover_remove_stray_clone", {{"file", JoinPath(volumes_dir, f)}});
-      RemoveFileIfExists(JoinPath(volumes_dir, f));
+      IgnoreError(RemoveFileIfExists(JoinPath(volumes_dir, f)), "a stray clone only wastes space; gc and the next start remove it");
     }
   }
   // Volumes: a volume file without has_volume is a half-done clone or ApplyDiff.
@@ -289,10 +289,10 @@ Status SlackerDriver::Recover() {
       bool keep = it != layers_.end() && it->second->rec.has_volume;
       if (!keep) {
         for (int idx : LoopsBacking(backend_.VolumePath(v))) {
-          if (!mounted_sources.count("/dev/loop" + std::to_string(idx))) os_.LoopClear(idx);
+          if (!mounted_sources.count("/dev/loop" + std::to_string(idx))) IgnoreError(os_.LoopClear(idx), "a busy loop device is cleared by autoclear when its last user closes it");
         }
         log::Warn("recover_remove_stray_volume", {{"layer", v}});
-        backend_.RemoveVolume(v);
+        IgnoreError(backend_.RemoveVolume(v), "a stray volume only wastes space; the next start removes it");
       }
     }
   }
@@ -302,7 +302,7 @@ Status SlackerDriver::Recover() {
     for (int idx : LoopsBacking(backend_.VolumePath(id))) {
       if (!mounted_sources.count("/dev/loop" + std::to_string(idx))) {
         log::Warn("recover_detach_loop", {{"layer", id}, {"loop", std::to_string(idx)}});
-        os_.LoopClear(idx);
+        IgnoreError(os_.LoopClear(idx), "a busy loop device is cleared by autoclear when its last user closes it");
       }
     }
   }
@@ -532,7 +532,7 @@ Status SlackerDriver::Remove(const std::string& id) {
   std::string snap = layer->rec.snapshot;
   SLACKER_RETURN_IF_ERROR(RemoveFileIfExists(JoinPath(opts_.state_dir, "layers/" + id + ".json")));
   SLACKER_FAULT_POINT("remove.after_record");
-  RemoveFileIfExists(JoinPath(opts_.state_dir, "layers/" + id + ".ref"));
+  IgnoreError(RemoveFileIfExists(JoinPath(opts_.state_dir, "layers/" + id + ".ref")), "the layer is gone (its record is removed); a stray .ref file is never read again");
   ::rmdir(MountPath(id).c_str());
   layer->removed = true;
   {
@@ -599,7 +599,7 @@ Status SlackerDriver::MaterializeVolume(Layer& layer) {
   next.dirty = base.empty() || base != layer.rec.snapshot;
   Status s = Persist(next);
   if (!s.ok()) {
-    backend_.RemoveVolume(id);
+    IgnoreError(backend_.RemoveVolume(id), "rollback: the Persist error is what the caller must see; a stray volume is removed at the next start");
     return s;
   }
   layer.rec = next;
@@ -628,13 +628,13 @@ Status SlackerDriver::CloneBase(const std::string& snap, const std::string& laye
   Status s = loopdev::ResizeExt4Offline(vol, size_bytes);
   if (s.ok()) return Status::Ok();
   if (size_bytes > cur) {
-    backend_.RemoveVolume(layer_id);
+    IgnoreError(backend_.RemoveVolume(layer_id), "rollback: the resize error is what the caller must see; a stray volume is removed at the next start");
     return s.Context(fmt::format("grow layer file system to {} bytes", size_bytes));
   }
   log::Info("quota_copy_fallback", {{"layer", layer_id}, {"bytes", std::to_string(size_bytes)},
                                      {"resize_error", s.message()}});
   s = CopyTreeIntoNewFs(snap, layer_id, size_bytes);
-  if (!s.ok()) backend_.RemoveVolume(layer_id);
+  if (!s.ok()) IgnoreError(backend_.RemoveVolume(layer_id), "rollback: the copy error is what the caller must see; a stray volume is removed at the next start");
   return s;
 }
 
@@ -675,12 +675,12 @@ Result<std::string> SlackerDriver::EnsureTemplate(uint64_t size_bytes) {
   std::string tmp = fmt::format("{}.tmp-{}-{}", path, opts_.host_id, getpid());
   Status s = loopdev::FormatExt4(tmp, size_bytes);
   if (!s.ok()) {
-    RemoveFileIfExists(tmp);
+    IgnoreError(RemoveFileIfExists(tmp), "rollback: the format error is what the caller must see");
     return s.Context("format template");
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
-    RemoveFileIfExists(tmp);
+    IgnoreError(RemoveFileIfExists(tmp), "rollback: the rename error is what the caller must see");
     return Status::FromErrno(err, "publish template " + path);
   }
   log::Info("template_created", {{"path", path}, {"bytes", std::to_string(size_bytes)}});
@@ -1056,7 +1056,7 @@ Result<int64_t> SlackerDriver::ApplyReference(Layer& layer, const std::string& b
     if (ref->snapshot != layer.rec.snapshot) Release(ref->snapshot, id);
     return written;
   }
-  if (layer.rec.has_volume) backend_.RemoveVolume(id);  // superseded by the reference
+  if (layer.rec.has_volume) IgnoreError(backend_.RemoveVolume(id), "the reference replaces the volume; a stray volume is removed at the next start");
   ReleaseReplaced(layer.rec.snapshot, next.snapshot, id);
   layer.rec = next;
   log::Info("apply_reference", {{"layer", id}, {"snapshot", ref->snapshot}});
@@ -1267,7 +1267,7 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
   // Any failure from here on discards the staging volume (an interrupted ApplyDiff
   // leaves no layer content behind; dockerd retries).
   auto discard = [&](const Status& s) -> Status {
-    if (!had_volume) backend_.RemoveVolume(id);
+    if (!had_volume) IgnoreError(backend_.RemoveVolume(id), "rollback: the apply error is what the caller must see; a stray volume is removed at the next start");
     return s.Context("apply diff to layer " + id);
   };
   std::string mnt = MountPath(id);
@@ -1285,7 +1285,7 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
   if (stats.ok()) FlushBeforeUnmount(os_, id, mnt, -1);  // the volume becomes a snapshot next
   Status um = Unmount(os_, mnt);
   if (!stats.ok() || !close.ok() || !um.ok()) {
-    RemoveFileIfExists(skel_tmp);
+    IgnoreError(RemoveFileIfExists(skel_tmp), "rollback: the apply error is what the caller must see");
     Status err = !stats.ok() ? stats.status() : !close.ok() ? close : um;
     // The layer's ext4 image is sparse on the store: a full store shows up inside it as
     // EIO, not ENOSPC. Say what it is.
@@ -1296,14 +1296,14 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
                          {"host", opts_.host_id}, {"bytes", stats->size}};
   auto snap = backend_.PromoteVolume(id, meta);
   if (!snap.ok()) {
-    RemoveFileIfExists(skel_tmp);
+    IgnoreError(RemoveFileIfExists(skel_tmp), "rollback: the promote error is what the caller must see");
     return discard(snap.status());
   }
   NoteClaim(*snap, id);
   std::string skel_path = backend_.SnapshotFilePath(*snap, ".skel");
   if (::rename(skel_tmp.c_str(), skel_path.c_str()) != 0) {
     int err = errno;
-    RemoveFileIfExists(skel_tmp);
+    IgnoreError(RemoveFileIfExists(skel_tmp), "rollback: the rename error is what the caller must see");
     return Status::FromErrno(err, "publish skeleton " + skel_path);
   }
   SLACKER_FAULT_POINT("apply.before_record");

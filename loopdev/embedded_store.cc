@@ -26,7 +26,7 @@ Status CreateXfsImage(const std::string& image_path, uint64_t size_bytes) {
     if (!fd.valid()) return Status::FromErrno(errno, "create " + tmp);
     if (::ftruncate(fd.get(), static_cast<off_t>(size_bytes)) != 0) {
       int err = errno;
-      RemoveFileIfExists(tmp);
+      IgnoreError(RemoveFileIfExists(tmp), "rollback: the ftruncate error is what the caller must see");
       return Status::FromErrno(err, fmt::format("extend {} to {} bytes", tmp, size_bytes));
     }
   }
@@ -34,12 +34,12 @@ Status CreateXfsImage(const std::string& image_path, uint64_t size_bytes) {
   // to mount on a device whose sector size exceeds its own.
   Status s = RunToolChecked({"mkfs.xfs", "-q", "-m", "reflink=1", "-s", "size=4096", tmp});
   if (!s.ok()) {
-    RemoveFileIfExists(tmp);
+    IgnoreError(RemoveFileIfExists(tmp), "rollback: the mkfs error is what the caller must see");
     return s.Context("format " + image_path);
   }
   if (::rename(tmp.c_str(), image_path.c_str()) != 0) {
     int err = errno;
-    RemoveFileIfExists(tmp);
+    IgnoreError(RemoveFileIfExists(tmp), "rollback: the rename error is what the caller must see");
     return Status::FromErrno(err, "publish " + image_path);
   }
   return Status::Ok();
@@ -92,7 +92,7 @@ Result<std::string> EnsureEmbeddedStore(os::Os& os, const std::string& state_dir
           }
         }
         log::Warn("embedded_store_stale_loop", {{"device", LoopPath(index)}, {"image", image}});
-        os.LoopClear(index);
+        IgnoreError(os.LoopClear(index), "a stale loop device that is busy is detached by autoclear when its last user closes it");
       }
     }
   }

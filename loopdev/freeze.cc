@@ -19,7 +19,7 @@ FrozenFs::FrozenFs(FrozenFs&& other) noexcept
 
 FrozenFs& FrozenFs::operator=(FrozenFs&& other) noexcept {
   if (this != &other) {
-    Thaw();
+    IgnoreError(Thaw(), "a move assignment cannot fail; a failed thaw is logged and the fs stays frozen");
     os_ = other.os_;
     mountpoint_ = std::exchange(other.mountpoint_, std::string());
   }

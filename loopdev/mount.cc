@@ -128,7 +128,7 @@ Result<MountedImage> MountedImage::Mount(os::Os& os, const std::string& image, c
   }
   if (!s.ok()) {
     // Without autoclear the binding would outlive the fd: clear it explicitly.
-    if (!config.autoclear) loop.Detach();
+    if (!config.autoclear) IgnoreError(loop.Detach(), "rollback: the mount error is what the caller must see");
     return s.Context("mount " + image);
   }
   if (!config.autoclear) {
@@ -146,7 +146,7 @@ MountedImage::MountedImage(MountedImage&& other) noexcept
 
 MountedImage& MountedImage::operator=(MountedImage&& other) noexcept {
   if (this != &other) {
-    Unmount();
+    IgnoreError(Unmount(), "a move assignment cannot fail; a mount left behind is logged and re-synced at start");
     os_ = other.os_;
     target_ = std::exchange(other.target_, std::string());
     device_ = std::move(other.device_);

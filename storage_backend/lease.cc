@@ -165,7 +165,7 @@ Result<std::unique_ptr<Lease>> Lease::Acquire(const std::string& dir, const std:
     SLACKER_RETURN_IF_ERROR(AtomicWriteFile(tmp, ToJson(me), true, 0600).Context(what));
     int rc = ::link(tmp.c_str(), path.c_str());
     int err = errno;
-    (void)RemoveFileIfExists(tmp);  // nodiscard: a leftover .new- file is inert (never read)
+    IgnoreError(RemoveFileIfExists(tmp), "a leftover .new- file is inert (never read)");
     if (rc == 0) {
       SLACKER_RETURN_IF_ERROR(FsyncDir(dir).Context(what));
       log::Info("lease_acquired", {{"lease", path}, {"expires_in_s", std::to_string(opts.ttl_sec)}});
@@ -198,7 +198,7 @@ Result<std::unique_ptr<Lease>> Lease::Acquire(const std::string& dir, const std:
     } else {
       log::Warn("lease_taken_over", {{"lease", path}, {"stale_holder", cur->Describe(now)}});
     }
-    (void)RemoveFileIfExists(aside);  // nodiscard: an inert leftover at worst
+    IgnoreError(RemoveFileIfExists(aside), "an inert leftover at worst");
   }
   return Errorf(EBUSY, "{}: other processes keep taking it; retry", what);
 }

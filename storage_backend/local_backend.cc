@@ -336,7 +336,7 @@ class LocalBackend : public Backend {
         ::unlinkat(snaps.get(), (id + ".img.tmp").c_str(), 0);
       }
       ::unlinkat(snaps.get(), (id + ".json").c_str(), 0);
-      RemoveRel(RefRel(id));  // nodiscard: best effort; a stray marker only delays gc
+      IgnoreError(RemoveRel(RefRel(id)), "best effort: a stray marker only delays gc");
       return s.Context(what);
     };
     // Through the fd, never the name: what was renamed in is re-checked to be a regular

@@ -37,13 +37,13 @@ class RootFixture : public ::testing::Test {
   void TearDown() override {
     if (dir_.empty()) return;
     for (int round = 0; round < 20 && (!MountsUnder().empty() || !LoopsUnder().empty()); ++round) {
-      for (const auto& m : MountsUnder()) os_->Unmount(m, round < 10 ? 0 : MNT_DETACH);
-      for (int index : LoopsUnder()) os_->LoopClear(index);
+      for (const auto& m : MountsUnder()) IgnoreError(os_->Unmount(m, round < 10 ? 0 : MNT_DETACH), "retried; checked below");
+      for (int index : LoopsUnder()) IgnoreError(os_->LoopClear(index), "retried; checked below");
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     EXPECT_TRUE(MountsUnder().empty()) << "leaked mounts under " << dir_;
     EXPECT_TRUE(LoopsUnder().empty()) << "leaked loop devices backing files under " << dir_;
-    RemoveTree(dir_);
+    IgnoreError(RemoveTree(dir_), "test teardown: a leftover scratch dir only wastes space");
   }
 
   // Makes a sparse XFS (reflink=1) image of `bytes` and mounts it at <dir>/xfs.

@@ -19,7 +19,7 @@ class ScratchDir {
   ScratchDir(const ScratchDir&) = delete;
   ScratchDir& operator=(const ScratchDir&) = delete;
   ~ScratchDir() {
-    if (!path_.empty()) RemoveTree(path_);
+    if (!path_.empty()) IgnoreError(RemoveTree(path_), "test teardown: a leftover scratch dir only wastes space");
   }
   const std::string& path() const { return path_; }
   std::string operator/(const std::string& name) const { return JoinPath(path_, name); }

@@ -79,7 +79,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (::mkdir(s.root.c_str(), 0755) != 0) Die("mkdir " + s.root);
   StringSource src(std::string(reinterpret_cast<const char*>(data), size));
   auto stats = registry_shim::ApplyTar(src, s.root, nullptr);
-  (void)stats;  // nodiscard: a refused tar is a fine outcome; only the host matters here
+  (void)stats;  // a refused tar is a fine outcome; only the host matters here
   auto after = s.canary->Snapshot();
   if (!after.ok()) Die("canaries: " + after.status().ToString());
   if (*after != s.before) {

@@ -97,7 +97,10 @@ _nfs_start_ganesha() {
   e2e_spawn nfs-ganesha "$d/ganesha.out" nsenter -t "$(cat "$d/ns.pid")" -m -- \
     /usr/bin/ganesha.nfsd -F -f "$d/ganesha.conf" -L "$d/ganesha.log" -p /run/ganesha/ganesha.pid
   for ((i = 0; i < 100; i++)); do
-    nfs-ls "nfs://127.0.0.1$NFS_EXPORT/" >/dev/null 2>&1 && return 0
+    if nfs-ls "nfs://127.0.0.1$NFS_EXPORT/" >/dev/null 2>&1; then
+      date +%s >"$d/ganesha.ready-second" # its write verifier is from this second or before
+      return 0
+    fi
     e2e_alive "$E2E_SPAWNED_PID" || break
     sleep 0.2
   done
@@ -106,7 +109,17 @@ _nfs_start_ganesha() {
 
 _nfs_stop_ganesha() { e2e_stop nfs-ganesha ganesha 20 || true; }
 
-nfs_start_ganesha() { _nfs_start_ganesha; }
+# nfs_start_ganesha: start the NFS server again after nfs_kill_ganesha, as a new instance a
+# client can tell from the one before. ganesha's write verifier is its start time in whole
+# seconds (ServerEpoch), so an instance started within the same second as the previous one
+# has the same verifier and no NFS client can detect that UNSTABLE writes were lost (a real
+# storage host takes longer than a second to come back). Wait for the next second first.
+nfs_start_ganesha() {
+  local ready
+  ready=$(cat "$W/nfs/ganesha.ready-second" 2>/dev/null || echo 0)
+  while [ "$(date +%s)" -le "$ready" ]; do sleep 0.1; done
+  _nfs_start_ganesha
+}
 
 # nfs_kill_ganesha: SIGKILL the NFS server: no clean shutdown, as in a crash.
 nfs_kill_ganesha() {

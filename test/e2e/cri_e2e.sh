@@ -401,6 +401,13 @@ case_image_fs_info() {
   sum=$(c c1 snapshots --snapshotter slacker usage -b | awk 'NR > 1 {s += $2} END {print s + 0}')
   e2e_log "ImageFsInfo used_bytes $used; sum of ctr snapshots usage $sum"
   assert_eq "$sum" "$used" "ImageFsInfo used_bytes against the snapshots' usage"
+  # Nothing creates that directory for a proxy snapshotter, so kubelet could not read the
+  # image fs capacity there; deploy/kubernetes binds the store on it (install step 4).
+  [ ! -e "$mp" ] || fail "$mp exists before the deployment step creates it"
+  mkdir -p "$mp"
+  mount --bind "$W/store" "$mp"
+  assert_eq "$(stat -f -c '%b %S' "$W/store")" "$(stat -f -c '%b %S' "$mp")" "capacity kubelet reads at the image fs path"
+  umount "$mp"
 }
 
 case_snapshotter_restart_under_running_pod() {

@@ -17,6 +17,7 @@
 //   create --pod ID --name N --image IMG [--log-path REL] [pod flags] [--] CMD...
 //                                     prints container_id=
 //   start ID | stop ID [--grace S] | rm ID | inspect ID | exec ID CMD...
+//   stats ID                          the writable layer's usage (kubelet's ephemeral storage)
 // Pod flags: --pod-name N --pod-uid U --pod-ns NS --log-dir DIR --cgroup-parent CG
 // Exit status: 0 ok, 1 the call failed (gRPC status printed), 2 usage, 3 not found.
 #include <grpcpp/grpcpp.h>
@@ -329,6 +330,17 @@ int Run(const Args& a) {
     std::cout << "id=" << s.id() << "\nstate=" << ContainerStateName(s.state())
               << "\nexit_code=" << s.exit_code() << "\nimage_ref=" << s.image_ref()
               << "\nreason=" << s.reason() << "\nlog_path=" << s.log_path() << "\n";
+    return 0;
+  }
+  if (cmd == "stats") {
+    cri::ContainerStatsRequest req;
+    cri::ContainerStatsResponse resp;
+    req.set_container_id(Arg(a, 0, "CONTAINER"));
+    if (int rc = Check(c.runtime().ContainerStats(c.Ctx().get(), req, &resp), cmd)) return rc;
+    const auto& w = resp.stats().writable_layer();
+    std::cout << "writable_mountpoint=" << w.fs_id().mountpoint() << "\nwritable_used_bytes=" << w.used_bytes().value()
+              << "\nwritable_inodes_used=" << w.inodes_used().value() << "\nwritable_timestamp=" << w.timestamp()
+              << "\n";
     return 0;
   }
   if (cmd == "ps") {

@@ -20,7 +20,7 @@ METHODS = {
     "RuntimeService": ["Version", "RunPodSandbox", "StopPodSandbox", "RemovePodSandbox",
                        "PodSandboxStatus", "ListPodSandbox", "CreateContainer",
                        "StartContainer", "StopContainer", "RemoveContainer",
-                       "ListContainers", "ContainerStatus", "ExecSync", "Status"],
+                       "ListContainers", "ContainerStatus", "ContainerStats", "ExecSync", "Status"],
     "ImageService": ["ListImages", "ImageStatus", "PullImage", "RemoveImage", "ImageFsInfo"],
 }
 # Message types the client never needs (resource limits, security profiles, devices,
@@ -28,7 +28,7 @@ METHODS = {
 DROP = {
     "LinuxContainerResources", "WindowsContainerConfig",
     "WindowsPodSandboxConfig", "Device", "Mount", "LinuxPodSandboxStats", "PodSandboxStats",
-    "ContainerStats", "SecurityProfile", "Capability", "Int64Value", "LinuxSandboxSecurityContext_selinux",
+    "CpuUsage", "MemoryUsage", "SecurityProfile", "Capability", "Int64Value", "LinuxSandboxSecurityContext_selinux",
     "SELinuxOption", "HugepageLimit", "WindowsSandboxSecurityContext", "PortMapping",
     "DNSConfig", "LinuxPodSandboxConfig_resources", "PodIP", "PodSandboxNetworkStatus",
     "ContainerResources", "PodSandboxStatusResponse_containers_statuses",

@@ -14,7 +14,8 @@
 #   3. a second containerd (own snapshotter, same store) pulls and starts the same image
 #      through CRI: no layer blob fetched, no snapshot created, store growth in KiB
 #   4. ImageFsInfo: the image file system is the snapshotter's and its usage is the
-#      snapshots' usage
+#      snapshots' usage; ContainerStats: the writable layer counts what the container
+#      wrote, not the image's tree (kubelet's ephemeral-storage accounting)
 #   5. a snapshotter restart under a running pod: the container keeps running and
 #      writing, exec works, a new container starts in the same pod
 #   6. slackerctl gc (dry run, then --delete) keeps every snapshot the containerds use
@@ -410,6 +411,27 @@ case_image_fs_info() {
   umount "$mp"
 }
 
+case_writable_layer_usage() {
+  local ids pod_id cid out used inodes i
+  # kubelet's ephemeral-storage accounting reads the container's writable layer from
+  # ContainerStats: CRI takes it from the snapshotter's Usage of the active snapshot. It
+  # must be what the container wrote (8 MiB), not the image's tree (BIG_MIB MiB).
+  ids=$(run_pod_container c1 p4 "$REG/app:v1" writer sh -c 'head -c 8388608 /dev/urandom > /written; sync; sleep 600')
+  read -r pod_id cid <<<"$ids"
+  for ((i = 0; i < 100; i++)); do
+    out=$(cri c1 stats "$cid")
+    used=$(field writable_used_bytes <<<"$out")
+    [ "${used:-0}" -lt $((8 << 20)) ] || break
+    sleep 0.2
+  done
+  inodes=$(field writable_inodes_used <<<"$out")
+  e2e_log "ContainerStats writable layer after writing 8 MiB on a ${BIG_MIB} MiB image: $used bytes, $inodes inodes"
+  [ "$used" -ge $((8 << 20)) ] || fail "writable layer usage $used bytes: the 8 MiB written are not counted"
+  [ "$used" -lt $((16 << 20)) ] || fail "writable layer usage $used bytes counts more than the container wrote"
+  [ "$inodes" -lt 100 ] || fail "writable layer counts $inodes inodes for one new file"
+  remove_pod c1 "$pod_id" "$cid"
+}
+
 case_snapshotter_restart_under_running_pod() {
   local ids pod_id cid n1 n2 cid2 out
   # shellcheck disable=SC2016 # the container's shell expands it
@@ -488,6 +510,7 @@ run_case "CRI: standard image, pod, container output" case_pull_standard_image_a
 run_case "CRI: reference image pull downloads no layer data" case_pull_reference_image_downloads_no_data
 run_case "CRI on a second containerd: no data copied" case_second_containerd_starts_it_without_copying
 run_case "CRI ImageFsInfo" case_image_fs_info
+run_case "CRI ContainerStats: writable layer usage" case_writable_layer_usage
 run_case "CRI: snapshotter restart under a running pod" case_snapshotter_restart_under_running_pod
 run_case "slackerctl gc keeps what containerd uses" case_gc_keeps_what_containerd_uses
 run_case "CRI removal leaves nothing mounted" case_removal_leaves_nothing_mounted

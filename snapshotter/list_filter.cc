@@ -35,11 +35,20 @@ class Scanner {
         c = s_[pos_++];
         if (q == '"') {
           switch (c) {
-            case 'n': c = '\n'; break;
-            case 't': c = '\t'; break;
-            case 'r': c = '\r'; break;
-            case '"': case '\\': break;
-            default: return Error(std::string("unsupported escape \\") + c);
+            case 'n':
+              c = '\n';
+              break;
+            case 't':
+              c = '\t';
+              break;
+            case 'r':
+              c = '\r';
+              break;
+            case '"':
+            case '\\':
+              break;
+            default:
+              return Error(std::string("unsupported escape \\") + c);
           }
         } else if (c != q) {
           out += '\\';  // /…/ and |…| keep other escapes for the regular expression
@@ -55,13 +64,17 @@ class Scanner {
     if (IsQuote(Peek())) return Quoted();
     const size_t start = pos_;
     if (!std::isalpha(static_cast<unsigned char>(Peek()))) return Error("expected a field name");
-    while (pos_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '_')) ++pos_;
+    while (pos_ < s_.size() &&
+           (std::isalnum(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '_'))
+      ++pos_;
     return s_.substr(start, pos_ - start);
   }
   Result<std::string> Value() {
     if (IsQuote(Peek())) return Quoted();
     const size_t start = pos_;
-    while (pos_ < s_.size() && s_[pos_] != ',' && !std::isspace(static_cast<unsigned char>(s_[pos_]))) ++pos_;
+    while (pos_ < s_.size() && s_[pos_] != ',' &&
+           !std::isspace(static_cast<unsigned char>(s_[pos_])))
+      ++pos_;
     if (pos_ == start) return Error("expected a value");
     return s_.substr(start, pos_ - start);
   }
@@ -76,7 +89,9 @@ bool Field(const Info& info, const std::vector<std::string>& path, std::string* 
   if (path.empty()) return false;
   const std::string& f = path[0];
   if (f == "kind") {
-    *value = info.kind == Kind::kActive ? "active" : info.kind == Kind::kView ? "view" : "committed";
+    *value = info.kind == Kind::kActive ? "active"
+             : info.kind == Kind::kView ? "view"
+                                        : "committed";
     return true;
   }
   if (f == "name") return *value = info.name, true;
@@ -148,10 +163,14 @@ bool ListFilter::MatchSelector(const Selector& sel, const Info& info) {
   std::string value;
   const bool present = Field(info, sel.path, &value);
   switch (sel.op) {
-    case Op::kPresent: return present;
-    case Op::kEqual: return present && value == sel.value;
-    case Op::kNotEqual: return value != sel.value;
-    case Op::kMatches: return std::regex_search(value, sel.re);
+    case Op::kPresent:
+      return present;
+    case Op::kEqual:
+      return present && value == sel.value;
+    case Op::kNotEqual:
+      return value != sel.value;
+    case Op::kMatches:
+      return std::regex_search(value, sel.re);
   }
   return false;
 }

@@ -129,7 +129,8 @@ std::string StoreIndex::PathFor(const std::string& ns, const std::string& name) 
 
 Status StoreIndex::Publish(const std::string& ns, const Entry& e) {
   SLACKER_RETURN_IF_ERROR(MakeDirs(dir_, 0755));
-  json j = {{"name", e.name}, {"namespace", ns}, {"snapshot", e.snapshot}, {"bytes", e.bytes}, {"inodes", e.inodes}, {"host", e.host}};
+  json j = {{"name", e.name},   {"namespace", ns},     {"snapshot", e.snapshot},
+            {"bytes", e.bytes}, {"inodes", e.inodes}, {"host", e.host}};
   return AtomicWriteFile(PathFor(ns, e.name), j.dump() + "\n").Context("publish snapshot name " + e.name);
 }
 
@@ -215,7 +216,8 @@ Status SnapshotService::Save() {
   for (const auto& [name, e] : entries_) {
     arr.push_back({{"name", e->name}, {"kind", KindName(e->kind)}, {"parent", e->parent}, {"layer", e->layer},
                    {"labels", e->labels}, {"created", e->created_ns}, {"updated", e->updated_ns},
-                   {"bytes", e->bytes}, {"inodes", e->inodes}, {"base_bytes", e->base_bytes}, {"base_inodes", e->base_inodes}});
+                   {"bytes", e->bytes}, {"inodes", e->inodes}, {"base_bytes", e->base_bytes},
+                   {"base_inodes", e->base_inodes}});
   }
   json j = {{"format", 1}, {"snapshots", arr}};
   return AtomicWriteFile(JoinPath(opts_.state_dir, "catalog.json"), j.dump() + "\n").Context("save catalog");

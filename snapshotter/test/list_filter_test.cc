@@ -49,14 +49,14 @@ TEST(ListFilter, SelectsAsContainerdDoes) {
       {{"labels.team!=blue"}, "134"},  // absent counts as "not equal"
       {{R"(labels."containerd.io/gc.root")"}, "1"},
       {{R"(labels."containerd.io/snapshot.ref"==sha256:bb)"}, "2"},
-      {{"kind==committed,labels.team"}, "2"},        // AND
-      {{"kind==active", "kind==view"}, "34"},        // OR
-      {{"kind==active", ""}, "1234"},                // an empty filter matches all
+      {{"kind==committed,labels.team"}, "2"},  // AND
+      {{"kind==active", "kind==view"}, "34"},  // OR
+      {{"kind==active", ""}, "1234"},          // an empty filter matches all
       {{"name~=^k8s\\.io/"}, "123"},
-      {{"name~=/ctr-[0-9]+$/"}, "3"},                // quoted /…/ value
-      {{"name~=|^default/|"}, "4"},                 // quoted |…| value
+      {{"name~=/ctr-[0-9]+$/"}, "3"},  // quoted /…/ value
+      {{"name~=|^default/|"}, "4"},    // quoted |…| value
       {{R"x(name~="sha256:(aa|bb)")x"}, "12"},
-      {{"labels.team ~= ^r"}, "3"},                  // spaces around operators
+      {{"labels.team ~= ^r"}, "3"},  // spaces around operators
       {{"nosuchfield"}, ""},
       {{"nosuchfield!=x"}, "1234"},
   };

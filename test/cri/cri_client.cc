@@ -157,10 +157,14 @@ int Check(const grpc::Status& s, const std::string& what) {
 
 const char* ContainerStateName(cri::ContainerState s) {
   switch (s) {
-    case cri::CONTAINER_CREATED: return "created";
-    case cri::CONTAINER_RUNNING: return "running";
-    case cri::CONTAINER_EXITED: return "exited";
-    default: return "unknown";
+    case cri::CONTAINER_CREATED:
+      return "created";
+    case cri::CONTAINER_RUNNING:
+      return "running";
+    case cri::CONTAINER_EXITED:
+      return "exited";
+    default:
+      return "unknown";
   }
 }
 
@@ -197,7 +201,8 @@ int Run(const Args& a) {
     cri::ImageFsInfoResponse resp;
     if (int rc = Check(c.images().ImageFsInfo(c.Ctx().get(), req, &resp), cmd)) return rc;
     for (const auto& f : resp.image_filesystems()) {
-      std::cout << "mountpoint=" << f.fs_id().mountpoint() << "\nused_bytes=" << f.used_bytes().value()
+      std::cout << "mountpoint=" << f.fs_id().mountpoint()
+                << "\nused_bytes=" << f.used_bytes().value()
                 << "\ninodes_used=" << f.inodes_used().value() << "\ntimestamp=" << f.timestamp()
                 << "\n";
     }
@@ -255,8 +260,8 @@ int Run(const Args& a) {
     req.set_pod_sandbox_id(Arg(a, 0, "POD"));
     if (int rc = Check(c.runtime().PodSandboxStatus(c.Ctx().get(), req, &resp), cmd)) return rc;
     const auto& s = resp.status();
-    std::cout << "id=" << s.id() << "\nstate="
-              << (s.state() == cri::SANDBOX_READY ? "ready" : "notready")
+    std::cout << "id=" << s.id()
+              << "\nstate=" << (s.state() == cri::SANDBOX_READY ? "ready" : "notready")
               << "\nnetwork=" << cri::NamespaceMode_Name(s.linux().namespaces().options().network())
               << "\n";
     return 0;
@@ -338,9 +343,10 @@ int Run(const Args& a) {
     req.set_container_id(Arg(a, 0, "CONTAINER"));
     if (int rc = Check(c.runtime().ContainerStats(c.Ctx().get(), req, &resp), cmd)) return rc;
     const auto& w = resp.stats().writable_layer();
-    std::cout << "writable_mountpoint=" << w.fs_id().mountpoint() << "\nwritable_used_bytes=" << w.used_bytes().value()
-              << "\nwritable_inodes_used=" << w.inodes_used().value() << "\nwritable_timestamp=" << w.timestamp()
-              << "\n";
+    std::cout << "writable_mountpoint=" << w.fs_id().mountpoint()
+              << "\nwritable_used_bytes=" << w.used_bytes().value()
+              << "\nwritable_inodes_used=" << w.inodes_used().value()
+              << "\nwritable_timestamp=" << w.timestamp() << "\n";
     return 0;
   }
   if (cmd == "ps") {

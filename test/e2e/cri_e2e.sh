@@ -37,21 +37,6 @@ BIG_MIB=64
 
 # --- helpers
 
-# start_snapshotter NAME [args]: socket $W/NAME.sock, state $W/NAME-state, host id NAME.
-start_snapshotter() {
-  local name=$1 pid
-  shift
-  rm -f "$W/$name.sock"
-  e2e_spawn "snap-$name" "$W/$name-snapshotter.log" "$SNAPSHOTTER" --address "$W/$name.sock" \
-    --state "$W/$name-state" --host-id "$name" --log-level debug "$@"
-  pid=$E2E_SPAWNED_PID
-  [ -e "$W/.e2e/registered-snap-$name" ] || {
-    touch "$W/.e2e/registered-snap-$name"
-    e2e_defer e2e_stop "snap-$name" "slacker-snapshotter $name" 30
-  }
-  e2e_wait_for "slacker-snapshotter $name" "$pid" "$W/$name-snapshotter.log" test -S "$W/$name.sock"
-}
-
 # cri_config DIR SNAPSHOTTER_SOCKET: a containerd 1.6 config with the CRI plugin on
 # slacker. Everything containerd and CRI write is under DIR: root, state, sockets, runc's
 # state, CNI config and binary dirs (CRI creates conf_dir; host-network pods never use

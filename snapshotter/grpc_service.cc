@@ -6,6 +6,7 @@
 #include "common/files.h"
 #include "common/log.h"
 #include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
+#include "snapshotter/list_filter.h"
 
 namespace slacker::snapshotter {
 
@@ -120,16 +121,24 @@ class GrpcServer::Impl final : public pb::Snapshots::Service {
     if (r.ok()) ToPb(*r, resp->mutable_info());
     return Logged("Update", in.name, r.status());
   }
-  // Filters are not evaluated: every snapshot is sent and containerd's callers check
-  // what they filtered on (metadata/snapshot.go re-checks label and parent).
-  grpc::Status List(grpc::ServerContext*, const pb::ListSnapshotsRequest*,
+  // Filters in containerd's syntax (list_filter.h): any of them matches; none = all.
+  grpc::Status List(grpc::ServerContext*, const pb::ListSnapshotsRequest* req,
                     grpc::ServerWriter<pb::ListSnapshotsResponse>* writer) override {
+    auto filter = ListFilter::Parse({req->filters().begin(), req->filters().end()});
+    if (!filter.ok()) return Logged("List", "", filter.status());
     auto all = s_.Walk();
     constexpr size_t kBatch = 100;
-    for (size_t i = 0; i < all.size(); i += kBatch) {
-      pb::ListSnapshotsResponse resp;
-      for (size_t j = i; j < all.size() && j < i + kBatch; ++j) ToPb(all[j], resp.add_info());
-      if (!writer->Write(resp)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+    pb::ListSnapshotsResponse resp;
+    for (const auto& info : all) {
+      if (!filter->Match(info)) continue;
+      ToPb(info, resp.add_info());
+      if (static_cast<size_t>(resp.info_size()) == kBatch) {
+        if (!writer->Write(resp)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+        resp.Clear();
+      }
+    }
+    if (resp.info_size() > 0 && !writer->Write(resp)) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
     }
     return grpc::Status::OK;
   }

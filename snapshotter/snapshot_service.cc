@@ -25,6 +25,9 @@ struct SnapshotService::Entry {
   int64_t created_ns = 0;
   int64_t updated_ns = 0;
   uint64_t bytes = 0;  // committed: size of the change against the parent
+  // committed: inodes the change added (known when this host committed it from an active
+  // snapshot, or from the store's index; 0 for a reference layer's snapshot)
+  uint64_t inodes = 0;
   // active: the file system's use when it was prepared (the parent's tree), so Usage
   // reports what the snapshot itself added, as containerd's contract asks.
   int64_t base_bytes = 0;
@@ -126,7 +129,8 @@ std::string StoreIndex::PathFor(const std::string& ns, const std::string& name) 
 
 Status StoreIndex::Publish(const std::string& ns, const Entry& e) {
   SLACKER_RETURN_IF_ERROR(MakeDirs(dir_, 0755));
-  json j = {{"name", e.name}, {"namespace", ns}, {"snapshot", e.snapshot}, {"bytes", e.bytes}, {"host", e.host}};
+  json j = {{"name", e.name},   {"namespace", ns},     {"snapshot", e.snapshot},
+            {"bytes", e.bytes}, {"inodes", e.inodes}, {"host", e.host}};
   return AtomicWriteFile(PathFor(ns, e.name), j.dump() + "\n").Context("publish snapshot name " + e.name);
 }
 
@@ -144,6 +148,7 @@ Result<StoreIndex::Entry> StoreIndex::Lookup(const std::string& ns, const std::s
   e.name = name;
   e.snapshot = j["snapshot"].get<std::string>();
   e.bytes = j.value("bytes", uint64_t{0});
+  e.inodes = j.value("inodes", uint64_t{0});
   e.host = j.value("host", "");
   return e;
 }
@@ -192,6 +197,7 @@ Status SnapshotService::Load() {
     e->created_ns = s.value("created", int64_t{0});
     e->updated_ns = s.value("updated", int64_t{0});
     e->bytes = s.value("bytes", uint64_t{0});
+    e->inodes = s.value("inodes", uint64_t{0});
     e->base_bytes = s.value("base_bytes", int64_t{0});
     e->base_inodes = s.value("base_inodes", int64_t{0});
     if (s.contains("labels") && s["labels"].is_object()) {
@@ -210,7 +216,8 @@ Status SnapshotService::Save() {
   for (const auto& [name, e] : entries_) {
     arr.push_back({{"name", e->name}, {"kind", KindName(e->kind)}, {"parent", e->parent}, {"layer", e->layer},
                    {"labels", e->labels}, {"created", e->created_ns}, {"updated", e->updated_ns},
-                   {"bytes", e->bytes}, {"base_bytes", e->base_bytes}, {"base_inodes", e->base_inodes}});
+                   {"bytes", e->bytes}, {"inodes", e->inodes}, {"base_bytes", e->base_bytes},
+                   {"base_inodes", e->base_inodes}});
   }
   json j = {{"format", 1}, {"snapshots", arr}};
   return AtomicWriteFile(JoinPath(opts_.state_dir, "catalog.json"), j.dump() + "\n").Context("save catalog");
@@ -451,6 +458,7 @@ Result<std::vector<Mount>> SnapshotService::Create(const std::string& key, const
         e->labels = labels;
         e->created_ns = e->updated_ns = NowNs();
         e->bytes = published->bytes;
+        e->inodes = published->inodes;
         Status s = AddToCatalog(e);
         if (!s.ok()) {
           RollBackLayer(id);
@@ -554,7 +562,7 @@ Status SnapshotService::Commit(const std::string& name, const std::string& key, 
   // store uuid, existence, MAC). The clone is dropped. The file is read by the driver from
   // the layer's image: a FIFO or a link there is refused, never opened.
   std::string ref_tar;
-  SLACKER_RETURN_IF_ERROR(EnsureMounted(active->layer).status());
+  SLACKER_ASSIGN_OR_RETURN(std::string active_dir, EnsureMounted(active->layer));
   if (IsExtractionKey(key)) {
     auto body = driver_.ReadReferenceFile(active->layer);
     if (body.ok()) {
@@ -564,7 +572,12 @@ Status SnapshotService::Commit(const std::string& name, const std::string& key, 
                            fmt::format("commit {}: {} in the layer: {}", key, kRefFile, body.status().message()));
     }
   }
+  uint64_t inodes = 0;
   if (ref_tar.empty()) {
+    // The inodes this layer added (Usage reports them; kubelet's image fs accounting).
+    if (auto use = opts_.fs_use(active_dir); use.ok()) {
+      inodes = static_cast<uint64_t>(std::max<int64_t>(0, use->inodes - active->base_inodes));
+    }
     // Snapshot while still mounted: the driver freezes the file system, so every write
     // is in the file even if another mount namespace still holds a copy of the mount
     // (an unmount here would then leave dirty data in that superblock's cache).
@@ -596,6 +609,7 @@ Status SnapshotService::Commit(const std::string& name, const std::string& key, 
   e->labels = labels.empty() ? active->labels : labels;
   e->created_ns = e->updated_ns = NowNs();
   e->bytes = ref->bytes;
+  e->inodes = inodes;
   Status s = AddToCatalog(e, key, active);
   if (!s.ok()) {
     RollBackLayer(id);
@@ -606,7 +620,7 @@ Status SnapshotService::Commit(const std::string& name, const std::string& key, 
   if (!rm.ok()) log::Warn("commit_remove_active_failed", {{"layer", active->layer}, {"err", rm.message()}});
   if (opts_.index) {
     auto [ns, portable] = SplitBackendKey(name);
-    Status p = opts_.index->Publish(ns, StoreIndex::Entry{portable, ref->snapshot, ref->bytes, opts_.host_id});
+    Status p = opts_.index->Publish(ns, StoreIndex::Entry{portable, ref->snapshot, ref->bytes, opts_.host_id, inodes});
     if (!p.ok()) log::Warn("publish_failed", {{"name", name}, {"err", p.message()}});
   }
   log::Info("commit", {{"name", name}, {"key", key}, {"snapshot", ref->snapshot}, {"layer", id}});
@@ -699,9 +713,9 @@ Result<Usage> SnapshotService::GetUsage(const std::string& key) {
     if (it == entries_.end()) return Errorf(ENOENT, "snapshot {} does not exist", key);
     e = *it->second;
   }
-  if (e.kind == Kind::kCommitted) return Usage{static_cast<int64_t>(e.bytes), 0};
+  if (e.kind == Kind::kCommitted) return Usage{static_cast<int64_t>(e.bytes), static_cast<int64_t>(e.inodes)};
   if (e.kind == Kind::kView) return Usage{};
-  // An active snapshot's own file system: what it holds now (its whole tree).
+  // An active snapshot: what its file system holds now beyond its parent's tree.
   SLACKER_ASSIGN_OR_RETURN(std::string dir, EnsureMounted(e.layer));
   SLACKER_ASSIGN_OR_RETURN(Usage now, opts_.fs_use(dir));
   return Usage{std::max<int64_t>(0, now.size - e.base_bytes), std::max<int64_t>(0, now.inodes - e.base_inodes)};

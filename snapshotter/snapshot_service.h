@@ -72,6 +72,7 @@ class StoreIndex {
     std::string snapshot;  // snapshot id on the store
     uint64_t bytes = 0;    // size of the change against its parent
     std::string host;      // who published it
+    uint64_t inodes = 0;   // inodes the change added (0: unknown, e.g. a reference layer)
   };
   explicit StoreIndex(std::string dir) : dir_(std::move(dir)) {}
   Status Publish(const std::string& ns, const Entry& e);

@@ -213,6 +213,32 @@ TEST_F(SnapshotServiceTest, UsageOfAnActiveSnapshotCountsOnlyWhatItAdded) {
   EXPECT_EQ(u->inodes, 10);
 }
 
+TEST_F(SnapshotServiceTest, UsageOfACommittedSnapshotCountsTheInodesItAdded) {
+  // CRI's ImageFsInfo sums inodes over committed layers (kubelet's image fs inodes).
+  Usage fs{100 << 20, 1000};
+  ServiceOptions o;
+  o.state_dir = JoinPath(dir_, "u/state");
+  o.store_uuid = kStore;
+  o.host_id = "u";
+  o.index = index_;
+  o.fs_use = [&fs](const std::string&) -> Result<Usage> { return fs; };
+  FakeDriver d(JoinPath(dir_, "u"));
+  {
+    auto svc = SnapshotService::Open(d, o);
+    ASSERT_TRUE(svc.ok());
+    ASSERT_TRUE((*svc)->Prepare("default/1/k", "", {}).ok());
+    fs = Usage{(100 << 20) + (4 << 20), 1025};
+    ASSERT_TRUE((*svc)->Commit("default/2/c", "default/1/k", {}).ok());
+    EXPECT_EQ((*svc)->GetUsage("default/2/c")->inodes, 25);
+  }
+  auto reopened = SnapshotService::Open(d, o);  // kept in the catalog
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ((*reopened)->GetUsage("default/2/c")->inodes, 25);
+  auto published = index_->Lookup("default", "c");  // and on the store, for other hosts
+  ASSERT_TRUE(published.ok()) << published.status().message();
+  EXPECT_EQ(published->inodes, 25u);
+}
+
 TEST_F(SnapshotServiceTest, CommitTurnsActiveIntoCommittedAndDropsTheKey) {
   Layer(*svc_, "default/1/k", "default/2/c", "");
   EXPECT_EQ(svc_->Stat("default/1/k").status().code(), ENOENT);
@@ -525,6 +551,37 @@ TEST_F(GrpcServiceTest, PrepareCommitStatListOverTheWire) {
   google::protobuf::Empty e;
   grpc::ClientContext rctx;
   EXPECT_EQ(stub_->Remove(&rctx, rreq, &e).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(GrpcServiceTest, ListHonoursFilters) {
+  pb::PrepareSnapshotResponse resp;
+  ASSERT_TRUE(Prepare("default/1/k", "", &resp).ok());
+  ASSERT_TRUE(Commit("default/2/c", "default/1/k").ok());
+  ASSERT_TRUE(Prepare("default/3/child", "default/2/c", &resp).ok());
+  auto list = [&](const std::vector<std::string>& filters, std::set<std::string>* names) {
+    pb::ListSnapshotsRequest req;
+    for (const auto& f : filters) req.add_filters(f);
+    grpc::ClientContext ctx;
+    auto reader = stub_->List(&ctx, req);
+    pb::ListSnapshotsResponse lresp;
+    while (reader->Read(&lresp)) {
+      for (const auto& i : lresp.info()) names->insert(i.name());
+    }
+    return reader->Finish();
+  };
+  std::set<std::string> names;
+  ASSERT_TRUE(list({"kind==active"}, &names).ok());
+  EXPECT_EQ(names, (std::set<std::string>{"default/3/child"}));
+  names.clear();
+  ASSERT_TRUE(list({"parent==default/2/c", "kind==committed"}, &names).ok());
+  EXPECT_EQ(names, (std::set<std::string>{"default/2/c", "default/3/child"}));
+  names.clear();
+  ASSERT_TRUE(list({"labels.l==v,kind==committed"}, &names).ok());
+  EXPECT_EQ(names, (std::set<std::string>{"default/2/c"}));
+  names.clear();
+  ASSERT_TRUE(list({"labels.nope"}, &names).ok());
+  EXPECT_TRUE(names.empty());
+  EXPECT_EQ(list({"kind=="}, &names).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST_F(GrpcServiceTest, UpdateAppliesTheFieldMask) {

@@ -23,21 +23,6 @@ e2e_workdir
 
 # --- helpers: a private containerd with slacker-snapshotter as its proxy plugin
 
-# start_snapshotter NAME [args]: socket $W/NAME.sock, state $W/NAME-state, host id NAME.
-start_snapshotter() {
-  local name=$1 pid
-  shift
-  rm -f "$W/$name.sock"
-  e2e_spawn "snap-$name" "$W/$name-snapshotter.log" "$SNAPSHOTTER" --address "$W/$name.sock" \
-    --state "$W/$name-state" --host-id "$name" --log-level debug "$@"
-  pid=$E2E_SPAWNED_PID
-  [ -e "$W/.e2e/registered-snap-$name" ] || {
-    touch "$W/.e2e/registered-snap-$name"
-    e2e_defer e2e_stop "snap-$name" "slacker-snapshotter $name" 30
-  }
-  e2e_wait_for "slacker-snapshotter $name" "$pid" "$W/$name-snapshotter.log" test -S "$W/$name.sock"
-}
-
 # start_ctrd NAME SNAPSHOTTER_NAME: containerd under $W/NAME, socket $W/NAME/ctd.sock.
 start_ctrd() {
   local name=$1 snap=$2 d=$W/$1 pid

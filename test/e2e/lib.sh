@@ -475,6 +475,23 @@ disabled_plugins = [$disabled]
 EOF
 }
 
+# start_snapshotter NAME [args]: slacker-snapshotter ($SNAPSHOTTER) with socket
+# $W/NAME.sock, state $W/NAME-state, host id NAME, log $W/NAME-snapshotter.log; stopped by
+# the cleanup trap (containerd_e2e.sh, cri_e2e.sh).
+start_snapshotter() {
+  local name=$1 pid
+  shift
+  rm -f "$W/$name.sock"
+  e2e_spawn "snap-$name" "$W/$name-snapshotter.log" "$SNAPSHOTTER" --address "$W/$name.sock" \
+    --state "$W/$name-state" --host-id "$name" --log-level debug "$@"
+  pid=$E2E_SPAWNED_PID
+  [ -e "$W/.e2e/registered-snap-$name" ] || {
+    touch "$W/.e2e/registered-snap-$name"
+    e2e_defer e2e_stop "snap-$name" "slacker-snapshotter $name" 30
+  }
+  e2e_wait_for "slacker-snapshotter $name" "$pid" "$W/$name-snapshotter.log" test -S "$W/$name.sock"
+}
+
 # containerd: without --containerd, dockerd 20.10 uses the system containerd if
 # /run/containerd/containerd.sock exists and only otherwise starts one of its own. A
 # test must never share the host's containerd, so each private dockerd gets its own

@@ -1,9 +1,10 @@
 #include "nfs_bridge/supervision.h"
 
 #include <cerrno>
-#include <charconv>
+#include <limits>
 
 #include "common/files.h"
+#include "common/flags.h"
 #include "common/log.h"
 
 namespace slacker::nfs_bridge {
@@ -18,53 +19,34 @@ const char* const kUsage =
     "  --unstable-limit BYTES  unstable (not yet committed) bytes kept per open file before a\n"
     "                   write commits early (default 67108864)\n";
 
-namespace {
-
-template <class T>
-Result<T> Number(const std::string& flag, const std::string& text) {
-  T value{};
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size())
-    return Errorf(EINVAL, "{} wants a number, not {:?}", flag, text);
-  return value;
-}
-
-}  // namespace
-
 Result<BridgeArgs> ParseBridgeArgs(const std::vector<std::string>& args) {
   BridgeArgs out;
-  std::vector<std::string> positional;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    bool has_value = i + 1 < args.size();
-    if (a == "--help" || a == "-h") {
-      out.help = true;
-      return out;
-    } else if (a == "--stable-writes") {
-      out.fs.stable_writes = true;
-    } else if (a == "--contexts" || a == "--unstable-limit" || a == "--stats-file" || a == "-o") {
-      if (!has_value) return Errorf(EINVAL, "{} needs a value", a);
-      const std::string& v = args[++i];
-      if (a == "--contexts") {
-        SLACKER_ASSIGN_OR_RETURN(out.contexts, Number<int>(a, v));
-        if (out.contexts < 1 || out.contexts > 64) return Errorf(EINVAL, "--contexts {} is not in 1..64", v);
-      } else if (a == "--unstable-limit") {
-        SLACKER_ASSIGN_OR_RETURN(out.fs.unstable_limit, Number<uint64_t>(a, v));
-      } else if (a == "--stats-file") {
-        out.stats_file = v;
-      } else {
-        out.fuse_options.push_back("-o");
-        out.fuse_options.push_back(v);
-      }
-    } else if (a.starts_with("-")) {
-      return Errorf(EINVAL, "unknown option {}", a);
-    } else {
-      positional.push_back(a);
-    }
+  FlagSet cli;
+  cli.Switch("--stable-writes", &out.fs.stable_writes);
+  cli.String("--stats-file", &out.stats_file);
+  cli.Custom("--contexts", [&out](const std::string& v) {
+    SLACKER_ASSIGN_OR_RETURN(out.contexts, ParseIntFlag("--contexts", v, 1, 64));
+    return Status::Ok();
+  });
+  cli.Custom("--unstable-limit", [&out](const std::string& v) {
+    SLACKER_ASSIGN_OR_RETURN(out.fs.unstable_limit,
+                             ParseIntFlag("--unstable-limit", v, 0, std::numeric_limits<long long>::max()));
+    return Status::Ok();
+  });
+  cli.Custom("-o", [&out](const std::string& v) {  // FUSE's own mount options
+    out.fuse_options.push_back("-o");
+    out.fuse_options.push_back(v);
+    return Status::Ok();
+  });
+  SLACKER_ASSIGN_OR_RETURN(FlagSet::Parsed parsed, cli.Parse(args));
+  if (parsed.help) {
+    out.help = true;
+    return out;
   }
-  if (positional.size() != 2) return Errorf(EINVAL, "want nfs://HOST/EXPORT and MOUNTPOINT, got {} arguments", positional.size());
-  out.url = positional[0];
-  out.mount_point = positional[1];
+  if (parsed.positional.size() != 2)
+    return Errorf(EINVAL, "want nfs://HOST/EXPORT and MOUNTPOINT, got {} arguments", parsed.positional.size());
+  out.url = parsed.positional[0];
+  out.mount_point = parsed.positional[1];
   SLACKER_ASSIGN_OR_RETURN(out.nfs, ParseNfsUrl(out.url));
   return out;
 }

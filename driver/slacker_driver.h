@@ -10,17 +10,22 @@
 //   snapshot-only image layer ──Get──▶ read-only mount of the snapshot (never cloned)
 //
 // Writes are detected with the loop device's write counter (/sys/block/loopN/stat)
-// sampled after syncfs: unchanged counter since the last snapshot ⇒ same content.
+// sampled after syncfs: unchanged counter since the last snapshot ⇒ same content
+// (driver/snapshot_currency.h). The implementation is split by concern: see the file map
+// in driver/README.md.
 #pragma once
 
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 
+#include "common/mutex.h"
+#include "driver/claims.h"
 #include "driver/graph_driver.h"
+#include "driver/layer.h"
 #include "driver/layer_record.h"
 #include "os/os.h"
 #include "registry_shim/reference.h"
@@ -44,11 +49,14 @@ struct DriverOptions {
   static constexpr uint64_t kDefaultMaxSpoolBytes = 64ull << 30;
 };
 
+class LayerView;
+
 class SlackerDriver : public GraphDriver {
  public:
   // REQUIRES: `os` and `backend` outlive the driver.
   static Result<std::unique_ptr<SlackerDriver>> Open(os::Os& os, storage_backend::Backend& backend,
                                                      DriverOptions options);
+  // Keeps every mount (dockerd still holds its Gets): the next Open adopts them.
   ~SlackerDriver() override;
 
   Status Init(const std::string& home, const std::vector<std::string>& options) override;
@@ -81,85 +89,89 @@ class SlackerDriver : public GraphDriver {
   };
   Counters counters() const;
 
-  struct Layer;  // in-memory state of one layer (slacker_driver.cc)
-  class View;    // a read view of a layer's tree
-
  private:
   SlackerDriver(os::Os& os, storage_backend::Backend& backend, DriverOptions options);
-  Status Recover();
   static Result<uint64_t> ParseDriverOptions(const std::vector<std::string>& options, uint64_t default_size);
   Status CreateLayer(const CreateRequest& req, LayerKind kind);
-  std::shared_ptr<Layer> Find(const std::string& id);
   Status Persist(const LayerRecord& rec);
   std::string MountPath(const std::string& id) const;
+  uint64_t DefaultSize() const EXCLUDES(config_mu_);
+  void Count(uint64_t Counters::*counter) EXCLUDES(counters_mu_);
 
-  // The following REQUIRE the layer's mutex held.
-  Result<std::string> GetLocked(Layer& layer);
-  Status PutLocked(Layer& layer, bool force);
-  Status MaterializeVolume(Layer& layer);
-  Status MountVolume(Layer& layer);
-  Result<std::string> SnapshotLocked(Layer& layer);
-  Status SyncVolumeFile(const std::string& id);
-  Result<int64_t> DiffBytesAgainstParent(Layer& layer, const std::string& layer_root);
-  Result<uint64_t> SnapshotDiffBytes(Layer& layer, const std::string& snap);
-  std::vector<int> LoopsBacking(const std::string& file);
-  Result<int64_t> ApplyReference(Layer& layer, const std::string& bytes);
-  // The chain id references on top of `rec` (an image layer being applied, or a written
-  // read-write layer) are bound to: ChainId(rec.parent). Takes ancestors' mutexes.
-  Result<std::string> ReferenceParent(const LayerRecord& rec);
-  Status VerifyReference(const registry_shim::Reference& ref, const std::string& parent_chain);
-  registry_shim::ReferenceTrust Trust();
-  Result<int64_t> ApplyStandard(Layer& layer, ByteSource& tar);
-  Result<int64_t> ApplyStandardInto(Layer& layer, ByteSource& tar, const std::string& chain_key);
-  std::string ChainPath(const std::string& key) const;
-
-  // Claims (storage_backend/STORE.md "Ref markers"): the layers of this host that use a
-  // snapshot. refs/<host>/<snap> exists while a snapshot has claims; claims_mu_ covers
-  // both the map and the marker files, so a Release that deletes a marker never races an
-  // AddRef that found it present.
-  // Claim: adds `layer_id`'s claim, creating the marker (durably) if it is the first.
-  Status Claim(const std::string& snap, const std::string& layer_id);
-  // As Claim, for a snapshot the backend just published (and marked) for this layer.
-  void NoteClaim(const std::string& snap, const std::string& layer_id);
-  // Drops `layer_id`'s claim; the last one deletes the marker.
-  void Release(const std::string& snap, const std::string& layer_id);
-  // After Claim: whether the snapshot may be used (its image exists and no gc tombstoned
-  // it; a claim made before the tombstone is seen by that gc's re-check).
-  bool ClaimableSnapshot(const std::string& snap) const;
-  // Releases `old_snap` if a layer's record moved from it to another snapshot.
-  void ReleaseReplaced(const std::string& old_snap, const std::string& new_snap, const std::string& layer_id);
-  // Start-up (under the host id's lease): claims from the records; deletes the markers no
-  // record names and re-creates missing ones.
+  // recovery.cc: start-up, in phases (each says what crash it repairs).
+  Status Recover();
+  Status RemoveLeftoverSpool();
+  Status LoadRecords();
+  Status AdoptMounts(std::set<std::string>& mounted_sources);
+  void RemoveStrayCloneTempFiles();
+  void RemoveStrayVolumes(const std::set<std::string>& mounted_sources);
+  void DetachIdleLoops(const std::set<std::string>& mounted_sources);
+  void RemoveOrphanInitLayers();
   Status ReconcileMarkers();
+  std::vector<int> LoopsBacking(const std::string& file);
 
+  // mounts.cc: Get/Put, the layer's mount and read views.
+  Result<std::string> GetLocked(Layer& layer) REQUIRES(layer.mu);
+  Status PutLocked(Layer& layer, bool force) REQUIRES(layer.mu);
+  Status MountSnapshot(Layer& layer) REQUIRES(layer.mu);
+  Status MountVolume(Layer& layer) REQUIRES(layer.mu);
+  Status MaterializeVolume(Layer& layer) REQUIRES(layer.mu);
+  // The write counter of `loop_index` after a syncfs of `mountpoint`.
+  Result<uint64_t> SampleWrites(int loop_index, const std::string& mountpoint);
+  Result<std::unique_ptr<LayerView>> OpenView(const std::string& id);
+
+  // snapshot.cc: the layer's snapshot and what Diff returns.
+  Result<std::string> SnapshotLocked(Layer& layer) REQUIRES(layer.mu);
+  Result<std::string> TakeSnapshot(Layer& layer, bool mounted) REQUIRES(layer.mu);
+  Result<DiffStream> DiffLocked(Layer& layer) REQUIRES(layer.mu);
+  Status SyncVolumeFile(const std::string& id);
+  Result<int64_t> DiffBytesAgainstParent(Layer& layer, const std::string& layer_root) REQUIRES(layer.mu);
+  Result<uint64_t> SnapshotDiffBytes(Layer& layer, const std::string& snap) REQUIRES(layer.mu);
   // The snapshot that holds layer `id`'s current content ("" = empty file system).
   // Takes the layer's mutex (callers hold only descendants' mutexes: child → parent order).
   Result<std::string> ContentSnapshot(const std::string& id);
-  Result<std::unique_ptr<View>> OpenView(const std::string& id);
   Result<std::string> BaseOf(const std::string& id, const std::string& parent, const char* what);
   Result<std::vector<Change>> ChangesAgainst(const std::string& root, const std::string& base_id);
-  Result<uint64_t> SampleWrites(int loop_index, const std::string& mountpoint);
+
+  // references.cc: chain ids, signing keys, reference files.
+  // The chain id references on top of `rec` (an image layer being applied, or a written
+  // read-write layer) are bound to: ChainId(rec.parent). Takes ancestors' mutexes.
+  Result<std::string> ReferenceParent(const LayerRecord& rec);
+  registry_shim::ReferenceTrust Trust() EXCLUDES(trust_mu_);
+
+  // apply.cc: ApplyDiff.
+  Result<int64_t> ApplyReference(Layer& layer, const std::string& bytes) REQUIRES(layer.mu);
+  Result<int64_t> ApplyStandard(Layer& layer, ByteSource& tar) REQUIRES(layer.mu);
+  Result<int64_t> ApplyDedupHit(Layer& layer, const std::string& snap, const std::string& diff_id,
+                                const std::string& chain_id) REQUIRES(layer.mu);
+  Result<int64_t> ApplyStandardInto(Layer& layer, ByteSource& tar, const std::string& chain_key,
+                                    const std::optional<std::string>& chain_id) REQUIRES(layer.mu);
+  std::string ChainPath(const std::string& key) const;
   Status CheckStoreSpace(uint64_t need, const std::string& what);
+
+  // quota.cc: making a layer's volume (clone, template, size).
   Status CloneBase(const std::string& snap, const std::string& layer_id, uint64_t size_bytes);
-  Result<std::string> EnsureTemplate(uint64_t size_bytes);
+  Result<std::string> EnsureTemplate(uint64_t size_bytes) EXCLUDES(template_mu_);
   Status CopyTreeIntoNewFs(const std::string& snap, const std::string& layer_id, uint64_t size_bytes);
 
   os::Os& os_;
   storage_backend::Backend& backend_;
-  DriverOptions opts_;
-  std::string home_;
+  const DriverOptions opts_;  // default_size and trust.keys as given: see below
   uint64_t default_size_at_start_ = 0;  // before any Init option
 
-  // Guards layers_ and counters_. A leaf lock: a layer's mutex may be held when taking
-  // it, never the other way round.
-  mutable std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Layer>> layers_;
-  Counters counters_;
-  std::mutex template_mu_;
-  mutable std::mutex trust_mu_;  // guards opts_.trust.keys (reloaded: key rotation)
-  // A leaf lock, held across marker file operations: no other lock is taken under it.
-  std::mutex claims_mu_;
-  std::map<std::string, std::set<std::string>> claims_;  // snapshot -> layer ids
+  LayerTable layers_;
+  ClaimSet claims_;
+
+  mutable common::Mutex config_mu_;  // Init's options
+  std::string home_ GUARDED_BY(config_mu_);
+  uint64_t default_size_ GUARDED_BY(config_mu_) = 0;
+
+  mutable common::Mutex counters_mu_;  // a leaf lock
+  Counters counters_ GUARDED_BY(counters_mu_);
+
+  common::Mutex template_mu_;  // held while a template is formatted: one at a time
+  mutable common::Mutex trust_mu_;
+  registry_shim::ReferenceTrust trust_ GUARDED_BY(trust_mu_);  // keys reloaded: key rotation
 };
 
 }  // namespace slacker::driver

@@ -120,6 +120,7 @@ Result<MountedImage> MountedImage::Mount(os::Os& os, const std::string& image, c
   os::LoopConfig config = options.loop;
   config.read_only = options.read_only;
   SLACKER_ASSIGN_OR_RETURN(LoopDevice loop, LoopDevice::Attach(os, image, config));
+  if (options.after_attach) options.after_attach();
   Status s;
   if (options.fstype == "ext4") {
     s = MountExt4(os, loop.path(), target, options.read_only);
@@ -161,9 +162,9 @@ MountedImage::~MountedImage() {
   if (!s.ok()) log::Error("unmount_failed", {{"path", target_}, {"err", s.message()}});
 }
 
-Status MountedImage::Unmount() {
+Status MountedImage::Unmount(BusyPolicy busy) {
   if (target_.empty()) return Status::Ok();
-  Status s = UnmountPath(*os_, target_);
+  Status s = UnmountPath(*os_, target_, busy);
   if (s.ok()) target_.clear();
   return s;
 }

@@ -3,6 +3,7 @@
 // the truth the driver re-syncs its refcounted mounts from after a restart.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,6 +58,8 @@ class MountedImage {
     std::string fstype = "ext4";  // "ext4" uses MountExt4; others mount with MS_NOATIME
     bool read_only = false;
     os::LoopConfig loop;          // read_only is forced to match `read_only`
+    // Runs between the attach and the mount (the driver's crash fault point there).
+    std::function<void()> after_attach;
   };
   // Attach `image` and mount it at `target` (an existing directory). On failure nothing
   // stays attached or mounted.
@@ -64,6 +67,11 @@ class MountedImage {
                                     const Options& options);
   static Result<MountedImage> Mount(os::Os& os, const std::string& image, const std::string& target) {
     return Mount(os, image, target, Options{});
+  }
+
+  // Takes ownership of a mount made earlier (found in /proc/self/mountinfo at start-up).
+  static MountedImage Adopt(os::Os& os, std::string target, std::string device, int loop_index) {
+    return MountedImage(&os, std::move(target), std::move(device), loop_index);
   }
 
   MountedImage(MountedImage&& other) noexcept;
@@ -76,8 +84,9 @@ class MountedImage {
   // "/dev/loopN" the image was attached to.
   const std::string& device() const { return device_; }
   int loop_index() const { return loop_index_; }
-  // Unmounts now (kFail policy); the object is empty afterwards.
-  Status Unmount();
+  // Unmounts now; the object is empty afterwards unless the unmount failed (then it still
+  // owns the mount).
+  Status Unmount(BusyPolicy busy = BusyPolicy::kFail);
   // Keeps the mount; the object forgets it. Returns the mount point.
   std::string Release();
 

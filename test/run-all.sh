@@ -4,6 +4,8 @@
 #                so it runs against the normal build only)
 #   build-asan/  -DSLACKER_SANITIZE=ON (ASan + UBSan): unit and root tests
 #   build-fuzz/  -DSLACKER_FUZZ=ON (clang, libFuzzer + ASan + UBSan): test/fuzz/run.sh
+#   build-tsa/   -DSLACKER_THREAD_SAFETY=ON (clang -Wthread-safety as errors): builds the
+#                annotated libraries (driver, loopdev, common), runs nothing
 # Root is needed for the root and e2e labels. Runs everything even after a failure,
 # prints each ctest summary at the end, and exits non-zero if anything failed.
 #   test/run-all.sh
@@ -54,6 +56,14 @@ if step configure-asan cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSLACK
   built_asan=1
 else
   built_asan=0
+fi
+
+# The lock rules (common/thread_annotations.h): clang -Wthread-safety as errors over the
+# annotated libraries and what they include.
+tsa_targets=(slacker_common slacker_loopdev slacker_driver)
+if step configure-thread-safety cmake -S . -B build-tsa -DCMAKE_BUILD_TYPE=Debug -DSLACKER_THREAD_SAFETY=ON \
+  -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14; then
+  step thread-safety cmake --build build-tsa -j"$jobs" --target "${tsa_targets[@]}" || true
 fi
 
 if [ "$(id -u)" != 0 ]; then

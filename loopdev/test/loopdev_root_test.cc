@@ -172,6 +172,34 @@ TEST_F(LoopdevRootTest, FindLoopsBackingFindsTheRealLoopAndWritesAreCounted) {
   EXPECT_GE(*after - *before, (1u << 20) / 512);
 }
 
+// The driver's layer mounts: made with a hook between attach and mount (a crash fault
+// point), released at the driver's exit and adopted again from mountinfo at its start.
+TEST_F(LoopdevRootTest, AReleasedMountIsAdoptedAndItsOwnerUnmountsIt) {
+  FreshExt4(64ull << 20);
+  MountedImage::Options o;
+  int hooks = 0;
+  o.after_attach = [&] { ++hooks; };
+  auto m = MountedImage::Mount(*os_, image_, mnt_, o);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  EXPECT_EQ(hooks, 1);
+  std::string device = m->device();
+  int index = m->loop_index();
+  m->Release();
+  {
+    auto mounts = ReadMountInfo(*os_);
+    ASSERT_TRUE(mounts.ok());
+    const MountInfoEntry* e = FindMount(*mounts, mnt_);
+    ASSERT_NE(e, nullptr) << "Release unmounted";
+    EXPECT_EQ(e->source, device);
+  }
+  MountedImage adopted = MountedImage::Adopt(*os_, mnt_, device, index);
+  EXPECT_EQ(adopted.loop_index(), index);
+  ASSERT_TRUE(adopted.Unmount(BusyPolicy::kDetach).ok());
+  auto mounts = ReadMountInfo(*os_);
+  ASSERT_TRUE(mounts.ok());
+  EXPECT_EQ(FindMount(*mounts, mnt_), nullptr);
+}
+
 // The driver's snapshot cache counts on these (freeze.h): sampled while frozen plus the
 // thaw's own write is the counter of the snapshot's content, and an idle syncfs writes
 // nothing. A kernel writing less at thaw would let a small write go unnoticed.

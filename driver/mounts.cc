@@ -1,0 +1,219 @@
+// Get and Put: a layer's refcounted mount (its volume rw, or an image layer's snapshot
+// ro), lazy cloning at the first Get, and read views of a layer's tree.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/fault.h"
+#include "common/files.h"
+#include "common/log.h"
+#include "driver/layer_view.h"
+#include "driver/slacker_driver.h"
+#include "loopdev/freeze.h"
+#include "loopdev/loop_device.h"
+
+namespace slacker::driver {
+
+using common::MutexLock;
+
+std::unique_ptr<LayerView> LayerView::OfLayer(GraphDriver& driver, std::string path, std::string layer_id) {
+  std::unique_ptr<LayerView> v(new LayerView());
+  v->driver_ = &driver;
+  v->path_ = std::move(path);
+  v->layer_id_ = std::move(layer_id);
+  return v;
+}
+
+std::unique_ptr<LayerView> LayerView::OfMount(loopdev::MountedImage mount) {
+  std::unique_ptr<LayerView> v(new LayerView());
+  v->path_ = mount.target();
+  v->mount_.emplace(std::move(mount));
+  return v;
+}
+
+std::unique_ptr<LayerView> LayerView::OfDirectory(std::string path) {
+  std::unique_ptr<LayerView> v(new LayerView());
+  v->path_ = std::move(path);
+  return v;
+}
+
+LayerView::~LayerView() {
+  if (mount_) {
+    Status s = mount_->Unmount(loopdev::BusyPolicy::kDetach);
+    if (!s.ok()) {
+      log::Error("view_unmount_failed", {{"path", path_}, {"err", s.message()}});
+      mount_->Release();  // already reported; the next start unmounts stale views
+    }
+    ::rmdir(path_.c_str());
+  } else if (driver_ != nullptr) {
+    Status s = driver_->Put(layer_id_);
+    if (!s.ok()) log::Error("view_put_failed", {{"layer", layer_id_}, {"err", s.message()}});
+  }
+}
+
+Result<std::string> SlackerDriver::Get(const std::string& id, const std::string& /*mount_label*/) {
+  auto layer = layers_.Find(id);
+  if (!layer) return Errorf(ENOENT, "get layer {}: no such layer", id);
+  MutexLock l(layer->mu);
+  if (layer->removed) return Errorf(ENOENT, "get layer {}: no such layer", id);
+  return GetLocked(*layer);
+}
+
+Result<std::string> SlackerDriver::GetLocked(Layer& layer) {
+  std::string mnt = MountPath(layer.rec.id);
+  if (layer.refs > 0) {
+    ++layer.refs;
+    return mnt;
+  }
+  SLACKER_RETURN_IF_ERROR(MakeDirs(mnt, 0755));
+  if (!layer.rec.has_volume && !layer.rec.snapshot.empty() && layer.rec.kind == LayerKind::kImage) {
+    SLACKER_RETURN_IF_ERROR(MountSnapshot(layer));
+    return mnt;
+  }
+  if (!layer.rec.has_volume) SLACKER_RETURN_IF_ERROR(MaterializeVolume(layer));
+  SLACKER_RETURN_IF_ERROR(MountVolume(layer));
+  return mnt;
+}
+
+// An image layer: its snapshot mounted read-only where it lives. Never cloned.
+Status SlackerDriver::MountSnapshot(Layer& layer) {
+  loopdev::MountedImage::Options ro;
+  ro.read_only = true;
+  auto mount = loopdev::MountedImage::Mount(os_, backend_.SnapshotPath(layer.rec.snapshot), MountPath(layer.rec.id), ro);
+  if (!mount.ok())
+    return mount.status().Context(fmt::format("mount snapshot {} of layer {}", layer.rec.snapshot, layer.rec.id));
+  layer.mount.emplace(std::move(mount).value());
+  layer.mounted_rw = false;
+  layer.refs = 1;
+  Count(&Counters::ro_mounts);
+  return Status::Ok();
+}
+
+// Lazy cloning: the layer's volume is cloned from its parent's content snapshot at the
+// first Get (or at an ApplyDiff of a standard tar), never at Create.
+Status SlackerDriver::MaterializeVolume(Layer& layer) {
+  const std::string& id = layer.rec.id;
+  std::string base;
+  if (!layer.rec.snapshot.empty()) {
+    base = layer.rec.snapshot;
+  } else if (!layer.rec.parent.empty()) {
+    SLACKER_ASSIGN_OR_RETURN(base, ContentSnapshot(layer.rec.parent));
+  }
+  SLACKER_RETURN_IF_ERROR(CloneBase(base, id, layer.rec.size_bytes)
+                              .Context(fmt::format("clone {} for layer {}", base.empty() ? "empty file system" : "snapshot " + base, id)));
+  SLACKER_FAULT_POINT("get.after_clone");
+  LayerRecord next = layer.rec;
+  next.has_volume = true;
+  next.dirty = base.empty() || base != layer.rec.snapshot;
+  Status s = Persist(next);
+  if (!s.ok()) {
+    IgnoreError(backend_.RemoveVolume(id), "rollback: the Persist error is what the caller must see; a stray volume is removed at the next start");
+    return s;
+  }
+  layer.rec = next;
+  Count(&Counters::clones);
+  return Status::Ok();
+}
+
+Status SlackerDriver::MountVolume(Layer& layer) {
+  const std::string& id = layer.rec.id;
+  std::string mnt = MountPath(id);
+  loopdev::MountedImage::Options rw;
+  rw.after_attach = [] { SLACKER_FAULT_POINT("get.after_attach"); };
+  auto mount = loopdev::MountedImage::Mount(os_, backend_.VolumePath(id), mnt, rw);
+  if (!mount.ok()) return mount.status().Context(fmt::format("mount volume of layer {}", id));
+  SLACKER_FAULT_POINT("get.after_mount");
+  layer.mount.emplace(std::move(mount).value());
+  layer.mounted_rw = true;
+  layer.refs = 1;
+  layer.current.Mounted(layer.rec, SampleWrites(layer.loop_index(), mnt));
+  if (!layer.rec.dirty) {
+    // Persist "may be written" before anyone can write, so a crash never leaves a
+    // record that claims the snapshot still matches.
+    LayerRecord next = layer.rec;
+    next.dirty = true;
+    SLACKER_RETURN_IF_ERROR(Persist(next));
+    layer.rec = next;
+  }
+  Count(&Counters::rw_mounts);
+  return Status::Ok();
+}
+
+Result<uint64_t> SlackerDriver::SampleWrites(int loop_index, const std::string& mountpoint) {
+  if (loop_index < 0) return Errorf(EINVAL, "no loop device");
+  SLACKER_RETURN_IF_ERROR(os_.SyncFs(mountpoint));
+  return loopdev::WriteSectors(os_, loop_index);
+}
+
+Status SlackerDriver::Put(const std::string& id) {
+  auto layer = layers_.Find(id);
+  if (!layer) return Errorf(ENOENT, "put layer {}: no such layer", id);
+  MutexLock l(layer->mu);
+  return PutLocked(*layer, false);
+}
+
+Status SlackerDriver::PutLocked(Layer& layer, bool force) {
+  const std::string& id = layer.rec.id;
+  if (layer.refs <= 0) {
+    log::Debug("put_not_mounted", {{"layer", id}});
+    return Status::Ok();  // dockerd may Put twice; never underflow
+  }
+  if (--layer.refs > 0 && !force) return Status::Ok();
+  layer.refs = 0;
+  std::string mnt = MountPath(id);
+  bool clean = false;
+  if (layer.mounted_rw) {
+    // "Clean" is decided while frozen, after the flush: a write that lands between a
+    // sample and the unmount would otherwise be recorded as clean (and the next Diff
+    // would reuse the stale snapshot for good).
+    auto frozen_at = FlushBeforeUnmount(os_, id, mnt, layer.loop_index());
+    clean = layer.current.CleanWhenFrozen(frozen_at);
+    if (clean) clean = SnapshotCurrency::CleanAfterThaw(*frozen_at, SampleWrites(layer.loop_index(), mnt));
+  }
+  Status s = layer.mount ? layer.mount->Unmount(loopdev::BusyPolicy::kDetach)
+                         : loopdev::UnmountPath(os_, mnt, loopdev::BusyPolicy::kDetach);
+  if (!s.ok()) {
+    layer.refs = 1;
+    return s.Context("put layer " + id);
+  }
+  layer.mount.reset();
+  if (clean && !LoopsBacking(backend_.VolumePath(id)).empty()) {
+    // The file system outlives our unmount (a busy mount detached lazily, or a copy of the
+    // mount in another mount namespace): it can still be written.
+    log::Warn("put_file_system_still_alive", {{"layer", id}});
+    clean = false;
+  }
+  if (layer.mounted_rw && clean && layer.rec.dirty) {
+    LayerRecord next = layer.rec;
+    next.dirty = false;
+    if (Persist(next).ok()) layer.rec = next;
+  }
+  layer.mounted_rw = false;
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<LayerView>> SlackerDriver::OpenView(const std::string& id) {
+  auto layer = layers_.Find(id);
+  if (!layer) return Errorf(ENOENT, "layer {} does not exist", id);
+  {
+    MutexLock l(layer->mu);
+    if (layer->refs > 0 || layer->rec.has_volume ||
+        (!layer->rec.snapshot.empty() && layer->rec.kind == LayerKind::kImage)) {
+      SLACKER_ASSIGN_OR_RETURN(std::string path, GetLocked(*layer));
+      return LayerView::OfLayer(*this, path, id);
+    }
+  }
+  SLACKER_ASSIGN_OR_RETURN(std::string snap, ContentSnapshot(id));
+  if (snap.empty()) return LayerView::OfDirectory(JoinPath(opts_.state_dir, "empty"));
+  std::string dir = JoinPath(opts_.state_dir, "views/" + RandomHex(8));
+  SLACKER_RETURN_IF_ERROR(MakeDirs(dir, 0700));
+  loopdev::MountedImage::Options ro;
+  ro.read_only = true;
+  auto mount = loopdev::MountedImage::Mount(os_, backend_.SnapshotPath(snap), dir, ro);
+  if (!mount.ok()) {
+    ::rmdir(dir.c_str());
+    return mount.status().Context(fmt::format("mount snapshot {} of layer {}", snap, id));
+  }
+  return LayerView::OfMount(std::move(mount).value());
+}
+
+}  // namespace slacker::driver

@@ -1,0 +1,127 @@
+#include "driver/spool.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include <vector>
+
+#include "common/fault.h"
+
+namespace slacker::driver {
+namespace {
+
+std::string Hex(const unsigned char* p, size_t n) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < n; ++i) {
+    out += kHex[p[i] >> 4];
+    out += kHex[p[i] & 15];
+  }
+  return out;
+}
+
+}  // namespace
+
+SpoolFile::~SpoolFile() {
+  if (!path_.empty()) ::unlink(path_.c_str());
+}
+
+Status SpoolFile::Fill(const std::string& path, ByteSource& src, uint64_t limit) {
+  path_ = path;
+  fd_.Reset(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd_.valid()) return Status::FromErrno(errno, "create spool " + path);
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  std::vector<char> buf(1 << 20);
+  Status result;
+  for (;;) {
+    auto n = src.Read(buf.data(), buf.size());
+    if (!n.ok()) {
+      result = n.status();
+      break;
+    }
+    if (*n == 0) break;
+    SLACKER_FAULT_POINT("apply.mid_spool");
+    if (size_ + *n > limit) {
+      result = Errorf(EFBIG,
+                      "the layer's tar is larger than the spool limit of {} bytes (slackerd --max-spool); "
+                      "raise the limit or make sure <state>/spool has room for the layer",
+                      limit);
+      break;
+    }
+    EVP_DigestUpdate(ctx, buf.data(), *n);
+    size_ += *n;
+    result = WriteAll(buf.data(), *n);
+    if (!result.ok()) break;
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  digest_ = "sha256:" + Hex(md, len);
+  if (result.ok() && ::lseek(fd_.get(), 0, SEEK_SET) != 0) result = Status::FromErrno(errno, "rewind spool");
+  if (!result.ok()) {
+    fd_.Reset(-1);
+    ::unlink(path_.c_str());
+    path_.clear();
+  }
+  return result;
+}
+
+Status SpoolFile::WriteAll(const char* p, size_t n) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t w = ::write(fd_.get(), p + done, n - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return Status::FromErrno(errno, "write spool " + path_);
+    done += static_cast<size_t>(w);
+  }
+  return Status::Ok();
+}
+
+Result<size_t> SpoolFile::Read(void* buf, size_t n) {
+  for (;;) {
+    ssize_t r = ::read(fd_.get(), buf, n);
+    if (r >= 0) return static_cast<size_t>(r);
+    if (errno != EINTR) return Status::FromErrno(errno, "read spool " + path_);
+  }
+}
+
+std::string Sha256Digest(std::string_view bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
+  return "sha256:" + Hex(md, len);
+}
+
+Result<std::string> Sha256Digest(ByteSource& src) {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  std::vector<char> buf(1 << 20);
+  for (;;) {
+    auto n = src.Read(buf.data(), buf.size());
+    if (!n.ok()) {
+      EVP_MD_CTX_free(ctx);
+      return n.status();
+    }
+    if (*n == 0) break;
+    EVP_DigestUpdate(ctx, buf.data(), *n);
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  return "sha256:" + Hex(md, len);
+}
+
+std::string ChainKey(const std::string& base_snapshot, const std::string& diff_id) {
+  std::string in = base_snapshot + " " + diff_id;
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(in.data(), in.size(), md, &len, EVP_sha256(), nullptr);
+  return Hex(md, len);
+}
+
+}  // namespace slacker::driver

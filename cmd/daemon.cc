@@ -25,68 +25,10 @@ Result<T> In(std::string_view context, Result<T> r) {
 
 }  // namespace
 
-bool ParseLongOptions(int argc, char** argv, int first, const std::map<std::string, std::string*>& options,
-                      std::vector<std::string>* positional, const char* usage, std::string* err) {
-  for (int i = first; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::fputs(usage, stdout);
-      std::exit(0);
-    }
-    if (!a.starts_with("--")) {
-      if (positional == nullptr) {
-        *err = "unexpected argument " + a;
-        return false;
-      }
-      positional->push_back(a);
-      continue;
-    }
-    std::string value;
-    if (auto eq = a.find('='); eq != std::string::npos) {
-      value = a.substr(eq + 1);
-      a = a.substr(0, eq);
-    } else {
-      if (i + 1 >= argc) {
-        *err = a + " needs a value";
-        return false;
-      }
-      value = argv[++i];
-    }
-    auto it = options.find(a);
-    if (it == options.end()) {
-      *err = "unknown option " + a;
-      return false;
-    }
-    *it->second = value;
-  }
-  return true;
-}
-
-bool TakeSwitch(int* argc, char** argv, int first, const char* name) {
-  bool found = false;
-  int out = first;
-  for (int i = first; i < *argc; ++i) {
-    if (std::string_view(argv[i]) == name) {
-      found = true;
-      continue;
-    }
-    argv[out++] = argv[i];
-  }
-  *argc = out;
-  return found;
-}
-
 std::string DefaultHostId(const std::string& suffix) {
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
   return std::string(host) + suffix;
-}
-
-Result<std::string> ReadClusterKey(const std::string& path) {
-  SLACKER_ASSIGN_OR_RETURN(std::string key, ReadFileToString(path));
-  while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
-  if (key.empty()) return Errorf(EINVAL, "{} is empty", path);
-  return key;
 }
 
 int StartupFailed(const char* program, const Status& s, const char* what) {

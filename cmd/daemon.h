@@ -1,10 +1,9 @@
-// What slacker's daemons (slackerd, slacker-snapshotter) share at start-up: long-option
-// parsing, the host id, the cluster key, and opening the shared store in
+// What slacker's daemons (slackerd, slacker-snapshotter) share at start-up (their
+// command lines: common/flags.h): the host id, the cluster key, and opening the shared store in
 // all its forms (embedded, a mounted directory, nfs://, a snapshot service http[s]://).
 #pragma once
 
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,22 +18,8 @@
 
 namespace slacker::cmd {
 
-// Parses "--name VALUE" and "--name=VALUE" into the strings `options` points at; other
-// words go to `*positional` (an error if it is null). "--help"/"-h" print `usage` and
-// exit 0. On error, `*err` says what was wrong.
-bool ParseLongOptions(int argc, char** argv, int first, const std::map<std::string, std::string*>& options,
-                      std::vector<std::string>* positional, const char* usage, std::string* err);
-
-// Removes every argv[i >= first] equal to `name` (a switch: no value) from argv and
-// *argc; returns whether there was one. Call before ParseLongOptions.
-bool TakeSwitch(int* argc, char** argv, int first, const char* name);
-
 // The hostname followed by `suffix`.
 std::string DefaultHostId(const std::string& suffix = "");
-
-// The key in `path` without trailing newlines; EINVAL if it is empty. A file of several
-// lines holds a key ring: the first line signs, every line verifies.
-Result<std::string> ReadClusterKey(const std::string& path);
 
 // Logs startup_failed and prints "PROGRAM: WHAT: message" to stderr; returns 1.
 int StartupFailed(const char* program, const Status& s, const char* what);

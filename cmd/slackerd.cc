@@ -10,6 +10,7 @@
 #include "cmd/daemon.h"
 #include "common/fault.h"
 #include "common/files.h"
+#include "common/flags.h"
 #include "common/log.h"
 #include "common/signals.h"
 #include "driver/slacker_driver.h"
@@ -74,24 +75,20 @@ int Fail(const slacker::Status& s, const char* what) {
 int main(int argc, char** argv) {
   using namespace slacker;
   Flags flags;
-  std::string err;
-  flags.keys.allow_unsigned_references = cmd::TakeSwitch(&argc, argv, 1, "--allow-unsigned-references");
-  if (!cmd::ParseLongOptions(argc, argv, 1,
-                             {{"--socket", &flags.socket},
-                              {"--state", &flags.store.state},
-                              {"--store", &flags.store.store},
-                              {"--host-id", &flags.store.host_id},
-                              {"--cluster-key", &flags.keys.cluster_key_file},
-                              {"--log-level", &flags.log_level},
-                              {"--metrics-listen", &flags.metrics_listen},
-                              {"--store-token-file", &flags.store.token_file},
-                              {"--store-ca", &flags.store.ca_file},
-                              {"--nfs-bridge", &flags.store.nfs_bridge},
-                              {"--max-spool", &flags.store.max_spool}},
-                             nullptr, kUsage, &err)) {
-    std::fprintf(stderr, "slackerd: %s\n%s", err.c_str(), kUsage);
-    return 2;
-  }
+  FlagSet cli;
+  cli.String("--socket", &flags.socket);
+  cli.String("--state", &flags.store.state);
+  cli.String("--store", &flags.store.store);
+  cli.String("--host-id", &flags.store.host_id);
+  cli.String("--cluster-key", &flags.keys.cluster_key_file);
+  cli.String("--log-level", &flags.log_level);
+  cli.String("--metrics-listen", &flags.metrics_listen);
+  cli.String("--store-token-file", &flags.store.token_file);
+  cli.String("--store-ca", &flags.store.ca_file);
+  cli.String("--nfs-bridge", &flags.store.nfs_bridge);
+  cli.String("--max-spool", &flags.store.max_spool);
+  cli.Switch("--allow-unsigned-references", &flags.keys.allow_unsigned_references);
+  ParseCommandLineOrExit(cli, {argv + 1, argv + argc}, "slackerd", kUsage, /*positional_allowed=*/false);
   if (!cmd::ApplyLogLevel("slackerd", flags.log_level)) return 2;
   Result<plugin::MetricsAddress> metrics_at = plugin::MetricsAddress{};
   if (!flags.metrics_listen.empty()) {

@@ -11,8 +11,10 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "common/fd.h"
+#include "common/hash.h"
 
 namespace slacker {
 
@@ -67,20 +69,13 @@ Status AtomicWriteFile(const std::string& path, std::string_view content, bool d
 }
 
 Result<std::string> ReadFileToString(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  return ReadFileAtMost(path, std::numeric_limits<size_t>::max());
+}
+
+Result<std::string> ReadFileAtMost(const std::string& path, size_t limit, int flags) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | flags));
   if (!fd.valid()) return Status::FromErrno(errno, "open " + path);
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::FromErrno(errno, "read " + path);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
+  return ReadFdAtMost(fd.get(), limit, path);
 }
 
 Status MakeDirs(const std::string& path, unsigned mode) {
@@ -183,13 +178,7 @@ std::string RandomHex(size_t nbytes) {
     ssize_t n = ::getrandom(raw.data() + got, nbytes - got, 0);
     if (n > 0) got += static_cast<size_t>(n);
   }
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
+  return HexEncode(raw);
 }
 
 std::vector<std::string> SplitNonEmpty(std::string_view text, char sep) {
@@ -304,6 +293,10 @@ Result<std::vector<std::string>> ListDirFd(int dir_fd, const std::string& what) 
 }
 
 Result<std::string> ReadFdToString(int fd, const std::string& what) {
+  return ReadFdAtMost(fd, std::numeric_limits<size_t>::max(), what);
+}
+
+Result<std::string> ReadFdAtMost(int fd, size_t limit, const std::string& what) {
   std::string out;
   char buf[65536];
   for (;;) {
@@ -313,6 +306,7 @@ Result<std::string> ReadFdToString(int fd, const std::string& what) {
       return Status::FromErrno(errno, "read " + what);
     }
     if (n == 0) return out;
+    if (static_cast<size_t>(n) > limit - out.size()) return Errorf(EFBIG, "{} is larger than {} bytes", what, limit);
     out.append(buf, static_cast<size_t>(n));
   }
 }

@@ -17,6 +17,9 @@ namespace slacker {
 Status AtomicWriteFile(const std::string& path, std::string_view content, bool durable = true,
                        unsigned mode = 0600);
 Result<std::string> ReadFileToString(const std::string& path);
+// The file at `path` when it holds at most `limit` bytes, else EFBIG naming it and the
+// limit. `flags` are added to O_RDONLY|O_CLOEXEC (O_NOFOLLOW for files others can plant).
+Result<std::string> ReadFileAtMost(const std::string& path, size_t limit, int flags = 0);
 // mkdir -p with `mode` for created directories.
 Status MakeDirs(const std::string& path, unsigned mode = 0755);
 // Directory entry names (no "." or ".."); ENOENT if the directory does not exist.
@@ -65,6 +68,8 @@ Result<UniqueFd> MakeDirsBeneath(int dir_fd, const std::string& rel, unsigned mo
 Result<std::vector<std::string>> ListDirFd(int dir_fd, const std::string& what);
 // Reads all of an open file.
 Result<std::string> ReadFdToString(int fd, const std::string& what);
+// What is left to read from `fd` when it is at most `limit` bytes, else EFBIG.
+Result<std::string> ReadFdAtMost(int fd, size_t limit, const std::string& what);
 // AtomicWriteFile of `name` inside the open directory `dir_fd`: a temporary created
 // O_EXCL beside it with exactly `mode`, fsync, renameat, fsync of the directory.
 Status AtomicWriteFileAt(int dir_fd, const std::string& name, std::string_view content, unsigned mode);

@@ -16,6 +16,17 @@ Status ReadFull(ByteSource& src, void* buf, size_t n) {
   return Status::Ok();
 }
 
+Result<std::string> ReadAtMost(ByteSource& src, size_t limit, std::string_view what) {
+  std::string out;
+  char buf[8192];
+  for (;;) {
+    SLACKER_ASSIGN_OR_RETURN(size_t n, src.Read(buf, sizeof buf));
+    if (n == 0) return out;
+    if (n > limit - out.size()) return Errorf(EFBIG, "{} is larger than {} bytes", what, limit);
+    out.append(buf, n);
+  }
+}
+
 Result<size_t> StringSource::Read(void* buf, size_t n) {
   size_t k = std::min(n, data_.size() - pos_);
   std::memcpy(buf, data_.data() + pos_, k);

@@ -25,6 +25,10 @@ class ByteSink {
 // Reads exactly n bytes or fails with EIO ("unexpected end of stream").
 Status ReadFull(ByteSource& src, void* buf, size_t n);
 
+// The whole of `src` when it holds at most `limit` bytes; EFBIG ("{what} is larger than
+// {limit} bytes") as soon as it yields more (reads at most limit + one buffer).
+Result<std::string> ReadAtMost(ByteSource& src, size_t limit, std::string_view what);
+
 // A source over a string in memory (tests, small reference tars).
 class StringSource : public ByteSource {
  public:

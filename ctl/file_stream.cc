@@ -1,7 +1,6 @@
 #include "ctl/file_stream.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,25 +12,6 @@
 #include "common/files.h"
 
 namespace slacker::ctl {
-
-namespace {
-std::string Hex(const unsigned char* p, unsigned n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < n; ++i) {
-    out.push_back(kDigits[p[i] >> 4]);
-    out.push_back(kDigits[p[i] & 15]);
-  }
-  return out;
-}
-}  // namespace
-
-std::string Sha256Hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned n = 0;
-  EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
-  return Hex(md, n);
-}
 
 Result<size_t> FdSource::Read(void* buf, size_t n) {
   for (;;) {
@@ -55,23 +35,14 @@ Status FdSink::Write(const void* buf, size_t n) {
   return Status::Ok();
 }
 
-Sha256Sink::Sha256Sink(ByteSink& next) : next_(next), ctx_(EVP_MD_CTX_new()) {
-  EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr);
-}
-
-Sha256Sink::~Sha256Sink() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+Sha256Sink::Sha256Sink(ByteSink& next) : next_(next) {}
 
 Status Sha256Sink::Write(const void* buf, size_t n) {
-  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), buf, n);
+  hash_.Update(buf, n);
   return next_.Write(buf, n);
 }
 
-std::string Sha256Sink::Digest() {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned n = 0;
-  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), md, &n);
-  return "sha256:" + Hex(md, n);
-}
+std::string Sha256Sink::Digest() { return "sha256:" + hash_.FinishHex(); }
 
 Result<MappedFile> MappedFile::Open(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));

@@ -7,13 +7,11 @@
 #include <string_view>
 
 #include "common/fd.h"
+#include "common/hash.h"
 #include "common/io.h"
 #include "common/status.h"
 
 namespace slacker::ctl {
-
-// Lowercase hex SHA-256 of `data`.
-std::string Sha256Hex(std::string_view data);
 
 class FdSource : public ByteSource {
  public:
@@ -37,16 +35,13 @@ class FdSink : public ByteSink {
 class Sha256Sink : public ByteSink {
  public:
   explicit Sha256Sink(ByteSink& next);
-  ~Sha256Sink() override;
-  Sha256Sink(const Sha256Sink&) = delete;
-  Sha256Sink& operator=(const Sha256Sink&) = delete;
   Status Write(const void* buf, size_t n) override;
   // "sha256:<hex>" of everything written. Call once, after the last Write.
   std::string Digest();
 
  private:
   ByteSink& next_;
-  void* ctx_;  // EVP_MD_CTX, kept opaque so callers need no OpenSSL headers
+  Sha256 hash_;
 };
 
 // A whole file mapped read-only (an empty file maps to an empty view).

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ctl/file_stream.h"
+#include "registry_shim/reference.h"
 
 namespace slacker::ctl {
 
@@ -11,7 +12,7 @@ using nlohmann::json;
 std::vector<std::string> ChainIds(const std::vector<std::string>& diff_ids) {
   std::vector<std::string> chain;
   for (const auto& d : diff_ids) {
-    chain.push_back(chain.empty() ? d : "sha256:" + Sha256Hex(chain.back() + " " + d));
+    chain.push_back(registry_shim::NextChainId(chain.empty() ? "" : chain.back(), d));
   }
   return chain;
 }

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdio>
 #include <ctime>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -17,6 +18,7 @@
 
 #include "common/fd.h"
 #include "common/files.h"
+#include "common/flags.h"
 #include "ctl/changes_tar.h"
 #include "ctl/docker.h"
 #include "ctl/file_stream.h"
@@ -107,51 +109,31 @@ int Usage(const std::string& err) {
 }
 
 bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
-  const std::map<std::string, std::string*> strings = {
-      {"--state", &f->state},         {"--store", &f->store},
-      {"--host-id", &f->host_id},     {"--cluster-key", &f->cluster_key_file},
-      {"--registry", &f->registry},   {"--output", &f->output},
-      {"--tmp", &f->tmp},             {"--docker-host", &f->docker.host},
-      {"--docker-data-root", &f->docker.data_root}, {"--driver", &f->docker.driver}};
-  const std::map<std::string, bool*> bools = {
-      {"--json", &f->json}, {"--delete", &f->do_delete}, {"--no-registry", &f->no_registry},
-      {"--allow-unsigned-references", &f->allow_unsigned}};
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (!a.starts_with("--")) {
-      (f->command.empty() ? f->command : f->args.emplace_back()) = a;
-      continue;
-    }
-    std::string value;
-    bool has_value = false;
-    if (auto eq = a.find('='); eq != std::string::npos) {
-      value = a.substr(eq + 1);
-      a = a.substr(0, eq);
-      has_value = true;
-    }
-    if (a == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(kExitOk);
-    }
-    if (auto b = bools.find(a); b != bools.end()) {
-      if (has_value) return *err = a + " takes no value", false;
-      *b->second = true;
-      continue;
-    }
-    if (!has_value) {
-      if (i + 1 >= argc) return *err = a + " needs a value", false;
-      value = argv[++i];
-    }
-    if (auto s = strings.find(a); s != strings.end()) {
-      *s->second = value;
-    } else if (a == "--min-age" || a == "--grace") {
-      long* target = a == "--min-age" ? &f->min_age_sec : &f->grace_sec;
-      char* end = nullptr;
-      *target = std::strtol(value.c_str(), &end, 10);
-      if (value.empty() || *end != '\0' || *target < 0) return *err = a + " needs seconds", false;
-    } else {
-      return *err = "unknown option " + a, false;
-    }
+  FlagSet cli;
+  for (auto [name, target] : {std::pair{"--state", &f->state}, {"--store", &f->store}, {"--host-id", &f->host_id},
+                              {"--cluster-key", &f->cluster_key_file}, {"--registry", &f->registry},
+                              {"--output", &f->output}, {"--tmp", &f->tmp}, {"--docker-host", &f->docker.host},
+                              {"--docker-data-root", &f->docker.data_root}, {"--driver", &f->docker.driver}}) {
+    cli.String(name, target);
+  }
+  cli.Switch("--json", &f->json);
+  cli.Switch("--delete", &f->do_delete);
+  cli.Switch("--no-registry", &f->no_registry);
+  cli.Switch("--allow-unsigned-references", &f->allow_unsigned);
+  for (auto [name, target] : {std::pair{"--min-age", &f->min_age_sec}, {"--grace", &f->grace_sec}}) {
+    cli.Custom(name, [name, target](const std::string& v) {
+      SLACKER_ASSIGN_OR_RETURN(*target, ParseIntFlag(name, v, 0, std::numeric_limits<long>::max()));
+      return Status::Ok();
+    });
+  }
+  auto parsed = cli.Parse(argc, argv);
+  if (!parsed.ok()) return *err = parsed.status().message(), false;
+  if (parsed->help) {
+    std::fputs(kUsage, stdout);
+    std::exit(kExitOk);
+  }
+  for (std::string& word : parsed->positional) {
+    (f->command.empty() ? f->command : f->args.emplace_back()) = std::move(word);
   }
   return true;
 }
@@ -533,7 +515,7 @@ int CmdConvert(Flags& f) {
     ref.bytes = l.record.diff_size > 0 ? static_cast<uint64_t>(l.record.diff_size) : 0;
     ref.parent = chain;
     std::string tar = registry_shim::EncodeReferenceTar(ref, w->trust.signing_key());
-    std::string diff_id = "sha256:" + ctl::Sha256Hex(tar);
+    std::string diff_id = Sha256Digest(tar);
     chain = registry_shim::NextChainId(chain, diff_id);
     Progress(fmt::format("layer {}/{} {} ({}) -> reference to snapshot {} ({})", i + 1, layers->size(),
                          l.diff_id.substr(7, 12), driver::OriginName(l.record.origin), ref.snapshot,
@@ -553,7 +535,7 @@ int CmdConvert(Flags& f) {
   if (!s.ok()) return Fail(f, s);
   auto loaded = ctl::RunDocker(f.docker, {"load", "-q", "-i", tarball});
   if (!loaded.ok()) return Fail(f, loaded.status());
-  std::string image_id = "sha256:" + ctl::Sha256Hex(*new_config);
+  std::string image_id = Sha256Digest(*new_config);
   if (f.json) {
     std::printf("%s\n", json{{"image", f.args[0]}, {"new_ref", repo_tag}, {"image_id", image_id},
                              {"layers", layers_out}}.dump(2).c_str());
@@ -606,7 +588,8 @@ int CmdExport(Flags& f) {
     auto head = ctl::MappedFile::Open(path);
     if (!head.ok()) return Fail(f, head.status());
     std::string_view bytes = head->bytes();
-    bool is_ref = bytes.size() >= 512 && bytes.size() <= 64 * 1024 && registry_shim::IsReferenceTarHeader(bytes.data());
+    bool is_ref = bytes.size() >= 512 && bytes.size() <= registry_shim::kMaxReferenceTar &&
+                  registry_shim::IsReferenceTarHeader(bytes.data());
     std::string label = fmt::format("layer {}/{} {}", i + 1, diff_ids->size(), (*diff_ids)[i].substr(7, 12));
     if (!is_ref) {
       Progress(label + ": standard tar, kept as is");
@@ -661,7 +644,7 @@ int CmdExport(Flags& f) {
     auto loaded = ctl::RunDocker(f.docker, {"load", "-q", "-i", tarball});
     if (!loaded.ok()) return Fail(f, loaded.status());
   }
-  std::string image_id = "sha256:" + ctl::Sha256Hex(*new_config);
+  std::string image_id = Sha256Digest(*new_config);
   if (f.json) {
     json o = {{"image", f.args[0]}, {"new_ref", repo_tag}, {"image_id", image_id}, {"layers", layers_out}};
     if (!f.output.empty()) o["output"] = f.output;

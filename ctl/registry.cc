@@ -40,7 +40,7 @@ Result<std::string> Gunzip(std::string_view in) {
     out.append(buf, sizeof buf - zs.avail_out);
     if (rc != Z_OK) break;  // Z_STREAM_END, or an error (Z_BUF_ERROR: truncated input)
     // A reference tar is a few KiB; a blob that inflates far beyond is not one.
-    if (out.size() > 4 * kMaxReferenceBlob) {
+    if (out.size() > 4 * registry_shim::kMaxReferenceTar) {
       out.clear();  // callers then see "not a reference"
       rc = Z_STREAM_END;
       break;
@@ -127,10 +127,10 @@ Status ScanManifest(RegistryClient& client, const std::string& repo, const std::
   for (const auto& l : m["layers"]) {
     if (!l.is_object() || !l.contains("digest") || !l["digest"].is_string()) continue;
     uint64_t size = l.value("size", uint64_t{0});
-    if (size == 0 || size >= kMaxReferenceBlob) continue;
+    if (size == 0 || size >= registry_shim::kMaxReferenceTar) continue;
     std::string digest = l["digest"].get<std::string>();
     SLACKER_ASSIGN_OR_RETURN(std::string blob,
-                             client.Get("/v2/" + repo + "/blobs/" + digest, nullptr, kMaxReferenceBlob));
+                             client.Get("/v2/" + repo + "/blobs/" + digest, nullptr, registry_shim::kMaxReferenceTar));
     auto snap = ReferencedSnapshot(blob);
     if (!snap.ok()) {
       scan->unreadable.push_back(repo + "@" + digest + ": " + snap.status().message());

@@ -12,9 +12,6 @@
 
 namespace slacker::ctl {
 
-// Layer blobs at least this large are never reference tars (those are ~2 KiB).
-inline constexpr uint64_t kMaxReferenceBlob = 64 * 1024;
-
 // The snapshot a layer blob references: "" when the blob is not a reference tar. Plain
 // tars and gzip are read; EINVAL for a compression this build cannot read (zstd) or a
 // corrupt gzip stream, so the caller can say loudly what it could not check.
@@ -29,7 +26,7 @@ struct RegistryScan {
 };
 
 // Walks /v2/_catalog → tags/list → manifests (v2, OCI; lists and indexes descended) →
-// layer blobs smaller than kMaxReferenceBlob. `url` is http://HOST:PORT (or HOST:PORT).
+// layer blobs smaller than registry_shim::kMaxReferenceTar. `url` is http://HOST:PORT (or HOST:PORT).
 // Any failed request is an error: a partial walk must not make gc delete anything.
 Result<RegistryScan> ScanRegistry(const std::string& url);
 

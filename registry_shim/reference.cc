@@ -1,12 +1,11 @@
 #include "registry_shim/reference.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "common/hash.h"
 #include "common/io.h"
 #include "registry_shim/tar.h"
 
@@ -14,17 +13,6 @@ namespace slacker::registry_shim {
 namespace {
 
 constexpr size_t kIdHexLen = 32;
-
-std::string HexHmacSha256(std::string_view key, std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int md_len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &md_len);
-  std::string hex;
-  hex.reserve(2 * md_len);
-  for (unsigned int i = 0; i < md_len; i++) hex += fmt::format("{:02x}", md[i]);
-  return hex;
-}
 
 bool IsLowerHexId(std::string_view s) {
   return s.size() == kIdHexLen && std::all_of(s.begin(), s.end(), [](char c) {
@@ -52,13 +40,7 @@ bool IsChainId(std::string_view s) {
 
 std::string NextChainId(std::string_view parent_chain, std::string_view diff_id) {
   if (parent_chain.empty()) return std::string(diff_id);
-  std::string in = fmt::format("{} {}", parent_chain, diff_id);
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(in.data(), in.size(), md, &len, EVP_sha256(), nullptr);
-  std::string hex = "sha256:";
-  for (unsigned int i = 0; i < len; i++) hex += fmt::format("{:02x}", md[i]);
-  return hex;
+  return Sha256Digest(fmt::format("{} {}", parent_chain, diff_id));
 }
 
 std::string ReferenceMacInput(const Reference& ref) {
@@ -73,7 +55,7 @@ std::string EncodeReferenceTar(const Reference& ref, std::string_view cluster_ke
   j["snapshot"] = ref.snapshot;
   if (ref.format != 1) j["parent"] = ref.parent;
   j["bytes"] = ref.bytes;
-  if (!cluster_key.empty()) j["mac"] = HexHmacSha256(cluster_key, ReferenceMacInput(ref));
+  if (!cluster_key.empty()) j["mac"] = HmacSha256Hex(cluster_key, ReferenceMacInput(ref));
   std::string body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   // Cannot fail: the name is short and the body far below the 8 GiB ustar size limit.
   std::string out = EncodeUstarHeader(ReferenceEntry(body.size())).value();
@@ -199,7 +181,7 @@ Status VerifyReference(const Reference& ref, const ReferenceTrust& trust, std::s
   std::string input = ReferenceMacInput(ref);
   for (const std::string& key : trust.keys) {
     if (key.empty()) continue;
-    std::string want = HexHmacSha256(key, input);
+    std::string want = HmacSha256Hex(key, input);
     if (want.size() == ref.mac.size() && CRYPTO_memcmp(want.data(), ref.mac.data(), want.size()) == 0)
       return Status::Ok();
   }

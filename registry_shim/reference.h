@@ -15,6 +15,9 @@ namespace slacker::registry_shim {
 inline constexpr std::string_view kReferenceTarEntryName = ".slacker/ref.json";
 // Upper bound of the JSON body; larger bodies are not reference tars.
 inline constexpr uint64_t kMaxReferenceBody = 4096;
+// Upper bound of a whole reference tar (its member, padding, end blocks; a reference tar
+// is a few KiB): a stream, blob or diff larger than this is not read as a reference.
+inline constexpr uint64_t kMaxReferenceTar = 64 * 1024;
 
 // The format this build writes. Format 1 (no parent binding) is read, and accepted only
 // when the operator opted out of signed references (ReferenceTrust::allow_unsigned).

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "cmd/daemon.h"
+#include "common/flags.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "common/signals.h"
@@ -119,26 +120,24 @@ int main(int argc, char** argv) {
   using namespace slacker;
   bool adopt = argc > 1 && std::string(argv[1]) == "adopt";
   Flags flags;
-  std::string err;
-  flags.keys.allow_unsigned_references = cmd::TakeSwitch(&argc, argv, 1, "--allow-unsigned-references");
-  if (!cmd::ParseLongOptions(argc, argv, adopt ? 2 : 1,
-                             {{"--address", &flags.address},
-                              {"--state", &flags.store.state},
-                              {"--store", &flags.store.store},
-                              {"--host-id", &flags.store.host_id},
-                              {"--store-token-file", &flags.store.token_file},
-                              {"--store-ca", &flags.store.ca_file},
-                              {"--nfs-bridge", &flags.store.nfs_bridge},
-                              {"--cluster-key", &flags.keys.cluster_key_file},
-                              {"--log-level", &flags.log_level},
-                              {"--containerd", &flags.containerd},
-                              {"--namespace", &flags.ns},
-                              {"--snapshotter", &flags.snapshotter},
-                              {"--parent", &flags.parent}},
-                             &flags.args, kUsage, &err)) {
-    std::fprintf(stderr, "slacker-snapshotter: %s\n%s", err.c_str(), kUsage);
-    return 2;
-  }
+  FlagSet cli;
+  cli.String("--address", &flags.address);
+  cli.String("--state", &flags.store.state);
+  cli.String("--store", &flags.store.store);
+  cli.String("--host-id", &flags.store.host_id);
+  cli.String("--store-token-file", &flags.store.token_file);
+  cli.String("--store-ca", &flags.store.ca_file);
+  cli.String("--nfs-bridge", &flags.store.nfs_bridge);
+  cli.String("--cluster-key", &flags.keys.cluster_key_file);
+  cli.String("--log-level", &flags.log_level);
+  cli.String("--containerd", &flags.containerd);
+  cli.String("--namespace", &flags.ns);
+  cli.String("--snapshotter", &flags.snapshotter);
+  cli.String("--parent", &flags.parent);
+  cli.Switch("--allow-unsigned-references", &flags.keys.allow_unsigned_references);
+  // `adopt NAME`: the subcommand is the first word; its arguments follow.
+  flags.args = ParseCommandLineOrExit(cli, {argv + (adopt ? 2 : 1), argv + argc}, "slacker-snapshotter", kUsage,
+                                      /*positional_allowed=*/true);
   if (adopt) return Adopt(flags);
   if (!flags.args.empty()) {
     std::fprintf(stderr, "slacker-snapshotter: unexpected argument %s\n%s", flags.args[0].c_str(), kUsage);

@@ -1,6 +1,5 @@
 #include "snapshotter/snapshot_service.h"
 
-#include <openssl/evp.h>
 #include <sys/statvfs.h>
 
 #include <algorithm>
@@ -8,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/files.h"
+#include "common/hash.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "registry_shim/reference.h"
@@ -43,7 +43,6 @@ driver::CreateRequest LayerRequest(const std::string& id, const std::string& par
   return r;
 }
 
-constexpr size_t kMaxDiffTar = 64 * 1024;  // a driver Diff of a volume is a reference tar
 constexpr std::string_view kRefFile = "/.slacker/ref.json";
 
 int64_t NowNs() {
@@ -51,34 +50,10 @@ int64_t NowNs() {
       .count();
 }
 
-std::string Sha256Hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 15];
-  }
-  return out;
-}
-
 Kind KindFromName(const std::string& s) {
   if (s == "view") return Kind::kView;
   if (s == "committed") return Kind::kCommitted;
   return Kind::kActive;
-}
-
-Result<std::string> ReadAll(ByteSource& src, size_t limit) {
-  std::string out;
-  char buf[8192];
-  for (;;) {
-    SLACKER_ASSIGN_OR_RETURN(size_t n, src.Read(buf, sizeof buf));
-    if (n == 0) return out;
-    out.append(buf, n);
-    if (out.size() > limit) return Errorf(EIO, "stream is larger than {} bytes", limit);
-  }
 }
 
 // Used bytes and inodes of the file system mounted at `dir`.
@@ -584,7 +559,8 @@ Status SnapshotService::Commit(const std::string& name, const std::string& key, 
     auto diff = driver_.Diff(active->layer, parent_layer);
     Status s = diff.ok() ? Status::Ok() : diff.status();
     if (s.ok()) {
-      auto tar = ReadAll(**diff, kMaxDiffTar);
+      // A driver Diff of a volume is a reference tar.
+      auto tar = ReadAtMost(**diff, registry_shim::kMaxReferenceTar, "the layer's Diff");
       s = tar.ok() ? Status::Ok() : tar.status();
       if (s.ok()) ref_tar = std::move(*tar);
     }

@@ -1,18 +1,29 @@
 #include "storage_backend/cluster_key.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/fd.h"
 #include "common/files.h"
+#include "common/hash.h"
 #include "common/log.h"
 
 namespace slacker::storage_backend {
 namespace {
 
 constexpr size_t kMaxKeyFile = 64 * 1024;
+
+// The keys in a key file's text: one per line, trailing spaces and CRs dropped, blank
+// lines skipped.
+std::vector<std::string> ParseKeyLines(std::string_view text) {
+  std::vector<std::string> keys;
+  for (std::string& line : SplitNonEmpty(text, '\n')) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (!line.empty()) keys.push_back(line);
+  }
+  return keys;
+}
 
 // The lines of `name` under `root`: opened with O_NOFOLLOW, a regular file, at most
 // kMaxKeyFile bytes (the store is shared: a planted link or FIFO must not be followed).
@@ -30,22 +41,8 @@ Result<std::vector<std::string>> ReadKeyLines(const std::string& root, const std
                                          {"action", "tightened to 0600"}});
     if (::fchmod(fd.get(), 0600) != 0) return Status::FromErrno(errno, "chmod 0600 " + path);
   }
-  std::string text(static_cast<size_t>(st.st_size), '\0');
-  size_t got = 0;
-  while (got < text.size()) {
-    ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FromErrno(errno, "read " + path);
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
-  text.resize(got);
-  std::vector<std::string> keys;
-  for (std::string& line : SplitNonEmpty(text, '\n')) {
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-    if (!line.empty()) keys.push_back(line);
-  }
-  return keys;
+  SLACKER_ASSIGN_OR_RETURN(std::string text, ReadFdAtMost(fd.get(), kMaxKeyFile, path));
+  return ParseKeyLines(text);
 }
 
 std::string NewKey() { return RandomHex(32); }
@@ -57,23 +54,14 @@ void FsyncDir(const std::string& dir) {
 
 }  // namespace
 
-std::string KeyId(const std::string& key) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(key.data(), key.size(), md, &len, EVP_sha256(), nullptr);
-  std::string out;
-  for (unsigned int i = 0; i < 6 && i < len; ++i) out += fmt::format("{:02x}", md[i]);
-  return out;
-}
+std::string KeyId(const std::string& key) { return Sha256Hex(key).substr(0, 12); }
 
 Result<std::vector<std::string>> ReadKeyFile(const std::string& path) {
-  SLACKER_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  std::vector<std::string> keys;
-  for (std::string& line : SplitNonEmpty(text, '\n')) {
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-    if (!line.empty()) keys.push_back(line);
-  }
-  if (keys.empty()) return Errorf(EINVAL, "{} holds no key", path);
+  // The operator's file: links are followed (it is configuration), but a FIFO or a huge
+  // file must not hang or exhaust the daemon (O_NONBLOCK, kMaxKeyFile).
+  SLACKER_ASSIGN_OR_RETURN(std::string text, ReadFileAtMost(path, kMaxKeyFile, O_NONBLOCK));
+  std::vector<std::string> keys = ParseKeyLines(text);
+  if (keys.empty()) return Errorf(EINVAL, "{} holds no key (an empty key would sign with nothing)", path);
   return keys;
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/files.h"
+#include "common/flags.h"
 #include "common/log.h"
 #include "common/signals.h"
 #include "os/os.h"
@@ -39,52 +40,32 @@ host (FICLONE on the exported XFS), over HTTP/JSON (storage_backend/API.md).
 The token file must be readable by root only (mode 0600); a looser one is refused.
 )";
 
-// A positive integer option value, or -1.
-int PositiveInt(const std::string& v) {
-  char* end = nullptr;
-  long n = std::strtol(v.c_str(), &end, 10);
-  return v.empty() || *end != '\0' || n <= 0 || n > 1000000 ? -1 : static_cast<int>(n);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace slacker;
   std::string root, token_file, listen = "127.0.0.1:7010", export_url, cert, key, level_name = "info";
   storaged::ServerOptions sopts;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "slacker-storaged: %s needs a value\n%s", a.c_str(), kUsage);
-      return 2;
-    }
-    std::string v = argv[++i];
-    if (a == "--root") root = v;
-    else if (a == "--token-file") token_file = v;
-    else if (a == "--listen") listen = v;
-    else if (a == "--export") export_url = v;
-    else if (a == "--tls-cert") cert = v;
-    else if (a == "--tls-key") key = v;
-    else if (a == "--log-level") level_name = v;
-    else if (a == "--header-timeout" || a == "--body-timeout" || a == "--idle-timeout" || a == "--max-connections") {
-      int n = PositiveInt(v);
-      if (n < 0) {
-        std::fprintf(stderr, "slacker-storaged: %s needs a positive integer, not %s\n", a.c_str(), v.c_str());
-        return 2;
-      }
-      if (a == "--header-timeout") sopts.header_timeout_seconds = n;
-      else if (a == "--body-timeout") sopts.body_timeout_seconds = n;
-      else if (a == "--idle-timeout") sopts.read_timeout_seconds = n;
-      else sopts.max_connections = n;
-    } else {
-      std::fprintf(stderr, "slacker-storaged: unknown option %s\n%s", a.c_str(), kUsage);
-      return 2;
-    }
-  }
+  FlagSet cli;
+  cli.String("--root", &root);
+  cli.String("--token-file", &token_file);
+  cli.String("--listen", &listen);
+  cli.String("--export", &export_url);
+  cli.String("--tls-cert", &cert);
+  cli.String("--tls-key", &key);
+  cli.String("--log-level", &level_name);
+  auto positive = [&cli](const char* name, int* target) {
+    cli.Custom(name, [name, target](const std::string& v) {
+      SLACKER_ASSIGN_OR_RETURN(long long n, ParseIntFlag(name, v, 1, 1000000));
+      *target = static_cast<int>(n);
+      return Status::Ok();
+    });
+  };
+  positive("--header-timeout", &sopts.header_timeout_seconds);
+  positive("--body-timeout", &sopts.body_timeout_seconds);
+  positive("--idle-timeout", &sopts.read_timeout_seconds);
+  positive("--max-connections", &sopts.max_connections);
+  ParseCommandLineOrExit(cli, {argv + 1, argv + argc}, "slacker-storaged", kUsage, /*positional_allowed=*/false);
   if (root.empty() || token_file.empty()) {
     std::fprintf(stderr, "slacker-storaged: --root and --token-file are required\n%s", kUsage);
     return 2;

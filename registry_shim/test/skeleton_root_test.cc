@@ -8,6 +8,7 @@
 #include <optional>
 #include <random>
 
+#include "common/hash.h"
 #include "registry_shim/apply.h"
 #include "registry_shim/skeleton.h"
 #include "registry_shim/test/tree_test_util.h"
@@ -21,7 +22,6 @@ using testing::HardlinkEntry;
 using testing::MakeTar;
 using testing::ReadFileOrDie;
 using testing::ScratchDir;
-using testing::Sha256Hex;
 using testing::Shell;
 using testing::SymlinkEntry;
 using testing::WriteFileOrDie;

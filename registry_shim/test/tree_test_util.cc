@@ -1,7 +1,6 @@
 #include "registry_shim/test/tree_test_util.h"
 
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -107,13 +106,5 @@ std::string Shell(const std::string& command, int* status) {
   return out;
 }
 
-std::string Sha256Hex(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  std::string hex;
-  for (unsigned int i = 0; i < len; i++) hex += fmt::format("{:02x}", md[i]);
-  return hex;
-}
 
 }  // namespace slacker::registry_shim::testing

@@ -38,6 +38,5 @@ std::string ReadFileOrDie(const std::string& path);
 void WriteFileOrDie(const std::string& path, const std::string& content);
 // Runs `sh -c command`; returns its stdout; *status gets the exit status.
 std::string Shell(const std::string& command, int* status);
-std::string Sha256Hex(const std::string& data);
 
 }  // namespace slacker::registry_shim::testing

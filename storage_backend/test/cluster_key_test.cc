@@ -75,6 +75,46 @@ TEST_F(ClusterKeyTest, RefusesLinksAndFifos) {
   EXPECT_NE(k.status().message().find("not a regular file"), std::string::npos) << k.status().message();
 }
 
+// Scenario: the operator's --cluster-key FILE, read the same way by slackerd,
+// slacker-snapshotter and slackerctl (the one reader): lines are keys, current first.
+TEST_F(ClusterKeyTest, KeyFileLinesAreKeysCurrentFirst) {
+  std::string path = JoinPath(dir_, "mine");
+  ASSERT_TRUE(AtomicWriteFile(path, "new \r\n\n old\n").ok());
+  auto keys = ReadKeyFile(path);
+  ASSERT_TRUE(keys.ok()) << keys.status().message();
+  EXPECT_EQ(*keys, (std::vector<std::string>{"new", " old"}));
+}
+
+// Scenario: an empty key file (or one of blank lines) would sign with an empty HMAC key:
+// every program refuses it (slackerctl accepted it before issue 18).
+TEST_F(ClusterKeyTest, KeyFileWithoutAKeyIsRefused) {
+  for (const char* content : {"", "\n", "\r\n \n\n"}) {
+    std::string path = JoinPath(dir_, "empty");
+    ASSERT_TRUE(AtomicWriteFile(path, content).ok());
+    auto keys = ReadKeyFile(path);
+    ASSERT_FALSE(keys.ok()) << "content " << testing::PrintToString(content);
+    EXPECT_EQ(keys.status().code(), EINVAL);
+    EXPECT_NE(keys.status().message().find("holds no key"), std::string::npos) << keys.status().message();
+  }
+  EXPECT_EQ(ReadKeyFile(JoinPath(dir_, "missing")).status().code(), ENOENT);
+}
+
+// Scenario: --cluster-key pointed at a FIFO or a huge file: a clear error, no hang.
+TEST_F(ClusterKeyTest, KeyFileThatIsAFifoOrHugeIsRefused) {
+  std::string fifo = JoinPath(dir_, "fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_FALSE(ReadKeyFile(fifo).ok());
+  std::string huge = JoinPath(dir_, "huge");
+  ASSERT_TRUE(AtomicWriteFile(huge, std::string(65 * 1024, 'k')).ok());
+  auto keys = ReadKeyFile(huge);
+  ASSERT_FALSE(keys.ok());
+  EXPECT_EQ(keys.status().code(), EFBIG);
+}
+
+TEST(KeyIdTest, IsTheFirst12HexOfTheKeysSha256) {
+  EXPECT_EQ(KeyId("abc"), "ba7816bf8f01");
+}
+
 // Scenario: rotate keeps the old key accepted (second in the ring); retire drops it.
 TEST_F(ClusterKeyTest, RotateThenRetire) {
   auto first = EnsureClusterKeys(dir_);

@@ -4,23 +4,17 @@
 #   test/e2e/conformance.sh [go test args, e.g. -run CreateSnap]
 #
 # Starts slackerd ($SLACKERD, default build/cmd/slackerd) with a private state dir and
-# its own embedded store under /var/tmp/slacker-e2e.XXXXXX, runs
-# shared/conformance/graphtest/run.sh against its socket (-timeout 30m: a stalled
+# its own embedded store under /var/tmp/slacker-e2e.XXXXXX, runs the repository's
+# harness test/conformance/run.sh against its socket (-timeout 30m: a stalled
 # plugin costs ~30 s per call), stops slackerd, and checks that nothing stays mounted
-# or attached. Root only. The shared/ dir is found beside the repository (in CI the
-# repository is a fresh clone with shared/ next to it) or at $SLACKER_SHARED.
+# or attached. Root only.
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
-SHARED=${SLACKER_SHARED:-$REPO/../shared}
-RUN_SH=$SHARED/conformance/graphtest/run.sh
-[ -f "$RUN_SH" ] || {
-  echo "conformance: $RUN_SH not found (set SLACKER_SHARED to the shared/ dir)" >&2
-  exit 2
-}
+RUN_SH=$REPO/test/conformance/run.sh
 NAME=slk$$gt
 # go test runs with -timeout 30m; stop and clean up before ctest's TIMEOUT (2400 s).
 export E2E_DEADLINE=${E2E_DEADLINE:-2300}

@@ -119,6 +119,7 @@ Result<int64_t> SlackerDriver::ApplyDiff(const std::string& id, const std::strin
   if (!layer) return Errorf(ENOENT, "apply diff to layer {}: no such layer", id);
   common::MutexLock l(layer->mu);
   if (layer->refs > 0) return Errorf(EBUSY, "apply diff to layer {}: the layer is mounted", id);
+  if (layer->parked) SLACKER_RETURN_IF_ERROR(UnmountLocked(*layer).Context("apply diff to layer " + id));
   SLACKER_ASSIGN_OR_RETURN(std::string head, ReadHead(tar));
   if (head.empty()) {
     // Not a tar: every tar, even an empty layer's, has its 1024-byte end marker. dockerd's

@@ -64,6 +64,13 @@ Result<std::string> SlackerDriver::GetLocked(Layer& layer) {
     ++layer.refs;
     return mnt;
   }
+  if (layer.parked) {
+    // The mount its last Put left parked: the same file system, nothing to do.
+    Unpark(layer);
+    layer.refs = 1;
+    Count(&Counters::parked_reuses);
+    return mnt;
+  }
   SLACKER_RETURN_IF_ERROR(MakeDirs(mnt, 0755));
   if (!layer.rec.has_volume && !layer.rec.snapshot.empty() && layer.rec.kind == LayerKind::kImage) {
     SLACKER_RETURN_IF_ERROR(MountSnapshot(layer));
@@ -78,7 +85,7 @@ Result<std::string> SlackerDriver::GetLocked(Layer& layer) {
 Status SlackerDriver::MountSnapshot(Layer& layer) {
   loopdev::MountedImage::Options ro;
   ro.read_only = true;
-  auto mount = loopdev::MountedImage::Mount(os_, backend_.SnapshotPath(layer.rec.snapshot), MountPath(layer.rec.id), ro);
+  auto mount = MountFile(backend_.SnapshotPath(layer.rec.snapshot), MountPath(layer.rec.id), ro);
   if (!mount.ok())
     return mount.status().Context(fmt::format("mount snapshot {} of layer {}", layer.rec.snapshot, layer.rec.id));
   layer.mount.emplace(std::move(mount).value());
@@ -119,7 +126,7 @@ Status SlackerDriver::MountVolume(Layer& layer) {
   std::string mnt = MountPath(id);
   loopdev::MountedImage::Options rw;
   rw.after_attach = [] { SLACKER_FAULT_POINT("get.after_attach"); };
-  auto mount = loopdev::MountedImage::Mount(os_, backend_.VolumePath(id), mnt, rw);
+  auto mount = MountFile(backend_.VolumePath(id), mnt, rw);
   if (!mount.ok()) return mount.status().Context(fmt::format("mount volume of layer {}", id));
   SLACKER_FAULT_POINT("get.after_mount");
   layer.mount.emplace(std::move(mount).value());
@@ -159,6 +166,16 @@ Status SlackerDriver::PutLocked(Layer& layer, bool force) {
   }
   if (--layer.refs > 0 && !force) return Status::Ok();
   layer.refs = 0;
+  if (!force && opts_.park_time.count() > 0) {
+    Park(layer);
+    return Status::Ok();
+  }
+  return UnmountLocked(layer);
+}
+
+Status SlackerDriver::UnmountLocked(Layer& layer) {
+  const std::string& id = layer.rec.id;
+  layer.refs = 0;
   std::string mnt = MountPath(id);
   bool clean = false;
   if (layer.mounted_rw) {
@@ -172,9 +189,15 @@ Status SlackerDriver::PutLocked(Layer& layer, bool force) {
   Status s = layer.mount ? layer.mount->Unmount(loopdev::BusyPolicy::kDetach)
                          : loopdev::UnmountPath(os_, mnt, loopdev::BusyPolicy::kDetach);
   if (!s.ok()) {
-    layer.refs = 1;
+    // Still mounted: parked again (the reaper retries) or held again, as before the Put.
+    if (layer.parked) {
+      Park(layer);
+    } else {
+      layer.refs = 1;
+    }
     return s.Context("put layer " + id);
   }
+  Unpark(layer);
   layer.mount.reset();
   if (clean && !LoopsBacking(backend_.VolumePath(id)).empty()) {
     // The file system outlives our unmount (a busy mount detached lazily, or a copy of the
@@ -187,6 +210,26 @@ Status SlackerDriver::PutLocked(Layer& layer, bool force) {
     next.dirty = false;
     if (Persist(next).ok()) layer.rec = next;
   }
+  layer.mounted_rw = false;
+  return Status::Ok();
+}
+
+Status SlackerDriver::DiscardMountLocked(Layer& layer) {
+  const std::string& id = layer.rec.id;
+  std::string mnt = MountPath(id);
+  if (layer.mounted_rw) {
+    // Its file is deleted next: nothing it holds is needed, so nothing is written back.
+    // Without this the unmount flushes the file system and its journal (syncs that made a
+    // container's removal slow, issue 17).
+    Status s = os_.Shutdown(mnt);
+    if (!s.ok()) log::Warn("discard_shutdown_failed", {{"layer", id}, {"err", s.message()}});
+  }
+  Status s = layer.mount ? layer.mount->Unmount(loopdev::BusyPolicy::kDetach)
+                         : loopdev::UnmountPath(os_, mnt, loopdev::BusyPolicy::kDetach);
+  if (!s.ok()) return s.Context("unmount layer " + id);
+  Unpark(layer);
+  layer.mount.reset();
+  layer.refs = 0;
   layer.mounted_rw = false;
   return Status::Ok();
 }

@@ -141,6 +141,7 @@ class SlackerDriver : public GraphDriver {
   Status MountSnapshot(Layer& layer) REQUIRES(layer.mu);
   Status MountVolume(Layer& layer) REQUIRES(layer.mu);
   Status MaterializeVolume(Layer& layer) REQUIRES(layer.mu);
+  Result<bool> CloneIdleParentVolume(Layer& child) REQUIRES(child.mu);
   // The write counter of `loop_index` after a syncfs of `mountpoint`.
   Result<uint64_t> SampleWrites(int loop_index, const std::string& mountpoint);
   Result<std::unique_ptr<LayerView>> OpenView(const std::string& id);

@@ -759,23 +759,60 @@ TEST_F(ParkedMountTest, RemoveDiscardsAParkedVolumeWithoutWritingItBack) {
 
 // Durability: what a stopped container wrote is in every snapshot taken after its Put,
 // although nothing was flushed at the Put.
-TEST_F(ParkedMountTest, SnapshotAndCloneOfAParkedLayerFreezeIt) {
+TEST_F(ParkedMountTest, ASnapshotOfAParkedLayerFreezesIt) {
   Park();
   ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
   auto p = driver_->Get("c1", "");
   ASSERT_TRUE(p.ok());
-  ASSERT_TRUE(AtomicWriteFile(*p + "/hello", "world").ok());
   os_.RecordWrite(*p);
   ASSERT_TRUE(driver_->Put("c1").ok());
-  ASSERT_TRUE(driver_->CreateReadWrite(Req("c2", "c1")).ok());
-  auto q = driver_->Get("c2", "");  // clones c1's content: needs a snapshot of the parked c1
-  ASSERT_TRUE(q.ok()) << q.status().message();
-  EXPECT_GE(os_.Calls("Freeze"), 1) << "the parked mount is frozen for its snapshot";
-  EXPECT_FALSE(os_.IsFrozen(*p));
   std::string first = DiffBytes("c1");
+  EXPECT_EQ(os_.Calls("Freeze"), 1) << "the parked mount is frozen for its snapshot";
+  EXPECT_FALSE(os_.IsFrozen(*p));
+  EXPECT_TRUE(os_.IsMounted(*p)) << "and stays parked";
   std::string second = DiffBytes("c1");
   EXPECT_EQ(first, second) << "nothing written since: the snapshot is reused";
+  EXPECT_EQ(driver_->counters().snapshots, 1u);
+}
+
+// dockerd's -init layer: Put, then at once the parent of the container layer's first Get.
+// Its file is cloned after a syncfs: no freeze, no snapshot published.
+TEST_F(ParkedMountTest, AChildOfAnIdleParentClonesTheParentsFileAfterASyncfs) {
+  Park();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1-init")).ok());
+  auto p = driver_->Get("c1-init", "");
+  ASSERT_TRUE(p.ok());
+  os_.RecordWrite(*p);
+  ASSERT_TRUE(driver_->Put("c1-init").ok());
+  int syncs = os_.Calls("SyncFs");
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1", "c1-init")).ok());
+  auto q = driver_->Get("c1", "");
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  EXPECT_EQ(os_.Calls("Freeze"), 0);
+  EXPECT_GT(os_.Calls("SyncFs"), syncs) << "the parked parent is synced before its file is cloned";
+  EXPECT_EQ(driver_->counters().snapshots, 0u) << "no snapshot of the parent is published";
+  auto vol = ReadFileToString(backend_->VolumePath("c1"));
+  auto parent_vol = ReadFileToString(backend_->VolumePath("c1-init"));
+  ASSERT_TRUE(vol.ok() && parent_vol.ok());
+  EXPECT_EQ(*vol, *parent_vol) << "the child's volume is a clone of the parent's file";
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+// A parent that is held (a running container's layer) may be written at any moment: its
+// child clones a frozen snapshot of it, as before.
+TEST_F(ParkedMountTest, AChildOfAHeldParentClonesAFrozenSnapshot) {
+  Park();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("base")).ok());
+  auto p = driver_->Get("base", "");
+  ASSERT_TRUE(p.ok());
+  os_.RecordWrite(*p);
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c2", "base")).ok());
+  auto q = driver_->Get("c2", "");
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  EXPECT_EQ(os_.Calls("Freeze"), 1);
+  EXPECT_EQ(driver_->counters().snapshots, 1u);
   ASSERT_TRUE(driver_->Put("c2").ok());
+  ASSERT_TRUE(driver_->Put("base").ok());
 }
 
 TEST_F(ParkedMountTest, TheReaperUnmountsWhenTheTimeIsUp) {

@@ -27,6 +27,12 @@ TIME_METRICS = (
     ("dev_cycle_ms", "dev cycle"),
     ("dev_fresh_cycle_ms", "dev cycle, fresh worker"),
     ("warm_run_ms", "run-to-ready (warm)"),
+    # a container's own life cycle, warm (bench/lifecycle; run_rm_ms also in bench/run)
+    ("run_rm_ms", "docker run --rm"),
+    ("start_ms", "start"),
+    ("restart_ms", "start, stopped container"),
+    ("stop_ms", "stop"),
+    ("rm_ms", "rm"),
 )
 
 # Headline ratios (overlay2 time / slacker time) and the targets of issue 6.
@@ -39,6 +45,12 @@ RATIO_METRICS = (
     ("run", "run_ms", None),
     ("create", "create_ms", None),
     ("warm_run", "warm_run_ms", 1 / 1.3),
+    # issue 17: within 1.1x of overlay2
+    ("run_rm", "run_rm_ms", 1 / 1.1),
+    ("start", "start_ms", None),
+    ("restart", "restart_ms", 1 / 1.1),
+    ("stop", "stop_ms", 1 / 1.1),
+    ("rm", "rm_ms", 1 / 1.1),
 )
 
 # The paper's development cycle pushes and pulls whole images (an empty registry, a
@@ -318,6 +330,88 @@ def draw_plot(report, outdir):
     return png
 
 
+# --- per-call plugin latency from slackerd's metrics ---------------------------
+
+HISTOGRAM = "slacker_request_duration_seconds"
+
+
+def parse_histograms(text, name=HISTOGRAM):
+    """Prometheus text of `GET /metrics` -> {method: [(le_seconds, cumulative count)]}
+    for histogram NAME, buckets in ascending order (+Inf as math.inf). Lines of other
+    metrics are ignored; a malformed bucket line raises ValueError naming it."""
+    out = {}
+    prefix = name + "_bucket{"
+    for line in text.splitlines():
+        if not line.startswith(prefix):
+            continue
+        try:
+            labels, value = line[len(prefix):].rsplit("} ", 1)
+            kv = dict(part.split("=", 1) for part in labels.split(","))
+            method = kv["method"].strip('"')
+            le = kv["le"].strip('"')
+            bound = math.inf if le == "+Inf" else float(le)
+            out.setdefault(method, []).append((bound, float(value)))
+        except (ValueError, KeyError):
+            raise ValueError(f"bad histogram line: {line!r}") from None
+    return {m: sorted(b) for m, b in out.items()}
+
+
+def histogram_delta(before, after):
+    """Bucket counts of the requests between two scrapes: after - before, per method.
+    A method missing before counts from zero; a counter that went down (the daemon
+    restarted) raises ValueError."""
+    out = {}
+    for method, buckets in after.items():
+        prev = dict(before.get(method, []))
+        delta = []
+        for bound, count in buckets:
+            d = count - prev.get(bound, 0.0)
+            if d < 0:
+                raise ValueError(f"{method}: bucket le={bound} went down ({prev[bound]} -> {count})")
+            delta.append((bound, d))
+        if delta and delta[-1][1] > 0:
+            out[method] = delta
+    return out
+
+
+def histogram_quantile(buckets, q):
+    """The q-quantile (0..1) of cumulative buckets [(le, count)], interpolated linearly
+    inside the bucket that holds it, as Prometheus' histogram_quantile does; a quantile
+    in the +Inf bucket is reported as the largest finite bound."""
+    total = buckets[-1][1]
+    if total <= 0:
+        raise ValueError("quantile of an empty histogram")
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound
+            if count == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count)
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def plugin_latency(before_text, after_text):
+    """{method: {count, p50_ms, p95_ms, p99_ms}} of the plugin calls between two scrapes."""
+    delta = histogram_delta(parse_histograms(before_text), parse_histograms(after_text))
+    out = {}
+    for method, buckets in sorted(delta.items()):
+        out[method] = {"count": int(buckets[-1][1])}
+        for label, q in (("p50_ms", 0.5), ("p95_ms", 0.95), ("p99_ms", 0.99)):
+            out[method][label] = round(histogram_quantile(buckets, q) * 1000.0, 3)
+    return out
+
+
+def format_plugin_latency(latency, title="plugin calls (slackerd metrics)"):
+    lines = [title, f"{'method':<16}{'calls':>8}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"]
+    for method, v in latency.items():
+        lines.append(f"{method:<16}{v['count']:>8}{v['p50_ms']:>10.1f}{v['p95_ms']:>10.1f}{v['p99_ms']:>10.1f}")
+    return "\n".join(lines)
+
+
 def main(argv):
     if len(argv) < 4 or argv[1] != "report":
         print("usage: benchlib.py report SAMPLES.tsv OUTDIR [META_JSON]", file=sys.stderr)
@@ -327,6 +421,11 @@ def main(argv):
     meta = json.loads(argv[4]) if len(argv) > 4 else None
     report = build_report(samples, meta)
     report["samples"] = samples
+    # Optional: per-driver scrapes of slackerd's metrics before and after the run,
+    # as META's "plugin_metrics": {"WORKER": [BEFORE_FILE, AFTER_FILE], ...}.
+    for worker, (before, after) in sorted((meta or {}).pop("plugin_metrics", {}).items()):
+        with open(before) as b, open(after) as a:
+            report.setdefault("plugin_latency", {})[worker] = plugin_latency(b.read(), a.read())
     outdir = argv[3]
     os.makedirs(outdir, exist_ok=True)
     tmp = os.path.join(outdir, "latest.json.tmp")
@@ -335,6 +434,9 @@ def main(argv):
         f.write("\n")
     os.replace(tmp, os.path.join(outdir, "latest.json"))
     print(format_table(report))
+    for worker, latency in report.get("plugin_latency", {}).items():
+        print()
+        print(format_plugin_latency(latency, f"plugin calls on {worker} (slackerd metrics)"))
     png = draw_plot(report, outdir)
     print(f"\nwrote {os.path.join(outdir, 'latest.json')}" + (f" and {png}" if png else ""))
     return 0

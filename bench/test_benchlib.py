@@ -183,5 +183,54 @@ class CommandLineTest(unittest.TestCase):
             self.assertFalse(os.path.exists(os.path.join(d, "latest.json")))
 
 
+
+def _prom(method_counts):
+    """Metrics text with one histogram per method: {method: [(le, cumulative)]}."""
+    lines = ["# TYPE slacker_request_duration_seconds histogram",
+             'slacker_requests_total{method="Get",status="200"} 3']
+    for m, buckets in method_counts.items():
+        for le, c in buckets:
+            lines.append(f'slacker_request_duration_seconds_bucket{{method="{m}",le="{le}"}} {c}')
+        lines.append(f'slacker_request_duration_seconds_count{{method="{m}"}} {buckets[-1][1]}')
+    return "\n".join(lines) + "\n"
+
+
+class PluginLatencyTest(unittest.TestCase):
+    def test_parse_sorts_buckets_and_reads_inf(self):
+        h = benchlib.parse_histograms(_prom({"Put": [("0.01", 1), ("0.005", 0), ("+Inf", 2)]}))
+        self.assertEqual(h, {"Put": [(0.005, 0.0), (0.01, 1.0), (float("inf"), 2.0)]})
+
+    def test_parse_rejects_malformed_bucket(self):
+        with self.assertRaises(ValueError):
+            benchlib.parse_histograms('slacker_request_duration_seconds_bucket{method="Get"} 1\n')
+
+    def test_quantile_interpolates_inside_the_bucket(self):
+        b = [(0.01, 0.0), (0.02, 10.0), (float("inf"), 10.0)]
+        self.assertAlmostEqual(benchlib.histogram_quantile(b, 0.5), 0.015)
+        self.assertAlmostEqual(benchlib.histogram_quantile(b, 1.0), 0.02)
+        # everything above the last finite bound: reported as that bound
+        self.assertEqual(benchlib.histogram_quantile([(0.01, 0.0), (float("inf"), 4.0)], 0.5), 0.01)
+        with self.assertRaises(ValueError):
+            benchlib.histogram_quantile([(float("inf"), 0.0)], 0.5)
+
+    def test_latency_counts_only_the_calls_between_scrapes(self):
+        before = _prom({"Put": [("0.01", 5), ("0.05", 5), ("+Inf", 5)],
+                        "Get": [("0.01", 1), ("0.05", 1), ("+Inf", 1)]})
+        after = _prom({"Put": [("0.01", 5), ("0.05", 9), ("+Inf", 9)],
+                       "Get": [("0.01", 1), ("0.05", 1), ("+Inf", 1)],
+                       "Remove": [("0.01", 2), ("0.05", 2), ("+Inf", 2)]})
+        lat = benchlib.plugin_latency(before, after)
+        self.assertEqual(sorted(lat), ["Put", "Remove"])  # Get had no call in between
+        self.assertEqual(lat["Put"]["count"], 4)
+        self.assertAlmostEqual(lat["Put"]["p50_ms"], 30.0)  # 10 + 40 * (2/4)
+        self.assertEqual(lat["Remove"]["count"], 2)
+        self.assertIn("Put", benchlib.format_plugin_latency(lat))
+
+    def test_counter_going_down_is_an_error(self):
+        before = _prom({"Put": [("0.01", 5), ("+Inf", 5)]})
+        after = _prom({"Put": [("0.01", 1), ("+Inf", 1)]})
+        with self.assertRaises(ValueError):
+            benchlib.plugin_latency(before, after)
+
 if __name__ == "__main__":
     unittest.main()

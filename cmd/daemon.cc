@@ -93,6 +93,15 @@ Result<DaemonCore> OpenDaemonCore(const char* program, const StoreFlags& flags, 
     *step = "parse --max-spool";
     SLACKER_ASSIGN_OR_RETURN(opts.max_spool_bytes, ParseSize(flags.max_spool));
   }
+  if (!flags.unmount_delay.empty()) {
+    *step = "parse --unmount-delay";
+    char* end = nullptr;
+    double sec = std::strtod(flags.unmount_delay.c_str(), &end);
+    if (end == flags.unmount_delay.c_str() || *end != '\0' || !(sec >= 0 && sec <= 3600)) {
+      return Errorf(EINVAL, "--unmount-delay {:?}: want seconds between 0 and 3600", flags.unmount_delay);
+    }
+    opts.park_time = std::chrono::milliseconds(static_cast<int64_t>(sec * 1000));
+  }
   *step = "read cluster key";
   SLACKER_ASSIGN_OR_RETURN(opts.trust, LoadReferenceTrust(keys, core.store.backend->root(), &opts.reload_keys));
   *step = "create driver state directory";

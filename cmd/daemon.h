@@ -33,6 +33,7 @@ struct StoreFlags {
   std::string ca_file = {};     // CA for https://
   std::string nfs_bridge = {};  // slacker-nfs-fuse binary; "" finds it (BridgePath)
   std::string max_spool = {};   // DriverOptions::max_spool_bytes as a size ("" = default)
+  std::string unmount_delay = {};  // DriverOptions::park_time in seconds ("" = 0)
 };
 
 // Members are destroyed in reverse order: the backend before the NFS view it reads through.

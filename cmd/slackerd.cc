@@ -52,6 +52,10 @@ slacker graphdriver plugin: every layer is an ext4 file system in a file on a sh
                       migration only (registry_shim/FORMAT.md)
   --max-spool SIZE    largest uncompressed standard layer an ApplyDiff spools to
                       <state>/spool before unpacking (default 64G); larger: EFBIG
+  --unmount-delay SEC a layer stays mounted SEC seconds after its last Put (default 10; 0:
+                      unmount at Put): a container started again meanwhile reuses the
+                      mount, and a container removed meanwhile is discarded without
+                      writing its file system back (driver/README.md "Start and stop")
   --log-level L       debug|info|warn|error (default info)
   --metrics-listen A  serve Prometheus metrics at GET /metrics on A: unix:/path.sock or
                       HOST:PORT (PORT alone binds 127.0.0.1); default off
@@ -63,7 +67,7 @@ struct Flags {
   std::string log_level = "info";
   std::string metrics_listen;  // "" = no metrics endpoint
   slacker::cmd::KeyFlags keys;
-  slacker::cmd::StoreFlags store{.state = "/var/lib/slacker"};
+  slacker::cmd::StoreFlags store{.state = "/var/lib/slacker", .unmount_delay = "10"};
 };
 
 int Fail(const slacker::Status& s, const char* what) {
@@ -87,6 +91,7 @@ int main(int argc, char** argv) {
   cli.String("--store-ca", &flags.store.ca_file);
   cli.String("--nfs-bridge", &flags.store.nfs_bridge);
   cli.String("--max-spool", &flags.store.max_spool);
+  cli.String("--unmount-delay", &flags.store.unmount_delay);
   cli.Switch("--allow-unsigned-references", &flags.keys.allow_unsigned_references);
   ParseCommandLineOrExit(cli, {argv + 1, argv + argc}, "slackerd", kUsage, /*positional_allowed=*/false);
   if (!cmd::ApplyLogLevel("slackerd", flags.log_level)) return 2;

@@ -18,6 +18,9 @@ class CAPABILITY("mutex") Mutex {
   void Unlock() RELEASE() { mu_.unlock(); }
   // True if the lock was taken (then Unlock it).
   bool TryLock() TRY_ACQUIRE(true) { return mu_.try_lock(); }
+  // BasicLockable, for std::condition_variable_any::wait (which unlocks and relocks).
+  void lock() ACQUIRE() { mu_.lock(); }
+  void unlock() RELEASE() { mu_.unlock(); }
 
  private:
   std::mutex mu_;

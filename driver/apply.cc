@@ -8,6 +8,7 @@
 
 #include "common/fault.h"
 #include "common/files.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "driver/slacker_driver.h"
 #include "driver/spool.h"
@@ -19,8 +20,6 @@
 
 namespace slacker::driver {
 namespace {
-
-constexpr size_t kMaxReferenceTar = 64 * 1024;
 
 // Passes a stream through; fires fault point `point` once `after` bytes went by (a crash
 // in the middle of an extraction).
@@ -119,6 +118,7 @@ Result<int64_t> SlackerDriver::ApplyDiff(const std::string& id, const std::strin
   if (!layer) return Errorf(ENOENT, "apply diff to layer {}: no such layer", id);
   common::MutexLock l(layer->mu);
   if (layer->refs > 0) return Errorf(EBUSY, "apply diff to layer {}: the layer is mounted", id);
+  if (layer->parked) SLACKER_RETURN_IF_ERROR(UnmountLocked(*layer).Context("apply diff to layer " + id));
   SLACKER_ASSIGN_OR_RETURN(std::string head, ReadHead(tar));
   if (head.empty()) {
     // Not a tar: every tar, even an empty layer's, has its 1024-byte end marker. dockerd's
@@ -138,8 +138,8 @@ Result<int64_t> SlackerDriver::ApplyDiff(const std::string& id, const std::strin
       SLACKER_ASSIGN_OR_RETURN(size_t n, tar.Read(buf, sizeof buf));
       if (n == 0) break;
       bytes.append(buf, n);
-      if (bytes.size() > kMaxReferenceTar)
-        return Errorf(EINVAL, "apply diff to layer {}: reference tar is larger than {} bytes", id, kMaxReferenceTar);
+      if (bytes.size() > registry_shim::kMaxReferenceTar)
+        return Errorf(EINVAL, "apply diff to layer {}: reference tar is larger than {} bytes", id, registry_shim::kMaxReferenceTar);
     }
     return ApplyReference(*layer, bytes);
   }
@@ -177,7 +177,7 @@ Result<int64_t> SlackerDriver::ApplyReference(Layer& layer, const std::string& b
   next.has_volume = false;
   next.dirty = false;
   next.diff_size = static_cast<int64_t>(ref->bytes);
-  next.chain_id = registry_shim::NextChainId(parent_chain, Sha256Digest(bytes));
+  next.chain_id = registry_shim::NextChainId(parent_chain, slacker::Sha256Digest(bytes));
   Status written = AtomicWriteFile(JoinPath(opts_.state_dir, "layers/" + id + ".ref"), bytes);
   if (written.ok()) written = Persist(next);
   if (!written.ok()) {

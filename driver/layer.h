@@ -10,6 +10,7 @@
 //   layers, so they never wait for a long operation.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -32,13 +33,19 @@ struct Layer {
   common::Mutex mu;
   LayerRecord rec GUARDED_BY(mu);
   int refs GUARDED_BY(mu) = 0;  // Get minus Put (plus internal views)
-  // The mount at the layer's mount point while refs > 0: the volume (rw) or, for an
-  // image layer without a volume, its snapshot (ro). The driver's destructor Releases
-  // it: a restarted driver adopts the mounts dockerd still holds.
+  // The mount at the layer's mount point while refs > 0 or parked: the volume (rw) or,
+  // for an image layer without a volume, its snapshot (ro). The driver's destructor
+  // Releases the held ones: a restarted driver adopts the mounts dockerd still holds.
   std::optional<loopdev::MountedImage> mount GUARDED_BY(mu);
   bool mounted_rw GUARDED_BY(mu) = false;  // `mount` is the volume, mounted rw
   SnapshotCurrency current GUARDED_BY(mu);  // is rec.snapshot the volume's content
   bool removed GUARDED_BY(mu) = false;      // Remove finished; a caller that found it before must not use it
+  // Mounted although nobody holds it (refs == 0): its last Put was deferred, a parked
+  // mount (driver/README.md "Start and stop"); the reaper unmounts it at park_until.
+  bool parked GUARDED_BY(mu) = false;
+  std::chrono::steady_clock::time_point park_until GUARDED_BY(mu);
+
+  bool mounted() const REQUIRES(mu) { return refs > 0 || parked; }
 
   // Loop device of the mount, -1 when none (or unknown for an adopted mount).
   int loop_index() const REQUIRES(mu) { return mount ? mount->loop_index() : -1; }

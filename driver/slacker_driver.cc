@@ -41,10 +41,22 @@ SlackerDriver::SlackerDriver(os::Os& os, Backend& backend, DriverOptions options
 }
 
 SlackerDriver::~SlackerDriver() {
-  // dockerd still holds its Gets of the mounted layers (running containers): the mounts
-  // stay for the next Open to adopt.
+  {
+    MutexLock l(park_mu_);
+    stop_reaper_ = true;
+  }
+  park_cv_.notify_all();
+  if (reaper_.joinable()) reaper_.join();
   for (const auto& layer : layers_.All()) {
     MutexLock l(layer->mu);
+    if (layer->parked && layer->refs == 0) {
+      // Nobody holds it: a clean exit leaves no parked mount behind (after a crash,
+      // start-up adopts it as a held one).
+      Status s = UnmountLocked(*layer);
+      if (!s.ok()) log::Warn("parked_unmount_failed", {{"layer", layer->rec.id}, {"err", s.message()}});
+    }
+    // dockerd still holds its Gets of the mounted layers (running containers): the
+    // mounts stay for the next Open to adopt.
     if (layer->mount) layer->mount->Release();
   }
 }
@@ -61,6 +73,7 @@ Result<std::unique_ptr<SlackerDriver>> SlackerDriver::Open(os::Os& os, Backend& 
   ::chmod(JoinPath(options.state_dir, "empty").c_str(), 0755);
   std::unique_ptr<SlackerDriver> d(new SlackerDriver(os, backend, std::move(options)));
   SLACKER_RETURN_IF_ERROR(d->Recover());
+  if (d->opts_.park_time.count() > 0) d->reaper_ = std::thread([p = d.get()] { p->ReapParked(); });
   // dockerd does not resend Init when the plugin restarts: re-apply the last one.
   auto plugin = ReadFileToString(JoinPath(d->opts_.state_dir, "plugin.json"));
   if (plugin.ok()) {
@@ -148,7 +161,7 @@ std::vector<std::pair<std::string, std::string>> SlackerDriver::StatusRows() {
       ++busy;
       continue;
     }
-    if (layer->refs > 0) ++mounted;
+    if (layer->mounted()) ++mounted;
     if (layer->rec.has_volume) ++volumes;
     if (!layer->rec.snapshot.empty()) snaps.insert(layer->rec.snapshot);
     layer->mu.Unlock();
@@ -218,10 +231,8 @@ Status SlackerDriver::Remove(const std::string& id) {
   auto layer = layers_.Find(id);
   if (!layer) return Status::Ok();  // idempotent, as dockerd retries removals
   MutexLock l(layer->mu);
-  if (layer->refs > 0) {
-    log::Warn("remove_mounted_layer", {{"layer", id}, {"refs", std::to_string(layer->refs)}});
-    SLACKER_RETURN_IF_ERROR(PutLocked(*layer, /*force=*/true).Context("remove layer " + id));
-  }
+  if (layer->refs > 0) log::Warn("remove_mounted_layer", {{"layer", id}, {"refs", std::to_string(layer->refs)}});
+  if (layer->mounted()) SLACKER_RETURN_IF_ERROR(DiscardMountLocked(*layer).Context("remove layer " + id));
   if (layer->rec.has_volume) SLACKER_RETURN_IF_ERROR(backend_.RemoveVolume(id).Context("remove layer " + id));
   SLACKER_FAULT_POINT("remove.after_volume");
   std::string snap = layer->rec.snapshot;
@@ -270,9 +281,11 @@ Status SlackerDriver::Cleanup() {
   Status first;
   for (auto& layer : layers_.All()) {
     MutexLock l(layer->mu);
-    if (layer->refs == 0) continue;
-    log::Warn("cleanup_unmount_held_layer", {{"layer", layer->rec.id}, {"refs", std::to_string(layer->refs)}});
-    Status s = PutLocked(*layer, true);
+    if (!layer->mounted()) continue;
+    if (layer->refs > 0) {
+      log::Warn("cleanup_unmount_held_layer", {{"layer", layer->rec.id}, {"refs", std::to_string(layer->refs)}});
+    }
+    Status s = UnmountLocked(*layer);
     if (!s.ok() && first.ok()) first = s;
   }
   log::Info("cleanup");
@@ -286,7 +299,7 @@ std::vector<std::pair<std::string, double>> SlackerDriver::Metrics() {
   for (auto& layer : all) {
     // TryLock: an ApplyDiff holds the layer's mutex for minutes, a scrape must not wait.
     if (!layer->mu.TryLock()) continue;
-    if (layer->refs > 0) ++mounted;
+    if (layer->mounted()) ++mounted;
     layer->mu.Unlock();
   }
   std::vector<std::pair<std::string, double>> out = {

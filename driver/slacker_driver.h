@@ -15,12 +15,15 @@
 // in driver/README.md.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "common/mutex.h"
 #include "driver/claims.h"
@@ -47,6 +50,11 @@ struct DriverOptions {
   // hashed for dedup before it is unpacked). Larger: EFBIG naming the limit, nothing kept.
   uint64_t max_spool_bytes = kDefaultMaxSpoolBytes;
   static constexpr uint64_t kDefaultMaxSpoolBytes = 64ull << 30;
+  // How long a layer stays mounted after its last Put (a parked mount): a Get within
+  // that time reuses the mount, a Remove discards it without writing anything back, and
+  // a snapshot freezes it as any mounted layer. Zero: Put unmounts at once (the behaviour
+  // before issue 17; the snapshotter and unit tests that check Put's unmount use it).
+  std::chrono::milliseconds park_time{0};
 };
 
 class LayerView;
@@ -56,7 +64,8 @@ class SlackerDriver : public GraphDriver {
   // REQUIRES: `os` and `backend` outlive the driver.
   static Result<std::unique_ptr<SlackerDriver>> Open(os::Os& os, storage_backend::Backend& backend,
                                                      DriverOptions options);
-  // Keeps every mount (dockerd still holds its Gets): the next Open adopts them.
+  // Unmounts parked layers; keeps every held mount (dockerd still holds its Gets): the
+  // next Open adopts them.
   ~SlackerDriver() override;
 
   Status Init(const std::string& home, const std::vector<std::string>& options) override;
@@ -86,6 +95,7 @@ class SlackerDriver : public GraphDriver {
   struct Counters {
     uint64_t clones = 0, snapshots = 0, snapshot_cache_hits = 0, ro_mounts = 0, rw_mounts = 0;
     uint64_t dedup_hits = 0;
+    uint64_t parked_reuses = 0;  // Gets served by a parked mount
   };
   Counters counters() const;
 
@@ -113,9 +123,25 @@ class SlackerDriver : public GraphDriver {
   // mounts.cc: Get/Put, the layer's mount and read views.
   Result<std::string> GetLocked(Layer& layer) REQUIRES(layer.mu);
   Status PutLocked(Layer& layer, bool force) REQUIRES(layer.mu);
+  // Writes everything back, unmounts, and records whether the volume still equals its
+  // snapshot. For a held mount too (Cleanup, Remove's fallback).
+  Status UnmountLocked(Layer& layer) REQUIRES(layer.mu);
+  // Unmounts a layer whose file is deleted next, writing nothing back.
+  Status DiscardMountLocked(Layer& layer) REQUIRES(layer.mu);
+  // Parked mounts (DriverOptions::park_time): Park hands a mount nobody holds to the
+  // reaper, Unpark takes it back (a Get) or forgets it (an unmount).
+  void Park(Layer& layer) REQUIRES(layer.mu) EXCLUDES(park_mu_);
+  void Unpark(Layer& layer) REQUIRES(layer.mu) EXCLUDES(park_mu_);
+  // The reaper thread: unmounts parked layers whose time is up.
+  void ReapParked() EXCLUDES(park_mu_);
+  // Mounts ext4 from `file` at `target`, through the loop device that already backs the
+  // file if there is one (never a second file system on one file).
+  Result<loopdev::MountedImage> MountFile(const std::string& file, const std::string& target,
+                                          const loopdev::MountedImage::Options& options);
   Status MountSnapshot(Layer& layer) REQUIRES(layer.mu);
   Status MountVolume(Layer& layer) REQUIRES(layer.mu);
   Status MaterializeVolume(Layer& layer) REQUIRES(layer.mu);
+  Result<bool> CloneIdleParentVolume(Layer& child) REQUIRES(child.mu);
   // The write counter of `loop_index` after a syncfs of `mountpoint`.
   Result<uint64_t> SampleWrites(int loop_index, const std::string& mountpoint);
   Result<std::unique_ptr<LayerView>> OpenView(const std::string& id);
@@ -172,6 +198,14 @@ class SlackerDriver : public GraphDriver {
   common::Mutex template_mu_;  // held while a template is formatted: one at a time
   mutable common::Mutex trust_mu_;
   registry_shim::ReferenceTrust trust_ GUARDED_BY(trust_mu_);  // keys reloaded: key rotation
+
+  // A leaf lock: taken under a layer's mutex (Park, Unpark); the reaper takes a layer's
+  // mutex only after releasing it.
+  common::Mutex park_mu_;
+  std::condition_variable_any park_cv_;
+  std::map<std::string, std::chrono::steady_clock::time_point> parked_ GUARDED_BY(park_mu_);  // id -> unmount at
+  bool stop_reaper_ GUARDED_BY(park_mu_) = false;
+  std::thread reaper_;  // started by Open when park_time > 0; joined by the destructor
 };
 
 }  // namespace slacker::driver

@@ -24,7 +24,7 @@ using common::MutexLock;
 // content, reusing the last one when nothing was written since.
 Result<std::string> SlackerDriver::SnapshotLocked(Layer& layer) {
   const std::string& id = layer.rec.id;
-  bool mounted = layer.refs > 0 && layer.mounted_rw;
+  bool mounted = layer.mounted() && layer.mounted_rw;
   bool current = mounted ? layer.current.CurrentWhileMounted(layer.rec, SampleWrites(layer.loop_index(), MountPath(id)))
                          : SnapshotCurrency::CurrentAtRest(layer.rec);
   if (current) {

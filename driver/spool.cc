@@ -3,26 +3,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include <vector>
 
 #include "common/fault.h"
+#include "common/hash.h"
 
 namespace slacker::driver {
-namespace {
-
-std::string Hex(const unsigned char* p, size_t n) {
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < n; ++i) {
-    out += kHex[p[i] >> 4];
-    out += kHex[p[i] & 15];
-  }
-  return out;
-}
-
-}  // namespace
 
 SpoolFile::~SpoolFile() {
   if (!path_.empty()) ::unlink(path_.c_str());
@@ -32,8 +18,7 @@ Status SpoolFile::Fill(const std::string& path, ByteSource& src, uint64_t limit)
   path_ = path;
   fd_.Reset(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd_.valid()) return Status::FromErrno(errno, "create spool " + path);
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  Sha256 hash;
   std::vector<char> buf(1 << 20);
   Status result;
   for (;;) {
@@ -51,16 +36,12 @@ Status SpoolFile::Fill(const std::string& path, ByteSource& src, uint64_t limit)
                       limit);
       break;
     }
-    EVP_DigestUpdate(ctx, buf.data(), *n);
+    hash.Update(buf.data(), *n);
     size_ += *n;
     result = WriteAll(buf.data(), *n);
     if (!result.ok()) break;
   }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, md, &len);
-  EVP_MD_CTX_free(ctx);
-  digest_ = "sha256:" + Hex(md, len);
+  digest_ = "sha256:" + hash.FinishHex();
   if (result.ok() && ::lseek(fd_.get(), 0, SEEK_SET) != 0) result = Status::FromErrno(errno, "rewind spool");
   if (!result.ok()) {
     fd_.Reset(-1);
@@ -89,39 +70,19 @@ Result<size_t> SpoolFile::Read(void* buf, size_t n) {
   }
 }
 
-std::string Sha256Digest(std::string_view bytes) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
-  return "sha256:" + Hex(md, len);
-}
-
 Result<std::string> Sha256Digest(ByteSource& src) {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  Sha256 hash;
   std::vector<char> buf(1 << 20);
   for (;;) {
-    auto n = src.Read(buf.data(), buf.size());
-    if (!n.ok()) {
-      EVP_MD_CTX_free(ctx);
-      return n.status();
-    }
-    if (*n == 0) break;
-    EVP_DigestUpdate(ctx, buf.data(), *n);
+    SLACKER_ASSIGN_OR_RETURN(size_t n, src.Read(buf.data(), buf.size()));
+    if (n == 0) break;
+    hash.Update(buf.data(), n);
   }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, md, &len);
-  EVP_MD_CTX_free(ctx);
-  return "sha256:" + Hex(md, len);
+  return "sha256:" + hash.FinishHex();
 }
 
 std::string ChainKey(const std::string& base_snapshot, const std::string& diff_id) {
-  std::string in = base_snapshot + " " + diff_id;
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(in.data(), in.size(), md, &len, EVP_sha256(), nullptr);
-  return Hex(md, len);
+  return Sha256Hex(base_snapshot + " " + diff_id);
 }
 
 }  // namespace slacker::driver

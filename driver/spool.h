@@ -43,8 +43,7 @@ class SpoolSource : public ByteSource {
   SpoolFile& f_;
 };
 
-// "sha256:<hex>" of the bytes (a DiffID).
-std::string Sha256Digest(std::string_view bytes);
+// "sha256:<hex>" of the stream (a DiffID); of bytes in memory: common/hash.h.
 Result<std::string> Sha256Digest(ByteSource& src);
 // The dedup index's key of a standard layer: hex sha256(<base snapshot> + " " + <DiffID>).
 std::string ChainKey(const std::string& base_snapshot, const std::string& diff_id);

@@ -84,6 +84,7 @@ Status FakeOs::Mount(const std::string& source, const std::string& target, const
   if (::stat(target.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return Errorf(ENOENT, "mount {} on {}: mount point does not exist", source, target);
   mounts_.push_back({source, target, fstype, data, flags});
+  shut_down_[target] = false;
   return Status::Ok();
 }
 
@@ -93,6 +94,7 @@ Status FakeOs::Unmount(const std::string& target, int /*flags*/) {
   for (auto it = mounts_.rbegin(); it != mounts_.rend(); ++it) {
     if (it->target != target) continue;
     std::string source = it->source;
+    shut_down_[target] = false;
     mounts_.erase(std::next(it).base());
     ReapLocked();
     return Status::Ok();
@@ -180,6 +182,22 @@ Status FakeOs::Thaw(const std::string& mountpoint) {
   frozen_[mountpoint] = false;
   WriteSuperblockLocked(mountpoint);
   return Status::Ok();
+}
+
+Status FakeOs::Shutdown(const std::string& mountpoint) {
+  std::lock_guard<std::mutex> l(mu_);
+  SLACKER_RETURN_IF_ERROR(Enter("Shutdown"));
+  if (!std::any_of(mounts_.begin(), mounts_.end(), [&](const MountEntry& m) { return m.target == mountpoint; })) {
+    return Status::FromErrno(EINVAL, "EXT4_IOC_SHUTDOWN " + mountpoint);
+  }
+  shut_down_[mountpoint] = true;
+  return Status::Ok();
+}
+
+bool FakeOs::IsShutDown(const std::string& mountpoint) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = shut_down_.find(mountpoint);
+  return it != shut_down_.end() && it->second;
 }
 
 Status FakeOs::SyncFs(const std::string& /*path*/) {

@@ -41,6 +41,7 @@ class FakeOs : public Os {
   Result<uint64_t> CopyFileRange(int src_fd, int dst_fd, uint64_t len) override;
   Status Freeze(const std::string& mountpoint) override;
   Status Thaw(const std::string& mountpoint) override;
+  Status Shutdown(const std::string& mountpoint) override;
   Status SyncFs(const std::string& path) override;
   Result<FsStats> StatFs(const std::string& path) override;
   Status Ext4GrowTo(const std::string& mountpoint, uint64_t blocks) override;
@@ -59,6 +60,7 @@ class FakeOs : public Os {
   std::map<int, LoopEntry> Loops() const;
   bool IsMounted(const std::string& target) const;
   bool IsFrozen(const std::string& mountpoint) const;
+  bool IsShutDown(const std::string& mountpoint) const;  // since its last Mount
 
  private:
   Status Enter(const std::string& op);  // counts the call, returns an injected failure
@@ -73,6 +75,7 @@ class FakeOs : public Os {
   std::vector<MountEntry> mounts_;
   std::map<int, LoopEntry> loops_;
   std::map<std::string, bool> frozen_;
+  std::map<std::string, bool> shut_down_;
   uint64_t free_bytes_ = 50ull << 30;
 };
 

@@ -118,6 +118,19 @@ class RealOs : public Os {
   Status Freeze(const std::string& mountpoint) override { return FsIoctl(mountpoint, FIFREEZE, "FIFREEZE"); }
   Status Thaw(const std::string& mountpoint) override { return FsIoctl(mountpoint, FITHAW, "FITHAW"); }
 
+  Status Shutdown(const std::string& mountpoint) override {
+    // From linux/fs/ext4/ext4.h (not in every uapi header set).
+    constexpr unsigned long kExt4IocShutdown = _IOR('X', 125, __u32);
+    constexpr __u32 kGoingFlagsNoLogFlush = 0x2;
+    UniqueFd fd(::open(mountpoint.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd.valid()) return Status::FromErrno(errno, "open " + mountpoint);
+    __u32 flags = kGoingFlagsNoLogFlush;
+    if (::ioctl(fd.get(), kExt4IocShutdown, &flags) != 0) {
+      return Status::FromErrno(errno, "EXT4_IOC_SHUTDOWN " + mountpoint);
+    }
+    return Status::Ok();
+  }
+
   Status SyncFs(const std::string& path) override {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) return Status::FromErrno(errno, "open " + path);

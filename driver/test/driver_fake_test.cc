@@ -3,6 +3,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -71,10 +72,12 @@ class DriverFakeTest : public ::testing::Test {
     driver_.reset();
     IgnoreError(RemoveTree(dir_), "test teardown: a leftover scratch dir only wastes space");
   }
-  void Reopen(uint64_t max_spool_bytes = DriverOptions::kDefaultMaxSpoolBytes) {
+  void Reopen(uint64_t max_spool_bytes = DriverOptions::kDefaultMaxSpoolBytes,
+              std::chrono::milliseconds park_time = std::chrono::milliseconds(0)) {
     driver_.reset();
     DriverOptions o;
     o.max_spool_bytes = max_spool_bytes;
+    o.park_time = park_time;
     o.state_dir = dir_ + "/state";
     o.host_id = "hostA";
     o.default_size = 32ull << 20;  // FakeOs copies bytes for FICLONE: keep files small
@@ -708,4 +711,183 @@ TEST_F(DriverFakeTest, StorageOptSizeIsValidated) {
 }
 
 }  // namespace
+
+// --- parked mounts (issue 17: start and stop as fast as overlay2) -----------------------
+
+class ParkedMountTest : public DriverFakeTest {
+ protected:
+  void Park(std::chrono::milliseconds t = std::chrono::hours(1)) {
+    Reopen(DriverOptions::kDefaultMaxSpoolBytes, t);
+  }
+};
+
+TEST_F(ParkedMountTest, PutParksTheMountAndTheNextGetReusesIt) {
+  Park();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  EXPECT_TRUE(os_.IsMounted(*p)) << "Put parks the mount";
+  EXPECT_EQ(os_.Calls("Freeze"), 0) << "nothing is flushed at Put";
+  EXPECT_EQ(os_.Calls("Unmount"), 0);
+  auto again = driver_->Get("c1", "");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *p);
+  EXPECT_EQ(os_.Calls("Mount"), 1) << "the parked mount is reused";
+  EXPECT_EQ(driver_->counters().parked_reuses, 1u);
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  ASSERT_TRUE(driver_->Put("c1").ok()) << "a double Put of a parked layer is harmless";
+  EXPECT_TRUE(os_.IsMounted(*p));
+}
+
+TEST_F(ParkedMountTest, RemoveDiscardsAParkedVolumeWithoutWritingItBack) {
+  Park();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok());
+  os_.RecordWrite(*p);
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  int shutdowns = os_.Calls("Shutdown");
+  ASSERT_TRUE(driver_->Remove("c1").ok());
+  EXPECT_EQ(os_.Calls("Shutdown"), shutdowns + 1) << "the doomed file system is shut down before its unmount";
+  EXPECT_EQ(os_.Calls("Freeze"), 0) << "a removed layer is never flushed";
+  EXPECT_FALSE(os_.IsMounted(*p));
+  EXPECT_TRUE(os_.Loops().empty());
+  EXPECT_FALSE(PathExists(backend_->VolumePath("c1")));
+  EXPECT_FALSE(driver_->Exists("c1"));
+}
+
+// Durability: what a stopped container wrote is in every snapshot taken after its Put,
+// although nothing was flushed at the Put.
+TEST_F(ParkedMountTest, ASnapshotOfAParkedLayerFreezesIt) {
+  Park();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok());
+  os_.RecordWrite(*p);
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  std::string first = DiffBytes("c1");
+  EXPECT_EQ(os_.Calls("Freeze"), 1) << "the parked mount is frozen for its snapshot";
+  EXPECT_FALSE(os_.IsFrozen(*p));
+  EXPECT_TRUE(os_.IsMounted(*p)) << "and stays parked";
+  std::string second = DiffBytes("c1");
+  EXPECT_EQ(first, second) << "nothing written since: the snapshot is reused";
+  EXPECT_EQ(driver_->counters().snapshots, 1u);
+}
+
+// dockerd's -init layer: Put, then at once the parent of the container layer's first Get.
+// Its file is cloned after a syncfs: no freeze, no snapshot published.
+TEST_F(ParkedMountTest, AChildOfAnIdleParentClonesTheParentsFileAfterASyncfs) {
+  Park();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1-init")).ok());
+  auto p = driver_->Get("c1-init", "");
+  ASSERT_TRUE(p.ok());
+  os_.RecordWrite(*p);
+  ASSERT_TRUE(driver_->Put("c1-init").ok());
+  int syncs = os_.Calls("SyncFs");
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1", "c1-init")).ok());
+  auto q = driver_->Get("c1", "");
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  EXPECT_EQ(os_.Calls("Freeze"), 0);
+  EXPECT_GT(os_.Calls("SyncFs"), syncs) << "the parked parent is synced before its file is cloned";
+  EXPECT_EQ(driver_->counters().snapshots, 0u) << "no snapshot of the parent is published";
+  auto vol = ReadFileToString(backend_->VolumePath("c1"));
+  auto parent_vol = ReadFileToString(backend_->VolumePath("c1-init"));
+  ASSERT_TRUE(vol.ok() && parent_vol.ok());
+  EXPECT_EQ(*vol, *parent_vol) << "the child's volume is a clone of the parent's file";
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+// A parent that is held (a running container's layer) may be written at any moment: its
+// child clones a frozen snapshot of it, as before.
+TEST_F(ParkedMountTest, AChildOfAHeldParentClonesAFrozenSnapshot) {
+  Park();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("base")).ok());
+  auto p = driver_->Get("base", "");
+  ASSERT_TRUE(p.ok());
+  os_.RecordWrite(*p);
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c2", "base")).ok());
+  auto q = driver_->Get("c2", "");
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  EXPECT_EQ(os_.Calls("Freeze"), 1);
+  EXPECT_EQ(driver_->counters().snapshots, 1u);
+  ASSERT_TRUE(driver_->Put("c2").ok());
+  ASSERT_TRUE(driver_->Put("base").ok());
+}
+
+TEST_F(ParkedMountTest, TheReaperUnmountsWhenTheTimeIsUp) {
+  Park(std::chrono::milliseconds(30));
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  for (int i = 0; i < 500 && os_.IsMounted(*p); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_FALSE(os_.IsMounted(*p)) << "still mounted 5 s after a 30 ms park";
+  EXPECT_GE(os_.Calls("Freeze"), 1) << "the reaper writes the volume back before unmounting";
+  EXPECT_TRUE(os_.Loops().empty());
+  auto again = driver_->Get("c1", "");
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(os_.Calls("Mount"), 2);
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+TEST_F(ParkedMountTest, ClosingTheDriverUnmountsParkedLayers) {
+  Park();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  driver_.reset();
+  EXPECT_FALSE(os_.IsMounted(*p));
+  EXPECT_TRUE(os_.Loops().empty());
+}
+
+TEST_F(ParkedMountTest, CleanupUnmountsParkedLayers) {
+  Park();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  ASSERT_TRUE(driver_->Cleanup().ok());
+  EXPECT_FALSE(os_.IsMounted(*p));
+}
+
+// No second ext4 on one file: a loop device still bound to the volume (its file system
+// alive in another mount namespace) is joined, not doubled.
+TEST_F(DriverFakeTest, GetJoinsALoopDeviceThatStillBacksTheVolume) {
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  auto idx = os_.LoopGetFree();
+  ASSERT_TRUE(idx.ok());
+  auto held = os_.LoopConfigure(*idx, backend_->VolumePath("c1"), os::LoopConfig{});
+  ASSERT_TRUE(held.ok());
+  int configures = os_.Calls("LoopConfigure");
+  auto again = driver_->Get("c1", "");
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(os_.Calls("LoopConfigure"), configures) << "no second loop device";
+  std::string source;
+  for (const auto& m : os_.Mounts())
+    if (m.target == *again) source = m.source;
+  EXPECT_EQ(source, fmt::format("/dev/loop{}", *idx));
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+TEST_F(DriverFakeTest, GetRefusesWhenTheLiveFileSystemCannotBeJoined) {
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  ASSERT_TRUE(driver_->Get("c1", "").ok());
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  auto idx = os_.LoopGetFree();
+  ASSERT_TRUE(idx.ok());
+  auto held = os_.LoopConfigure(*idx, backend_->VolumePath("c1"), os::LoopConfig{});
+  ASSERT_TRUE(held.ok());
+  os_.FailNext("Mount", EBUSY);  // the kernel's answer when the modes differ
+  auto again = driver_->Get("c1", "");
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), EBUSY);
+  EXPECT_NE(again.status().message().find("refusing to start a second file system"), std::string::npos)
+      << again.status().message();
+}
+
 }  // namespace slacker::driver

@@ -40,13 +40,20 @@ slacker_requests_total{method="Get",status="200"} 1
 slacker_requests_total{method="Get",status="500"} 1
 # HELP slacker_request_duration_seconds Time from reading a request's header to sending its reply, by method.
 # TYPE slacker_request_duration_seconds histogram
+slacker_request_duration_seconds_bucket{method="Get",le="0.0005"} 0
 slacker_request_duration_seconds_bucket{method="Get",le="0.001"} 0
-slacker_request_duration_seconds_bucket{method="Get",le="0.0025"} 0
+slacker_request_duration_seconds_bucket{method="Get",le="0.002"} 0
+slacker_request_duration_seconds_bucket{method="Get",le="0.003"} 0
 slacker_request_duration_seconds_bucket{method="Get",le="0.005"} 0
+slacker_request_duration_seconds_bucket{method="Get",le="0.0075"} 0
 slacker_request_duration_seconds_bucket{method="Get",le="0.01"} 0
-slacker_request_duration_seconds_bucket{method="Get",le="0.025"} 0
+slacker_request_duration_seconds_bucket{method="Get",le="0.015"} 0
+slacker_request_duration_seconds_bucket{method="Get",le="0.02"} 0
+slacker_request_duration_seconds_bucket{method="Get",le="0.03"} 0
 slacker_request_duration_seconds_bucket{method="Get",le="0.05"} 0
+slacker_request_duration_seconds_bucket{method="Get",le="0.075"} 0
 slacker_request_duration_seconds_bucket{method="Get",le="0.1"} 0
+slacker_request_duration_seconds_bucket{method="Get",le="0.15"} 0
 slacker_request_duration_seconds_bucket{method="Get",le="0.25"} 1
 slacker_request_duration_seconds_bucket{method="Get",le="0.5"} 2
 slacker_request_duration_seconds_bucket{method="Get",le="1"} 2
@@ -84,8 +91,11 @@ TEST(PluginMetrics, HistogramBucketsAreCumulative) {
                ? "missing"
                : text.substr(at + key.size(), text.find('\n', at) - at - key.size());
   };
+  EXPECT_EQ(bucket("0.0005"), "1");
   EXPECT_EQ(bucket("0.001"), "2");  // the bound itself is inside
-  EXPECT_EQ(bucket("0.005"), "3");
+  EXPECT_EQ(bucket("0.002"), "2");
+  EXPECT_EQ(bucket("0.003"), "3");
+  EXPECT_EQ(bucket("0.0075"), "3");
   EXPECT_EQ(bucket("0.5"), "4");
   EXPECT_EQ(bucket("10"), "4");
   EXPECT_EQ(bucket("+Inf"), "5");

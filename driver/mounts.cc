@@ -198,7 +198,10 @@ Status SlackerDriver::PutLocked(Layer& layer, bool force) {
   }
   if (--layer.refs > 0 && !force) return Status::Ok();
   layer.refs = 0;
-  if (!force && opts_.park_time.count() > 0) {
+  // Only a rw mount is parked: its unmount is what flushes. A read-only mount of an image
+  // layer (a read view for Changes or DiffSize, `docker cp`) has nothing to write back and
+  // goes at once.
+  if (!force && opts_.park_time.count() > 0 && layer.mounted_rw) {
     Park(layer);
     return Status::Ok();
   }

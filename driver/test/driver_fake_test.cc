@@ -815,6 +815,24 @@ TEST_F(ParkedMountTest, AChildOfAHeldParentClonesAFrozenSnapshot) {
   ASSERT_TRUE(driver_->Put("base").ok());
 }
 
+// An image layer's read-only mount has nothing to write back: its Put unmounts at once
+// (a parked read view would linger after every Changes or DiffSize).
+TEST_F(ParkedMountTest, AReadOnlyImageLayerMountIsNotParked) {
+  Park();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("C")).ok());
+  ASSERT_TRUE(driver_->Get("C", "").ok());
+  std::string tar = DiffBytes("C");
+  ASSERT_TRUE(driver_->Put("C").ok());
+  ASSERT_TRUE(driver_->Create(Req("L")).ok());
+  StringSource src(tar);
+  ASSERT_TRUE(driver_->ApplyDiff("L", "", src).ok());
+  auto p = driver_->Get("L", "");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(MountFlagsOf(*p), "ro");
+  ASSERT_TRUE(driver_->Put("L").ok());
+  EXPECT_FALSE(os_.IsMounted(*p));
+}
+
 TEST_F(ParkedMountTest, TheReaperUnmountsWhenTheTimeIsUp) {
   Park(std::chrono::milliseconds(30));
   ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());

@@ -37,8 +37,11 @@ void SlackerDriver::ReapParked() {
     }
     auto next = std::min_element(parked_.begin(), parked_.end(),
                                  [](const auto& a, const auto& b) { return a.second < b.second; });
-    if (std::chrono::steady_clock::now() < next->second) {
-      park_cv_.wait_until(park_mu_, next->second);
+    // A copy: the wait releases park_mu_, and an Unpark meanwhile erases the entry (the
+    // wait reads its deadline again when it wakes).
+    const auto deadline = next->second;
+    if (std::chrono::steady_clock::now() < deadline) {
+      park_cv_.wait_until(park_mu_, deadline);
       continue;
     }
     std::string id = next->first;

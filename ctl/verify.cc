@@ -6,6 +6,7 @@
 
 #include "common/files.h"
 #include "ctl/state.h"
+#include "driver/layer_record.h"
 #include "loopdev/mount.h"
 #include "registry_shim/reference.h"
 #include "storage_backend/local_backend.h"
@@ -22,6 +23,14 @@ Result<VerifyReport> Verify(os::Os& os, const storage_backend::Backend& store, c
     report.problems.push_back({std::move(subject), std::move(message)});
   };
   std::set<std::string> claimed_volumes, snapshots;
+  // A layer slackerd is removing right now (driver/layer_record.h kRemovingSuffix): its
+  // volume is being torn down, not an orphan.
+  if (auto names = ListDir(JoinPath(state_dir, "layers")); names.ok()) {
+    for (const auto& n : *names) {
+      std::string_view suffix = driver::kRemovingSuffix;
+      if (n.size() > suffix.size() && n.ends_with(suffix)) claimed_volumes.insert(n.substr(0, n.size() - suffix.size()));
+    }
+  }
   // Closed permissions (DESIGN.md §9): the state directory, the parents of mount points,
   // and everything in the store are root's alone. slackerd and storaged tighten a store
   // on start; this reports what is open meanwhile (e.g. files copied in by hand).

@@ -39,6 +39,11 @@ struct LayerRecord {
   static Result<LayerRecord> FromJson(const std::string& text);
 };
 
+// <state>/layers/<id><kRemovingSuffix>: the record of a removed layer whose teardown
+// (unmount, volume file) is still running after Remove returned. Its volume is not an
+// orphan meanwhile; start-up finishes what a crash interrupted and deletes it.
+inline constexpr const char* kRemovingSuffix = ".removing";
+
 const char* KindName(LayerKind k);
 const char* OriginName(Origin o);
 

@@ -1,9 +1,13 @@
 // Parked mounts (issue 17): a Put that releases a layer's last reference leaves the mount
 // for DriverOptions::park_time; the reaper thread unmounts it then. And MountFile: never a
 // second file system on one file. Why: driver/README.md "Start and stop".
+#include <stdio.h>
+
 #include <algorithm>
+#include <cerrno>
 
 #include "common/fault.h"
+#include "common/files.h"
 #include "common/log.h"
 #include "driver/slacker_driver.h"
 
@@ -30,7 +34,19 @@ void SlackerDriver::Unpark(Layer& layer) {
 
 void SlackerDriver::ReapParked() {
   park_mu_.Lock();
-  while (!stop_reaper_) {
+  for (;;) {
+    if (!teardowns_.empty()) {
+      // First: a removed layer's mount and file (Remove returned already).
+      Teardown t = std::move(teardowns_.front());
+      teardowns_.pop_front();
+      park_mu_.Unlock();
+      TearDown(t);
+      park_mu_.Lock();
+      tearing_down_.erase(t.id);
+      teardown_done_cv_.notify_all();
+      continue;
+    }
+    if (stop_reaper_) break;
     if (parked_.empty()) {
       park_cv_.wait(park_mu_);
       continue;
@@ -47,23 +63,104 @@ void SlackerDriver::ReapParked() {
     std::string id = next->first;
     parked_.erase(next);
     park_mu_.Unlock();  // a leaf lock: never held while taking a layer's mutex
-    if (auto layer = layers_.Find(id)) {
-      MutexLock l(layer->mu);
-      // Re-checked under the layer's mutex: a Get may have taken it back, or a later Put
-      // parked it again with a later time.
-      if (layer->parked && layer->refs == 0 && !layer->removed) {
-        if (std::chrono::steady_clock::now() >= layer->park_until) {
-          Status s = UnmountLocked(*layer);
-          if (!s.ok()) log::Warn("parked_unmount_failed", {{"layer", id}, {"err", s.message()}});
-        } else {
-          MutexLock pl(park_mu_);
-          parked_[id] = layer->park_until;
-        }
-      }
-    }
+    ReapOne(id);
     park_mu_.Lock();
   }
   park_mu_.Unlock();
+}
+
+void SlackerDriver::ReapOne(const std::string& id) {
+  auto layer = layers_.Find(id);
+  if (!layer) return;
+  MutexLock l(layer->mu);
+  // Re-checked under the layer's mutex: a Get may have taken it back, or a later Put
+  // parked it again with a later time.
+  if (!layer->parked || layer->refs != 0 || layer->removed) return;
+  if (std::chrono::steady_clock::now() >= layer->park_until) {
+    Status s = UnmountLocked(*layer);
+    if (!s.ok()) log::Warn("parked_unmount_failed", {{"layer", id}, {"err", s.message()}});
+  } else {
+    MutexLock pl(park_mu_);
+    parked_[id] = layer->park_until;
+  }
+}
+
+// Remove with the teardown deferred: the record is renamed to `<id>.removing` (from then
+// on the layer does not exist, for us and after a crash: start-up unmounts a mount
+// without a record and deletes a volume no record claims), then the reaper discards the
+// mount, deletes the file and last the `.removing` record. dockerd's `docker rm` does
+// not wait for the teardown; slackerctl verify does not call the volume an orphan.
+Status SlackerDriver::RemoveDeferred(Layer& layer) {
+  const std::string id = layer.rec.id;
+  std::string record = JoinPath(opts_.state_dir, "layers/" + id + ".json");
+  if (::rename(record.c_str(), RemovingPath(id).c_str()) != 0 && errno != ENOENT) {
+    return Status::FromErrno(errno, "remove layer " + id + ": rename " + record);
+  }
+  SLACKER_FAULT_POINT("remove.after_record");
+  IgnoreError(RemoveFileIfExists(JoinPath(opts_.state_dir, "layers/" + id + ".ref")), "the layer is gone (its record is removed); a stray .ref file is never read again");
+  Teardown t;
+  t.id = id;
+  t.mounted = layer.mounted();
+  t.rw = layer.mounted_rw;
+  t.volume = layer.rec.has_volume;
+  if (layer.mount) t.mount.emplace(std::move(*layer.mount));
+  Unpark(layer);
+  layer.mount.reset();
+  layer.refs = 0;
+  layer.mounted_rw = false;
+  layer.removed = true;
+  std::string snap = layer.rec.snapshot;
+  layers_.Erase(id);
+  if (!snap.empty()) claims_.Release(snap, id);
+  {
+    MutexLock l(park_mu_);
+    tearing_down_.insert(id);
+    teardowns_.push_back(std::move(t));
+  }
+  park_cv_.notify_one();
+  log::Debug("remove", {{"layer", id}, {"teardown", "deferred"}});
+  return Status::Ok();
+}
+
+// The reaper's half of RemoveDeferred. A failure is logged: the record is gone, so the
+// next start-up unmounts and deletes what is left (and slackerctl verify reports it).
+void SlackerDriver::TearDown(Teardown& t) {
+  std::string mnt = MountPath(t.id);
+  if (t.mounted) {
+    if (t.rw) {
+      // Its file is deleted next: nothing it holds is needed, so nothing is written back.
+      Status s = os_.Shutdown(mnt);
+      if (!s.ok()) log::Warn("discard_shutdown_failed", {{"layer", t.id}, {"err", s.message()}});
+    }
+    Status s = t.mount ? t.mount->Unmount(loopdev::BusyPolicy::kDetach)
+                       : loopdev::UnmountPath(os_, mnt, loopdev::BusyPolicy::kDetach);
+    if (!s.ok()) {
+      log::Error("teardown_unmount_failed", {{"layer", t.id}, {"err", s.message()}});
+      if (t.mount) t.mount->Release();
+      return;  // the volume stays while mounted; start-up deletes it
+    }
+  }
+  if (t.volume) {
+    Status s = backend_.RemoveVolume(t.id);
+    if (!s.ok()) log::Error("teardown_remove_volume_failed", {{"layer", t.id}, {"err", s.message()}});
+  }
+  SLACKER_FAULT_POINT("remove.after_volume");
+  ::rmdir(mnt.c_str());
+  IgnoreError(RemoveFileIfExists(RemovingPath(t.id)), "start-up deletes a leftover .removing record");
+}
+
+std::string SlackerDriver::RemovingPath(const std::string& id) const {
+  return JoinPath(opts_.state_dir, "layers/" + id + kRemovingSuffix);
+}
+
+void SlackerDriver::AwaitTeardown(const std::string& id) {
+  MutexLock l(park_mu_);
+  while (tearing_down_.count(id) != 0) teardown_done_cv_.wait(park_mu_);
+}
+
+void SlackerDriver::AwaitTeardowns() {
+  MutexLock l(park_mu_);
+  while (!tearing_down_.empty()) teardown_done_cv_.wait(park_mu_);
 }
 
 // A loop device that already backs `file` carries a file system of it that may still be

@@ -26,6 +26,7 @@ Status SlackerDriver::Recover() {
   RemoveStrayVolumes(mounted_sources);
   DetachIdleLoops(mounted_sources);
   RemoveOrphanInitLayers();
+  RemoveFinishedRemovals();
   SLACKER_RETURN_IF_ERROR(ReconcileMarkers());
   log::Info("recovered", {{"layers", std::to_string(layers_.Ids().size())}});
   return Status::Ok();
@@ -38,6 +39,21 @@ Status SlackerDriver::RemoveLeftoverSpool() {
     IgnoreError(RemoveFileIfExists(JoinPath(opts_.state_dir, "spool/" + f)), "a leftover spool file only wastes space; the next start removes it");
   }
   return Status::Ok();
+}
+
+// A Remove whose deferred teardown a crash interrupted: its mount (no record) was
+// unmounted and its volume (no record claims it) deleted by the phases above; what is
+// left is the `.removing` record.
+void SlackerDriver::RemoveFinishedRemovals() {
+  auto names = ListDir(JoinPath(opts_.state_dir, "layers"));
+  if (!names.ok()) return;
+  for (const auto& name : *names) {
+    if (!name.ends_with(kRemovingSuffix)) continue;
+    std::string id = name.substr(0, name.size() - std::string_view(kRemovingSuffix).size());
+    log::Info("recover_finish_removal", {{"layer", id}});
+    ::rmdir(MountPath(id).c_str());
+    IgnoreError(RemoveFileIfExists(RemovingPath(id)), "a leftover .removing record is deleted at the next start");
+  }
 }
 
 // layers/<id>.json; the temp files of an interrupted atomic write are deleted.

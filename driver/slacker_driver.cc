@@ -209,6 +209,7 @@ Status SlackerDriver::CreateReadWrite(const CreateRequest& req) {
 
 Status SlackerDriver::CreateLayer(const CreateRequest& req, LayerKind kind) {
   if (!ValidLayerId(req.id)) return Errorf(EINVAL, "invalid layer id {:?}", req.id);
+  AwaitTeardown(req.id);
   LayerRecord rec;
   rec.id = req.id;
   rec.parent = req.parent;
@@ -232,6 +233,7 @@ Status SlackerDriver::Remove(const std::string& id) {
   if (!layer) return Status::Ok();  // idempotent, as dockerd retries removals
   MutexLock l(layer->mu);
   if (layer->refs > 0) log::Warn("remove_mounted_layer", {{"layer", id}, {"refs", std::to_string(layer->refs)}});
+  if (opts_.park_time.count() > 0) return RemoveDeferred(*layer);  // the reaper tears it down
   if (layer->mounted()) SLACKER_RETURN_IF_ERROR(DiscardMountLocked(*layer).Context("remove layer " + id));
   if (layer->rec.has_volume) SLACKER_RETURN_IF_ERROR(backend_.RemoveVolume(id).Context("remove layer " + id));
   SLACKER_FAULT_POINT("remove.after_volume");
@@ -278,6 +280,7 @@ Result<int64_t> SlackerDriver::DiffSize(const std::string& id, const std::string
 }
 
 Status SlackerDriver::Cleanup() {
+  AwaitTeardowns();  // dockerd stops: nothing of a removed layer stays mounted
   Status first;
   for (auto& layer : layers_.All()) {
     MutexLock l(layer->mu);

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -54,6 +55,8 @@ struct DriverOptions {
   // that time reuses the mount, a Remove discards it without writing anything back, and
   // a snapshot freezes it as any mounted layer. Zero: Put unmounts at once (the behaviour
   // before issue 17; the snapshotter and unit tests that check Put's unmount use it).
+  // Non-zero also defers a removed layer's teardown: Remove deletes the record and
+  // returns; the reaper thread discards the mount and deletes the volume file right after.
   std::chrono::milliseconds park_time{0};
 };
 
@@ -98,6 +101,8 @@ class SlackerDriver : public GraphDriver {
     uint64_t parked_reuses = 0;  // Gets served by a parked mount
   };
   Counters counters() const;
+  // Blocks until every deferred teardown of a removed layer is done (Cleanup, tests).
+  void AwaitTeardowns() EXCLUDES(park_mu_);
 
  private:
   SlackerDriver(os::Os& os, storage_backend::Backend& backend, DriverOptions options);
@@ -117,6 +122,7 @@ class SlackerDriver : public GraphDriver {
   void RemoveStrayVolumes(const std::set<std::string>& mounted_sources);
   void DetachIdleLoops(const std::set<std::string>& mounted_sources);
   void RemoveOrphanInitLayers();
+  void RemoveFinishedRemovals();
   Status ReconcileMarkers();
   std::vector<int> LoopsBacking(const std::string& file);
 
@@ -128,12 +134,31 @@ class SlackerDriver : public GraphDriver {
   Status UnmountLocked(Layer& layer) REQUIRES(layer.mu);
   // Unmounts a layer whose file is deleted next, writing nothing back.
   Status DiscardMountLocked(Layer& layer) REQUIRES(layer.mu);
+  // What is left of a removed layer when its teardown is deferred (park_time > 0): its
+  // mount and its volume file, handed to the reaper thread.
+  struct Teardown {
+    std::string id;
+    std::optional<loopdev::MountedImage> mount;
+    bool mounted = false;     // something is mounted at the layer's mount point
+    bool rw = false;          // ... its volume, read-write: shut down, not written back
+    bool volume = false;      // the volume file is deleted after the unmount
+  };
+  Status RemoveDeferred(Layer& layer) REQUIRES(layer.mu) EXCLUDES(park_mu_);
+  void TearDown(Teardown& t);
+  std::string RemovingPath(const std::string& id) const;  // <state>/layers/<id>.removing
+  // Blocks while a removed layer of this id is still being torn down (a Create that
+  // reuses the id must not meet its mount or lose its new volume to the old unlink).
+  void AwaitTeardown(const std::string& id) EXCLUDES(park_mu_);
+
   // Parked mounts (DriverOptions::park_time): Park hands a mount nobody holds to the
   // reaper, Unpark takes it back (a Get) or forgets it (an unmount).
   void Park(Layer& layer) REQUIRES(layer.mu) EXCLUDES(park_mu_);
   void Unpark(Layer& layer) REQUIRES(layer.mu) EXCLUDES(park_mu_);
-  // The reaper thread: unmounts parked layers whose time is up.
+  // The reaper thread: tears removed layers down, and unmounts parked layers whose time
+  // is up. Finishes the queued teardowns before it stops.
   void ReapParked() EXCLUDES(park_mu_);
+  // One parked layer whose time may be up (the reaper, without park_mu_).
+  void ReapOne(const std::string& id) EXCLUDES(park_mu_);
   // Mounts ext4 from `file` at `target`, through the loop device that already backs the
   // file if there is one (never a second file system on one file).
   Result<loopdev::MountedImage> MountFile(const std::string& file, const std::string& target,
@@ -205,6 +230,9 @@ class SlackerDriver : public GraphDriver {
   std::condition_variable_any park_cv_;
   std::map<std::string, std::chrono::steady_clock::time_point> parked_ GUARDED_BY(park_mu_);  // id -> unmount at
   bool stop_reaper_ GUARDED_BY(park_mu_) = false;
+  std::deque<Teardown> teardowns_ GUARDED_BY(park_mu_);       // queued by Remove
+  std::set<std::string> tearing_down_ GUARDED_BY(park_mu_);   // queued or in progress
+  std::condition_variable_any teardown_done_cv_;
   std::thread reaper_;  // started by Open when park_time > 0; joined by the destructor
 };
 

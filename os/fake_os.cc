@@ -184,7 +184,18 @@ Status FakeOs::Thaw(const std::string& mountpoint) {
   return Status::Ok();
 }
 
+void FakeOs::BeforeNextShutdown(std::function<void()> fn) {
+  std::lock_guard<std::mutex> l(mu_);
+  before_shutdown_ = std::move(fn);
+}
+
 Status FakeOs::Shutdown(const std::string& mountpoint) {
+  std::function<void()> before;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    before.swap(before_shutdown_);
+  }
+  if (before) before();
   std::lock_guard<std::mutex> l(mu_);
   SLACKER_RETURN_IF_ERROR(Enter("Shutdown"));
   if (!std::any_of(mounts_.begin(), mounts_.end(), [&](const MountEntry& m) { return m.target == mountpoint; })) {

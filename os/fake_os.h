@@ -5,6 +5,7 @@
 // named call. Thread-safe.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -50,6 +51,9 @@ class FakeOs : public Os {
 
   // The next call named `op` ("Mount", "Ficlone", ...) fails with `err`.
   void FailNext(const std::string& op, int err);
+  // The next Shutdown first runs `fn` (outside the fake's lock): a test can hold a
+  // background caller there.
+  void BeforeNextShutdown(std::function<void()> fn);
   // Simulates writes through a mounted loop device (bumps its write counter).
   void RecordWrite(const std::string& mountpoint, uint64_t sectors = 8);
   // What StatFs reports as free (default 50 GiB of 100 GiB): a full store.
@@ -72,6 +76,7 @@ class FakeOs : public Os {
   mutable std::mutex mu_;
   std::map<std::string, int> calls_;
   std::map<std::string, int> fail_next_;
+  std::function<void()> before_shutdown_;
   std::vector<MountEntry> mounts_;
   std::map<int, LoopEntry> loops_;
   std::map<std::string, bool> frozen_;

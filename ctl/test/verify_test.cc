@@ -119,6 +119,17 @@ TEST_F(VerifyTest, VolumeMismatches) {
   EXPECT_TRUE(lines[1].starts_with("volume stray: ")) << lines[1];
 }
 
+// Scenario: slackerd is tearing a removed layer down (its record renamed to
+// <id>.removing): its volume is not an orphan; one without such a record still is.
+TEST_F(VerifyTest, AVolumeBeingRemovedIsNotAnOrphan) {
+  std::ofstream(store_->VolumePath("going")) << "ext4";
+  std::ofstream(state_ + "/layers/going.removing") << "{}";
+  std::ofstream(store_->VolumePath("stray")) << "ext4";
+  auto lines = Lines();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_TRUE(lines[0].starts_with("volume stray: ")) << lines[0];
+}
+
 // Scenario: origin tar needs its skeleton; origin reference needs a decodable .ref.
 TEST_F(VerifyTest, CloneTempFileIsReported) {
   // A crash between a clone into <volume>.tmp-XXXX and its rename.

@@ -749,12 +749,84 @@ TEST_F(ParkedMountTest, RemoveDiscardsAParkedVolumeWithoutWritingItBack) {
   ASSERT_TRUE(driver_->Put("c1").ok());
   int shutdowns = os_.Calls("Shutdown");
   ASSERT_TRUE(driver_->Remove("c1").ok());
+  driver_->AwaitTeardowns();
   EXPECT_EQ(os_.Calls("Shutdown"), shutdowns + 1) << "the doomed file system is shut down before its unmount";
   EXPECT_EQ(os_.Calls("Freeze"), 0) << "a removed layer is never flushed";
   EXPECT_FALSE(os_.IsMounted(*p));
   EXPECT_TRUE(os_.Loops().empty());
   EXPECT_FALSE(PathExists(backend_->VolumePath("c1")));
   EXPECT_FALSE(driver_->Exists("c1"));
+}
+
+// `docker rm` does not wait for the teardown; a Create that reuses the id (moby's
+// graphtest does) waits for it, so the old unlink cannot take the new layer's volume.
+TEST_F(ParkedMountTest, RemoveReturnsBeforeTheTeardownAndACreateOfTheSameIdWaitsForIt) {
+  Park();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok());
+  os_.RecordWrite(*p);
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  std::promise<void> entered, go;
+  std::shared_future<void> go_f = go.get_future().share();
+  os_.BeforeNextShutdown([&] {
+    entered.set_value();
+    go_f.wait();
+  });
+  ASSERT_TRUE(driver_->Remove("c1").ok());
+  ASSERT_EQ(entered.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready)
+      << "the reaper never started the teardown";
+  EXPECT_FALSE(driver_->Exists("c1"));
+  EXPECT_FALSE(PathExists(dir_ + "/state/layers/c1.json")) << "the record goes first";
+  EXPECT_TRUE(PathExists(dir_ + "/state/layers/c1.removing")) << "renamed: the volume is being removed";
+  EXPECT_TRUE(os_.IsMounted(*p)) << "Remove returned with the teardown still running";
+  auto create = std::async(std::launch::async, [&] { return driver_->CreateReadWrite(Req("c1")); });
+  EXPECT_EQ(create.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout)
+      << "a Create of the same id must wait for the old layer's teardown";
+  go.set_value();
+  Status created = create.get();
+  ASSERT_TRUE(created.ok()) << created.message();
+  EXPECT_FALSE(os_.IsMounted(*p));
+  EXPECT_FALSE(PathExists(dir_ + "/state/layers/c1.removing")) << "deleted when the teardown is done";
+  auto again = driver_->Get("c1", "");
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  driver_->AwaitTeardowns();
+  EXPECT_TRUE(PathExists(backend_->VolumePath("c1"))) << "the new layer's volume survived the old teardown";
+  EXPECT_TRUE(os_.IsMounted(*again));
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+// A crash in the middle of a deferred teardown: the record is `<id>.removing`, the volume
+// is still there. Start-up deletes both.
+TEST_F(ParkedMountTest, StartUpFinishesAnInterruptedRemoval) {
+  Park();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  ASSERT_TRUE(driver_->Get("c1", "").ok());
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  driver_.reset();  // unmounts the parked layer
+  ASSERT_EQ(::rename((dir_ + "/state/layers/c1.json").c_str(), (dir_ + "/state/layers/c1.removing").c_str()), 0);
+  ASSERT_TRUE(PathExists(backend_->VolumePath("c1")));
+  Park();
+  EXPECT_FALSE(driver_->Exists("c1"));
+  EXPECT_FALSE(PathExists(backend_->VolumePath("c1"))) << "the volume of the removed layer";
+  EXPECT_FALSE(PathExists(dir_ + "/state/layers/c1.removing"));
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok()) << "the id is free again";
+}
+
+// Cleanup (dockerd stopping) waits for deferred teardowns: nothing of a removed layer
+// stays mounted.
+TEST_F(ParkedMountTest, CleanupWaitsForDeferredTeardowns) {
+  Park();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  auto p = driver_->Get("c1", "");
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  os_.BeforeNextShutdown([] { std::this_thread::sleep_for(std::chrono::milliseconds(100)); });
+  ASSERT_TRUE(driver_->Remove("c1").ok());
+  ASSERT_TRUE(driver_->Cleanup().ok());
+  EXPECT_FALSE(os_.IsMounted(*p));
+  EXPECT_TRUE(os_.Loops().empty());
+  EXPECT_FALSE(PathExists(backend_->VolumePath("c1")));
 }
 
 // Durability: what a stopped container wrote is in every snapshot taken after its Put,

@@ -103,6 +103,7 @@ assert_no_leaks() {
   local left
   mapfile -t left < <(dk w1 ps -aq)
   [ "${#left[@]}" -eq 0 ] || dk w1 rm -f "${left[@]}" >/dev/null
+  e2e_settle "$STATE"
   assert_eq "" "$(e2e_mounts_under "$STATE/mnt")" "mounts under $STATE/mnt"
   assert_eq "" "$(e2e_mounts_under "$STATE/views")" "mounts under $STATE/views"
   assert_eq "" "$(e2e_loops_under "$STATE/store")" "loop devices backed by store files"

@@ -90,6 +90,7 @@ case_container_fills_store() {
   [ "$(free_mb)" -gt 100 ] || fail "space not freed after removing the filler ($(free_mb) MiB free)"
   assert_images_intact
   assert_eq "written" "$(dk w1 run --rm --network none bb:1 sh -c 'echo written >/w; sync; cat /w')" "write after freeing"
+  e2e_settle "$STATE"
   assert_eq "" "$(e2e_mounts_under "$STATE/mnt")" "mounts under $STATE/mnt"
   assert_eq "" "$(e2e_loops_under "$W/store")" "loop devices on store files"
   assert_eq "" "$(ls -A "$W/store/volumes/$A")" "volume files"

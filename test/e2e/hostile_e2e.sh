@@ -55,6 +55,7 @@ assert_host_and_plugin_fine() {
   [ ! -e /tmp/slacker-fuzz-pwned ] || fail "/tmp/slacker-fuzz-pwned was created"
   e2e_alive "$(cat "$W/.e2e/pid/slackerd-$A")" || fail "slackerd died"
   dk w1 run --rm --network none bb:1 true || fail "slackerd no longer serves a container"
+  e2e_settle "$STATE"
   assert_eq "" "$(e2e_mounts_under "$STATE/mnt")" "mounts under $STATE/mnt"
   assert_eq "" "$(e2e_mounts_under "$STATE/views")" "mounts under $STATE/views"
   assert_eq "" "$(e2e_loops_under "$STATE/store")" "loop devices on store files"

@@ -153,6 +153,19 @@ e2e_mounts_under() {
   done | awk '{print length($0) "\t" $0}' | sort -rn | cut -f2-
 }
 
+# e2e_settle STATE: slackerd tears a removed layer down (unmount, loop device, volume
+# file) just after Remove returned, while its record is <STATE>/layers/<id>.removing
+# (driver/README.md "Start and stop"). Waits (at most 10 s) until no removal is in
+# progress, so the leak checks that follow see the end state; they say what is left.
+e2e_settle() {
+  local state=$1 i
+  for ((i = 0; i < 100; i++)); do
+    compgen -G "$state/layers/*.removing" >/dev/null || return 0
+    sleep 0.1
+  done
+  e2e_log "removals still in progress after 10 s: $(cd "$state/layers" && echo *.removing)"
+}
+
 # Loop devices whose backing file is under DIR.
 e2e_loops_under() {
   local dir=$1

@@ -21,6 +21,7 @@ records() { find "$STATE/layers" -name '*.json' | sort; }
 
 assert_nothing_left() {
   assert_eq "" "$(dk w1 ps -aq)" "containers"
+  e2e_settle "$STATE"
   assert_eq "" "$(e2e_mounts_under "$STATE/mnt")" "mounts under $STATE/mnt"
   assert_eq "" "$(e2e_mounts_under "$STATE/views")" "mounts under $STATE/views"
   assert_eq "" "$(e2e_loops_under "$STATE/store")" "loop devices on store files"

@@ -4,6 +4,7 @@
 // call: each phase says what crash it repairs.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "common/files.h"
@@ -19,6 +20,10 @@ using common::MutexLock;
 Status SlackerDriver::Recover() {
   SLACKER_RETURN_IF_ERROR(MakeDirs(JoinPath(backend_.root(), "chains"), 0700));
   SLACKER_RETURN_IF_ERROR(RemoveLeftoverSpool());
+  // A hand-over (mounts.cc TakeOverParentMount) interrupted between its renames: the
+  // parent's clone goes back into place before anything looks at volumes.
+  SLACKER_ASSIGN_OR_RETURN(auto restored, backend_.RecoverHandOvers());
+  for (const auto& l : restored) log::Warn("recover_handover", {{"layer", l}});
   SLACKER_RETURN_IF_ERROR(LoadRecords());
   std::set<std::string> mounted_sources;  // "/dev/loopN" of the mounts kept
   SLACKER_RETURN_IF_ERROR(AdoptMounts(mounted_sources));
@@ -111,6 +116,17 @@ Status SlackerDriver::AdoptMounts(std::set<std::string>& mounted_sources) {
     }
     int index = -1;
     if (std::sscanf(m.source.c_str(), "/dev/loop%d", &index) != 1) index = -1;
+    if (rw && index >= 0) {
+      // The file system of another file (a hand-over interrupted before the parent's
+      // mount moved to the child): adopting it as this layer's would let a discard of
+      // this layer shut down the other layer's file system.
+      auto backing = LoopsBacking(backend_.VolumePath(id));
+      if (std::find(backing.begin(), backing.end(), index) == backing.end()) {
+        log::Warn("recover_unmount_foreign", {{"layer", id}, {"path", m.mount_point}, {"device", m.source}});
+        IgnoreError(loopdev::UnmountPath(os_, m.mount_point, loopdev::BusyPolicy::kDetach), "recovery goes on; a mount left is reported by slackerctl verify");
+        continue;
+      }
+    }
     // Mounted twice at one point (stacked): keep owning the topmost only, unmount none.
     if (layer->mount) layer->mount->Release();
     layer->mount.emplace(loopdev::MountedImage::Adopt(os_, m.mount_point, m.source, index));

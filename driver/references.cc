@@ -43,6 +43,7 @@ Result<std::string> SlackerDriver::ReadReferenceFile(const std::string& id) {
       return Errorf(ENOENT, "layer {} has no content of its own (no volume, no snapshot)", id);
     return read(backend_.SnapshotPath(layer->rec.snapshot));
   }
+  SLACKER_RETURN_IF_ERROR(ReplayJournalLocked(*layer));  // libext2fs does not replay a journal
   if (!layer->mounted() || !layer->mounted_rw) return read(backend_.VolumePath(id));
   std::string mnt = MountPath(id);
   SLACKER_RETURN_IF_ERROR(os_.Freeze(mnt).Context("freeze layer " + id + " to read its reference file"));

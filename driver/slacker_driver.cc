@@ -251,6 +251,11 @@ Status SlackerDriver::Remove(const std::string& id) {
 
 bool SlackerDriver::Exists(const std::string& id) { return layers_.Find(id) != nullptr; }
 
+size_t SlackerDriver::TeardownsPending() {
+  MutexLock l(park_mu_);
+  return tearing_down_.size();
+}
+
 // `parent` as given, or the layer's own parent when empty (as overlay2 does).
 Result<std::string> SlackerDriver::BaseOf(const std::string& id, const std::string& parent, const char* what) {
   auto layer = layers_.Find(id);
@@ -312,6 +317,9 @@ std::vector<std::pair<std::string, double>> SlackerDriver::Metrics() {
       {"slacker_dedup_hits_total", c.dedup_hits},
       {"slacker_mounts_rw_total", c.rw_mounts},
       {"slacker_mounts_ro_total", c.ro_mounts},
+      {"slacker_parked_reuses_total", c.parked_reuses},
+      {"slacker_handovers_total", c.handovers},
+      {"slacker_teardowns_pending", TeardownsPending()},
       {"slacker_layers", all.size()},
       {"slacker_layers_mounted", mounted},
   };

@@ -99,6 +99,8 @@ class SlackerDriver : public GraphDriver {
     uint64_t clones = 0, snapshots = 0, snapshot_cache_hits = 0, ro_mounts = 0, rw_mounts = 0;
     uint64_t dedup_hits = 0;
     uint64_t parked_reuses = 0;  // Gets served by a parked mount
+    uint64_t handovers = 0;      // Gets that took over the parent's parked file system
+    uint64_t journal_replays = 0;  // handed-over volumes mounted rw before a read or snapshot
   };
   Counters counters() const;
   // Blocks until every deferred teardown of a removed layer is done (Cleanup, tests).
@@ -149,6 +151,7 @@ class SlackerDriver : public GraphDriver {
   // Blocks while a removed layer of this id is still being torn down (a Create that
   // reuses the id must not meet its mount or lose its new volume to the old unlink).
   void AwaitTeardown(const std::string& id) EXCLUDES(park_mu_);
+  size_t TeardownsPending() EXCLUDES(park_mu_);
 
   // Parked mounts (DriverOptions::park_time): Park hands a mount nobody holds to the
   // reaper, Unpark takes it back (a Get) or forgets it (an unmount).
@@ -167,6 +170,13 @@ class SlackerDriver : public GraphDriver {
   Status MountVolume(Layer& layer) REQUIRES(layer.mu);
   Status MaterializeVolume(Layer& layer) REQUIRES(layer.mu);
   Result<bool> CloneIdleParentVolume(Layer& child) REQUIRES(child.mu);
+  // The container layer's first Get takes over its parked parent's live file system (the
+  // hand-over); false when the conditions do not hold (then the caller clones).
+  Result<bool> TakeOverParentMount(Layer& child) REQUIRES(child.mu);
+  Status MoveParentMount(Layer& parent, Layer& child) REQUIRES(parent.mu, child.mu);
+  // A layer whose volume has journal_pending and is not mounted: mounted read-write and
+  // unmounted, so its file is a checkpointed ext4 image.
+  Status ReplayJournalLocked(Layer& layer) REQUIRES(layer.mu);
   // The write counter of `loop_index` after a syncfs of `mountpoint`.
   Result<uint64_t> SampleWrites(int loop_index, const std::string& mountpoint);
   Result<std::unique_ptr<LayerView>> OpenView(const std::string& id);

@@ -24,6 +24,7 @@ using common::MutexLock;
 // content, reusing the last one when nothing was written since.
 Result<std::string> SlackerDriver::SnapshotLocked(Layer& layer) {
   const std::string& id = layer.rec.id;
+  SLACKER_RETURN_IF_ERROR(ReplayJournalLocked(layer));  // a handed-over parent's clone
   bool mounted = layer.mounted() && layer.mounted_rw;
   bool current = mounted ? layer.current.CurrentWhileMounted(layer.rec, SampleWrites(layer.loop_index(), MountPath(id)))
                          : SnapshotCurrency::CurrentAtRest(layer.rec);

@@ -1,5 +1,6 @@
 #include "os/fake_os.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mount.h>
@@ -83,6 +84,15 @@ Status FakeOs::Mount(const std::string& source, const std::string& target, const
   struct stat st;
   if (::stat(target.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return Errorf(ENOENT, "mount {} on {}: mount point does not exist", source, target);
+  if (flags & MS_BIND) {
+    // A bind mount of a mount point: the same file system (device) at a second place.
+    auto it = std::find_if(mounts_.rbegin(), mounts_.rend(), [&](const MountEntry& m) { return m.target == source; });
+    if (it == mounts_.rend()) return Errorf(EINVAL, "bind {} on {}: not a mount point (the fake binds mounts only)", source, target);
+    MountEntry bound = *it;
+    bound.target = target;
+    mounts_.push_back(bound);
+    return Status::Ok();
+  }
   mounts_.push_back({source, target, fstype, data, flags});
   shut_down_[target] = false;
   return Status::Ok();
@@ -120,7 +130,34 @@ Result<UniqueFd> FakeOs::LoopConfigure(int index, const std::string& backing_fil
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) return Status::FromErrno(errno, "pipe");
   loops_[index] = LoopEntry{backing_file, config, 0, p[0]};
+  struct stat st;
+  if (::stat(backing_file.c_str(), &st) == 0) {
+    loops_[index].dev = st.st_dev;
+    loops_[index].ino = st.st_ino;
+  }
   return UniqueFd(p[1]);
+}
+
+std::string FakeOs::BackingFileNow(const LoopEntry& loop) {
+  struct stat st;
+  auto same = [&](const std::string& path) {
+    return ::stat(path.c_str(), &st) == 0 && st.st_dev == loop.dev && st.st_ino == loop.ino;
+  };
+  if (loop.ino == 0 || same(loop.backing_file)) return loop.backing_file;
+  std::string dir = loop.backing_file.substr(0, loop.backing_file.rfind('/'));
+  if (DIR* d = ::opendir(dir.c_str())) {
+    std::string found;
+    while (dirent* e = ::readdir(d)) {
+      std::string path = dir + "/" + e->d_name;
+      if (e->d_ino == loop.ino && same(path)) {
+        found = path;
+        break;
+      }
+    }
+    ::closedir(d);
+    if (!found.empty()) return found;
+  }
+  return loop.backing_file + " (deleted)";
 }
 
 Status FakeOs::LoopClear(int index) {
@@ -273,7 +310,7 @@ Result<std::string> FakeOs::ReadKernelFile(const std::string& path) {
   if (std::sscanf(path.c_str(), "/sys/block/loop%d/%63s", &index, tail) == 2) {
     auto it = loops_.find(index);
     if (it == loops_.end()) return Status::FromErrno(ENOENT, "open " + path);
-    if (std::string(tail) == "loop/backing_file") return it->second.backing_file + "\n";
+    if (std::string(tail) == "loop/backing_file") return BackingFileNow(it->second) + "\n";
     if (std::string(tail) == "stat")
       return fmt::format("0 0 0 0 0 0 {} 0 0 0 0 0 0 0 0 0 0\n", it->second.write_sectors);
     if (std::string(tail) == "loop/autoclear") return std::string(it->second.config.autoclear ? "1\n" : "0\n");

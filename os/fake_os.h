@@ -26,6 +26,10 @@ class FakeOs : public Os {
     LoopConfig config;
     uint64_t write_sectors = 0;
     int watch_fd = -1;  // read end of a pipe whose write end is the caller's loop fd
+    // The backing file's inode: backing_file in sysfs follows a rename of the file (within
+    // its directory here) and says " (deleted)" once it is unlinked, as the kernel's does.
+    dev_t dev = 0;
+    ino_t ino = 0;
   };
 
   FakeOs();
@@ -73,6 +77,8 @@ class FakeOs : public Os {
   void RecordWriteLocked(const std::string& mountpoint, uint64_t sectors);  // REQUIRES mu_
   // Freeze and Thaw write the superblock (8 sectors), as ext4 does. REQUIRES mu_.
   void WriteSuperblockLocked(const std::string& mountpoint);
+  // What sysfs says the loop's backing file is now (renamed, or " (deleted)").
+  static std::string BackingFileNow(const LoopEntry& loop);
   mutable std::mutex mu_;
   std::map<std::string, int> calls_;
   std::map<std::string, int> fail_next_;

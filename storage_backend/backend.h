@@ -92,6 +92,22 @@ class Backend {
   virtual Status CloneFile(const std::string& src_path, const std::string& dst_path) = 0;
   // Deletes this host's volume of `layer`; a missing volume is OK.
   virtual Status RemoveVolume(const std::string& layer) = 0;
+  // Hand-over (issue 17, driver/README.md "Start and stop"): the file of volume `from`
+  // becomes the volume of `to` (renamed, so a loop device on it, and the file system
+  // mounted from it, go along), and `from` gets a clone of it. `to` must not exist.
+  // Crash-safe: the clone is made first as "<from>.img.handover" and renamed into place
+  // last; RecoverHandOvers (at start-up) finishes or discards an interrupted one.
+  // REQUIRES: `from`'s file system is synced (its journal committed). ENOTSUP on a store
+  // that cannot rename volumes (then nothing changed).
+  virtual Status HandOverVolume(const std::string& from, const std::string& to) {
+    (void)from;
+    (void)to;
+    return Errorf(ENOTSUP, "this store does not hand volumes over");
+  }
+  virtual bool CanHandOverVolumes() const { return false; }
+  // After a crash: "<layer>.img.handover" becomes "<layer>.img" where that is missing, and
+  // is deleted otherwise. Returns the layers whose volume it restored.
+  virtual Result<std::vector<std::string>> RecoverHandOvers() { return std::vector<std::string>{}; }
   // Deletes a snapshot's image, metadata and companions (".skel"). For gc only: the
   // caller has established that no host's refs/ and no registry manifest use it.
   virtual Status RemoveSnapshot(const std::string& snap) = 0;

@@ -182,6 +182,54 @@ class LocalBackend : public Backend {
     return Status::Ok();
   }
 
+  bool CanHandOverVolumes() const override { return true; }
+
+  Status HandOverVolume(const std::string& from, const std::string& to) override {
+    if (!IsValidLayerName(from) || !IsValidLayerName(to) || from == to)
+      return Errorf(EINVAL, "hand over volume {} to {}: invalid layer names", from, to);
+    std::string what = fmt::format("hand over volume {} to {}", from, to);
+    SLACKER_ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(root_fd_.get(), VolumesRel(), O_RDONLY | O_DIRECTORY));
+    std::string from_name = from + ".img", to_name = to + ".img", copy = from + kHandOverSuffix;
+    if (::faccessat(dir.get(), to_name.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+      return Errorf(EEXIST, "{}: {} exists", what, JoinPath(VolumesDir(), to_name));
+    ::unlinkat(dir.get(), copy.c_str(), 0);  // a leftover of an earlier attempt
+    SLACKER_RETURN_IF_ERROR(CloneInto(VolumeRel(from), dir.get(), copy, JoinPath(VolumesDir(), copy), kFileMode,
+                                      /*durable=*/true)
+                                .Context(what));
+    if (::renameat(dir.get(), from_name.c_str(), dir.get(), to_name.c_str()) != 0) {
+      Status s = Status::FromErrno(errno, what + ": rename " + from_name);
+      ::unlinkat(dir.get(), copy.c_str(), 0);
+      return s;
+    }
+    SLACKER_FAULT_POINT("handover.after_rename");
+    if (::renameat(dir.get(), copy.c_str(), dir.get(), from_name.c_str()) != 0) {
+      // `from` has no file now; the copy stays for RecoverHandOvers.
+      return Status::FromErrno(errno, what + ": rename " + copy);
+    }
+    return FsyncFd(dir.get(), VolumesDir());
+  }
+
+  Result<std::vector<std::string>> RecoverHandOvers() override {
+    SLACKER_ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(root_fd_.get(), VolumesRel(), O_RDONLY | O_DIRECTORY));
+    SLACKER_ASSIGN_OR_RETURN(auto names, ListDirFd(dir.get(), VolumesDir()));
+    std::vector<std::string> restored;
+    for (const auto& name : names) {
+      if (!name.ends_with(kHandOverSuffix)) continue;
+      std::string layer = name.substr(0, name.size() - std::string_view(kHandOverSuffix).size());
+      if (!IsValidLayerName(layer)) continue;
+      std::string vol = layer + ".img";
+      if (::faccessat(dir.get(), vol.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT) {
+        if (::renameat(dir.get(), name.c_str(), dir.get(), vol.c_str()) != 0)
+          return Status::FromErrno(errno, "restore " + JoinPath(VolumesDir(), vol));
+        restored.push_back(layer);
+      } else {
+        SLACKER_RETURN_IF_ERROR(UnlinkAtIfExists(dir.get(), name, JoinPath(VolumesDir(), name)));
+      }
+    }
+    if (!restored.empty()) SLACKER_RETURN_IF_ERROR(FsyncFd(dir.get(), VolumesDir()));
+    return restored;
+  }
+
   bool SnapshotExists(const std::string& snap) const override {
     return IsValidSnapshotId(snap) && RegularFileExists(SnapshotRel(snap, ".img"));
   }
@@ -234,6 +282,8 @@ class LocalBackend : public Backend {
     return "snapshots/" + snap + suffix;
   }
   std::string VolumeRel(const std::string& layer) const { return fmt::format("volumes/{}/{}.img", host_, layer); }
+  std::string VolumesRel() const { return fmt::format("volumes/{}", host_); }
+  static constexpr const char* kHandOverSuffix = ".img.handover";
   std::string RefRel(const std::string& snap) const { return fmt::format("refs/{}/{}", host_, snap); }
 
   // A path this backend handed out (root_/...) as a path relative to the store root.

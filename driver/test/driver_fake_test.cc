@@ -14,6 +14,7 @@
 
 #include "common/files.h"
 #include "driver/slacker_driver.h"
+#include "loopdev/loop_device.h"
 #include "os/fake_os.h"
 #include "registry_shim/reference.h"
 #include "registry_shim/tar.h"
@@ -811,6 +812,99 @@ TEST_F(ParkedMountTest, StartUpFinishesAnInterruptedRemoval) {
   EXPECT_FALSE(PathExists(backend_->VolumePath("c1"))) << "the volume of the removed layer";
   EXPECT_FALSE(PathExists(dir_ + "/state/layers/c1.removing"));
   ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok()) << "the id is free again";
+}
+
+std::string SourceOf(os::FakeOs& os, const std::string& target) {
+  for (const auto& m : os.Mounts())
+    if (m.target == target) return m.source;
+  return "";
+}
+
+// dockerd's `docker create`: the container layer's first Get right after its -init
+// layer's Put. It takes the init layer's live file system over: no loop device, no mount
+// of a clone (whose journal replay was most of create's cost), no freeze.
+TEST_F(ParkedMountTest, AContainerLayerTakesOverItsParkedInitLayersFileSystem) {
+  Park();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1-init")).ok());
+  auto p = driver_->Get("c1-init", "");
+  ASSERT_TRUE(p.ok());
+  os_.RecordWrite(*p);
+  std::string device = SourceOf(os_, *p);
+  ASSERT_TRUE(driver_->Put("c1-init").ok());
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1", "c1-init")).ok());
+  int configures = os_.Calls("LoopConfigure");
+  auto q = driver_->Get("c1", "");
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  EXPECT_EQ(driver_->counters().handovers, 1u);
+  EXPECT_EQ(os_.Calls("LoopConfigure"), configures) << "no loop device attached";
+  EXPECT_EQ(os_.Calls("Freeze"), 0);
+  EXPECT_FALSE(os_.IsMounted(*p)) << "the init layer's mount point is released";
+  EXPECT_EQ(SourceOf(os_, *q), device) << "the child mounts the same file system";
+  auto child_loops = loopdev::FindLoopsBacking(os_, backend_->VolumePath("c1"));
+  auto init_loops = loopdev::FindLoopsBacking(os_, backend_->VolumePath("c1-init"));
+  ASSERT_TRUE(child_loops.ok() && init_loops.ok());
+  EXPECT_EQ(child_loops->size(), 1u) << "the live file is the child's volume now";
+  EXPECT_TRUE(init_loops->empty()) << "the init layer's file is a clone nobody mounts";
+  auto child_vol = ReadFileToString(backend_->VolumePath("c1"));
+  auto init_vol = ReadFileToString(backend_->VolumePath("c1-init"));
+  ASSERT_TRUE(child_vol.ok() && init_vol.ok());
+  EXPECT_EQ(*child_vol, *init_vol);
+  auto rec = ReadFileToString(dir_ + "/state/layers/c1-init.json");
+  ASSERT_TRUE(rec.ok());
+  EXPECT_NE(rec->find("\"journal_pending\":true"), std::string::npos) << *rec;
+  // The init layer is still a layer of its own: its Get mounts its clone read-write
+  // (which replays the journal) beside the child's.
+  auto again = driver_->Get("c1-init", "");
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_NE(SourceOf(os_, *again), device);
+  rec = ReadFileToString(dir_ + "/state/layers/c1-init.json");
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(rec->find("journal_pending"), std::string::npos) << "replayed by the rw mount: " << *rec;
+  ASSERT_TRUE(driver_->Put("c1-init").ok());
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+// A snapshot of a handed-over init layer's clone (its journal committed, not written
+// home) would be read with `noload` by read-only mounts: it is replayed first.
+TEST_F(ParkedMountTest, ASnapshotOfAHandedOverLayerReplaysItsJournalFirst) {
+  Park();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1-init")).ok());
+  auto p = driver_->Get("c1-init", "");
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE(driver_->Put("c1-init").ok());
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1", "c1-init")).ok());
+  ASSERT_TRUE(driver_->Get("c1", "").ok());
+  ASSERT_EQ(driver_->counters().handovers, 1u);
+  int mounts = os_.Calls("Mount");
+  DiffBytes("c1-init");
+  EXPECT_EQ(driver_->counters().journal_replays, 1u) << "mounted read-write to replay the journal";
+  EXPECT_GT(os_.Calls("Mount"), mounts);
+  auto rec = ReadFileToString(dir_ + "/state/layers/c1-init.json");
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(rec->find("journal_pending"), std::string::npos) << *rec;
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+// The bind mount fails: the child mounts its volume (the moved file) the ordinary way.
+TEST_F(ParkedMountTest, AFailedHandOverMountFallsBackToAnOrdinaryMount) {
+  Park();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1-init")).ok());
+  auto p = driver_->Get("c1-init", "");
+  ASSERT_TRUE(p.ok());
+  os_.RecordWrite(*p);
+  ASSERT_TRUE(driver_->Put("c1-init").ok());
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1", "c1-init")).ok());
+  os_.FailNext("Mount", EINVAL);
+  auto q = driver_->Get("c1", "");
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  EXPECT_EQ(driver_->counters().handovers, 0u);
+  EXPECT_FALSE(os_.IsMounted(*p));
+  EXPECT_TRUE(os_.IsMounted(*q));
+  auto loops = loopdev::FindLoopsBacking(os_, backend_->VolumePath("c1"));
+  ASSERT_TRUE(loops.ok());
+  EXPECT_EQ(loops->size(), 1u);
+  EXPECT_EQ(SourceOf(os_, *q), fmt::format("/dev/loop{}", loops->front()));
+  ASSERT_TRUE(driver_->Put("c1").ok());
 }
 
 // Cleanup (dockerd stopping) waits for deferred teardowns: nothing of a removed layer

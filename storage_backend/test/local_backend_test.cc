@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -62,6 +64,44 @@ TEST_F(LocalBackendTest, OpenCreatesTheLayout) {
   EXPECT_EQ(j["created"], store_->info().created);
   EXPECT_TRUE(IsValidSnapshotId(store_->info().uuid));
   EXPECT_EQ(store_->info().created.size(), 20u);  // 2026-01-02T03:04:05Z
+}
+
+// The hand-over (driver: a container layer takes its init layer's live file system): the
+// file moves to the new name (same inode: a loop device on it goes along), the old name
+// gets a clone of it.
+TEST_F(LocalBackendTest, HandOverVolumeRenamesTheFileAndLeavesAClone) {
+  WriteVolume("init", "ext4-content");
+  struct stat before, moved, copy;
+  ASSERT_EQ(::stat(store_->VolumePath("init").c_str(), &before), 0);
+  Status s = store_->HandOverVolume("init", "c1");
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_EQ(::stat(store_->VolumePath("c1").c_str(), &moved), 0);
+  ASSERT_EQ(::stat(store_->VolumePath("init").c_str(), &copy), 0);
+  EXPECT_EQ(moved.st_ino, before.st_ino) << "the live file moved";
+  EXPECT_NE(copy.st_ino, before.st_ino) << "the old name is a clone";
+  EXPECT_EQ(Read(store_->VolumePath("init")), "ext4-content");
+  EXPECT_EQ(Read(store_->VolumePath("c1")), "ext4-content");
+  auto names = Names("volumes/hostA");
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"c1.img", "init.img"})) << "no .handover left";
+  EXPECT_EQ(store_->HandOverVolume("init", "c1").code(), EEXIST) << "never over an existing volume";
+  EXPECT_EQ(store_->HandOverVolume("../x", "c2").code(), EINVAL);
+}
+
+// A crash between the renames: the clone goes back into place; a leftover clone next to
+// its volume is deleted.
+TEST_F(LocalBackendTest, RecoverHandOversRestoresOrDiscardsTheClone) {
+  WriteVolume("a", "live");
+  ASSERT_TRUE(AtomicWriteFile(store_->VolumePath("b") + ".handover", "b-clone", false, 0600).ok());
+  ASSERT_TRUE(AtomicWriteFile(store_->VolumePath("a") + ".handover", "a-clone", false, 0600).ok());
+  auto restored = store_->RecoverHandOvers();
+  ASSERT_TRUE(restored.ok()) << restored.status().message();
+  EXPECT_EQ(*restored, std::vector<std::string>{"b"});
+  EXPECT_EQ(Read(store_->VolumePath("b")), "b-clone");
+  EXPECT_EQ(Read(store_->VolumePath("a")), "live") << "an existing volume is kept";
+  auto names = Names("volumes/hostA");
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"a.img", "b.img"}));
 }
 
 TEST_F(LocalBackendTest, ReopenKeepsTheUuid) {

@@ -34,12 +34,6 @@ struct LayerRecord {
   // (registry_shim/FORMAT.md). "" = not known yet (records of earlier releases, layers
   // written through Get before ApplyDiff): computed from Diff on first use.
   std::string chain_id;
-  // The volume file's journal may hold committed transactions not yet written to their
-  // home blocks: the layer's live file system was handed over to its child and this file
-  // is a clone of it taken after a syncfs (driver/README.md "Start and stop"). A
-  // read-write mount replays them (and clears this); anything that reads or snapshots
-  // the file without mounting it mounts it read-write first.
-  bool journal_pending = false;
 
   std::string ToJson() const;
   static Result<LayerRecord> FromJson(const std::string& text);

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "driver/layer_view.h"
 #include "driver/slacker_driver.h"
+#include "loopdev/ext4_read.h"
 #include "loopdev/freeze.h"
 #include "loopdev/loop_device.h"
 
@@ -165,8 +166,9 @@ Result<bool> SlackerDriver::CloneIdleParentVolume(Layer& child) {
 // file system over: the store renames the parent's file to the child's volume and gives
 // the parent a clone of it (Backend::HandOverVolume), the parent's mount is bound at the
 // child's mount point and the parent's own mount point unmounted (the super block lives
-// on: nothing is written). The parent's clone is marked journal_pending: it is replayed
-// by a rw mount if anyone ever reads it (dockerd normally removes it unread). Same
+// on: nothing is written). The parent's clone has a committed, not checkpointed journal
+// (ext4's needs_recovery): ReplayJournalLocked mounts it rw before anything reads or
+// snapshots it without a mount (dockerd normally removes it unread). Same
 // conditions as CloneIdleParentVolume, plus: the parent is parked read-write and the
 // store can rename volumes.
 Result<bool> SlackerDriver::TakeOverParentMount(Layer& child) {
@@ -181,11 +183,6 @@ Result<bool> SlackerDriver::TakeOverParentMount(Layer& child) {
   if (!parent->rec.dirty && !parent->rec.snapshot.empty()) return false;  // its snapshot is clean: clone that
   const std::string pid = parent->rec.id;
   SLACKER_RETURN_IF_ERROR(os_.SyncFs(MountPath(pid)).Context("sync layer " + pid + " before handing it over"));
-  // Recorded before the files move: from then on the parent's file may be the clone.
-  LayerRecord pnext = parent->rec;
-  pnext.journal_pending = true;
-  SLACKER_RETURN_IF_ERROR(Persist(pnext));
-  parent->rec = pnext;
   SLACKER_RETURN_IF_ERROR(backend_.HandOverVolume(pid, child.rec.id)
                               .Context(fmt::format("hand layer {}'s volume over to layer {}", pid, child.rec.id)));
   SLACKER_FAULT_POINT("handover.after_files");
@@ -237,7 +234,10 @@ Status SlackerDriver::MoveParentMount(Layer& parent, Layer& child) {
 }
 
 Status SlackerDriver::ReplayJournalLocked(Layer& layer) {
-  if (!layer.rec.journal_pending || !layer.rec.has_volume || layer.mounted()) return Status::Ok();
+  if (!layer.rec.has_volume || layer.mounted()) return Status::Ok();
+  auto pending = loopdev::Ext4NeedsRecovery(backend_.VolumePath(layer.rec.id));
+  if (!pending.ok()) return pending.status().Context("check the journal of layer " + layer.rec.id);
+  if (!*pending) return Status::Ok();
   log::Info("replay_journal", {{"layer", layer.rec.id}});
   Count(&Counters::journal_replays);
   SLACKER_RETURN_IF_ERROR(MakeDirs(MountPath(layer.rec.id), 0755));
@@ -257,12 +257,11 @@ Status SlackerDriver::MountVolume(Layer& layer) {
   layer.mounted_rw = true;
   layer.refs = 1;
   layer.current.Mounted(layer.rec, SampleWrites(layer.loop_index(), mnt));
-  if (!layer.rec.dirty || layer.rec.journal_pending) {
+  if (!layer.rec.dirty) {
     // Persist "may be written" before anyone can write, so a crash never leaves a
-    // record that claims the snapshot still matches. A rw mount has replayed the journal.
+    // record that claims the snapshot still matches.
     LayerRecord next = layer.rec;
     next.dirty = true;
-    next.journal_pending = false;
     SLACKER_RETURN_IF_ERROR(Persist(next));
     layer.rec = next;
   }

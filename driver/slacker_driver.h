@@ -100,7 +100,7 @@ class SlackerDriver : public GraphDriver {
     uint64_t dedup_hits = 0;
     uint64_t parked_reuses = 0;  // Gets served by a parked mount
     uint64_t handovers = 0;      // Gets that took over the parent's parked file system
-    uint64_t journal_replays = 0;  // handed-over volumes mounted rw before a read or snapshot
+    uint64_t journal_replays = 0;  // unmounted volumes mounted rw to replay their journal first
   };
   Counters counters() const;
   // Blocks until every deferred teardown of a removed layer is done (Cleanup, tests).
@@ -174,8 +174,9 @@ class SlackerDriver : public GraphDriver {
   // hand-over); false when the conditions do not hold (then the caller clones).
   Result<bool> TakeOverParentMount(Layer& child) REQUIRES(child.mu);
   Status MoveParentMount(Layer& parent, Layer& child) REQUIRES(parent.mu, child.mu);
-  // A layer whose volume has journal_pending and is not mounted: mounted read-write and
-  // unmounted, so its file is a checkpointed ext4 image.
+  // A layer with a volume that is not mounted and whose journal needs recovery (a
+  // handed-over parent's clone, or a volume left by a crash): mounted read-write and
+  // unmounted, so its file is a checkpointed ext4 image for snapshots and libext2fs.
   Status ReplayJournalLocked(Layer& layer) REQUIRES(layer.mu);
   // The write counter of `loop_index` after a syncfs of `mountpoint`.
   Result<uint64_t> SampleWrites(int loop_index, const std::string& mountpoint);

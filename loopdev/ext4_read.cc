@@ -1,9 +1,14 @@
 #include "loopdev/ext4_read.h"
 
 #include <ext2fs/ext2fs.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <memory>
 
+#include <fmt/format.h>
+
+#include "common/fd.h"
 #include "common/files.h"
 
 namespace slacker::loopdev {
@@ -66,6 +71,21 @@ Result<std::string> ReadExt4RegularFile(const std::string& image_path, std::stri
   }
   if (got != size) return Errorf(EIO, "{}: read {} of {} bytes", what, got, size);
   return out;
+}
+
+Result<bool> Ext4NeedsRecovery(const std::string& image_path) {
+  // The superblock: 1024 bytes at offset 1024; s_magic (0xEF53) at 0x38, s_feature_incompat
+  // at 0x60, EXT3_FEATURE_INCOMPAT_RECOVER = 0x4. Little-endian on disk.
+  UniqueFd fd(::open(image_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) return Status::FromErrno(errno, "open " + image_path);
+  unsigned char sb[1024];
+  ssize_t n = ::pread(fd.get(), sb, sizeof sb, 1024);
+  if (n < 0) return Status::FromErrno(errno, "read the superblock of " + image_path);
+  if (n != static_cast<ssize_t>(sizeof sb)) return Errorf(EINVAL, "{}: too short for ext4", image_path);
+  auto le16 = [&](size_t off) { return static_cast<uint32_t>(sb[off] | (sb[off + 1] << 8)); };
+  auto le32 = [&](size_t off) { return le16(off) | (le16(off + 2) << 16); };
+  if (le16(0x38) != 0xEF53) return Errorf(EINVAL, "{}: no ext4 superblock (magic {:#x})", image_path, le16(0x38));
+  return (le32(0x60) & 0x4u) != 0;
 }
 
 }  // namespace slacker::loopdev

@@ -20,4 +20,11 @@ namespace slacker::loopdev {
 Result<std::string> ReadExt4RegularFile(const std::string& image_path, std::string_view path,
                                         uint64_t max_bytes);
 
+// Whether the ext4 image in `image_path` has committed journal transactions that are not
+// yet written to their home blocks (the superblock's needs_recovery feature, set while a
+// file system is mounted read-write and cleared by a clean unmount or a freeze). Such an
+// image must be mounted read-write (which replays the journal) before a read that does
+// not replay it: libext2fs, or a `ro,noload` mount of a snapshot. EINVAL: not ext4.
+Result<bool> Ext4NeedsRecovery(const std::string& image_path);
+
 }  // namespace slacker::loopdev

@@ -15,6 +15,7 @@
 #include "loopdev/embedded_store.h"
 #include "loopdev/ext4_format.h"
 #include "loopdev/freeze.h"
+#include "loopdev/ext4_read.h"
 #include "loopdev/loop_device.h"
 #include "loopdev/mount.h"
 #include "loopdev/run_tool.h"
@@ -151,6 +152,50 @@ TEST_F(LoopdevRootTest, FreezeFicloneThawGivesAMountableSnapshotWithTheData) {
   ASSERT_TRUE(s.ok()) << s.status().message();
   EXPECT_EQ(*ReadFileToString(snap_mnt + "/data"), "written before the snapshot");
   EXPECT_EQ(*ReadFileToString(mnt + "/data"), "written after");
+}
+
+// What the driver's hand-over relies on (driver/README.md "Start and stop"): a clone of a
+// rw-mounted file system taken after a syncfs says needs_recovery (its journal must be
+// replayed before a read without replay, e.g. `ro,noload`); a freeze clears it, so a
+// snapshot does not; so does a clean unmount. And the loop device's backing file
+// follows a rename of the file.
+TEST_F(LoopdevRootTest, NeedsRecoveryWhileMountedRwAndBackingFileFollowsARename) {
+  std::string store = MountScratchXfs();
+  std::string image = store + "/vol.img", synced = store + "/synced.img", frozen_copy = store + "/frozen.img";
+  std::string mnt = Dir("mnt");
+  ASSERT_TRUE(FormatExt4(image, 1ull << 30).ok());
+  EXPECT_FALSE(*Ext4NeedsRecovery(image)) << "a fresh file system";
+  auto vol = MountedImage::Mount(*os_, image, mnt);
+  ASSERT_TRUE(vol.ok()) << vol.status().message();
+  ASSERT_TRUE(AtomicWriteFile(mnt + "/data", "x", false).ok());
+  ASSERT_TRUE(os_->SyncFs(mnt).ok());
+  auto clone = [&](const std::string& to) {
+    UniqueFd src(::open(image.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd dst(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    ASSERT_TRUE(src.valid() && dst.valid());
+    ASSERT_TRUE(os_->Ficlone(dst.get(), src.get()).ok());
+  };
+  clone(synced);
+  auto pending = Ext4NeedsRecovery(synced);
+  ASSERT_TRUE(pending.ok()) << pending.status().message();
+  EXPECT_TRUE(*pending) << "a clone of a mounted rw file system after syncfs";
+  {
+    auto frozen = FrozenFs::Freeze(*os_, mnt);
+    ASSERT_TRUE(frozen.ok()) << frozen.status().message();
+    clone(frozen_copy);
+    ASSERT_TRUE(frozen->Thaw().ok());
+  }
+  EXPECT_FALSE(*Ext4NeedsRecovery(frozen_copy)) << "a clone taken while frozen";
+  std::string moved = store + "/moved.img";
+  ASSERT_EQ(::rename(image.c_str(), moved.c_str()), 0);
+  auto at_new = FindLoopsBacking(*os_, moved);
+  auto at_old = FindLoopsBacking(*os_, image);
+  ASSERT_TRUE(at_new.ok() && at_old.ok());
+  EXPECT_EQ(*at_new, std::vector<int>{vol->loop_index()}) << "backing_file follows the rename";
+  EXPECT_TRUE(at_old->empty());
+  ASSERT_TRUE(vol->Unmount().ok());
+  EXPECT_FALSE(*Ext4NeedsRecovery(moved)) << "after a clean unmount";
+  EXPECT_EQ(Ext4NeedsRecovery(store + "/nothing").status().code(), ENOENT);
 }
 
 TEST_F(LoopdevRootTest, FindLoopsBackingFindsTheRealLoopAndWritesAreCounted) {

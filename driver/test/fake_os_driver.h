@@ -23,7 +23,8 @@ inline std::string MakeScratchDir(const std::string& prefix) {
 }
 
 // The store of a fake-OS driver: `<dir>/store`, opened as host "hostA".
-inline Result<std::unique_ptr<storage_backend::Backend>> OpenScratchStore(os::Os& os, const std::string& dir) {
+inline Result<std::unique_ptr<storage_backend::Backend>> OpenScratchStore(os::Os& os,
+                                                                          const std::string& dir) {
   return storage_backend::OpenLocalStore(os, dir + "/store", "hostA");
 }
 

@@ -16,6 +16,7 @@
 #include "common/fd.h"
 #include "common/files.h"
 #include "driver/slacker_driver.h"
+#include "driver/test/fake_os_driver.h"
 #include "loopdev/ext4_read.h"
 #include "loopdev/loop_device.h"
 #include "os/fake_os.h"
@@ -65,9 +66,9 @@ class ThawHookOs : public os::FakeOs {
 class DriverFakeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/slacker-driver-test.XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-    auto store = storage_backend::OpenLocalStore(os_, dir_ + "/store", "hostA");
+    dir_ = MakeScratchDir("slacker-driver-test");
+    ASSERT_NE(dir_, "");
+    auto store = OpenScratchStore(os_, dir_);
     ASSERT_TRUE(store.ok()) << store.status().message();
     backend_ = std::move(store).value();
     Reopen();
@@ -79,12 +80,9 @@ class DriverFakeTest : public ::testing::Test {
   void Reopen(uint64_t max_spool_bytes = DriverOptions::kDefaultMaxSpoolBytes,
               std::chrono::milliseconds park_time = std::chrono::milliseconds(0)) {
     driver_.reset();
-    DriverOptions o;
+    DriverOptions o = ScratchDriverOptions(dir_);
     o.max_spool_bytes = max_spool_bytes;
     o.park_time = park_time;
-    o.state_dir = dir_ + "/state";
-    o.host_id = "hostA";
-    o.default_size = 32ull << 20;  // FakeOs copies bytes for FICLONE: keep files small
     o.trust = trust_;
     auto d = SlackerDriver::Open(os_, *backend_, o);
     ASSERT_TRUE(d.ok()) << d.status().message();

@@ -1,10 +1,21 @@
 // A hand-written GraphDriver for the plugin's tests: records every call with its
-// arguments and answers with scripted results or errors. Thread-safe.
+// arguments and answers from a small in-memory model of the driver contract, unless a test
+// scripts an answer or an error. Thread-safe.
+//
+// The model is held to SlackerDriver's behaviour by the GraphDriver contract suite
+// (graph_driver_contract_test.cc, run against both): layers are created, refused when they
+// exist or their parent does not, removed idempotently; Get makes `<state_dir>/mnt/<id>`
+// and counts references, Put never underflows; ApplyDiff keeps the tar it read, and Diff,
+// Changes and DiffSize answer from it. Its limits: a layer's content is only what was
+// applied to it (what is written through Get is not seen, and Diff of such a layer is the
+// empty tar where SlackerDriver returns a reference tar), and Changes lists what the
+// layer's own tar adds and deletes, not a comparison with its parent's tree.
 #pragma once
 
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,23 +36,32 @@ class FakeGraphDriver : public driver::GraphDriver {
     std::vector<std::string> options = {};
   };
 
-  // Scripted answers; set them before the server sees a request.
+  // Scripted answers; set them before the server sees a request. A scripted answer
+  // replaces the model's for its method (existence checks included); `errors` wins over
+  // everything.
   std::map<std::string, Status> errors;  // method -> error it returns
   driver::Capabilities capabilities;
   std::vector<std::pair<std::string, std::string>> status_rows;
-  std::map<std::string, std::string> metadata;
-  std::string dir = "/var/lib/slacker/mnt/l1";
-  bool exists = true;
-  std::vector<driver::Change> changes;
-  std::string diff_data;
-  // The Diff stream fails with EIO after this many bytes (-1: never).
+  std::optional<std::map<std::string, std::string>> metadata;
+  std::optional<std::string> dir;  // what Get returns
+  std::optional<bool> exists;
+  std::optional<std::vector<driver::Change>> changes;
+  std::optional<std::string> diff_data;
+  // The scripted Diff stream fails with EIO after this many bytes (-1: never).
   int64_t diff_fail_after = -1;
-  int64_t diff_size = 0;
-  int64_t apply_size = 0;
+  std::optional<int64_t> diff_size;
+  // ApplyDiff reads the stream to its end and returns this, whatever the bytes are.
+  std::optional<int64_t> apply_size;
   // ApplyDiff reads with this buffer size, and fails with EIO after this many bytes
   // (-1: reads to the end).
   size_t apply_read_size = 1 << 20;
   int64_t apply_fail_after = -1;
+  // Where the model's Get makes layer directories (`<state_dir>/mnt/<id>`); "": Get fails
+  // with EINVAL unless `dir` is scripted.
+  std::string state_dir;
+
+  // Puts a layer in the model without recording a call: the state a test starts from.
+  void AddLayer(const std::string& id, const std::string& parent = "", bool read_write = false);
 
   std::vector<Call> calls() const;
   // The bytes ApplyDiff read, and how many of its Read calls returned data.
@@ -78,7 +98,23 @@ class FakeGraphDriver : public driver::GraphDriver {
   // Records `call` and returns the scripted error for its method (OK if none).
   Status Record(Call call);
 
+  // One layer of the model.
+  struct Layer {
+    std::string parent = {};
+    bool read_write = false;
+    int refs = 0;
+    bool applied = false;
+    std::string tar = {};                      // the stream ApplyDiff read
+    std::vector<driver::Change> changes = {};  // what that tar adds and deletes, sorted by path
+    int64_t size = 0;                          // the sizes of its regular files
+  };
+  Status CreateLayer(const driver::CreateRequest& req, bool read_write);
+  // Reads `tar` to its end with the scripted buffer size and failure; keeps what it read
+  // in applied_. Returns everything read.
+  Result<std::string> ReadApplyStream(const std::string& id, ByteSource& tar);
+
   mutable std::mutex mu_;
+  std::map<std::string, Layer> layers_;
   std::condition_variable cv_;
   std::vector<Call> calls_;
   std::string applied_;

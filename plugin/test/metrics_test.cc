@@ -163,6 +163,8 @@ class MetricsEndpoint : public PluginServerTest {
 
 TEST_F(MetricsEndpoint, CountsRequestsThroughThePluginSocket) {
   fake_.diff_data = std::string(5000, 'd');
+  fake_.apply_size = 0;  // the ApplyDiff body is not a tar
+  fake_.AddLayer("l1");
   driver_.samples = {{"slacker_layers", 7}};
   TestClient client = Client();
   EXPECT_EQ(client.Post("/GraphDriver.Get", R"({"ID":"l1"})").status, 200);

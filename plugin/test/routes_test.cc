@@ -27,12 +27,12 @@ TEST_F(GraphDriverRoutes, ActivateImplementsGraphDriver) {
 TEST_F(GraphDriverRoutes, InitPassesHomeAndOpts) {
   ExpectCall(
       "/GraphDriver.Init",
-      R"({"Home":"/var/lib/docker/slacker","Opts":["size=10G","x=y"],"UIDMaps":[],"GIDMaps":null})",
+      R"({"Home":"/var/lib/docker/slacker","Opts":["size=10G","slacker.size=20G"],"UIDMaps":[],"GIDMaps":null})",
       200, "{}");
   Call c = OnlyCall();
   EXPECT_EQ(c.method, "Init");
   EXPECT_EQ(c.home, "/var/lib/docker/slacker");
-  EXPECT_EQ(c.options, (std::vector<std::string>{"size=10G", "x=y"}));
+  EXPECT_EQ(c.options, (std::vector<std::string>{"size=10G", "slacker.size=20G"}));
 }
 
 // dockerd sends "Opts":null when no --storage-opt is given.
@@ -93,6 +93,7 @@ TEST_F(GraphDriverRoutes, GetMetadataReturnsMap) {
 }
 
 TEST_F(GraphDriverRoutes, GetMetadataEmptyIsEmptyObject) {
+  fake_.metadata.emplace();
   ExpectCall("/GraphDriver.GetMetadata", R"({"ID":"l1"})", 200, R"({"Metadata":{}})");
 }
 
@@ -105,6 +106,7 @@ TEST_F(GraphDriverRoutes, GetMetadataUnknownLayerIs500) {
 
 // StorageOpt (--storage-opt size=…) reaches the driver as a map.
 TEST_F(GraphDriverRoutes, CreatePassesStorageOpt) {
+  fake_.AddLayer("l1");
   ExpectCall("/GraphDriver.Create",
              R"({"ID":"l2","Parent":"l1","MountLabel":"lbl","StorageOpt":{"size":"50M"}})", 200,
              "{}");
@@ -133,6 +135,7 @@ TEST_F(GraphDriverRoutes, CreateWithNonStringStorageOptIs400) {
 }
 
 TEST_F(GraphDriverRoutes, CreateReadWriteCallsReadWrite) {
+  fake_.AddLayer("l1");
   ExpectCall("/GraphDriver.CreateReadWrite",
              R"({"ID":"c-init","Parent":"l1","MountLabel":"","StorageOpt":{"size":"1G"}})", 200,
              "{}");
@@ -153,8 +156,9 @@ TEST_F(GraphDriverRoutes, RemoveReturnsEmptyObject) {
 }
 
 TEST_F(GraphDriverRoutes, GetReturnsDir) {
+  fake_.AddLayer("l1");
   ExpectCall("/GraphDriver.Get", R"({"ID":"l1","MountLabel":"system_u:object_r:c1"})", 200,
-             R"({"Dir":"/var/lib/slacker/mnt/l1"})");
+             json{{"Dir", dir_ + "/state/mnt/l1"}}.dump());
   Call c = OnlyCall();
   EXPECT_EQ(c.id, "l1");
   EXPECT_EQ(c.mount_label, "system_u:object_r:c1");
@@ -162,6 +166,7 @@ TEST_F(GraphDriverRoutes, GetReturnsDir) {
 
 // Newer daemons may add fields; they must not break the call.
 TEST_F(GraphDriverRoutes, GetIgnoresUnknownFields) {
+  fake_.dir = "/var/lib/slacker/mnt/l1";
   ExpectCall("/GraphDriver.Get", R"({"ID":"l1","MountLabel":"","Future":{"x":[1,2]},"N":3})", 200,
              R"({"Dir":"/var/lib/slacker/mnt/l1"})");
 }
@@ -212,16 +217,17 @@ TEST_F(GraphDriverRoutes, GetDriverErrorIs500) {
 }
 
 TEST_F(GraphDriverRoutes, PutReturnsEmptyObject) {
+  fake_.AddLayer("l1");
   ExpectCall("/GraphDriver.Put", R"({"ID":"l1"})", 200, "{}");
   EXPECT_EQ(OnlyCall().method, "Put");
 }
 
 TEST_F(GraphDriverRoutes, ExistsReportsTrue) {
+  fake_.AddLayer("l1");
   ExpectCall("/GraphDriver.Exists", R"({"ID":"l1"})", 200, R"({"Exists":true})");
 }
 
 TEST_F(GraphDriverRoutes, ExistsReportsFalse) {
-  fake_.exists = false;
   ExpectCall("/GraphDriver.Exists", R"({"ID":"l1"})", 200, R"({"Exists":false})");
 }
 
@@ -240,6 +246,8 @@ TEST_F(GraphDriverRoutes, ChangesListsKinds) {
 
 // No changes is an empty list, never null.
 TEST_F(GraphDriverRoutes, ChangesEmptyIsEmptyList) {
+  fake_.AddLayer("c-init");
+  fake_.AddLayer("c", "c-init", /*read_write=*/true);
   HttpReply r = Client().Post("/GraphDriver.Changes", R"({"ID":"c","Parent":"c-init"})");
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, R"({"Changes":[]})");
@@ -316,6 +324,7 @@ TEST_F(GraphDriverRoutes, OversizedJsonIs413) {
 // Every JSON reply, errors included, carries the plugin content type (checked in ExpectCall)
 // and a keep-alive connection serves many calls.
 TEST_F(GraphDriverRoutes, KeepAliveServesSeveralCalls) {
+  fake_.AddLayer("l1");
   TestClient client = Client();
   for (int i = 0; i < 3; ++i) {
     HttpReply r = client.Post("/GraphDriver.Get", R"({"ID":"l1"})");

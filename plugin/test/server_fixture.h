@@ -21,6 +21,7 @@ class PluginServerTest : public ::testing::Test {
     char tmpl[] = "/tmp/slacker-plugin-test-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
+    fake_.state_dir = dir_ + "/state";
     opts_.socket_path = dir_ + "/plugins/slacker.sock";
     StartServer();
   }

@@ -18,6 +18,12 @@ using Clock = std::chrono::steady_clock;
 
 class ServerLifecycle : public PluginServerTest {
  protected:
+  void SetUp() override {
+    PluginServerTest::SetUp();
+    fake_.AddLayer("l1");
+    fake_.apply_size = 0;  // the ApplyDiff bodies here are not tars
+  }
+
   // Starts a blocked ApplyDiff on its own connection and waits until it is in the driver.
   std::future<HttpReply> StartBlockedApplyDiff() {
     fake_.BlockApplyDiff();

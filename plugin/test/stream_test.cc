@@ -17,7 +17,14 @@ std::string RandomBytes(size_t n, unsigned seed) {
   return s;
 }
 
-class Streaming : public PluginServerTest {};
+class Streaming : public PluginServerTest {
+ protected:
+  void SetUp() override {
+    PluginServerTest::SetUp();
+    fake_.AddLayer("l1");
+    fake_.apply_size = 0;  // the bodies here are random bytes, not tars
+  }
+};
 
 // dockerd sends layers chunked. The driver reads with a buffer larger than the whole body
 // and still gets it in many pieces: the server hands over what arrives, not the body.

@@ -40,6 +40,11 @@ struct Capabilities {
 // releases whatever the driver held (mounts, locks).
 using DiffStream = std::unique_ptr<ByteSource>;
 
+// The longest layer id a driver accepts. dockerd's are at most 69 characters (64 hex
+// digits and "-init"); the id names files (`layers/<id>.json.tmp-<pid>`, staging files
+// with the host id), which must stay under the 255-byte file name limit.
+inline constexpr size_t kMaxLayerIdLength = 128;
+
 class GraphDriver {
  public:
   virtual ~GraphDriver() = default;

@@ -22,7 +22,7 @@ using storage_backend::Backend;
 namespace {
 
 bool ValidLayerId(const std::string& id) {
-  if (id.empty() || id.size() > 255 || id[0] == '.') return false;
+  if (id.empty() || id.size() > kMaxLayerIdLength || id[0] == '.') return false;
   for (char c : id) {
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) return false;
   }
@@ -208,7 +208,7 @@ Status SlackerDriver::CreateReadWrite(const CreateRequest& req) {
 }
 
 Status SlackerDriver::CreateLayer(const CreateRequest& req, LayerKind kind) {
-  if (!ValidLayerId(req.id)) return Errorf(EINVAL, "invalid layer id {:?}", req.id);
+  if (!ValidLayerId(req.id)) return Errorf(EINVAL, "invalid layer id {:?}: 1-{} of [A-Za-z0-9._-], not starting with '.'", req.id, kMaxLayerIdLength);
   AwaitTeardown(req.id);
   LayerRecord rec;
   rec.id = req.id;

@@ -33,10 +33,10 @@ class ScriptedSource : public ByteSource {
   size_t pos_ = 0;
 };
 
-// SlackerDriver's rule for a layer id (it names files): 1-255 of [A-Za-z0-9._-], not
+// SlackerDriver's rule for a layer id (it names files): 1-128 (driver::kMaxLayerIdLength) of [A-Za-z0-9._-], not
 // starting with a dot.
 bool ValidLayerId(const std::string& id) {
-  if (id.empty() || id.size() > 255 || id[0] == '.') return false;
+  if (id.empty() || id.size() > driver::kMaxLayerIdLength || id[0] == '.') return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
   });
@@ -200,7 +200,7 @@ Status FakeGraphDriver::CreateReadWrite(const driver::CreateRequest& req) {
 }
 
 Status FakeGraphDriver::CreateLayer(const driver::CreateRequest& req, bool read_write) {
-  if (!ValidLayerId(req.id)) return Errorf(EINVAL, "invalid layer id {:?}", req.id);
+  if (!ValidLayerId(req.id)) return Errorf(EINVAL, "invalid layer id {:?}: 1-{} of [A-Za-z0-9._-], not starting with '.'", req.id, driver::kMaxLayerIdLength);
   for (const auto& [key, value] : req.storage_opt) {
     if (key != "size")
       return Errorf(EINVAL, "unknown storage option {:?} for layer {} (slacker knows: size)", key,

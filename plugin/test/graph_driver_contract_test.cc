@@ -234,14 +234,13 @@ TYPED_TEST(GraphDriverContract, CreateWithAMissingParentIsEnoentAndCreatesNothin
 TYPED_TEST(GraphDriverContract, CreateRefusesBadIdsAndStorageOptions) {
   auto& d = this->d();
   for (const std::string& id :
-       std::vector<std::string>{"", "../x", ".hidden", "a/b", "sp ace", std::string(256, 'a')}) {
+       std::vector<std::string>{"", "../x", ".hidden", "a/b", "sp ace", std::string(kMaxLayerIdLength + 1, 'a')}) {
     EXPECT_EQ(d.Create(Req(id)).code(), EINVAL) << "id " << id;
     EXPECT_FALSE(d.Exists(id)) << "id " << id;
   }
-  // dockerd's ids: 64 hex digits, "-init" for a container's init layer. (255 characters,
-  // which the id check accepts, fail later in SlackerDriver: `<id>.json.tmp-<pid>` is too
-  // long a file name.)
+  // dockerd's ids: 64 hex digits, "-init" for a container's init layer; the longest id.
   std::string hex64(64, 'f');
+  EXPECT_TRUE(d.Create(Req(std::string(kMaxLayerIdLength, 'l'))).ok());
   EXPECT_TRUE(d.Create(Req(hex64)).ok());
   EXPECT_TRUE(d.CreateReadWrite(Req(hex64 + "-init", hex64)).ok());
   EXPECT_TRUE(d.Create(Req("Ab9._-x")).ok());

@@ -208,7 +208,7 @@ case_dockerd_kill9() {
 }
 
 run_case create.after_record case_create
-for p in get.after_clone get.after_attach get.after_mount clone.before_rename; do
+for p in get.after_clone get.after_attach get.after_mount clone.before_rename handover.after_rename handover.after_files; do
   run_case "$p" get_case "$p"
 done
 for p in apply.mid_spool apply.mid_extract apply.before_record; do

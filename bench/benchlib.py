@@ -284,9 +284,17 @@ def plot_data(report, metric):
     return "\n".join(rows) + "\n"
 
 
+def plot_panels(report):
+    """The panels of PLOT_PANELS some image has a value for: bench/lifecycle measures
+    other phases than bench/run, and gnuplot fails on a panel without a point."""
+    return [(m, label) for m, label in PLOT_PANELS
+            if any(e.get(d, {}).get(m) is not None for e in report["images"].values() for d in DRIVERS)]
+
+
 def gnuplot_script(report, datadir, png):
     cols = 2
-    n = len(PLOT_PANELS)
+    panels = plot_panels(report)
+    n = len(panels)
     nrows = (n + cols - 1) // cols
     title = "slacker vs overlay2 (medians, log scale)"
     meta = report.get("meta", {})
@@ -301,7 +309,7 @@ def gnuplot_script(report, datadir, png):
          "set style fill solid 0.9 border -1", "set boxwidth 0.9",
          "set logscale y", "set grid ytics", "set key tmargin horizontal",
          "set xtics scale 0", "set yrange [0.5:*]"]
-    for metric, label in PLOT_PANELS:
+    for metric, label in panels:
         unit = "MiB" if metric == "read_bytes" else "ms"
         s.append(f"set title '{label}'")
         s.append(f"set ylabel '{unit}'")
@@ -318,9 +326,12 @@ def draw_plot(report, outdir):
     if not shutil.which("gnuplot"):
         print("bench: gnuplot missing (apt-get install gnuplot-nox); no plot drawn", file=sys.stderr)
         return None
+    if not plot_panels(report):
+        print("bench: no phase with a value; no plot drawn", file=sys.stderr)
+        return None
     datadir = os.path.join(outdir, "plotdata")
     os.makedirs(datadir, exist_ok=True)
-    for metric, _ in PLOT_PANELS:
+    for metric, _ in plot_panels(report):
         with open(os.path.join(datadir, f"{metric}.dat"), "w") as f:
             f.write(plot_data(report, metric))
     script = os.path.join(datadir, "plot.gp")

@@ -154,6 +154,17 @@ class ReportTest(unittest.TestCase):
         self.assertIn('"img" 500.000 100.000', d)
         self.assertIn('"two" ? ?', d)
 
+    def test_plot_has_only_the_phases_measured(self):
+        # bench/lifecycle measures none of bench/run's push/pull phases: gnuplot fails
+        # on a panel without a single point.
+        rows = [("busybox", drv, "create_ms", rep, 70 + rep) for drv in ("overlay2", "slacker") for rep in (1, 2)]
+        r = benchlib.build_report(benchlib.parse_samples(tsv(rows)))
+        self.assertEqual([m for m, _ in benchlib.plot_panels(r)], ["create_ms"])
+        script = benchlib.gnuplot_script(r, "/d", "/d/x.png")
+        self.assertIn("create_ms.dat", script)
+        self.assertNotIn("push_ms.dat", script)
+        self.assertIn("layout 1,2", script)
+
 
 class CommandLineTest(unittest.TestCase):
     def test_report_writes_json(self):

@@ -721,6 +721,19 @@ class ParkedMountTest : public DriverFakeTest {
   void Park(std::chrono::milliseconds t = std::chrono::hours(1)) {
     Reopen(DriverOptions::kDefaultMaxSpoolBytes, t);
   }
+  // dockerd's `docker create` up to the container layer's first Get: the init layer
+  // created, mounted, written and Put (parked), the container layer created on it.
+  // Returns the init layer's mount point.
+  std::string ParkedInitAndContainer(const std::string& init = "c1-init", const std::string& child = "c1") {
+    EXPECT_TRUE(driver_->CreateReadWrite(Req(init)).ok());
+    auto p = driver_->Get(init, "");
+    EXPECT_TRUE(p.ok()) << p.status().message();
+    if (!p.ok()) return "";
+    os_.RecordWrite(*p);
+    EXPECT_TRUE(driver_->Put(init).ok());
+    EXPECT_TRUE(driver_->CreateReadWrite(Req(child, init)).ok());
+    return *p;
+  }
 };
 
 TEST_F(ParkedMountTest, PutParksTheMountAndTheNextGetReusesIt) {
@@ -837,13 +850,9 @@ std::string SourceOf(os::FakeOs& os, const std::string& target) {
 // of a clone (whose journal replay was most of create's cost), no freeze.
 TEST_F(ParkedMountTest, AContainerLayerTakesOverItsParkedInitLayersFileSystem) {
   Park();
-  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1-init")).ok());
-  auto p = driver_->Get("c1-init", "");
-  ASSERT_TRUE(p.ok());
-  os_.RecordWrite(*p);
+  std::string init_mnt = ParkedInitAndContainer();
+  auto p = &init_mnt;
   std::string device = SourceOf(os_, *p);
-  ASSERT_TRUE(driver_->Put("c1-init").ok());
-  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1", "c1-init")).ok());
   int configures = os_.Calls("LoopConfigure");
   auto q = driver_->Get("c1", "");
   ASSERT_TRUE(q.ok()) << q.status().message();
@@ -874,11 +883,7 @@ TEST_F(ParkedMountTest, AContainerLayerTakesOverItsParkedInitLayersFileSystem) {
 // home) would be read with `noload` by read-only mounts: it is replayed first.
 TEST_F(ParkedMountTest, ASnapshotOfAHandedOverLayerReplaysItsJournalFirst) {
   Park();
-  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1-init")).ok());
-  auto p = driver_->Get("c1-init", "");
-  ASSERT_TRUE(p.ok());
-  ASSERT_TRUE(driver_->Put("c1-init").ok());
-  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1", "c1-init")).ok());
+  ParkedInitAndContainer();
   ASSERT_TRUE(driver_->Get("c1", "").ok());
   ASSERT_EQ(driver_->counters().handovers, 1u);
   // The fake mounts nothing: make the clone what the kernel's would be, an ext4 image
@@ -909,12 +914,8 @@ TEST_F(ParkedMountTest, ASnapshotOfACleanUnmountedVolumeMountsNothing) {
 // The bind mount fails: the child mounts its volume (the moved file) the ordinary way.
 TEST_F(ParkedMountTest, AFailedHandOverMountFallsBackToAnOrdinaryMount) {
   Park();
-  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1-init")).ok());
-  auto p = driver_->Get("c1-init", "");
-  ASSERT_TRUE(p.ok());
-  os_.RecordWrite(*p);
-  ASSERT_TRUE(driver_->Put("c1-init").ok());
-  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1", "c1-init")).ok());
+  std::string init_mnt = ParkedInitAndContainer();
+  auto p = &init_mnt;
   os_.FailNext("Mount", EINVAL);
   auto q = driver_->Get("c1", "");
   ASSERT_TRUE(q.ok()) << q.status().message();

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "common/files.h"
+#include "common/nfs_url.h"
 #include "common/log.h"
 
 extern char** environ;
@@ -33,18 +34,6 @@ bool Exited(pid_t pid, int* status) { return ::waitpid(pid, status, WNOHANG) == 
 
 }  // namespace
 
-Result<std::pair<std::string, std::string>> SplitNfsUrl(const std::string& url) {
-  if (!url.starts_with("nfs://")) return Errorf(EINVAL, "{:?} is not nfs://HOST/EXPORT", url);
-  std::string rest = url.substr(6);
-  rest = rest.substr(0, rest.find('?'));
-  auto slash = rest.find('/');
-  if (slash == std::string::npos || slash == 0 || slash + 1 >= rest.size())
-    return Errorf(EINVAL, "{:?} is not nfs://HOST/EXPORT", url);
-  std::string path = rest.substr(slash);
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
-  return std::make_pair(rest.substr(0, slash), path);
-}
-
 std::string FindKernelNfsMount(const std::vector<loopdev::MountInfoEntry>& mounts, const std::string& host,
                                const std::string& path) {
   std::string want = host + ":" + path;
@@ -57,10 +46,10 @@ std::string FindKernelNfsMount(const std::vector<loopdev::MountInfoEntry>& mount
 }
 
 Result<std::unique_ptr<NfsView>> NfsView::Open(os::Os& os, Options opts) {
-  SLACKER_ASSIGN_OR_RETURN(auto parts, SplitNfsUrl(opts.url));
+  SLACKER_ASSIGN_OR_RETURN(NfsUrl parts, ParseNfsUrl(opts.url));
   std::unique_ptr<NfsView> v(new NfsView(os, std::move(opts)));
   SLACKER_ASSIGN_OR_RETURN(auto mounts, loopdev::ReadMountInfo(os));
-  std::string kernel = FindKernelNfsMount(mounts, parts.first, parts.second);
+  std::string kernel = FindKernelNfsMount(mounts, parts.server, parts.export_path);
   if (!kernel.empty()) {
     v->dir_ = kernel;
     v->kernel_ = true;

@@ -17,8 +17,6 @@
 
 namespace slacker::cmd {
 
-// "nfs://HOST/PATH" -> {HOST, /PATH}; EINVAL otherwise.
-Result<std::pair<std::string, std::string>> SplitNfsUrl(const std::string& url);
 
 // The mount point of a kernel NFS mount (fstype nfs or nfs4) of HOST:/PATH, or "".
 std::string FindKernelNfsMount(const std::vector<loopdev::MountInfoEntry>& mounts, const std::string& host,

@@ -11,18 +11,13 @@
 #include <string_view>
 #include <vector>
 
+#include "common/nfs_url.h"
 #include "common/status.h"
 #include "nfs_bridge/nfs_client.h"
 #include "nfs_bridge/unstable_writes.h"
 
 namespace slacker::nfs_bridge {
 
-// "nfs://HOST/PATH[?args]" -> HOST and /PATH (trailing slashes dropped); EINVAL otherwise.
-struct NfsUrl {
-  std::string server;
-  std::string export_path;
-};
-Result<NfsUrl> ParseNfsUrl(std::string_view url);
 
 // How an RPC ended, as libnfs's callbacks report it.
 enum class RpcOutcome { kSuccess, kError, kCancelled };

@@ -341,18 +341,21 @@ Status SlackerDriver::UnmountLocked(Layer& layer) {
   return Status::Ok();
 }
 
-Status SlackerDriver::DiscardMountLocked(Layer& layer) {
-  const std::string& id = layer.rec.id;
+Status SlackerDriver::DiscardMount(const std::string& id, bool rw, std::optional<loopdev::MountedImage>& mount) {
   std::string mnt = MountPath(id);
-  if (layer.mounted_rw) {
+  if (rw) {
     // Its file is deleted next: nothing it holds is needed, so nothing is written back.
     // Without this the unmount flushes the file system and its journal (syncs that made a
     // container's removal slow, issue 17).
     Status s = os_.Shutdown(mnt);
     if (!s.ok()) log::Warn("discard_shutdown_failed", {{"layer", id}, {"err", s.message()}});
   }
-  Status s = layer.mount ? layer.mount->Unmount(loopdev::BusyPolicy::kDetach)
-                         : loopdev::UnmountPath(os_, mnt, loopdev::BusyPolicy::kDetach);
+  return mount ? mount->Unmount(loopdev::BusyPolicy::kDetach) : loopdev::UnmountPath(os_, mnt, loopdev::BusyPolicy::kDetach);
+}
+
+Status SlackerDriver::DiscardMountLocked(Layer& layer) {
+  const std::string& id = layer.rec.id;
+  Status s = DiscardMount(id, layer.mounted_rw, layer.mount);
   if (!s.ok()) return s.Context("unmount layer " + id);
   Unpark(layer);
   layer.mount.reset();

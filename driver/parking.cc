@@ -127,13 +127,7 @@ Status SlackerDriver::RemoveDeferred(Layer& layer) {
 void SlackerDriver::TearDown(Teardown& t) {
   std::string mnt = MountPath(t.id);
   if (t.mounted) {
-    if (t.rw) {
-      // Its file is deleted next: nothing it holds is needed, so nothing is written back.
-      Status s = os_.Shutdown(mnt);
-      if (!s.ok()) log::Warn("discard_shutdown_failed", {{"layer", t.id}, {"err", s.message()}});
-    }
-    Status s = t.mount ? t.mount->Unmount(loopdev::BusyPolicy::kDetach)
-                       : loopdev::UnmountPath(os_, mnt, loopdev::BusyPolicy::kDetach);
+    Status s = DiscardMount(t.id, t.rw, t.mount);
     if (!s.ok()) {
       log::Error("teardown_unmount_failed", {{"layer", t.id}, {"err", s.message()}});
       if (t.mount) t.mount->Release();

@@ -136,6 +136,9 @@ class SlackerDriver : public GraphDriver {
   Status UnmountLocked(Layer& layer) REQUIRES(layer.mu);
   // Unmounts a layer whose file is deleted next, writing nothing back.
   Status DiscardMountLocked(Layer& layer) REQUIRES(layer.mu);
+  // Its mechanism, also for a removed layer's teardown: shuts a rw file system down,
+  // then unmounts `mount` (or whatever is mounted at the layer's mount point).
+  Status DiscardMount(const std::string& id, bool rw, std::optional<loopdev::MountedImage>& mount);
   // What is left of a removed layer when its teardown is deferred (park_time > 0): its
   // mount and its volume file, handed to the reaper thread.
   struct Teardown {

@@ -8,23 +8,9 @@
 
 #include "common/files.h"
 #include "common/log.h"
-#include "loopdev/embedded_store.h"
 #include "storage_backend/cluster_key.h"
-#include "storage_backend/local_backend.h"
-#include "storage_backend/rest_backend.h"
 
 namespace slacker::cmd {
-namespace {
-
-// `r`, with `context` prefixed to its error.
-template <typename T>
-Result<T> In(std::string_view context, Result<T> r) {
-  if (!r.ok()) return r.status().Context(context);
-  return r;
-}
-
-}  // namespace
-
 std::string DefaultHostId(const std::string& suffix) {
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
@@ -44,12 +30,12 @@ Result<registry_shim::ReferenceTrust> LoadReferenceTrust(
   trust.allow_unsigned = flags.allow_unsigned_references;
   if (reload) *reload = nullptr;
   if (!flags.cluster_key_file.empty()) {
-    SLACKER_ASSIGN_OR_RETURN(trust.keys, In("read --cluster-key", storage_backend::ReadKeyFile(flags.cluster_key_file)));
+    SLACKER_ASSIGN_OR_RETURN(trust.keys, WithContext("read --cluster-key", storage_backend::ReadKeyFile(flags.cluster_key_file)));
     log::Info("cluster_key", {{"source", flags.cluster_key_file},
                               {"key_id", storage_backend::KeyId(trust.keys.front())},
                               {"keys", std::to_string(trust.keys.size())}});
   } else {
-    SLACKER_ASSIGN_OR_RETURN(trust.keys, In("read the store's cluster key", storage_backend::EnsureClusterKeys(store_root)));
+    SLACKER_ASSIGN_OR_RETURN(trust.keys, WithContext("read the store's cluster key", storage_backend::EnsureClusterKeys(store_root)));
     log::Info("cluster_key", {{"source", JoinPath(store_root, storage_backend::kClusterKeyFile)},
                               {"key_id", storage_backend::KeyId(trust.keys.front())},
                               {"keys", std::to_string(trust.keys.size())}});
@@ -76,7 +62,7 @@ Result<DaemonCore> OpenDaemonCore(const char* program, const StoreFlags& flags, 
   *step = "lock state directory";
   SLACKER_ASSIGN_OR_RETURN(core.state_lock, storage_backend::StateDirLock::Acquire(flags.state, program));
   *step = "open store";
-  SLACKER_ASSIGN_OR_RETURN(core.store, OpenStore(*core.os, flags));
+  SLACKER_ASSIGN_OR_RETURN(core.store, storage_backend::OpenStore(*core.os, SpecOf(flags)));
   *step = "take the lease of host id " + flags.host_id;
   SLACKER_ASSIGN_OR_RETURN(core.lease, storage_backend::Lease::Acquire(JoinPath(core.store.backend->root(), "leases"),
                                                                        flags.host_id, {.program = program}));
@@ -125,77 +111,13 @@ bool ApplyLogLevel(const char* program, const std::string& value) {
   return true;
 }
 
-std::string BridgePath(const std::string& flag) {
-  if (!flag.empty()) return flag;
-  char self[4096] = {};
-  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n > 0) {
-    std::string exe(self, static_cast<size_t>(n));
-    std::string dir = exe.substr(0, exe.find_last_of('/'));
-    for (const std::string& c : {dir + "/slacker-nfs-fuse", dir + "/../nfs_bridge/slacker-nfs-fuse"}) {
-      if (::access(c.c_str(), X_OK) == 0) return c;
-    }
-  }
-  for (const char* d : {"/usr/local/bin", "/usr/bin", "/usr/local/sbin", "/usr/sbin"}) {
-    std::string c = std::string(d) + "/slacker-nfs-fuse";
-    if (::access(c.c_str(), X_OK) == 0) return c;
-  }
-  return "slacker-nfs-fuse";
-}
-
-Result<OpenedStore> OpenStore(os::Os& os, const StoreFlags& flags) {
-  OpenedStore out;
-  const std::string& store = flags.store;
-  bool service = store.starts_with("http://") || store.starts_with("https://");
-  if (!service && !store.starts_with("nfs://")) {
-    std::string dir = store;
-    if (dir.empty()) {
-      SLACKER_ASSIGN_OR_RETURN(dir, In("set up the embedded store", loopdev::EnsureEmbeddedStore(os, flags.state)));
-    }
-    SLACKER_ASSIGN_OR_RETURN(out.backend, storage_backend::OpenLocalStore(os, dir, flags.host_id));
-    out.description = dir;
-    return out;
-  }
-
-  std::string export_url = store;
-  storage_backend::RestOptions ropts;
-  if (service) {
-    if (flags.token_file.empty()) return Errorf(EINVAL, "--store {} needs --store-token-file", store);
-    SLACKER_ASSIGN_OR_RETURN(std::string token,
-                             In("read --store-token-file", ReadFileToString(flags.token_file)));
-    ropts.url = store;
-    ropts.token = token.substr(0, token.find('\n'));
-    ropts.ca_file = flags.ca_file;
-    SLACKER_ASSIGN_OR_RETURN(
-        nlohmann::json desc,
-        In("ask the snapshot service for the store",
-           storage_backend::FetchStoreDescription(storage_backend::StoreServiceClient(ropts))));
-    if (desc.is_object() && desc.contains("export") && desc["export"].is_string()) {
-      export_url = desc["export"].get<std::string>();
-    } else {
-      export_url.clear();
-    }
-    if (export_url.empty()) {
-      return Errorf(EINVAL,
-                    "the snapshot service at {} advertises no NFS export (start slacker-storaged with "
-                    "--export nfs://HOST/PATH)",
-                    store);
-    }
-  }
-  SLACKER_ASSIGN_OR_RETURN(out.nfs_view,
-                           In("reach the NFS export",
-                              NfsView::Open(os, {export_url, flags.state, BridgePath(flags.nfs_bridge)})));
-  if (service) {
-    SLACKER_ASSIGN_OR_RETURN(out.backend,
-                             storage_backend::OpenRestStore(os, ropts, out.nfs_view->dir(), flags.host_id));
-  } else {
-    log::Warn("nfs_store_without_service",
-              {{"store", store},
-               {"action", "clones are full copies over NFS (slow); run slacker-storaged and use --store http://"}});
-    SLACKER_ASSIGN_OR_RETURN(out.backend, storage_backend::OpenLocalStore(os, out.nfs_view->dir(), flags.host_id));
-  }
-  out.description = out.nfs_view->Describe();
-  return out;
+storage_backend::StoreSpec SpecOf(const StoreFlags& flags) {
+  return {.store = flags.store,
+          .state = flags.state,
+          .host_id = flags.host_id,
+          .token_file = flags.token_file,
+          .ca_file = flags.ca_file,
+          .nfs_bridge = flags.nfs_bridge};
 }
 
 }  // namespace slacker::cmd

@@ -1,6 +1,6 @@
 // What slacker's daemons (slackerd, slacker-snapshotter) share at start-up (their
 // command lines: common/flags.h): the host id, the cluster key, and opening the shared store in
-// all its forms (embedded, a mounted directory, nfs://, a snapshot service http[s]://).
+// all its forms (storage_backend/open_store.h).
 #pragma once
 
 #include <functional>
@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "cmd/nfs_view.h"
 #include "driver/slacker_driver.h"
 #include "common/status.h"
 #include "os/os.h"
 #include "storage_backend/backend.h"
 #include "storage_backend/lease.h"
+#include "storage_backend/open_store.h"
 
 namespace slacker::cmd {
 
@@ -36,22 +36,15 @@ struct StoreFlags {
   std::string unmount_delay = {};  // DriverOptions::park_time in seconds ("" = 0)
 };
 
-// Members are destroyed in reverse order: the backend before the NFS view it reads through.
-struct OpenedStore {
-  std::unique_ptr<NfsView> nfs_view;  // set for nfs:// and http[s]://
-  std::unique_ptr<storage_backend::Backend> backend;
-  std::string description;  // the store as logged at start
-};
-
-// Opens the shared store as `flags.store` names it (see slackerd --help).
-Result<OpenedStore> OpenStore(os::Os& os, const StoreFlags& flags);
+// The store part of the flags, for storage_backend::OpenStore.
+storage_backend::StoreSpec SpecOf(const StoreFlags& flags);
 
 // What a daemon serves from. Members are destroyed in reverse order: the driver before
 // the lease, the lease before the store it lives on, the state lock last.
 struct DaemonCore {
   std::unique_ptr<os::Os> os;
   std::optional<storage_backend::StateDirLock> state_lock;  // <state>/lock
-  OpenedStore store;
+  storage_backend::OpenedStore store;
   registry_shim::ReferenceTrust trust;  // as read at start
   // Reads the keys again (null with --cluster-key FILE: fixed keys).
   std::function<Result<std::vector<std::string>>()> reload_keys;
@@ -87,9 +80,5 @@ Result<DaemonCore> OpenDaemonCore(const char* program, const StoreFlags& flags, 
 // Applies --log-level VALUE; on an unknown value prints "PROGRAM: unknown --log-level
 // VALUE" to stderr and returns false.
 bool ApplyLogLevel(const char* program, const std::string& value);
-
-// The slacker-nfs-fuse binary: `flag`, else beside this binary (installed), else the
-// build tree's nfs_bridge/, else PATH.
-std::string BridgePath(const std::string& flag);
 
 }  // namespace slacker::cmd

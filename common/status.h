@@ -54,6 +54,13 @@ class [[nodiscard]] Result {
   Status status_;
 };
 
+// `r`, with "context: " prefixed to its error.
+template <typename T>
+Result<T> WithContext(std::string_view context, Result<T> r) {
+  if (!r.ok()) return r.status().Context(context);
+  return r;
+}
+
 // Drops `status` on purpose: `why` says why the caller can do nothing better with it
 // (best-effort cleanup after an earlier error, a rollback whose own failure must not hide
 // the error being returned). A non-OK status is still logged at warn level with `why`,

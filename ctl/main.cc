@@ -19,6 +19,7 @@
 #include "common/fd.h"
 #include "common/files.h"
 #include "common/flags.h"
+#include "common/nfs_url.h"
 #include "ctl/changes_tar.h"
 #include "ctl/docker.h"
 #include "ctl/file_stream.h"
@@ -33,6 +34,7 @@
 #include "registry_shim/reference.h"
 #include "storage_backend/cluster_key.h"
 #include "storage_backend/lease.h"
+#include "storage_backend/open_store.h"
 
 namespace {
 
@@ -66,7 +68,14 @@ commands:
 
 options:
   --state DIR              slackerd's state (default /var/lib/slacker)
-  --store DIR              the shared store (default <state>/store when it is mounted)
+  --store STORE            the shared store: DIR, nfs://HOST/EXPORT or http[s]://HOST:PORT
+                           (a snapshot service), as slackerd's --store; default
+                           <state>/store when it is mounted. For nfs:// and http[s]://
+                           without a kernel NFS mount, slackerctl mounts a private
+                           slacker-nfs-fuse bridge under <state>/ctl-nfs.XXXXXX for the run
+  --store-token-file FILE  snapshot service bearer token (http[s]:// stores)
+  --store-ca FILE          CA certificate for an https:// snapshot service
+  --nfs-bridge PATH        the slacker-nfs-fuse binary (default: found as slackerd does)
   --host-id ID             this worker's name on the store (default: the hostname)
   --cluster-key FILE       keys for reference tar MACs instead of the store's cluster.key
                            (convert signs with the first line, export checks with all)
@@ -87,6 +96,9 @@ struct Flags {
   std::vector<std::string> args;
   std::string state = "/var/lib/slacker";
   std::string store;
+  std::string store_token_file;
+  std::string store_ca;
+  std::string nfs_bridge;
   std::string host_id;
   std::string cluster_key_file;
   std::string registry;
@@ -111,6 +123,8 @@ int Usage(const std::string& err) {
 bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
   FlagSet cli;
   for (auto [name, target] : {std::pair{"--state", &f->state}, {"--store", &f->store}, {"--host-id", &f->host_id},
+                              {"--store-token-file", &f->store_token_file}, {"--store-ca", &f->store_ca},
+                              {"--nfs-bridge", &f->nfs_bridge},
                               {"--cluster-key", &f->cluster_key_file}, {"--registry", &f->registry},
                               {"--output", &f->output}, {"--tmp", &f->tmp}, {"--docker-host", &f->docker.host},
                               {"--docker-data-root", &f->docker.data_root}, {"--driver", &f->docker.driver}}) {
@@ -159,10 +173,43 @@ uint64_t AllocatedBytes(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
 }
 
-// Everything a command needs of this worker.
+// <state>/ctl-nfs.XXXXXX: the state of this run's own NFS bridge (its mount point, log and
+// stats), removed file by file when the run ends. Never recursively: were the bridge still
+// mounted, that would walk into the store.
+class BridgeStateDir {
+ public:
+  static Result<BridgeStateDir> Make(const std::string& state) {
+    std::string tmpl = JoinPath(state, "ctl-nfs.XXXXXX");
+    if (::mkdtemp(tmpl.data()) == nullptr) return Status::FromErrno(errno, "create a directory in " + state);
+    return BridgeStateDir(std::move(tmpl));
+  }
+  BridgeStateDir() = default;
+  BridgeStateDir(BridgeStateDir&& o) noexcept : path_(std::exchange(o.path_, "")) {}
+  BridgeStateDir& operator=(BridgeStateDir&& o) noexcept {
+    std::swap(path_, o.path_);
+    return *this;
+  }
+  ~BridgeStateDir() {
+    if (path_.empty()) return;
+    for (const char* f : {"nfs-bridge.log", "nfs-stats.json"}) ::unlink(JoinPath(path_, f).c_str());
+    // rmdir fails (and leaves it) if the bridge is still mounted at nfs/.
+    if (::rmdir(JoinPath(path_, "nfs").c_str()) != 0 && errno != ENOENT) return;
+    ::rmdir(path_.c_str());
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit BridgeStateDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+// Everything a command needs of this worker. Members are destroyed in reverse order: the
+// store and its NFS bridge, then the bridge's directory, then the Os they use.
 struct Worker {
   std::unique_ptr<os::Os> os;
-  std::unique_ptr<storage_backend::Backend> store;
+  BridgeStateDir bridge_state;  // set for nfs:// and http[s]:// stores
+  storage_backend::OpenedStore opened;
+  storage_backend::Backend* store = nullptr;  // opened.backend
   registry_shim::ReferenceTrust trust;
 };
 
@@ -175,8 +222,17 @@ Result<Worker> OpenWorker(Flags& f, bool with_docker = false) {
     ::gethostname(host, sizeof host - 1);
     f.host_id = host;
   }
-  SLACKER_ASSIGN_OR_RETURN(std::string dir, ctl::FindStoreDir(*w.os, f.state, f.store));
-  SLACKER_ASSIGN_OR_RETURN(w.store, ctl::OpenExistingStore(*w.os, dir, f.host_id));
+  storage_backend::StoreSpec spec{.store = f.store, .state = f.state, .host_id = f.host_id,
+                                  .token_file = f.store_token_file, .ca_file = f.store_ca,
+                                  .nfs_bridge = f.nfs_bridge, .must_exist = true};
+  if (f.store.starts_with("nfs://") || f.store.starts_with("http://") || f.store.starts_with("https://")) {
+    if (f.store.starts_with("nfs://")) SLACKER_RETURN_IF_ERROR(ParseNfsUrl(f.store).status());
+    // Never <state>/nfs: that is a running slackerd's bridge, which NfsView would detach.
+    SLACKER_ASSIGN_OR_RETURN(w.bridge_state, BridgeStateDir::Make(f.state));
+    spec.state = w.bridge_state.path();
+  }
+  SLACKER_ASSIGN_OR_RETURN(w.opened, storage_backend::OpenStore(*w.os, spec));
+  w.store = w.opened.backend.get();
   w.trust.allow_unsigned = f.allow_unsigned;
   if (!f.cluster_key_file.empty()) {
     SLACKER_ASSIGN_OR_RETURN(w.trust.keys, storage_backend::ReadKeyFile(f.cluster_key_file));

@@ -13,23 +13,6 @@
 
 namespace slacker::ctl {
 
-Result<std::string> FindStoreDir(os::Os& os, const std::string& state_dir, const std::string& flag) {
-  if (!flag.empty()) return flag;
-  std::string embedded = JoinPath(state_dir, "store");
-  SLACKER_ASSIGN_OR_RETURN(auto mounts, loopdev::ReadMountInfo(os));
-  if (loopdev::FindMount(mounts, embedded) != nullptr) return embedded;
-  return Errorf(EINVAL, "{} is not mounted (slackerd not started with an embedded store?): pass --store DIR",
-                embedded);
-}
-
-Result<std::unique_ptr<storage_backend::Backend>> OpenExistingStore(os::Os& os, const std::string& dir,
-                                                                    const std::string& host_id) {
-  if (!PathExists(JoinPath(dir, "store.json"))) {
-    return Errorf(ENOENT, "{} is not a slacker store (no store.json): check --store", dir);
-  }
-  return storage_backend::OpenLocalStore(os, dir, host_id);
-}
-
 Result<std::vector<LoadedRecord>> LoadLayerRecords(const std::string& state_dir) {
   std::string dir = JoinPath(state_dir, "layers");
   auto names = ListDir(dir);

@@ -16,16 +16,6 @@
 
 namespace slacker::ctl {
 
-// The store directory: `flag` when given; else <state>/store when it is a mount point
-// (slackerd's embedded store); else EINVAL asking for --store.
-Result<std::string> FindStoreDir(os::Os& os, const std::string& state_dir, const std::string& flag);
-
-// Opens an existing store (ENOENT if <dir>/store.json is missing: slackerctl never
-// creates a store) for `host_id`. Deletes nothing and takes no lease: the files of the
-// host id's running daemon (clones in flight) are left alone.
-Result<std::unique_ptr<storage_backend::Backend>> OpenExistingStore(os::Os& os, const std::string& dir,
-                                                                    const std::string& host_id);
-
 // One <state>/layers/<name>.json: the record, or why it does not parse.
 struct LoadedRecord {
   std::string file;  // path

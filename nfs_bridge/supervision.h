@@ -1,7 +1,7 @@
 // The bridge process around the file system: its command line, and the stats file it
 // rewrites once a second while it serves (slackerd reads it: <state>/nfs-stats.json).
 // slackerd's side of the supervision (start, restart on death, unmount) is
-// cmd/nfs_view.h.
+// storage_backend/nfs_view.h.
 #pragma once
 
 #include <atomic>

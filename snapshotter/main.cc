@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
   auto core = cmd::OpenDaemonCore("slacker-snapshotter", flags.store, driver_state, flags.keys, &step);
   if (!core.ok()) return Fail(core.status(), step.c_str());
   driver::SlackerDriver& drv = *core->driver;
-  const cmd::OpenedStore& store = core->store;
+  const storage_backend::OpenedStore& store = core->store;
   storage_backend::Backend& backend = *store.backend;
   Status s;
 

@@ -50,13 +50,5 @@ TEST(LoadReferenceTrust, EmptyKeyFileIsRefused) {
   std::system(("rm -rf " + std::string(dir)).c_str());
 }
 
-TEST(OpenStore, ServiceWithoutTokenIsAClearError) {
-  auto os = os::NewRealOs();
-  auto store = OpenStore(*os, {.store = "http://127.0.0.1:1", .state = "/nonexistent"});
-  ASSERT_FALSE(store.ok());
-  EXPECT_NE(store.status().message().find("needs --store-token-file"), std::string::npos)
-      << store.status().message();
-}
-
 }  // namespace
 }  // namespace slacker::cmd

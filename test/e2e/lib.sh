@@ -62,6 +62,15 @@ E2E_FAILED_NAMES=()
 e2e_log() { echo "[e2e $(date +%T)] $*" >&2; }
 
 # fail MSG: print MSG and return 1 (inside a case, `set -e` then ends the case).
+# json_get JSON PATH: the value at PATH ("a.b.0.c") of JSON; strings bare, others as JSON.
+json_get() {
+  python3 -c 'import json, sys
+v = json.loads(sys.argv[1])
+for k in sys.argv[2].split("."):
+    v = v[int(k)] if isinstance(v, list) else v[k]
+print(v if isinstance(v, str) else json.dumps(v))' "$1" "$2"
+}
+
 fail() {
   echo "  FAIL: $*" >&2
   return 1

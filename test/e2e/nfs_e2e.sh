@@ -7,7 +7,8 @@
 # Worker A imports busybox, runs, commits and pushes; worker B pulls the reference and
 # runs the committed image from the same share. Faults: the NFS server restarted under a
 # running container (its I/O resumes), the snapshot service down (a clear error, nothing
-# lost, works again when it returns), a wrong token (refused with 401).
+# lost, works again when it returns), a wrong token (refused with 401). slackerctl
+# status/verify/gc work on the http:// and nfs:// forms of the store.
 # Measures run-to-ready over NFS vs a local store, and the bytes read over NFS while a
 # container starts vs the image size (printed as "measure:" lines).
 set -euo pipefail
@@ -21,6 +22,7 @@ if [ -n "$need" ]; then
   exit 0
 fi
 
+require_slackerctl
 e2e_workdir
 nfs_server_start
 storaged_start
@@ -111,6 +113,35 @@ case_nfs_server_restart_io_resumes() {
   dk wa rm -f writer >/dev/null
 }
 
+# slackerctl opens the store as slackerd does (storage_backend/open_store.h): through the
+# snapshot service and through nfs:// alone, each time with a private bridge that it
+# removes at exit, never disturbing worker A's own bridge at <state>/nfs.
+case_slackerctl_on_service_and_nfs_stores() {
+  local st out uuid n
+  st=$(slackerd_state "$A")
+  uuid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["uuid"])' "$st/nfs/store.json")
+  out=$("$SLACKERCTL" --state "$st" --host-id "$A" --store "$STORAGED_URL" --store-token-file "$STORAGED_TOKEN_FILE" \
+    --nfs-bridge "$NFS_FUSE" status --json) || fail "slackerctl status on $STORAGED_URL failed: $out"
+  assert_eq "$uuid" "$(json_get "$out" store.uuid)" "store uuid seen by slackerctl through the service"
+  n=$(json_get "$out" snapshots.count)
+  [ "$n" -ge 2 ] || fail "slackerctl saw $n snapshots through the service, expected the pushed ones"
+  out=$("$SLACKERCTL" --state "$st" --host-id "$A" --store "$STORAGED_URL" --store-token-file "$STORAGED_TOKEN_FILE" \
+    --nfs-bridge "$NFS_FUSE" verify --json) || fail "slackerctl verify on $STORAGED_URL found problems: $out"
+  assert_eq "true" "$(json_get "$out" ok)" "verify through the service"
+  out=$("$SLACKERCTL" --state "$st" --host-id "$A" --store "$NFS_URL" --nfs-bridge "$NFS_FUSE" status --json) ||
+    fail "slackerctl status on $NFS_URL failed: $out"
+  assert_eq "$uuid" "$(json_get "$out" store.uuid)" "store uuid seen by slackerctl through nfs://"
+  out=$("$SLACKERCTL" --state "$st" --host-id "$A" --store "$NFS_URL" --nfs-bridge "$NFS_FUSE" \
+    gc --no-registry --json) || fail "slackerctl gc (dry run) on $NFS_URL failed: $out"
+  assert_eq "$n" "$(nfs_ns sh -c "ls $NFS_EXPORT/snapshots/*.img | wc -l")" "snapshots after a gc dry run"
+  # Its private bridges are gone; worker A's is still mounted and serving.
+  compgen -G "$st/ctl-nfs.*" >/dev/null && fail "slackerctl left $(echo "$st"/ctl-nfs.*)"
+  findmnt -rn -o TARGET,FSTYPE | grep -q "fuse.slacker-nfs" || fail "no bridge mounted at all"
+  [ "$(findmnt -rn -t fuse.slacker-nfs -o TARGET | grep -c ctl-nfs)" = 0 ] || fail "a slackerctl bridge is still mounted"
+  mountpoint -q "$st/nfs" || fail "slackerctl disturbed worker A's bridge at $st/nfs"
+  assert_eq "still-a" "$(dk wa run --rm --network none "$REG/base:1" echo still-a)" "worker A after slackerctl"
+}
+
 case_storaged_down_clear_error_then_recovers() {
   dk wa run --name c2 --network none "$REG/base:1" sh -c 'echo keep-me > /kept' >/dev/null
   storaged_stop
@@ -192,6 +223,7 @@ run_case "import, run, commit, push on A" case_import_run_commit_on_a
 run_case "B runs the committed image from the same share" case_b_runs_the_committed_image
 run_case "measure: start over NFS" case_measure_start_over_nfs
 run_case "NFS server restart: I/O resumes" case_nfs_server_restart_io_resumes
+run_case "slackerctl on http:// and nfs:// stores" case_slackerctl_on_service_and_nfs_stores
 run_case "snapshot service down: clear error, recovers" case_storaged_down_clear_error_then_recovers
 run_case "wrong token refused" case_wrong_token_refused
 run_case "nfs:// store without the service (copies)" case_nfs_store_without_service

@@ -1,6 +1,8 @@
-// How slackerd reaches the files of an NFS export (DESIGN.md §7): this host's kernel NFS
+// How a process reaches the files of an NFS export (DESIGN.md §7): this host's kernel NFS
 // mount of it when one exists (found in /proc/self/mountinfo), else a slacker-nfs-fuse
-// bridge that slackerd starts, supervises and unmounts on exit.
+// bridge that the process starts, supervises and unmounts on exit. slackerd and
+// slacker-snapshotter mount their bridge at <state>/nfs; slackerctl mounts a private one
+// of its own (open_store.h), so it never disturbs a running daemon's.
 #pragma once
 
 #include <sys/types.h>
@@ -15,7 +17,7 @@
 #include "loopdev/mount.h"
 #include "os/os.h"
 
-namespace slacker::cmd {
+namespace slacker::storage_backend {
 
 
 // The mount point of a kernel NFS mount (fstype nfs or nfs4) of HOST:/PATH, or "".
@@ -26,7 +28,10 @@ class NfsView {
  public:
   struct Options {
     std::string url;          // nfs://HOST/EXPORT
-    std::string state_dir;    // the bridge mounts at <state>/nfs, logs to <state>/nfs-bridge.log
+    // The bridge mounts at <state>/nfs and writes <state>/nfs-bridge.log and
+    // <state>/nfs-stats.json. A bridge mount found at <state>/nfs is taken for a crashed
+    // run's and detached: each process needs a state directory of its own.
+    std::string state_dir;
     std::string bridge_path;  // the slacker-nfs-fuse binary
   };
 
@@ -56,4 +61,4 @@ class NfsView {
   std::thread supervisor_;
 };
 
-}  // namespace slacker::cmd
+}  // namespace slacker::storage_backend

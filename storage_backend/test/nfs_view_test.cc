@@ -2,9 +2,9 @@
 // mountinfo (the URL is parsed by common/nfs_url.h).
 #include <gtest/gtest.h>
 
-#include "cmd/nfs_view.h"
+#include "storage_backend/nfs_view.h"
 
-namespace slacker::cmd {
+namespace slacker::storage_backend {
 namespace {
 
 // Only an nfs/nfs4 mount of exactly HOST:/PATH (its root, not a subtree) counts; the
@@ -26,4 +26,4 @@ TEST(NfsView, FindsTheKernelMountOfTheExport) {
 }
 
 }  // namespace
-}  // namespace slacker::cmd
+}  // namespace slacker::storage_backend

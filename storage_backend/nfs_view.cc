@@ -1,4 +1,4 @@
-#include "cmd/nfs_view.h"
+#include "storage_backend/nfs_view.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -18,7 +18,7 @@
 
 extern char** environ;
 
-namespace slacker::cmd {
+namespace slacker::storage_backend {
 namespace {
 
 constexpr const char* kBridgeFsType = "fuse.slacker-nfs";
@@ -181,4 +181,4 @@ void NfsView::Close() {
 
 NfsView::~NfsView() { Close(); }
 
-}  // namespace slacker::cmd
+}  // namespace slacker::storage_backend

@@ -98,9 +98,8 @@ case_pull_standard_image_and_run_pod() {
   out=$(cri c1 inspect "$cid")
   assert_eq "$W/pods/p1/hello/0.log" "$(field log_path <<<"$out")" "container log path"
   assert_eq "hello-42
-/bin/busybox
-to-stderr" "$(log_lines "$W/pods/p1/hello/0.log")" "container output in its CRI log"
-  grep -q " stderr F to-stderr$" "$W/pods/p1/hello/0.log" || fail "stderr not tagged in the CRI log"
+/bin/busybox" "$(log_lines "$W/pods/p1/hello/0.log" stdout)" "container stdout in its CRI log"
+  assert_eq "to-stderr" "$(log_lines "$W/pods/p1/hello/0.log" stderr)" "container stderr in its CRI log"
   # The container's and the sandbox's root file systems are slacker snapshots.
   c c1 containers info "$cid" | grep -q '"Snapshotter": "slacker"' || fail "container not on slacker"
   c c1 containers info "$pod_id" | grep -q '"Snapshotter": "slacker"' || fail "sandbox not on slacker"

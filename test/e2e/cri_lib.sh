@@ -196,5 +196,7 @@ remove_pod() {
   cri "$node" rmp "$pod_id"
 }
 
-# log_lines FILE: the content of a CRI log file (each line "TIME STREAM TAG CONTENT").
-log_lines() { awk '{ $1 = $2 = $3 = ""; sub(/^   /, ""); print }' "$1"; }
+# log_lines FILE [STREAM]: the content of a CRI log's lines (of STREAM only: stdout or
+# stderr). The runtime reads the two streams through separate pipes, so their relative
+# order in the file is not the order the container wrote them in: compare per stream.
+log_lines() { awk -v s="${2:-}" 's == "" || $2 == s { $1 = $2 = $3 = ""; sub(/^   /, ""); print }' "$1"; }

@@ -14,6 +14,7 @@
 
 #include "common/files.h"
 #include "common/log.h"
+#include "storage_backend/store_layout.h"
 
 namespace slacker::storage_backend {
 namespace {
@@ -77,7 +78,7 @@ std::string ToJson(const LeaseHolder& h) {
 
 int64_t Now(const LeaseOptions& o) { return o.now ? o.now() : static_cast<int64_t>(::time(nullptr)); }
 
-std::string LeasePath(const std::string& dir, const std::string& name) { return JoinPath(dir, name + ".json"); }
+std::string LeasePath(const std::string& dir, const std::string& name) { return JoinPath(dir, LeaseName(name)); }
 
 Status FsyncDir(const std::string& dir) {
   UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

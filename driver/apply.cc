@@ -191,14 +191,10 @@ Result<int64_t> SlackerDriver::ApplyReference(Layer& layer, const std::string& b
   return next.diff_size;
 }
 
-std::string SlackerDriver::ChainPath(const std::string& key) const {
-  return JoinPath(backend_.root(), "chains/" + key);
-}
-
 // Dedup across the cluster: a standard layer whose chain (the parent's content snapshot
 // + its DiffID) any worker already applied is the same tree, and its skeleton reproduces
-// the same bytes. The chain index lives on the shared store: chains/<sha256(base+" "+diffid)>
-// holds the snapshot id.
+// the same bytes. The chain index lives on the shared store (Backend::LookupChain): the
+// key sha256(base+" "+diffid) names the snapshot id.
 Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
   const std::string& id = layer.rec.id;
   if (layer.rec.has_volume) return ApplyStandardInto(layer, tar, "", std::nullopt);  // written through Get first
@@ -219,9 +215,11 @@ Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
   } else {
     log::Warn("chain_id_unknown", {{"layer", id}, {"err", parent_chain.status().message()}});
   }
-  auto known = ReadFileToString(ChainPath(key));
+  auto known = backend_.LookupChain(key);
+  if (!known.ok() && known.status().code() != ENOENT)
+    log::Warn("chain_lookup_failed", {{"layer", id}, {"err", known.status().message()}});
   if (known.ok()) {
-    std::string snap = known->substr(0, known->find('\n'));
+    const std::string& snap = *known;
     // Mark first, then check the image (the gc protocol); a snapshot gone meanwhile is a
     // miss: unpack the tar again.
     bool claimed = backend_.SnapshotExists(snap) && claims_.Claim(snap, id).ok();
@@ -308,7 +306,7 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
   layer.rec = next;
   Count(&Counters::snapshots);
   if (!chain_key.empty()) {
-    Status cs = AtomicWriteFile(ChainPath(chain_key), *snap + "\n", true, 0600);
+    Status cs = backend_.RecordChain(chain_key, *snap);
     if (!cs.ok()) log::Warn("chain_index_write_failed", {{"layer", id}, {"err", cs.message()}});
   }
   log::Info("apply_tar", {{"layer", id}, {"snapshot", *snap}, {"entries", std::to_string(stats->entries)},

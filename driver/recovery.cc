@@ -18,7 +18,6 @@ namespace slacker::driver {
 using common::MutexLock;
 
 Status SlackerDriver::Recover() {
-  SLACKER_RETURN_IF_ERROR(MakeDirs(JoinPath(backend_.root(), "chains"), 0700));
   SLACKER_RETURN_IF_ERROR(RemoveLeftoverSpool());
   // A hand-over (mounts.cc TakeOverParentMount) interrupted between its renames: the
   // parent's clone goes back into place before anything looks at volumes.

@@ -167,7 +167,7 @@ int main(int argc, char** argv) {
   };
   sopts.host_id = flags.store.host_id;
   sopts.driver_layers_dir = JoinPath(driver_state, "layers");
-  sopts.index = std::make_shared<snapshotter::StoreIndex>(JoinPath(backend.root(), "containerd/names"));
+  sopts.index = std::make_shared<snapshotter::StoreIndex>(backend);
   auto service = snapshotter::SnapshotService::Open(drv, sopts);
   if (!service.ok()) return Fail(service.status(), "open snapshot catalog");
 

@@ -96,36 +96,13 @@ std::pair<std::string, std::string> SplitBackendKey(const std::string& key) {
   return {key.substr(0, a), key.substr(b + 1)};
 }
 
-std::string StoreIndex::PathFor(const std::string& ns, const std::string& name) const {
-  // Chain ids are content addressed: the same name means the same tree in any namespace.
-  std::string index_key = name.starts_with("sha256:") ? name : ns + "/" + name;
-  return JoinPath(dir_, Sha256Hex(index_key) + ".json");
-}
-
 Status StoreIndex::Publish(const std::string& ns, const Entry& e) {
-  SLACKER_RETURN_IF_ERROR(MakeDirs(dir_, 0755));
-  json j = {{"name", e.name},   {"namespace", ns},     {"snapshot", e.snapshot},
-            {"bytes", e.bytes}, {"inodes", e.inodes}, {"host", e.host}};
-  return AtomicWriteFile(PathFor(ns, e.name), j.dump() + "\n").Context("publish snapshot name " + e.name);
+  return store_.PublishName({ns, e.name, e.snapshot, e.bytes, e.inodes, e.host});
 }
 
 Result<StoreIndex::Entry> StoreIndex::Lookup(const std::string& ns, const std::string& name) const {
-  std::string path = PathFor(ns, name);
-  auto text = ReadFileToString(path);
-  if (!text.ok()) {
-    if (text.status().code() == ENOENT) return Errorf(ENOENT, "{} is not published on the shared store", name);
-    return text.status();
-  }
-  auto j = json::parse(*text, nullptr, false);
-  if (!j.is_object() || !j.contains("snapshot") || !j["snapshot"].is_string() || j.value("name", "") != name)
-    return Errorf(EIO, "index file {} for {} is damaged", path, name);
-  Entry e;
-  e.name = name;
-  e.snapshot = j["snapshot"].get<std::string>();
-  e.bytes = j.value("bytes", uint64_t{0});
-  e.inodes = j.value("inodes", uint64_t{0});
-  e.host = j.value("host", "");
-  return e;
+  SLACKER_ASSIGN_OR_RETURN(storage_backend::NameEntry n, store_.LookupName(ns, name));
+  return Entry{n.name, n.snapshot, n.bytes, n.host, n.inodes};
 }
 
 SnapshotService::SnapshotService(driver::GraphDriver& driver, ServiceOptions opts)

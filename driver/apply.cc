@@ -178,7 +178,7 @@ Result<int64_t> SlackerDriver::ApplyReference(Layer& layer, const std::string& b
   next.dirty = false;
   next.diff_size = static_cast<int64_t>(ref->bytes);
   next.chain_id = registry_shim::NextChainId(parent_chain, slacker::Sha256Digest(bytes));
-  Status written = AtomicWriteFile(JoinPath(opts_.state_dir, "layers/" + id + ".ref"), bytes);
+  Status written = AtomicWriteFile(common::LayerReferenceFile(opts_.state_dir, id), bytes);
   if (written.ok()) written = Persist(next);
   if (!written.ok()) {
     if (ref->snapshot != layer.rec.snapshot) claims_.Release(ref->snapshot, id);
@@ -203,7 +203,7 @@ Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
     SLACKER_ASSIGN_OR_RETURN(base, ContentSnapshot(layer.rec.parent));
   }
   SpoolFile spool;
-  SLACKER_RETURN_IF_ERROR(spool.Fill(JoinPath(opts_.state_dir, "spool/" + id + ".tar"), tar, opts_.max_spool_bytes)
+  SLACKER_RETURN_IF_ERROR(spool.Fill(common::SpoolFile(opts_.state_dir, id), tar, opts_.max_spool_bytes)
                               .Context("apply diff to layer " + id));
   std::string key = ChainKey(base, spool.digest());
   // Not needed to apply a standard layer: a parent whose chain id cannot be computed
@@ -223,7 +223,7 @@ Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
     // Mark first, then check the image (the gc protocol); a snapshot gone meanwhile is a
     // miss: unpack the tar again.
     bool claimed = backend_.SnapshotExists(snap) && claims_.Claim(snap, id).ok();
-    bool usable = claimed && claims_.Claimable(snap) && PathExists(backend_.SnapshotFilePath(snap, ".skel"));
+    bool usable = claimed && claims_.Claimable(snap) && PathExists(backend_.SnapshotFilePath(snap, storage_backend::kSkeletonSuffix));
     if (claimed && !usable) claims_.Release(snap, id);
     if (usable) return ApplyDedupHit(layer, snap, spool.digest(), chain_id);
   }
@@ -266,7 +266,7 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
   const std::string& id = layer.rec.id;
   std::string what = "apply diff to layer " + id;
   StagedVolume staged(backend_, id, /*owns_volume=*/!chain_key.empty(),
-                      backend_.SnapshotFilePath("staging-" + opts_.host_id + "-" + id, ".skel"));
+                      backend_.SnapshotFilePath("staging-" + opts_.host_id + "-" + id, storage_backend::kSkeletonSuffix));
   std::string mnt = MountPath(id);
   SLACKER_RETURN_IF_ERROR(MakeDirs(mnt, 0755).Context(what));
   SLACKER_RETURN_IF_ERROR(staged.Mount(os_, mnt).Context(what));
@@ -284,7 +284,7 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
   if (!snap.ok()) return snap.status().Context(what);
   staged.Promoted();
   claims_.NoteClaim(*snap, id);
-  std::string skel_path = backend_.SnapshotFilePath(*snap, ".skel");
+  std::string skel_path = backend_.SnapshotFilePath(*snap, storage_backend::kSkeletonSuffix);
   if (::rename(staged.skeleton_tmp().c_str(), skel_path.c_str()) != 0) {
     int err = errno;
     return Status::FromErrno(err, "publish skeleton " + skel_path);

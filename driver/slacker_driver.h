@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "common/mutex.h"
+#include "common/state_layout.h"
 #include "driver/claims.h"
 #include "driver/graph_driver.h"
 #include "driver/layer.h"

@@ -7,7 +7,6 @@
 #include <nlohmann/json.hpp>
 
 #include "common/files.h"
-#include "common/hash.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "registry_shim/reference.h"

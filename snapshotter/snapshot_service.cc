@@ -9,6 +9,7 @@
 #include "common/files.h"
 #include "common/io.h"
 #include "common/log.h"
+#include "common/state_layout.h"
 #include "registry_shim/reference.h"
 
 namespace slacker::snapshotter {
@@ -130,10 +131,10 @@ Result<std::unique_ptr<SnapshotService>> SnapshotService::Open(driver::GraphDriv
   return s;
 }
 
-std::string SnapshotService::EmptyDir() const { return JoinPath(opts_.state_dir, "empty"); }
+std::string SnapshotService::EmptyDir() const { return common::EmptyDir(opts_.state_dir); }
 
 Status SnapshotService::Load() {
-  std::string path = JoinPath(opts_.state_dir, "catalog.json");
+  std::string path = common::SnapshotterCatalog(opts_.state_dir);
   if (!PathExists(path)) return Status::Ok();
   SLACKER_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   auto j = json::parse(text, nullptr, false);
@@ -171,7 +172,7 @@ Status SnapshotService::Save() {
                    {"base_inodes", e->base_inodes}});
   }
   json j = {{"format", 1}, {"snapshots", arr}};
-  return AtomicWriteFile(JoinPath(opts_.state_dir, "catalog.json"), j.dump() + "\n").Context("save catalog");
+  return AtomicWriteFile(common::SnapshotterCatalog(opts_.state_dir), j.dump() + "\n").Context("save catalog");
 }
 
 // Released when the call that took it returns: by then a name it created is in the
@@ -677,8 +678,9 @@ Status SnapshotService::Cleanup() {
   if (opts_.driver_layers_dir.empty()) return Status::Ok();
   SLACKER_ASSIGN_OR_RETURN(auto files, ListDir(opts_.driver_layers_dir));
   for (const auto& f : files) {
-    if (!f.ends_with(".json") || f.find(".tmp-") != std::string::npos) continue;
-    std::string layer = f.substr(0, f.size() - 5);
+    auto id = common::LayerIdOfRecordName(f);
+    if (!id) continue;
+    const std::string& layer = *id;
     {
       // Checked per layer, under the lock: a call may have created it since the listing.
       std::lock_guard<std::mutex> l(mu_);

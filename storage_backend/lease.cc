@@ -14,6 +14,7 @@
 
 #include "common/files.h"
 #include "common/log.h"
+#include "common/state_layout.h"
 #include "storage_backend/store_layout.h"
 
 namespace slacker::storage_backend {
@@ -259,7 +260,7 @@ Lease::~Lease() {
 }
 
 Result<StateDirLock> StateDirLock::Acquire(const std::string& state_dir, const std::string& program) {
-  std::string path = JoinPath(state_dir, "lock");
+  std::string path = common::StateLockFile(state_dir);
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd.valid()) return Status::FromErrno(errno, "open " + path);
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {

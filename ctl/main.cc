@@ -192,9 +192,9 @@ class BridgeStateDir {
   }
   ~BridgeStateDir() {
     if (path_.empty()) return;
-    for (const char* f : {"nfs-bridge.log", "nfs-stats.json"}) ::unlink(JoinPath(path_, f).c_str());
+    for (const std::string& f : {common::NfsBridgeLog(path_), common::NfsStatsFile(path_)}) ::unlink(f.c_str());
     // rmdir fails (and leaves it) if the bridge is still mounted at nfs/.
-    if (::rmdir(JoinPath(path_, "nfs").c_str()) != 0 && errno != ENOENT) return;
+    if (::rmdir(common::NfsMountPoint(path_).c_str()) != 0 && errno != ENOENT) return;
     ::rmdir(path_.c_str());
   }
   const std::string& path() const { return path_; }

@@ -223,7 +223,8 @@ Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
     // Mark first, then check the image (the gc protocol); a snapshot gone meanwhile is a
     // miss: unpack the tar again.
     bool claimed = backend_.SnapshotExists(snap) && claims_.Claim(snap, id).ok();
-    bool usable = claimed && claims_.Claimable(snap) && PathExists(backend_.SnapshotFilePath(snap, storage_backend::kSkeletonSuffix));
+    bool usable = claimed && claims_.Claimable(snap) &&
+                  PathExists(backend_.SnapshotFilePath(snap, storage_backend::kSkeletonSuffix));
     if (claimed && !usable) claims_.Release(snap, id);
     if (usable) return ApplyDedupHit(layer, snap, spool.digest(), chain_id);
   }
@@ -266,7 +267,8 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
   const std::string& id = layer.rec.id;
   std::string what = "apply diff to layer " + id;
   StagedVolume staged(backend_, id, /*owns_volume=*/!chain_key.empty(),
-                      backend_.SnapshotFilePath("staging-" + opts_.host_id + "-" + id, storage_backend::kSkeletonSuffix));
+                      backend_.SnapshotFilePath("staging-" + opts_.host_id + "-" + id,
+                                                storage_backend::kSkeletonSuffix));
   std::string mnt = MountPath(id);
   SLACKER_RETURN_IF_ERROR(MakeDirs(mnt, 0755).Context(what));
   SLACKER_RETURN_IF_ERROR(staged.Mount(os_, mnt).Context(what));

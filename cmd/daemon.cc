@@ -64,7 +64,7 @@ Result<DaemonCore> OpenDaemonCore(const char* program, const StoreFlags& flags, 
   *step = "open store";
   SLACKER_ASSIGN_OR_RETURN(core.store, storage_backend::OpenStore(*core.os, SpecOf(flags)));
   *step = "take the lease of host id " + flags.host_id;
-  SLACKER_ASSIGN_OR_RETURN(core.lease, storage_backend::Lease::Acquire(JoinPath(core.store.backend->root(), "leases"),
+  SLACKER_ASSIGN_OR_RETURN(core.lease, storage_backend::Lease::Acquire(JoinPath(core.store.backend->root(), storage_backend::kLeasesDir),
                                                                        flags.host_id, {.program = program}));
   core.lease->StartRefresher([host_id = flags.host_id](const Status& s) {
     // Another process acts for this host id now: stop before doing anything in its name.

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "common/files.h"
+#include "common/state_layout.h"
 #include "ctl/image.h"
 #include "loopdev/run_tool.h"
 
@@ -73,7 +74,7 @@ Result<std::vector<ImageLayer>> ResolveImageLayers(const DockerTarget& t, const 
                     chain[i], cache_id.status().message(), t.driver);
     }
     l.cache_id = Trim(*cache_id);
-    auto text = ReadFileToString(JoinPath(state_dir, "layers/" + l.cache_id + ".json"));
+    auto text = ReadFileToString(common::LayerRecordFile(state_dir, l.cache_id));
     if (!text.ok()) {
       return Errorf(ENOENT, "layer {} ({}): slackerd has no record of it in {}: is --state right?", i,
                     l.cache_id, state_dir);

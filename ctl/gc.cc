@@ -4,12 +4,12 @@
 
 #include <algorithm>
 
-#include <nlohmann/json.hpp>
-
 #include "common/files.h"
 #include "ctl/state.h"
 
 namespace slacker::ctl {
+
+namespace sb = storage_backend;
 
 GcPlan PlanGc(const std::vector<std::string>& snapshots, const std::set<std::string>& host_refs,
               const std::set<std::string>* registry) {
@@ -35,12 +35,11 @@ void ScanDir(const std::string& dir, time_t cutoff, bool companions, std::vector
     std::string path = JoinPath(dir, n);
     struct stat st;
     if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_mtime > cutoff) continue;
-    if (n.ends_with(storage_backend::kGcTombstoneSuffix)) continue;  // a gc's, lifted at its next start
-    bool debris = n.find(".tmp") != std::string::npos;
-    if (!debris && companions && !n.ends_with(".img")) {
-      size_t dot = n.find('.');
-      std::string img = dot == std::string::npos ? "" : JoinPath(dir, n.substr(0, dot) + ".img");
-      debris = !img.empty() && !PathExists(img);
+    if (n.ends_with(sb::kGcTombstoneSuffix)) continue;  // a gc's, lifted at its next start
+    bool debris = sb::IsTempName(n);
+    if (!debris && companions && !n.ends_with(sb::kImageSuffix)) {
+      std::string snap = sb::SnapshotPrefixOf(n);
+      debris = !snap.empty() && !PathExists(JoinPath(dir, snap + sb::kImageSuffix));
     }
     if (debris) out->push_back({path, static_cast<uint64_t>(st.st_blocks) * 512});
   }
@@ -51,16 +50,16 @@ Result<std::vector<Debris>> FindDebris(const std::string& store_root, time_t now
                                        const std::function<bool(const std::string&)>& host_is_live) {
   std::vector<Debris> out;
   time_t cutoff = now - min_age_sec;
-  ScanDir(JoinPath(store_root, "snapshots"), cutoff, true, &out);
-  ScanDir(JoinPath(store_root, "templates"), cutoff, false, &out);
-  std::string volumes = JoinPath(store_root, "volumes");
+  ScanDir(JoinPath(store_root, sb::kSnapshotsDir), cutoff, true, &out);
+  ScanDir(JoinPath(store_root, sb::kTemplatesDir), cutoff, false, &out);
+  std::string volumes = JoinPath(store_root, sb::kVolumesDir);
   auto hosts = ListDir(volumes);
   if (hosts.ok()) {
     std::sort(hosts->begin(), hosts->end());
     for (const auto& h : *hosts) {
       // A host's clone temp files are its own until its lease goes stale.
       if (host_is_live == nullptr || host_is_live(h)) continue;
-      ScanDir(JoinPath(volumes, h), cutoff, false, &out);
+      ScanDir(JoinPath(store_root, sb::HostVolumesDir(h)), cutoff, false, &out);
     }
   }
   return out;
@@ -69,7 +68,7 @@ Result<std::vector<Debris>> FindDebris(const std::string& store_root, time_t now
 namespace {
 
 std::string TombstonePath(const storage_backend::Backend& store, const std::string& snap) {
-  return store.SnapshotFilePath(snap, storage_backend::kGcTombstoneSuffix);
+  return store.SnapshotFilePath(snap, sb::kGcTombstoneSuffix);
 }
 
 Result<std::set<std::string>> AllRefs(const std::string& store_root) {
@@ -128,59 +127,44 @@ Result<SweepResult> SweepSnapshots(storage_backend::Backend& store, const std::v
 }
 
 Result<std::vector<std::string>> LiftTombstones(const std::string& store_root) {
-  std::string dir = JoinPath(store_root, "snapshots");
+  std::string dir = JoinPath(store_root, sb::kSnapshotsDir);
   SLACKER_ASSIGN_OR_RETURN(auto names, ListDir(dir));
   std::vector<std::string> out;
   for (const auto& n : names) {
-    if (!n.ends_with(storage_backend::kGcTombstoneSuffix)) continue;
-    std::string snap = n.substr(0, n.size() - std::string_view(storage_backend::kGcTombstoneSuffix).size());
-    if (!storage_backend::IsValidSnapshotId(snap)) continue;
+    auto snap = sb::SnapshotIdOf(n, sb::kGcTombstoneSuffix);
+    if (!snap) continue;
     SLACKER_RETURN_IF_ERROR(RemoveFileIfExists(JoinPath(dir, n)));
-    out.push_back(snap);
+    out.push_back(*snap);
   }
   std::sort(out.begin(), out.end());
   return out;
 }
 
-namespace {
-
-// The snapshot an index file names: chains/ files hold "<snap>\n", name files JSON.
-std::string IndexedSnapshot(const std::string& text, bool is_json) {
-  if (!is_json) return text.substr(0, text.find('\n'));
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  if (!j.is_object() || !j.contains("snapshot") || !j["snapshot"].is_string()) return "";
-  return j["snapshot"].get<std::string>();
-}
-
-}  // namespace
-
 Result<std::vector<StaleIndexEntry>> PruneIndexes(storage_backend::Backend& store, bool remove) {
   std::vector<StaleIndexEntry> out;
-  for (auto [sub, is_json] : {std::pair{"chains", false}, std::pair{"containerd/names", true}}) {
-    std::string dir = JoinPath(store.root(), sub);
-    auto names = ListDir(dir);
-    if (!names.ok()) {
-      if (names.status().code() == ENOENT) continue;
-      return names.status().Context("prune " + dir);
-    }
-    std::sort(names->begin(), names->end());
-    for (const auto& n : *names) {
-      if (n.find(".tmp") != std::string::npos) continue;  // an index write in flight
-      std::string path = JoinPath(dir, n);
-      auto text = ReadFileToString(path);
-      if (!text.ok()) continue;
-      std::string snap = IndexedSnapshot(*text, is_json);
-      if (snap.empty() || store.SnapshotExists(snap)) continue;
-      StaleIndexEntry e{path, snap, ""};
-      if (remove) {
-        // Re-read: a worker may have published a new snapshot under this key meanwhile.
-        auto again = ReadFileToString(path);
-        if (!again.ok() || *again != *text) continue;
-        Status s = RemoveFileIfExists(path);
-        if (!s.ok()) e.error = s.message();
+  // Each removal re-reads its entry (Remove*): a worker may have published a new
+  // snapshot under the key meanwhile, and then the entry stays.
+  auto note = [&](const std::string& rel, const std::string& snap, const std::function<Result<bool>()>& rm) {
+    StaleIndexEntry e{JoinPath(store.root(), rel), snap, ""};
+    if (remove) {
+      auto removed = rm();
+      if (!removed.ok()) {
+        e.error = removed.status().message();
+      } else if (!*removed) {
+        return;
       }
-      out.push_back(std::move(e));
     }
+    out.push_back(std::move(e));
+  };
+  SLACKER_ASSIGN_OR_RETURN(auto chains, store.ListChains());
+  for (const auto& c : chains) {
+    if (store.SnapshotExists(c.snapshot)) continue;
+    note(sb::ChainFile(c.key), c.snapshot, [&] { return store.RemoveChain(c.key, c.snapshot); });
+  }
+  SLACKER_ASSIGN_OR_RETURN(auto names, store.ListNames());
+  for (const auto& n : names) {
+    if (store.SnapshotExists(n.snapshot)) continue;
+    note(sb::NameFile(n.ns, n.name), n.snapshot, [&] { return store.RemoveName(n.ns, n.name, n.snapshot); });
   }
   return out;
 }

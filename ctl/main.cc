@@ -20,6 +20,7 @@
 #include "common/files.h"
 #include "common/flags.h"
 #include "common/nfs_url.h"
+#include "common/state_layout.h"
 #include "ctl/changes_tar.h"
 #include "ctl/docker.h"
 #include "ctl/file_stream.h"
@@ -191,9 +192,9 @@ class BridgeStateDir {
   }
   ~BridgeStateDir() {
     if (path_.empty()) return;
-    for (const char* f : {"nfs-bridge.log", "nfs-stats.json"}) ::unlink(JoinPath(path_, f).c_str());
+    for (const std::string& f : {common::NfsBridgeLog(path_), common::NfsStatsFile(path_)}) ::unlink(f.c_str());
     // rmdir fails (and leaves it) if the bridge is still mounted at nfs/.
-    if (::rmdir(JoinPath(path_, "nfs").c_str()) != 0 && errno != ENOENT) return;
+    if (::rmdir(common::NfsMountPoint(path_).c_str()) != 0 && errno != ENOENT) return;
     ::rmdir(path_.c_str());
   }
   const std::string& path() const { return path_; }
@@ -284,12 +285,13 @@ Result<json> StatusReport(const Flags& f, Worker& w) {
 
   SLACKER_ASSIGN_OR_RETURN(auto mounts, loopdev::ReadMountInfo(*w.os));
   json mounted = json::array();
-  for (const char* sub : {"mnt/", "views/", "ctl-views/"}) {
-    std::string prefix = JoinPath(f.state, sub);
+  for (const std::string& dir :
+       {common::MountsDir(f.state), common::ViewsDir(f.state), common::CtlViewsDir(f.state)}) {
+    std::string prefix = dir + "/";
     for (const auto& m : mounts) {
       if (!m.mount_point.starts_with(prefix)) continue;
       json e = {{"layer", m.mount_point.substr(prefix.size())}, {"mount_point", m.mount_point},
-                {"device", m.source}, {"view", std::string(sub) != "mnt/"},
+                {"device", m.source}, {"view", dir != common::MountsDir(f.state)},
                 {"read_only", m.options.starts_with("ro")}};
       if (m.source.starts_with("/dev/loop")) {
         auto backing = w.os->ReadKernelFile("/sys/block/" + m.source.substr(5) + "/loop/backing_file");
@@ -378,7 +380,7 @@ int CmdVerify(Flags& f) {
 
 // Whether `host`'s lease on the store is held now (its temp files may be in flight).
 bool HostLeaseLive(const std::string& store_root, const std::string& host) {
-  auto h = storage_backend::ReadLease(JoinPath(store_root, "leases"), host);
+  auto h = storage_backend::ReadLease(JoinPath(store_root, storage_backend::kLeasesDir), host);
   return h.ok() && storage_backend::LeaseIsLive(*h, ::time(nullptr));
 }
 
@@ -395,7 +397,8 @@ int CmdGc(Flags& f) {
   std::atomic<bool> lock_lost{false};  // declared first: the refresher writes it until gc_lock goes
   std::unique_ptr<storage_backend::Lease> gc_lock;
   if (f.do_delete) {
-    auto l = storage_backend::Lease::Acquire(JoinPath(root, "locks"), "gc", {.program = "slackerctl gc"});
+    auto l = storage_backend::Lease::Acquire(JoinPath(root, storage_backend::kLocksDir), storage_backend::kGcLockName,
+                                             {.program = "slackerctl gc"});
     if (!l.ok()) return Fail(f, l.status().Context("take the store's gc lock"));
     gc_lock = std::move(*l);
     gc_lock->StartRefresher([&](const Status&) { lock_lost = true; });
@@ -472,7 +475,7 @@ int CmdGc(Flags& f) {
       continue;
     }
     uint64_t bytes = AllocatedBytes(w->store->SnapshotPath(s)) +
-                     AllocatedBytes(w->store->SnapshotFilePath(s, ".skel"));
+                     AllocatedBytes(w->store->SnapshotFilePath(s, storage_backend::kSkeletonSuffix));
     total += bytes;
     std::string error = failed.count(s) ? failed[s] : "";
     deleted.push_back({{"snapshot", s}, {"bytes", bytes}, {"error", error}});

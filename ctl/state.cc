@@ -8,22 +8,24 @@
 #include <fmt/format.h>
 
 #include "common/files.h"
+#include "common/state_layout.h"
 #include "loopdev/mount.h"
 #include "storage_backend/local_backend.h"
 
 namespace slacker::ctl {
 
 Result<std::vector<LoadedRecord>> LoadLayerRecords(const std::string& state_dir) {
-  std::string dir = JoinPath(state_dir, "layers");
+  std::string dir = common::LayersDir(state_dir);
   auto names = ListDir(dir);
   if (!names.ok()) return names.status().Context("read slackerd state (check --state)");
   std::sort(names->begin(), names->end());
   std::vector<LoadedRecord> out;
   for (const auto& n : *names) {
-    if (!n.ends_with(".json")) continue;
+    auto id = common::LayerIdOfRecordName(n);
+    if (!id) continue;
     LoadedRecord r;
     r.file = JoinPath(dir, n);
-    r.name = n.substr(0, n.size() - 5);
+    r.name = *id;
     auto text = ReadFileToString(r.file);
     r.record = text.ok() ? driver::LayerRecord::FromJson(*text) : Result<driver::LayerRecord>(text.status());
     out.push_back(std::move(r));
@@ -32,13 +34,13 @@ Result<std::vector<LoadedRecord>> LoadLayerRecords(const std::string& state_dir)
 }
 
 Result<std::vector<HostRefs>> ReadAllRefs(const std::string& store_root) {
-  std::string refs = JoinPath(store_root, "refs");
+  std::string refs = JoinPath(store_root, storage_backend::kRefsDir);
   auto hosts = ListDir(refs);
   if (!hosts.ok()) return hosts.status().Context("read " + refs);
   std::sort(hosts->begin(), hosts->end());
   std::vector<HostRefs> out;
   for (const auto& h : *hosts) {
-    auto snaps = ListDir(JoinPath(refs, h));
+    auto snaps = ListDir(JoinPath(store_root, storage_backend::HostRefsDir(h)));
     if (!snaps.ok()) return snaps.status().Context("read refs of host " + h);
     HostRefs hr{h, {}};
     for (const auto& s : *snaps) {
@@ -67,12 +69,10 @@ void SweepDeadViews(os::Os& os, const std::string& views) {
 
 }  // namespace
 
-std::string ViewsDir(const std::string& state_dir) { return JoinPath(state_dir, "ctl-views"); }
-
 Result<SnapshotView> SnapshotView::Mount(os::Os& os, const std::string& state_dir, const std::string& image) {
   // Not under <state>/views: slackerd's recovery unmounts everything there, and its
   // views are its own.
-  std::string views = ViewsDir(state_dir);
+  std::string views = common::CtlViewsDir(state_dir);
   SweepDeadViews(os, views);
   std::string dir = JoinPath(views, fmt::format("{}-{}", ::getpid(), RandomHex(8)));
   SLACKER_RETURN_IF_ERROR(MakeDirs(dir, 0700));

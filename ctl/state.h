@@ -36,12 +36,10 @@ Result<std::vector<HostRefs>> ReadAllRefs(const std::string& store_root);
 
 namespace slacker::ctl {
 
-// <state>/ctl-views: where SnapshotView mounts, as <pid>-<random>.
-std::string ViewsDir(const std::string& state_dir);
-
 // A snapshot image mounted read-only (ro loop, ext4 ro,noload) at a fresh directory
-// under ViewsDir(state); unmounted and its directory removed on destruction. Mount first
-// unmounts views of slackerctl runs that were killed (their pid is gone).
+// under <state>/ctl-views (common::CtlViewsDir) as <pid>-<random>; unmounted and its
+// directory removed on destruction. Mount first unmounts views of slackerctl runs that
+// were killed (their pid is gone).
 class SnapshotView {
  public:
   static Result<SnapshotView> Mount(os::Os& os, const std::string& state_dir, const std::string& image);

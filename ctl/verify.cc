@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/files.h"
+#include "common/state_layout.h"
 #include "ctl/state.h"
 #include "driver/layer_record.h"
 #include "loopdev/mount.h"
@@ -23,19 +24,17 @@ Result<VerifyReport> Verify(os::Os& os, const storage_backend::Backend& store, c
     report.problems.push_back({std::move(subject), std::move(message)});
   };
   std::set<std::string> claimed_volumes, snapshots;
-  // A layer slackerd is removing right now (driver/layer_record.h kRemovingSuffix): its
+  // A layer slackerd is removing right now (driver/layer_record.h, "<id>.removing"): its
   // volume is being torn down, not an orphan.
-  if (auto names = ListDir(JoinPath(state_dir, "layers")); names.ok()) {
+  if (auto names = ListDir(common::LayersDir(state_dir)); names.ok()) {
     for (const auto& n : *names) {
-      std::string_view suffix = driver::kRemovingSuffix;
-      if (n.size() > suffix.size() && n.ends_with(suffix)) claimed_volumes.insert(n.substr(0, n.size() - suffix.size()));
+      if (auto id = common::LayerIdOfRemovingName(n)) claimed_volumes.insert(*id);
     }
   }
   // Closed permissions (DESIGN.md §9): the state directory, the parents of mount points,
   // and everything in the store are root's alone. slackerd and storaged tighten a store
   // on start; this reports what is open meanwhile (e.g. files copied in by hand).
-  for (const char* sub : {"", "mnt", "layers"}) {
-    std::string path = *sub ? JoinPath(state_dir, sub) : state_dir;
+  for (const std::string& path : {state_dir, common::MountsDir(state_dir), common::LayersDir(state_dir)}) {
     struct stat st;
     if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
       problem("permissions " + path, fmt::format("mode {:04o} lets other users in; chmod go-rwx {} (slackerd "
@@ -92,13 +91,13 @@ Result<VerifyReport> Verify(os::Os& os, const storage_backend::Backend& store, c
                                    "restart slackerd or create the marker refs/<host-id>/{}",
                                    snap, snap));
     }
-    if (rec.origin == Origin::kTar && !PathExists(store.SnapshotFilePath(snap, ".skel"))) {
+    if (rec.origin == Origin::kTar && !PathExists(store.SnapshotFilePath(snap, storage_backend::kSkeletonSuffix))) {
       problem(subject, fmt::format("applied from a standard tar but skeleton {} is missing; docker push/save "
                                    "of this layer will fail: re-pull or re-load the image",
-                                   store.SnapshotFilePath(snap, ".skel")));
+                                   store.SnapshotFilePath(snap, storage_backend::kSkeletonSuffix)));
     }
     if (rec.origin == Origin::kReference) {
-      std::string ref_path = JoinPath(state_dir, "layers/" + rec.id + ".ref");
+      std::string ref_path = common::LayerReferenceFile(state_dir, rec.id);
       auto bytes = ReadFileToString(ref_path);
       if (!bytes.ok()) {
         problem(subject, fmt::format("applied from a reference tar but {} is missing; docker push/save of this "
@@ -134,8 +133,9 @@ Result<VerifyReport> Verify(os::Os& os, const storage_backend::Backend& store, c
   volumes_dir.resize(volumes_dir.rfind('/'));
   if (auto names = ListDir(volumes_dir); names.ok()) {
     for (const auto& f : *names) {
-      if (f.find(".img.tmp-") == std::string::npos) continue;
-      problem("volume " + f.substr(0, f.find(".img.tmp-")),
+      auto layer = storage_backend::LayerOfVolumeCloneTemp(f);
+      if (!layer) continue;
+      problem("volume " + *layer,
               fmt::format("{} is the leftover of an interrupted clone; slackerd deletes it on its next start, or "
                           "delete it by hand when slackerd is stopped",
                           JoinPath(volumes_dir, f)));

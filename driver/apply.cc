@@ -178,7 +178,7 @@ Result<int64_t> SlackerDriver::ApplyReference(Layer& layer, const std::string& b
   next.dirty = false;
   next.diff_size = static_cast<int64_t>(ref->bytes);
   next.chain_id = registry_shim::NextChainId(parent_chain, slacker::Sha256Digest(bytes));
-  Status written = AtomicWriteFile(JoinPath(opts_.state_dir, "layers/" + id + ".ref"), bytes);
+  Status written = AtomicWriteFile(common::LayerReferenceFile(opts_.state_dir, id), bytes);
   if (written.ok()) written = Persist(next);
   if (!written.ok()) {
     if (ref->snapshot != layer.rec.snapshot) claims_.Release(ref->snapshot, id);
@@ -191,14 +191,10 @@ Result<int64_t> SlackerDriver::ApplyReference(Layer& layer, const std::string& b
   return next.diff_size;
 }
 
-std::string SlackerDriver::ChainPath(const std::string& key) const {
-  return JoinPath(backend_.root(), "chains/" + key);
-}
-
 // Dedup across the cluster: a standard layer whose chain (the parent's content snapshot
 // + its DiffID) any worker already applied is the same tree, and its skeleton reproduces
-// the same bytes. The chain index lives on the shared store: chains/<sha256(base+" "+diffid)>
-// holds the snapshot id.
+// the same bytes. The chain index lives on the shared store (Backend::LookupChain): the
+// key sha256(base+" "+diffid) names the snapshot id.
 Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
   const std::string& id = layer.rec.id;
   if (layer.rec.has_volume) return ApplyStandardInto(layer, tar, "", std::nullopt);  // written through Get first
@@ -207,7 +203,7 @@ Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
     SLACKER_ASSIGN_OR_RETURN(base, ContentSnapshot(layer.rec.parent));
   }
   SpoolFile spool;
-  SLACKER_RETURN_IF_ERROR(spool.Fill(JoinPath(opts_.state_dir, "spool/" + id + ".tar"), tar, opts_.max_spool_bytes)
+  SLACKER_RETURN_IF_ERROR(spool.Fill(common::SpoolFile(opts_.state_dir, id), tar, opts_.max_spool_bytes)
                               .Context("apply diff to layer " + id));
   std::string key = ChainKey(base, spool.digest());
   // Not needed to apply a standard layer: a parent whose chain id cannot be computed
@@ -219,13 +215,16 @@ Result<int64_t> SlackerDriver::ApplyStandard(Layer& layer, ByteSource& tar) {
   } else {
     log::Warn("chain_id_unknown", {{"layer", id}, {"err", parent_chain.status().message()}});
   }
-  auto known = ReadFileToString(ChainPath(key));
+  auto known = backend_.LookupChain(key);
+  if (!known.ok() && known.status().code() != ENOENT)
+    log::Warn("chain_lookup_failed", {{"layer", id}, {"err", known.status().message()}});
   if (known.ok()) {
-    std::string snap = known->substr(0, known->find('\n'));
+    const std::string& snap = *known;
     // Mark first, then check the image (the gc protocol); a snapshot gone meanwhile is a
     // miss: unpack the tar again.
     bool claimed = backend_.SnapshotExists(snap) && claims_.Claim(snap, id).ok();
-    bool usable = claimed && claims_.Claimable(snap) && PathExists(backend_.SnapshotFilePath(snap, ".skel"));
+    bool usable = claimed && claims_.Claimable(snap) &&
+                  PathExists(backend_.SnapshotFilePath(snap, storage_backend::kSkeletonSuffix));
     if (claimed && !usable) claims_.Release(snap, id);
     if (usable) return ApplyDedupHit(layer, snap, spool.digest(), chain_id);
   }
@@ -268,7 +267,8 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
   const std::string& id = layer.rec.id;
   std::string what = "apply diff to layer " + id;
   StagedVolume staged(backend_, id, /*owns_volume=*/!chain_key.empty(),
-                      backend_.SnapshotFilePath("staging-" + opts_.host_id + "-" + id, ".skel"));
+                      backend_.SnapshotFilePath("staging-" + opts_.host_id + "-" + id,
+                                                storage_backend::kSkeletonSuffix));
   std::string mnt = MountPath(id);
   SLACKER_RETURN_IF_ERROR(MakeDirs(mnt, 0755).Context(what));
   SLACKER_RETURN_IF_ERROR(staged.Mount(os_, mnt).Context(what));
@@ -286,7 +286,7 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
   if (!snap.ok()) return snap.status().Context(what);
   staged.Promoted();
   claims_.NoteClaim(*snap, id);
-  std::string skel_path = backend_.SnapshotFilePath(*snap, ".skel");
+  std::string skel_path = backend_.SnapshotFilePath(*snap, storage_backend::kSkeletonSuffix);
   if (::rename(staged.skeleton_tmp().c_str(), skel_path.c_str()) != 0) {
     int err = errno;
     return Status::FromErrno(err, "publish skeleton " + skel_path);
@@ -308,7 +308,7 @@ Result<int64_t> SlackerDriver::ApplyStandardInto(Layer& layer, ByteSource& tar, 
   layer.rec = next;
   Count(&Counters::snapshots);
   if (!chain_key.empty()) {
-    Status cs = AtomicWriteFile(ChainPath(chain_key), *snap + "\n", true, 0600);
+    Status cs = backend_.RecordChain(chain_key, *snap);
     if (!cs.ok()) log::Warn("chain_index_write_failed", {{"layer", id}, {"err", cs.message()}});
   }
   log::Info("apply_tar", {{"layer", id}, {"snapshot", *snap}, {"entries", std::to_string(stats->entries)},

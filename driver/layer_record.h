@@ -39,10 +39,10 @@ struct LayerRecord {
   static Result<LayerRecord> FromJson(const std::string& text);
 };
 
-// <state>/layers/<id><kRemovingSuffix>: the record of a removed layer whose teardown
-// (unmount, volume file) is still running after Remove returned. Its volume is not an
-// orphan meanwhile; start-up finishes what a crash interrupted and deletes it.
-inline constexpr const char* kRemovingSuffix = ".removing";
+// <state>/layers/<id>.removing (common/state_layout.h LayerRemovingFile): the record of a
+// removed layer whose teardown (unmount, volume file) is still running after Remove
+// returned. Its volume is not an orphan meanwhile; start-up finishes what a crash
+// interrupted and deletes it.
 
 const char* KindName(LayerKind k);
 const char* OriginName(Origin o);

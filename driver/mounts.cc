@@ -376,8 +376,8 @@ Result<std::unique_ptr<LayerView>> SlackerDriver::OpenView(const std::string& id
     }
   }
   SLACKER_ASSIGN_OR_RETURN(std::string snap, ContentSnapshot(id));
-  if (snap.empty()) return LayerView::OfDirectory(JoinPath(opts_.state_dir, "empty"));
-  std::string dir = JoinPath(opts_.state_dir, "views/" + RandomHex(8));
+  if (snap.empty()) return LayerView::OfDirectory(common::EmptyDir(opts_.state_dir));
+  std::string dir = JoinPath(common::ViewsDir(opts_.state_dir), RandomHex(8));
   SLACKER_RETURN_IF_ERROR(MakeDirs(dir, 0700));
   loopdev::MountedImage::Options ro;
   ro.read_only = true;

@@ -92,12 +92,12 @@ void SlackerDriver::ReapOne(const std::string& id) {
 // not wait for the teardown; slackerctl verify does not call the volume an orphan.
 Status SlackerDriver::RemoveDeferred(Layer& layer) {
   const std::string id = layer.rec.id;
-  std::string record = JoinPath(opts_.state_dir, "layers/" + id + ".json");
+  std::string record = common::LayerRecordFile(opts_.state_dir, id);
   if (::rename(record.c_str(), RemovingPath(id).c_str()) != 0 && errno != ENOENT) {
     return Status::FromErrno(errno, "remove layer " + id + ": rename " + record);
   }
   SLACKER_FAULT_POINT("remove.after_record");
-  IgnoreError(RemoveFileIfExists(JoinPath(opts_.state_dir, "layers/" + id + ".ref")), "the layer is gone (its record is removed); a stray .ref file is never read again");
+  IgnoreError(RemoveFileIfExists(common::LayerReferenceFile(opts_.state_dir, id)), "the layer is gone (its record is removed); a stray .ref file is never read again");
   Teardown t;
   t.id = id;
   t.mounted = layer.mounted();
@@ -144,7 +144,7 @@ void SlackerDriver::TearDown(Teardown& t) {
 }
 
 std::string SlackerDriver::RemovingPath(const std::string& id) const {
-  return JoinPath(opts_.state_dir, "layers/" + id + kRemovingSuffix);
+  return common::LayerRemovingFile(opts_.state_dir, id);
 }
 
 void SlackerDriver::AwaitTeardown(const std::string& id) {

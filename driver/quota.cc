@@ -50,8 +50,8 @@ Status SlackerDriver::CopyTreeIntoNewFs(const std::string& snap, const std::stri
   SLACKER_ASSIGN_OR_RETURN(std::string tmpl, EnsureTemplate(size_bytes));
   std::string vol = backend_.VolumePath(layer_id);
   SLACKER_RETURN_IF_ERROR(backend_.CloneFile(tmpl, vol));
-  std::string src_dir = JoinPath(opts_.state_dir, "views/" + RandomHex(8));
-  std::string dst_dir = JoinPath(opts_.state_dir, "views/" + RandomHex(8));
+  std::string src_dir = JoinPath(common::ViewsDir(opts_.state_dir), RandomHex(8));
+  std::string dst_dir = JoinPath(common::ViewsDir(opts_.state_dir), RandomHex(8));
   SLACKER_RETURN_IF_ERROR(MakeDirs(src_dir, 0700));
   SLACKER_RETURN_IF_ERROR(MakeDirs(dst_dir, 0700));
   Status result;

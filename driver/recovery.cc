@@ -18,7 +18,6 @@ namespace slacker::driver {
 using common::MutexLock;
 
 Status SlackerDriver::Recover() {
-  SLACKER_RETURN_IF_ERROR(MakeDirs(JoinPath(backend_.root(), "chains"), 0700));
   SLACKER_RETURN_IF_ERROR(RemoveLeftoverSpool());
   // A hand-over (mounts.cc TakeOverParentMount) interrupted between its renames: the
   // parent's clone goes back into place before anything looks at volumes.
@@ -39,9 +38,10 @@ Status SlackerDriver::Recover() {
 
 // An ApplyDiff interrupted while it spooled its tar.
 Status SlackerDriver::RemoveLeftoverSpool() {
-  SLACKER_ASSIGN_OR_RETURN(auto spooled, ListDir(JoinPath(opts_.state_dir, "spool")));
+  const std::string spool = common::SpoolDir(opts_.state_dir);
+  SLACKER_ASSIGN_OR_RETURN(auto spooled, ListDir(spool));
   for (const auto& f : spooled) {
-    IgnoreError(RemoveFileIfExists(JoinPath(opts_.state_dir, "spool/" + f)), "a leftover spool file only wastes space; the next start removes it");
+    IgnoreError(RemoveFileIfExists(JoinPath(spool, f)), "a leftover spool file only wastes space; the next start removes it");
   }
   return Status::Ok();
 }
@@ -50,11 +50,12 @@ Status SlackerDriver::RemoveLeftoverSpool() {
 // unmounted and its volume (no record claims it) deleted by the phases above; what is
 // left is the `.removing` record.
 void SlackerDriver::RemoveFinishedRemovals() {
-  auto names = ListDir(JoinPath(opts_.state_dir, "layers"));
+  auto names = ListDir(common::LayersDir(opts_.state_dir));
   if (!names.ok()) return;
   for (const auto& name : *names) {
-    if (!name.ends_with(kRemovingSuffix)) continue;
-    std::string id = name.substr(0, name.size() - std::string_view(kRemovingSuffix).size());
+    auto removing = common::LayerIdOfRemovingName(name);
+    if (!removing) continue;
+    const std::string& id = *removing;
     log::Info("recover_finish_removal", {{"layer", id}});
     ::rmdir(MountPath(id).c_str());
     IgnoreError(RemoveFileIfExists(RemovingPath(id)), "a leftover .removing record is deleted at the next start");
@@ -63,15 +64,15 @@ void SlackerDriver::RemoveFinishedRemovals() {
 
 // layers/<id>.json; the temp files of an interrupted atomic write are deleted.
 Status SlackerDriver::LoadRecords() {
-  std::string layers_dir = JoinPath(opts_.state_dir, "layers");
+  std::string layers_dir = common::LayersDir(opts_.state_dir);
   SLACKER_ASSIGN_OR_RETURN(auto names, ListDir(layers_dir));
   for (const auto& name : names) {
     std::string path = JoinPath(layers_dir, name);
-    if (name.find(".tmp-") != std::string::npos || name.ends_with(".skel.tmp")) {
+    if (common::IsStateTempName(name)) {
       IgnoreError(RemoveFileIfExists(path), "an interrupted write's temp file is never read; the next start removes it");
       continue;
     }
-    if (!name.ends_with(".json")) continue;
+    if (!common::LayerIdOfRecordName(name)) continue;
     SLACKER_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
     auto rec = LayerRecord::FromJson(text);
     if (!rec.ok()) {
@@ -89,8 +90,8 @@ Status SlackerDriver::LoadRecords() {
 // unmounted. `mounted_sources` gets the devices of the mounts kept.
 Status SlackerDriver::AdoptMounts(std::set<std::string>& mounted_sources) {
   SLACKER_ASSIGN_OR_RETURN(auto mounts, loopdev::ReadMountInfo(os_));
-  std::string mnt_prefix = JoinPath(opts_.state_dir, "mnt") + "/";
-  std::string views_prefix = JoinPath(opts_.state_dir, "views") + "/";
+  std::string mnt_prefix = common::MountsDir(opts_.state_dir) + "/";
+  std::string views_prefix = common::ViewsDir(opts_.state_dir) + "/";
   for (const auto& m : mounts) {
     if (m.mount_point.starts_with(views_prefix)) {
       IgnoreError(loopdev::UnmountPath(os_, m.mount_point, loopdev::BusyPolicy::kDetach), "recovery goes on; a view left mounted is reported by slackerctl verify");
@@ -154,7 +155,7 @@ void SlackerDriver::RemoveStrayCloneTempFiles() {
   auto names = ListDir(volumes_dir);
   if (!names.ok()) return;
   for (const auto& f : *names) {
-    if (f.find(".img.tmp-") == std::string::npos) continue;
+    if (!storage_backend::LayerOfVolumeCloneTemp(f)) continue;
     log::Warn("recover_remove_stray_clone", {{"file", JoinPath(volumes_dir, f)}});
     IgnoreError(RemoveFileIfExists(JoinPath(volumes_dir, f)), "a stray clone only wastes space; gc and the next start remove it");
   }

@@ -64,18 +64,21 @@ SlackerDriver::~SlackerDriver() {
 Result<std::unique_ptr<SlackerDriver>> SlackerDriver::Open(os::Os& os, Backend& backend,
                                                            DriverOptions options) {
   if (options.host_id.empty()) return Errorf(EINVAL, "host id must not be empty");
-  for (const char* sub : {"layers", "mnt", "views", "empty", "spool"}) {
-    SLACKER_RETURN_IF_ERROR(MakeDirs(JoinPath(options.state_dir, sub), 0700));
+  const std::string& state = options.state_dir;
+  for (const std::string& dir : {common::LayersDir(state), common::MountsDir(state), common::ViewsDir(state),
+                                 common::SpoolDir(state)}) {
+    SLACKER_RETURN_IF_ERROR(MakeDirs(dir, 0700));
     // The parents of mount points are root's alone (an older release made them 0755):
     // a mounted layer's root is 0755 for the container, so only its parent keeps others out.
-    if (std::string_view(sub) != "empty") SLACKER_RETURN_IF_ERROR(CloseToOthers(JoinPath(options.state_dir, sub)));
+    SLACKER_RETURN_IF_ERROR(CloseToOthers(dir));
   }
-  ::chmod(JoinPath(options.state_dir, "empty").c_str(), 0755);
+  SLACKER_RETURN_IF_ERROR(MakeDirs(common::EmptyDir(state), 0700));
+  ::chmod(common::EmptyDir(state).c_str(), 0755);
   std::unique_ptr<SlackerDriver> d(new SlackerDriver(os, backend, std::move(options)));
   SLACKER_RETURN_IF_ERROR(d->Recover());
   if (d->opts_.park_time.count() > 0) d->reaper_ = std::thread([p = d.get()] { p->ReapParked(); });
   // dockerd does not resend Init when the plugin restarts: re-apply the last one.
-  auto plugin = ReadFileToString(JoinPath(d->opts_.state_dir, "plugin.json"));
+  auto plugin = ReadFileToString(common::PluginFile(d->opts_.state_dir));
   if (plugin.ok()) {
     auto j = nlohmann::json::parse(*plugin, nullptr, false);
     if (j.is_object() && j.contains("options") && j["options"].is_array()) {
@@ -88,18 +91,18 @@ Result<std::unique_ptr<SlackerDriver>> SlackerDriver::Open(os::Os& os, Backend& 
       d->home_ = j.value("home", "");
       d->default_size_ = size;
     } else {
-      log::Warn("plugin_json_unreadable", {{"file", JoinPath(d->opts_.state_dir, "plugin.json")}});
+      log::Warn("plugin_json_unreadable", {{"file", common::PluginFile(d->opts_.state_dir)}});
     }
   }
   return d;
 }
 
 std::string SlackerDriver::MountPath(const std::string& id) const {
-  return JoinPath(opts_.state_dir, "mnt/" + id);
+  return common::MountPoint(opts_.state_dir, id);
 }
 
 Status SlackerDriver::Persist(const LayerRecord& rec) {
-  return AtomicWriteFile(JoinPath(opts_.state_dir, "layers/" + rec.id + ".json"), rec.ToJson());
+  return AtomicWriteFile(common::LayerRecordFile(opts_.state_dir, rec.id), rec.ToJson());
 }
 
 uint64_t SlackerDriver::DefaultSize() const {
@@ -139,7 +142,7 @@ Status SlackerDriver::Init(const std::string& home, const std::vector<std::strin
   SLACKER_ASSIGN_OR_RETURN(uint64_t size, ParseDriverOptions(options, default_size_at_start_));
   if (!home.empty()) SLACKER_RETURN_IF_ERROR(MakeDirs(home, 0700));
   nlohmann::json j = {{"home", home}, {"options", options}};
-  SLACKER_RETURN_IF_ERROR(AtomicWriteFile(JoinPath(opts_.state_dir, "plugin.json"), j.dump() + "\n"));
+  SLACKER_RETURN_IF_ERROR(AtomicWriteFile(common::PluginFile(opts_.state_dir), j.dump() + "\n"));
   {
     MutexLock l(config_mu_);
     home_ = home;
@@ -238,9 +241,9 @@ Status SlackerDriver::Remove(const std::string& id) {
   if (layer->rec.has_volume) SLACKER_RETURN_IF_ERROR(backend_.RemoveVolume(id).Context("remove layer " + id));
   SLACKER_FAULT_POINT("remove.after_volume");
   std::string snap = layer->rec.snapshot;
-  SLACKER_RETURN_IF_ERROR(RemoveFileIfExists(JoinPath(opts_.state_dir, "layers/" + id + ".json")));
+  SLACKER_RETURN_IF_ERROR(RemoveFileIfExists(common::LayerRecordFile(opts_.state_dir, id)));
   SLACKER_FAULT_POINT("remove.after_record");
-  IgnoreError(RemoveFileIfExists(JoinPath(opts_.state_dir, "layers/" + id + ".ref")), "the layer is gone (its record is removed); a stray .ref file is never read again");
+  IgnoreError(RemoveFileIfExists(common::LayerReferenceFile(opts_.state_dir, id)), "the layer is gone (its record is removed); a stray .ref file is never read again");
   ::rmdir(MountPath(id).c_str());
   layer->removed = true;
   layers_.Erase(id);

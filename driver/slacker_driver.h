@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "common/mutex.h"
+#include "common/state_layout.h"
 #include "driver/claims.h"
 #include "driver/graph_driver.h"
 #include "driver/layer.h"
@@ -211,7 +212,6 @@ class SlackerDriver : public GraphDriver {
                                 const std::string& chain_id) REQUIRES(layer.mu);
   Result<int64_t> ApplyStandardInto(Layer& layer, ByteSource& tar, const std::string& chain_key,
                                     const std::optional<std::string>& chain_id) REQUIRES(layer.mu);
-  std::string ChainPath(const std::string& key) const;
   Status CheckStoreSpace(uint64_t need, const std::string& what);
 
   // quota.cc: making a layer's volume (clone, template, size).

@@ -136,7 +136,7 @@ Result<DiffStream> SlackerDriver::Diff(const std::string& id, const std::string&
   {
     MutexLock l(layer->mu);
     if (layer->rec.has_volume || layer->rec.origin != Origin::kTar) return DiffLocked(*layer);
-    skel = backend_.SnapshotFilePath(layer->rec.snapshot, ".skel");
+    skel = backend_.SnapshotFilePath(layer->rec.snapshot, storage_backend::kSkeletonSuffix);
   }
   // Applied from a standard tar: its skeleton and the file bodies read from a view (which
   // takes the layer's mutex itself, through Get).
@@ -158,7 +158,7 @@ Result<DiffStream> SlackerDriver::DiffLocked(Layer& layer) {
     return DiffStream(std::make_unique<StringSource>(registry_shim::EncodeReferenceTar(ref, Trust().signing_key())));
   }
   if (layer.rec.origin == Origin::kReference) {
-    SLACKER_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(JoinPath(opts_.state_dir, "layers/" + id + ".ref")));
+    SLACKER_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(common::LayerReferenceFile(opts_.state_dir, id)));
     return DiffStream(std::make_unique<StringSource>(std::move(bytes)));
   }
   if (!layer.rec.snapshot.empty()) {

@@ -13,6 +13,7 @@
 #include "common/fd.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/state_layout.h"
 #include "loopdev/loop_device.h"
 #include "loopdev/mount.h"
 #include "loopdev/run_tool.h"
@@ -46,8 +47,8 @@ Status CreateXfsImage(const std::string& image_path, uint64_t size_bytes) {
 }
 
 Result<std::string> EnsureEmbeddedStore(os::Os& os, const std::string& state_dir, uint64_t size_bytes) {
-  std::string dir = JoinPath(state_dir, "store");
-  std::string image = JoinPath(state_dir, "store.img");
+  std::string dir = common::EmbeddedStoreDir(state_dir);
+  std::string image = common::EmbeddedStoreImage(state_dir);
   auto ctx = [&](const Status& s) { return s.Context("embedded store " + image); };
 
   SLACKER_RETURN_IF_ERROR(ctx(MakeDirs(dir, 0700)));

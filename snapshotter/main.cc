@@ -14,6 +14,7 @@
 #include "common/files.h"
 #include "common/log.h"
 #include "common/signals.h"
+#include "common/state_layout.h"
 #include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
 #include "driver/slacker_driver.h"
 #include "os/os.h"
@@ -147,7 +148,7 @@ int main(int argc, char** argv) {
   if (flags.store.host_id.empty()) flags.store.host_id = cmd::DefaultHostId("-ctrd");
   sigset_t stop = BlockStopSignals();
 
-  std::string step, driver_state = JoinPath(flags.store.state, "driver");
+  std::string step, driver_state = common::SnapshotterDriverState(flags.store.state);
   auto core = cmd::OpenDaemonCore("slacker-snapshotter", flags.store, driver_state, flags.keys, &step);
   if (!core.ok()) return Fail(core.status(), step.c_str());
   driver::SlackerDriver& drv = *core->driver;
@@ -166,8 +167,8 @@ int main(int argc, char** argv) {
     return trust;
   };
   sopts.host_id = flags.store.host_id;
-  sopts.driver_layers_dir = JoinPath(driver_state, "layers");
-  sopts.index = std::make_shared<snapshotter::StoreIndex>(JoinPath(backend.root(), "containerd/names"));
+  sopts.driver_layers_dir = common::LayersDir(driver_state);
+  sopts.index = std::make_shared<snapshotter::StoreIndex>(backend);
   auto service = snapshotter::SnapshotService::Open(drv, sopts);
   if (!service.ok()) return Fail(service.status(), "open snapshot catalog");
 

@@ -7,9 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/files.h"
-#include "common/hash.h"
 #include "common/io.h"
 #include "common/log.h"
+#include "common/state_layout.h"
 #include "registry_shim/reference.h"
 
 namespace slacker::snapshotter {
@@ -96,36 +96,13 @@ std::pair<std::string, std::string> SplitBackendKey(const std::string& key) {
   return {key.substr(0, a), key.substr(b + 1)};
 }
 
-std::string StoreIndex::PathFor(const std::string& ns, const std::string& name) const {
-  // Chain ids are content addressed: the same name means the same tree in any namespace.
-  std::string index_key = name.starts_with("sha256:") ? name : ns + "/" + name;
-  return JoinPath(dir_, Sha256Hex(index_key) + ".json");
-}
-
 Status StoreIndex::Publish(const std::string& ns, const Entry& e) {
-  SLACKER_RETURN_IF_ERROR(MakeDirs(dir_, 0755));
-  json j = {{"name", e.name},   {"namespace", ns},     {"snapshot", e.snapshot},
-            {"bytes", e.bytes}, {"inodes", e.inodes}, {"host", e.host}};
-  return AtomicWriteFile(PathFor(ns, e.name), j.dump() + "\n").Context("publish snapshot name " + e.name);
+  return store_.PublishName({ns, e.name, e.snapshot, e.bytes, e.inodes, e.host});
 }
 
 Result<StoreIndex::Entry> StoreIndex::Lookup(const std::string& ns, const std::string& name) const {
-  std::string path = PathFor(ns, name);
-  auto text = ReadFileToString(path);
-  if (!text.ok()) {
-    if (text.status().code() == ENOENT) return Errorf(ENOENT, "{} is not published on the shared store", name);
-    return text.status();
-  }
-  auto j = json::parse(*text, nullptr, false);
-  if (!j.is_object() || !j.contains("snapshot") || !j["snapshot"].is_string() || j.value("name", "") != name)
-    return Errorf(EIO, "index file {} for {} is damaged", path, name);
-  Entry e;
-  e.name = name;
-  e.snapshot = j["snapshot"].get<std::string>();
-  e.bytes = j.value("bytes", uint64_t{0});
-  e.inodes = j.value("inodes", uint64_t{0});
-  e.host = j.value("host", "");
-  return e;
+  SLACKER_ASSIGN_OR_RETURN(storage_backend::NameEntry n, store_.LookupName(ns, name));
+  return Entry{n.name, n.snapshot, n.bytes, n.host, n.inodes};
 }
 
 SnapshotService::SnapshotService(driver::GraphDriver& driver, ServiceOptions opts)
@@ -154,10 +131,10 @@ Result<std::unique_ptr<SnapshotService>> SnapshotService::Open(driver::GraphDriv
   return s;
 }
 
-std::string SnapshotService::EmptyDir() const { return JoinPath(opts_.state_dir, "empty"); }
+std::string SnapshotService::EmptyDir() const { return common::EmptyDir(opts_.state_dir); }
 
 Status SnapshotService::Load() {
-  std::string path = JoinPath(opts_.state_dir, "catalog.json");
+  std::string path = common::SnapshotterCatalog(opts_.state_dir);
   if (!PathExists(path)) return Status::Ok();
   SLACKER_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   auto j = json::parse(text, nullptr, false);
@@ -195,7 +172,7 @@ Status SnapshotService::Save() {
                    {"base_inodes", e->base_inodes}});
   }
   json j = {{"format", 1}, {"snapshots", arr}};
-  return AtomicWriteFile(JoinPath(opts_.state_dir, "catalog.json"), j.dump() + "\n").Context("save catalog");
+  return AtomicWriteFile(common::SnapshotterCatalog(opts_.state_dir), j.dump() + "\n").Context("save catalog");
 }
 
 // Released when the call that took it returns: by then a name it created is in the
@@ -701,8 +678,9 @@ Status SnapshotService::Cleanup() {
   if (opts_.driver_layers_dir.empty()) return Status::Ok();
   SLACKER_ASSIGN_OR_RETURN(auto files, ListDir(opts_.driver_layers_dir));
   for (const auto& f : files) {
-    if (!f.ends_with(".json") || f.find(".tmp-") != std::string::npos) continue;
-    std::string layer = f.substr(0, f.size() - 5);
+    auto id = common::LayerIdOfRecordName(f);
+    if (!id) continue;
+    const std::string& layer = *id;
     {
       // Checked per layer, under the lock: a call may have created it since the listing.
       std::lock_guard<std::mutex> l(mu_);

@@ -27,6 +27,7 @@
 #include "common/status.h"
 #include "driver/graph_driver.h"
 #include "registry_shim/reference.h"
+#include "storage_backend/backend.h"
 
 namespace slacker::snapshotter {
 
@@ -63,8 +64,8 @@ inline constexpr const char* kLabelSnapshotRef = "containerd.io/snapshot.ref";
 
 // An index of committed snapshots on the shared store, by portable name: the backend
 // name without containerd's "<namespace>/<seq>/" prefix. Chain ids ("sha256:…", content
-// addressed) are shared by every namespace; other names are kept per namespace.
-// Files: <dir>/<sha256 of the index key>.json, written atomically.
+// addressed) are shared by every namespace; other names are kept per namespace. The
+// store owns the files (Backend::PublishName, LookupName; containerd/names/).
 class StoreIndex {
  public:
   struct Entry {
@@ -74,14 +75,14 @@ class StoreIndex {
     std::string host;      // who published it
     uint64_t inodes = 0;   // inodes the change added (0: unknown, e.g. a reference layer)
   };
-  explicit StoreIndex(std::string dir) : dir_(std::move(dir)) {}
+  // `store` must outlive the index.
+  explicit StoreIndex(storage_backend::Backend& store) : store_(store) {}
   Status Publish(const std::string& ns, const Entry& e);
   // ENOENT when nothing is published under that name.
   Result<Entry> Lookup(const std::string& ns, const std::string& name) const;
 
  private:
-  std::string PathFor(const std::string& ns, const std::string& name) const;
-  std::string dir_;
+  storage_backend::Backend& store_;
 };
 
 // Splits containerd's backend key "<ns>/<seq>/<rest>" into (ns, rest). A key without

@@ -1,23 +1,14 @@
 // The shared store (DESIGN.md §3) as the driver sees it: immutable snapshots named by a
-// random 128-bit id, writable per-host volumes, per-host ref markers for gc, and
-// formatted templates. Snapshot and clone are O(1) where the store can reflink.
+// random 128-bit id, writable per-host volumes, per-host ref markers for gc, formatted
+// templates, and two indexes from content to snapshots (chains/, containerd/names/).
+// Snapshot and clone are O(1) where the store can reflink.
 //
-// Layout under root():
-//   store.json                      {"format":1,"uuid":"<32 hex>","created":"<RFC3339>"}
-//   snapshots/<snap>.img            immutable ext4 image, mode 0400 (all else 0600, dirs 0700)
-//   snapshots/<snap>.json           metadata (parent, source, bytes, ...)
-//   snapshots/<snap>.<suffix>       companions, e.g. .skel (tar skeleton)
-//   volumes/<host>/<layer>.img      writable ext4, owned by one host
-//   refs/<host>/<snap>              empty marker: this host's layers use <snap>
-//   leases/<host>.json              which process holds the host id (lease.h, STORE.md)
-//   templates/ext4-<bytes>.img      empty formatted ext4, cloned for new base layers
-// Publishing is crash-ordered: the image is cloned to "<snap>.img.tmp", its metadata is
-// written, then the image is renamed into place. A crash leaves only "*.tmp" files or a
-// "<snap>.json" without its image: debris that ListSnapshots() ignores and gc removes.
+// The layout (every path, the crash-ordered publishing, the ids) is written down, and
+// spelled, in one place: storage_backend/store_layout.h.
 //
-// Ids: a snapshot id is 32 lowercase hex characters; a layer name is 1-255 of
-// [A-Za-z0-9_.-], not starting with '.'. Operations reject others with EINVAL; the *Path
-// accessors do not validate (they only build strings).
+// Ids: operations reject an invalid snapshot id, layer name or chain key
+// (store_layout.h) with EINVAL; the *Path accessors do not validate (they only build
+// strings).
 // Thread-safety: implementations are safe for concurrent calls on different ids; the
 // caller serialises operations on one layer.
 #pragma once
@@ -30,6 +21,7 @@
 
 #include "common/status.h"
 #include "os/os.h"
+#include "storage_backend/store_layout.h"
 
 namespace slacker::storage_backend {
 
@@ -41,14 +33,24 @@ struct StoreInfo {
 
 inline constexpr int kStoreFormat = 1;
 
-// snapshots/<snap><kGcTombstoneSuffix>: a gc means to delete <snap> (STORE.md). Layers
-// that already use <snap> keep using it; a new claim treats it as gone.
-inline constexpr const char* kGcTombstoneSuffix = ".gc";
+// An entry of the chain index: the snapshot that holds the tree of `key`.
+struct ChainEntry {
+  std::string key;       // sha256(base snapshot + " " + DiffID), driver/spool.h ChainKey
+  std::string snapshot;
+};
 
-// 32 lowercase hex characters.
-bool IsValidSnapshotId(const std::string& snap);
-// 1-255 of [A-Za-z0-9_.-], not starting with '.'.
-bool IsValidLayerName(const std::string& layer);
+// An entry of the name index (slacker-snapshotter): a committed snapshot by its portable
+// name, so other hosts can adopt it. Stored as the JSON object
+// {"bytes","host","inodes","name","namespace","snapshot"} under
+// NameFile(ns, name) (store_layout.h).
+struct NameEntry {
+  std::string ns;        // containerd namespace of the publisher
+  std::string name;      // portable name: a chain id "sha256:…" or a per-namespace name
+  std::string snapshot;  // snapshot id on the store
+  uint64_t bytes = 0;    // size of the change against its parent
+  uint64_t inodes = 0;   // inodes the change added (0: unknown, e.g. a reference layer)
+  std::string host;      // who published it
+};
 
 class Backend {
  public:
@@ -127,6 +129,41 @@ class Backend {
   virtual Result<std::vector<std::string>> ListVolumes() const = 0;
   // Space of the file system holding the store.
   virtual Result<os::FsStats> Space() const = 0;
+
+  // --- Indexes: content to snapshot, shared by every host (store_index.h) ------------
+  // Entries are hints written after their snapshot is published: the snapshot an entry
+  // names may be gone (gc) or tombstoned, so a user marks it and checks it (the claim
+  // protocol, STORE.md) before relying on it. Any host writes them; `slackerctl gc`
+  // removes the entries whose snapshot is gone. Files are resolved beneath the store
+  // root without following links: a link planted at an entry is refused with ELOOP by
+  // the lookups, skipped by the listings, and replaced (never followed) by the writes.
+  // An entry that is not what its writer writes (damaged, hostile) is EIO naming its
+  // file from the lookups and skipped, with a warning, by the listings.
+
+  // The chain index, chains/<key> = "<snap>\n": a standard layer unpacked on the base
+  // snapshot with the DiffID hashed into `key` (driver/apply.cc).
+  // The snapshot chains/<key> names; ENOENT if there is none; EINVAL for a bad key.
+  virtual Result<std::string> LookupChain(const std::string& key) const = 0;
+  // Makes chains/<key> name `snap` (atomic replace, durable); creates chains/ if missing.
+  virtual Status RecordChain(const std::string& key, const std::string& snap) = 0;
+  // Every readable entry, sorted by key; writes in flight (IsTempName) are skipped.
+  virtual Result<std::vector<ChainEntry>> ListChains() const = 0;
+  // Removes chains/<key> if it still names `snap` (re-read just before: a worker may have
+  // recorded another snapshot under the key meanwhile). Returns whether it was removed.
+  virtual Result<bool> RemoveChain(const std::string& key, const std::string& snap) = 0;
+
+  // The name index, containerd/names/<sha256(NameIndexKey(ns, name))>.json.
+  // Files `e` under (e.ns, e.name), replacing what was published under that key (atomic,
+  // durable). EINVAL if e.name is empty or e.snapshot is not a snapshot id.
+  virtual Status PublishName(const NameEntry& e) = 0;
+  // The entry published under (ns, name); ENOENT if none. A chain id name finds what any
+  // namespace published. EIO if the file names another name (damaged).
+  virtual Result<NameEntry> LookupName(const std::string& ns, const std::string& name) const = 0;
+  // Every readable entry, sorted by file name; an entry whose file name is not the one
+  // its (namespace, name) files under is skipped as damaged.
+  virtual Result<std::vector<NameEntry>> ListNames() const = 0;
+  // Removes the entry of (ns, name) if it still names `snap`; returns whether it was.
+  virtual Result<bool> RemoveName(const std::string& ns, const std::string& name, const std::string& snap) = 0;
 };
 
 }  // namespace slacker::storage_backend

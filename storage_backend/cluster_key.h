@@ -13,11 +13,9 @@
 #include <vector>
 
 #include "common/status.h"
+#include "storage_backend/store_layout.h"  // kClusterKeyFile, kPreviousClusterKeysFile
 
 namespace slacker::storage_backend {
-
-inline constexpr const char* kClusterKeyFile = "cluster.key";
-inline constexpr const char* kPreviousClusterKeysFile = "cluster.key.prev";
 
 // The store's keys, current first. Creates cluster.key when the store has none (a new
 // store, or one written by a release without keys). Creation is atomic across workers

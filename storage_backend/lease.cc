@@ -14,6 +14,8 @@
 
 #include "common/files.h"
 #include "common/log.h"
+#include "common/state_layout.h"
+#include "storage_backend/store_layout.h"
 
 namespace slacker::storage_backend {
 namespace {
@@ -77,7 +79,7 @@ std::string ToJson(const LeaseHolder& h) {
 
 int64_t Now(const LeaseOptions& o) { return o.now ? o.now() : static_cast<int64_t>(::time(nullptr)); }
 
-std::string LeasePath(const std::string& dir, const std::string& name) { return JoinPath(dir, name + ".json"); }
+std::string LeasePath(const std::string& dir, const std::string& name) { return JoinPath(dir, LeaseName(name)); }
 
 Status FsyncDir(const std::string& dir) {
   UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -258,7 +260,7 @@ Lease::~Lease() {
 }
 
 Result<StateDirLock> StateDirLock::Acquire(const std::string& state_dir, const std::string& program) {
-  std::string path = JoinPath(state_dir, "lock");
+  std::string path = common::StateLockFile(state_dir);
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd.valid()) return Status::FromErrno(errno, "open " + path);
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {

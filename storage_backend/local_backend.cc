@@ -16,6 +16,7 @@
 #include "common/fd.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "storage_backend/store_index.h"
 
 namespace slacker::storage_backend {
 namespace {
@@ -62,10 +63,6 @@ Status FsyncFd(int fd, const std::string& what) {
   return Status::Ok();
 }
 
-bool IsLowerHex(const std::string& s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
-
 // Copies [0, size) of src into the empty dst, keeping holes: only the data segments that
 // SEEK_DATA/SEEK_HOLE report are read and written.
 Status SparseCopy(int src, int dst, uint64_t size) {
@@ -110,7 +107,7 @@ class LocalBackend : public Backend {
  public:
   LocalBackend(os::Os& os, std::string root, UniqueFd root_fd, std::string host, CloneMode mode, StoreInfo info)
       : os_(os), root_(std::move(root)), root_fd_(std::move(root_fd)), host_(std::move(host)), mode_(mode),
-        info_(std::move(info)) {
+        info_(std::move(info)), index_(root_fd_.get(), root_) {
     ClonePath start = mode == CloneMode::kForceCopyFileRange ? ClonePath::kCopyFileRange
                       : mode == CloneMode::kForceSparseCopy  ? ClonePath::kSparseCopy
                                                              : ClonePath::kFiclone;
@@ -131,15 +128,13 @@ class LocalBackend : public Backend {
   }
 
   std::string root() const override { return root_; }
-  std::string SnapshotPath(const std::string& snap) const override { return SnapshotFilePath(snap, ".img"); }
-  std::string SnapshotMetaPath(const std::string& snap) const override { return SnapshotFilePath(snap, ".json"); }
+  std::string SnapshotPath(const std::string& snap) const override { return SnapshotFilePath(snap, kImageSuffix); }
+  std::string SnapshotMetaPath(const std::string& snap) const override { return SnapshotFilePath(snap, kMetaSuffix); }
   std::string SnapshotFilePath(const std::string& snap, const std::string& suffix) const override {
-    return JoinPath(SnapshotsDir(), snap + suffix);
+    return JoinPath(root_, SnapshotFile(snap, suffix));
   }
-  std::string VolumePath(const std::string& layer) const override { return JoinPath(VolumesDir(), layer + ".img"); }
-  std::string TemplatePath(uint64_t size_bytes) const override {
-    return JoinPath(JoinPath(root_, "templates"), fmt::format("ext4-{}.img", size_bytes));
-  }
+  std::string VolumePath(const std::string& layer) const override { return JoinPath(root_, VolumeRel(layer)); }
+  std::string TemplatePath(uint64_t size_bytes) const override { return JoinPath(root_, TemplateFile(size_bytes)); }
 
   Result<std::string> SnapshotVolume(const std::string& layer, const json& meta) override {
     return Publish(layer, meta, /*move=*/false);
@@ -152,7 +147,7 @@ class LocalBackend : public Backend {
     std::string what = fmt::format("clone snapshot {} for layer {}", snap, layer);
     if (!IsValidSnapshotId(snap)) return Errorf(EINVAL, "{}: invalid snapshot id", what);
     if (!IsValidLayerName(layer)) return Errorf(EINVAL, "{}: invalid layer name", what);
-    std::string src = SnapshotRel(snap, ".img");
+    std::string src = SnapshotFile(snap, kImageSuffix);
     if (!RegularFileExists(src))
       return Errorf(ENOENT, "{}: snapshot not found in store {} (uuid {})", what, root_, info_.uuid);
     return CloneRel(src, VolumeRel(layer)).Context(what);
@@ -171,9 +166,9 @@ class LocalBackend : public Backend {
 
   Status RemoveSnapshot(const std::string& snap) override {
     if (!IsValidSnapshotId(snap)) return Errorf(EINVAL, "remove snapshot {}: invalid snapshot id", snap);
-    SLACKER_ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(root_fd_.get(), "snapshots", O_RDONLY | O_DIRECTORY));
+    SLACKER_ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(root_fd_.get(), kSnapshotsDir, O_RDONLY | O_DIRECTORY));
     // The image first: once it is gone the snapshot no longer exists for anyone.
-    SLACKER_RETURN_IF_ERROR(UnlinkAtIfExists(dir.get(), snap + ".img", SnapshotPath(snap)));
+    SLACKER_RETURN_IF_ERROR(UnlinkAtIfExists(dir.get(), snap + kImageSuffix, SnapshotPath(snap)));
     SLACKER_ASSIGN_OR_RETURN(auto names, ListDirFd(dir.get(), SnapshotsDir()));
     for (const auto& name : names) {
       if (name.starts_with(snap + "."))
@@ -189,7 +184,7 @@ class LocalBackend : public Backend {
       return Errorf(EINVAL, "hand over volume {} to {}: invalid layer names", from, to);
     std::string what = fmt::format("hand over volume {} to {}", from, to);
     SLACKER_ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(root_fd_.get(), VolumesRel(), O_RDONLY | O_DIRECTORY));
-    std::string from_name = from + ".img", to_name = to + ".img", copy = from + kHandOverSuffix;
+    std::string from_name = VolumeName(from), to_name = VolumeName(to), copy = VolumeHandOverName(from);
     if (::faccessat(dir.get(), to_name.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0)
       return Errorf(EEXIST, "{}: {} exists", what, JoinPath(VolumesDir(), to_name));
     ::unlinkat(dir.get(), copy.c_str(), 0);  // a leftover of an earlier attempt
@@ -214,10 +209,10 @@ class LocalBackend : public Backend {
     SLACKER_ASSIGN_OR_RETURN(auto names, ListDirFd(dir.get(), VolumesDir()));
     std::vector<std::string> restored;
     for (const auto& name : names) {
-      if (!name.ends_with(kHandOverSuffix)) continue;
-      std::string layer = name.substr(0, name.size() - std::string_view(kHandOverSuffix).size());
-      if (!IsValidLayerName(layer)) continue;
-      std::string vol = layer + ".img";
+      auto handed = LayerOfHandOverName(name);
+      if (!handed) continue;
+      const std::string& layer = *handed;
+      std::string vol = VolumeName(layer);
       if (::faccessat(dir.get(), vol.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT) {
         if (::renameat(dir.get(), name.c_str(), dir.get(), vol.c_str()) != 0)
           return Status::FromErrno(errno, "restore " + JoinPath(VolumesDir(), vol));
@@ -231,13 +226,13 @@ class LocalBackend : public Backend {
   }
 
   bool SnapshotExists(const std::string& snap) const override {
-    return IsValidSnapshotId(snap) && RegularFileExists(SnapshotRel(snap, ".img"));
+    return IsValidSnapshotId(snap) && RegularFileExists(SnapshotFile(snap, kImageSuffix));
   }
 
   Result<json> ReadSnapshotMeta(const std::string& snap) const override {
     if (!IsValidSnapshotId(snap)) return Errorf(EINVAL, "read metadata of snapshot {}: invalid snapshot id", snap);
     std::string path = SnapshotMetaPath(snap);
-    SLACKER_ASSIGN_OR_RETURN(UniqueFd fd, OpenRegularBeneath(root_fd_.get(), SnapshotRel(snap, ".json"), O_RDONLY));
+    SLACKER_ASSIGN_OR_RETURN(UniqueFd fd, OpenRegularBeneath(root_fd_.get(), SnapshotFile(snap, kMetaSuffix), O_RDONLY));
     SLACKER_ASSIGN_OR_RETURN(std::string text, ReadFdToString(fd.get(), path));
     json j = json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return Errorf(EINVAL, "{}: not a JSON object", path);
@@ -259,32 +254,45 @@ class LocalBackend : public Backend {
   }
 
   Result<std::vector<std::string>> ListRefs() const override {
-    return ListWithSuffix(JoinPath("refs", host_), "", IsValidSnapshotId);
+    return ListWithSuffix(HostRefsDir(host_), "", SnapshotIdOf);
   }
 
   Result<std::vector<std::string>> ListSnapshots() const override {
-    return ListWithSuffix("snapshots", ".img", IsValidSnapshotId);
+    return ListWithSuffix(kSnapshotsDir, kImageSuffix, SnapshotIdOf);
   }
   Result<std::vector<std::string>> ListVolumes() const override {
-    return ListWithSuffix(JoinPath("volumes", host_), ".img", IsValidLayerName);
+    return ListWithSuffix(HostVolumesDir(host_), kImageSuffix, LayerNameOf);
   }
 
   Result<os::FsStats> Space() const override { return os_.StatFs(root_); }
+
+  Result<std::string> LookupChain(const std::string& key) const override { return index_.LookupChain(key); }
+  Status RecordChain(const std::string& key, const std::string& snap) override {
+    return index_.RecordChain(key, snap);
+  }
+  Result<std::vector<ChainEntry>> ListChains() const override { return index_.ListChains(); }
+  Result<bool> RemoveChain(const std::string& key, const std::string& snap) override {
+    return index_.RemoveChain(key, snap);
+  }
+  Status PublishName(const NameEntry& e) override { return index_.PublishName(e); }
+  Result<NameEntry> LookupName(const std::string& ns, const std::string& name) const override {
+    return index_.LookupName(ns, name);
+  }
+  Result<std::vector<NameEntry>> ListNames() const override { return index_.ListNames(); }
+  Result<bool> RemoveName(const std::string& ns, const std::string& name, const std::string& snap) override {
+    return index_.RemoveName(ns, name, snap);
+  }
 
  private:
   // Every path is acted on relative to root_fd_, resolved beneath it without following
   // links (common/files.h): any worker can write the store, so a link planted in it
   // must never lead the store's code to a host file.
-  std::string SnapshotsDir() const { return JoinPath(root_, "snapshots"); }
-  std::string VolumesDir() const { return JoinPath(JoinPath(root_, "volumes"), host_); }
-  std::string RefsDir() const { return JoinPath(JoinPath(root_, "refs"), host_); }
-  static std::string SnapshotRel(const std::string& snap, const std::string& suffix) {
-    return "snapshots/" + snap + suffix;
-  }
-  std::string VolumeRel(const std::string& layer) const { return fmt::format("volumes/{}/{}.img", host_, layer); }
-  std::string VolumesRel() const { return fmt::format("volumes/{}", host_); }
-  static constexpr const char* kHandOverSuffix = ".img.handover";
-  std::string RefRel(const std::string& snap) const { return fmt::format("refs/{}/{}", host_, snap); }
+  std::string SnapshotsDir() const { return JoinPath(root_, kSnapshotsDir); }
+  std::string VolumesDir() const { return JoinPath(root_, HostVolumesDir(host_)); }
+  std::string RefsDir() const { return JoinPath(root_, HostRefsDir(host_)); }
+  std::string VolumeRel(const std::string& layer) const { return VolumeFile(host_, layer); }
+  std::string VolumesRel() const { return HostVolumesDir(host_); }
+  std::string RefRel(const std::string& snap) const { return RefFile(host_, snap); }
 
   // A path this backend handed out (root_/...) as a path relative to the store root.
   // EXDEV for anything else; ".." and links are refused later, by the resolution itself.
@@ -321,7 +329,7 @@ class LocalBackend : public Backend {
   // directory, so a crash never leaves a half-copied dst.
   Status CloneRel(const std::string& src, const std::string& dst) {
     SLACKER_ASSIGN_OR_RETURN(ParentDir p, OpenParentBeneath(root_fd_.get(), dst));
-    std::string tmp = fmt::format("{}.tmp-{}", p.name, RandomHex(4));
+    std::string tmp = CloneTempName(p.name, RandomHex(4));
     SLACKER_RETURN_IF_ERROR(CloneInto(src, p.dir.get(), tmp, JoinPath(root_, dst), kFileMode, /*durable=*/true));
     SLACKER_FAULT_POINT("clone.before_rename");
     if (::renameat(p.dir.get(), tmp.c_str(), p.dir.get(), p.name.c_str()) != 0) {
@@ -332,15 +340,13 @@ class LocalBackend : public Backend {
     return FsyncFd(p.dir.get(), JoinPath(root_, dst));
   }
 
-  Result<std::vector<std::string>> ListWithSuffix(const std::string& rel, std::string_view suffix,
-                                                  bool (*valid)(const std::string&)) const {
+  using IdOf = std::optional<std::string> (*)(std::string_view name, std::string_view suffix);
+  Result<std::vector<std::string>> ListWithSuffix(const std::string& rel, std::string_view suffix, IdOf id_of) const {
     SLACKER_ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(root_fd_.get(), rel, O_RDONLY | O_DIRECTORY));
     SLACKER_ASSIGN_OR_RETURN(auto names, ListDirFd(dir.get(), JoinPath(root_, rel)));
     std::vector<std::string> out;
     for (auto& name : names) {
-      if (!name.ends_with(suffix)) continue;
-      std::string id = name.substr(0, name.size() - suffix.size());
-      if (valid(id)) out.push_back(std::move(id));
+      if (auto id = id_of(name, suffix)) out.push_back(std::move(*id));
     }
     std::sort(out.begin(), out.end());
     return out;
@@ -367,15 +373,16 @@ class LocalBackend : public Backend {
     }
     std::string id = RandomHex(16);
     std::string what = fmt::format("{} volume of layer {} as snapshot {}", verb, layer, id);
-    std::string img_rel = SnapshotRel(id, ".img");
-    std::string tmp_rel = img_rel + ".tmp";
-    SLACKER_ASSIGN_OR_RETURN(UniqueFd snaps, OpenBeneath(root_fd_.get(), "snapshots", O_RDONLY | O_DIRECTORY));
+    std::string img_rel = SnapshotFile(id, kImageSuffix);
+    std::string img_name = id + kImageSuffix, tmp_name = SnapshotImageTempName(id), meta_name = id + kMetaSuffix;
+    std::string tmp_rel = JoinPath(kSnapshotsDir, tmp_name);
+    SLACKER_ASSIGN_OR_RETURN(UniqueFd snaps, OpenBeneath(root_fd_.get(), kSnapshotsDir, O_RDONLY | O_DIRECTORY));
 
     if (move) {
       SLACKER_RETURN_IF_ERROR(RenameRel(vol_rel, tmp_rel).Context(what));
     } else {
       SLACKER_RETURN_IF_ERROR(
-          CloneInto(vol_rel, snaps.get(), id + ".img.tmp", JoinPath(root_, tmp_rel), kSnapshotMode, false).Context(what));
+          CloneInto(vol_rel, snaps.get(), tmp_name, JoinPath(root_, tmp_rel), kSnapshotMode, false).Context(what));
     }
     auto rollback = [&](const Status& s) {
       if (move) {
@@ -383,9 +390,9 @@ class LocalBackend : public Backend {
           log::Error("promote_rollback_failed",
                      {{"file", JoinPath(root_, tmp_rel)}, {"volume", vol}, {"action", "rename it back by hand"}});
       } else {
-        ::unlinkat(snaps.get(), (id + ".img.tmp").c_str(), 0);
+        ::unlinkat(snaps.get(), tmp_name.c_str(), 0);
       }
-      ::unlinkat(snaps.get(), (id + ".json").c_str(), 0);
+      ::unlinkat(snaps.get(), meta_name.c_str(), 0);
       IgnoreError(RemoveRel(RefRel(id)), "best effort: a stray marker only delays gc");
       return s.Context(what);
     };
@@ -398,14 +405,14 @@ class LocalBackend : public Backend {
     if (!s.ok()) return rollback(s);
     json m = meta.is_object() ? meta : json::object();
     if (!m.contains("created")) m["created"] = NowRfc3339();
-    s = AtomicWriteFileAt(snaps.get(), id + ".json", m.dump() + "\n", kFileMode);
+    s = AtomicWriteFileAt(snaps.get(), meta_name, m.dump() + "\n", kFileMode);
     if (!s.ok()) return rollback(s);
     s = AddRef(id);
     if (!s.ok()) return rollback(s);
-    if (::renameat(snaps.get(), (id + ".img.tmp").c_str(), snaps.get(), (id + ".img").c_str()) != 0)
+    if (::renameat(snaps.get(), tmp_name.c_str(), snaps.get(), img_name.c_str()) != 0)
       return rollback(Status::FromErrno(errno, "publish " + JoinPath(root_, img_rel)));
     s = FsyncFd(snaps.get(), SnapshotsDir());
-    if (s.ok() && move) s = FsyncDirRel(JoinPath("volumes", host_));
+    if (s.ok() && move) s = FsyncDirRel(HostVolumesDir(host_));
     if (!s.ok()) return s.Context(what + " (published, not yet durable)");
     log::Debug("snapshot_published", {{"snapshot", id}, {"layer", layer}, {"how", verb}});
     return id;
@@ -481,6 +488,7 @@ class LocalBackend : public Backend {
   const std::string host_;
   const CloneMode mode_;
   const StoreInfo info_;
+  StoreIndex index_;  // chains/ and containerd/names/, beneath root_fd_
   std::atomic<int> path_{0};
   std::atomic<bool> used_[3] = {false, false, false};
 };
@@ -488,14 +496,14 @@ class LocalBackend : public Backend {
 // Reads store.json in the store root `root_fd`, or creates it (no-clobber via linkat, so
 // two hosts opening a fresh shared store concurrently agree on one uuid).
 Result<StoreInfo> LoadOrCreateStoreInfo(int root_fd, const std::string& root) {
-  std::string path = JoinPath(root, "store.json");
+  std::string path = JoinPath(root, kStoreInfoFile);
   struct stat st;
-  if (::fstatat(root_fd, "store.json", &st, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (::fstatat(root_fd, kStoreInfoFile, &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno != ENOENT) return Status::FromErrno(errno, "stat " + path);
     json j = {{"format", kStoreFormat}, {"uuid", RandomHex(16)}, {"created", NowRfc3339()}};
-    std::string tmp = fmt::format("store.json.new-{}", RandomHex(4));
+    std::string tmp = StoreInfoTempName(RandomHex(4));
     SLACKER_RETURN_IF_ERROR(AtomicWriteFileAt(root_fd, tmp, j.dump() + "\n", kFileMode));
-    int rc = ::linkat(root_fd, tmp.c_str(), root_fd, "store.json", 0);
+    int rc = ::linkat(root_fd, tmp.c_str(), root_fd, kStoreInfoFile, 0);
     int err = errno;
     ::unlinkat(root_fd, tmp.c_str(), 0);
     if (rc != 0 && err != EEXIST) return Status::FromErrno(err, "create " + path);
@@ -504,7 +512,7 @@ Result<StoreInfo> LoadOrCreateStoreInfo(int root_fd, const std::string& root) {
       log::Info("store_created", {{"store", root}, {"uuid", j["uuid"].get<std::string>()}});
     }
   }
-  SLACKER_ASSIGN_OR_RETURN(UniqueFd fd, OpenRegularBeneath(root_fd, "store.json", O_RDONLY));
+  SLACKER_ASSIGN_OR_RETURN(UniqueFd fd, OpenRegularBeneath(root_fd, kStoreInfoFile, O_RDONLY));
   SLACKER_ASSIGN_OR_RETURN(std::string text, ReadFdToString(fd.get(), path));
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object())
@@ -583,16 +591,6 @@ Status Tighten(int root_fd, const std::string& root) {
 
 }  // namespace
 
-bool IsValidSnapshotId(const std::string& snap) { return snap.size() == 32 && IsLowerHex(snap); }
-
-bool IsValidLayerName(const std::string& layer) {
-  if (layer.empty() || layer.size() > 255 || layer[0] == '.') return false;
-  return std::all_of(layer.begin(), layer.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-           c == '-';
-  });
-}
-
 Result<std::unique_ptr<Backend>> OpenLocalStore(os::Os& os, const std::string& dir, const std::string& host_id,
                                                 CloneMode mode) {
   if (!IsValidLayerName(host_id))
@@ -606,8 +604,8 @@ Result<std::unique_ptr<Backend>> OpenLocalStore(os::Os& os, const std::string& d
   if (!root_fd.valid()) return ctx(Status::FromErrno(errno, "open " + dir));
   SLACKER_RETURN_IF_ERROR(ctx(Tighten(root_fd.get(), dir)));
   SLACKER_ASSIGN_OR_RETURN(StoreInfo info, LoadOrCreateStoreInfo(root_fd.get(), dir));
-  for (const std::string& sub : {std::string("snapshots"), JoinPath("volumes", host_id), JoinPath("refs", host_id),
-                                 std::string("templates")}) {
+  for (const std::string& sub : {std::string(kSnapshotsDir), HostVolumesDir(host_id), HostRefsDir(host_id),
+                                 std::string(kTemplatesDir)}) {
     SLACKER_RETURN_IF_ERROR(ctx(MakeDirsBeneath(root_fd.get(), sub, kDirMode).status()));
   }
   // Nothing is deleted here: half-made clones ("<layer>.img.tmp-XXXX") may be in flight

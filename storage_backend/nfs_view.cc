@@ -14,6 +14,7 @@
 
 #include "common/files.h"
 #include "common/nfs_url.h"
+#include "common/state_layout.h"
 #include "common/log.h"
 
 extern char** environ;
@@ -56,7 +57,7 @@ Result<std::unique_ptr<NfsView>> NfsView::Open(os::Os& os, Options opts) {
     log::Info("nfs_view", {{"url", v->opts_.url}, {"how", "kernel NFS mount"}, {"dir", kernel}});
     return v;
   }
-  v->dir_ = JoinPath(v->opts_.state_dir, "nfs");
+  v->dir_ = common::NfsMountPoint(v->opts_.state_dir);
   SLACKER_RETURN_IF_ERROR(MakeDirs(v->dir_, 0700));
   if (BridgeMounted(os, v->dir_)) {
     // A bridge of a previous run that crashed: its FUSE connection is dead.
@@ -69,8 +70,8 @@ Result<std::unique_ptr<NfsView>> NfsView::Open(os::Os& os, Options opts) {
 }
 
 Status NfsView::StartBridge() {
-  std::string log_path = JoinPath(opts_.state_dir, "nfs-bridge.log");
-  std::vector<std::string> args = {opts_.bridge_path, "--stats-file", JoinPath(opts_.state_dir, "nfs-stats.json"),
+  std::string log_path = common::NfsBridgeLog(opts_.state_dir);
+  std::vector<std::string> args = {opts_.bridge_path, "--stats-file", common::NfsStatsFile(opts_.state_dir),
                                    opts_.url, dir_};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -129,7 +130,7 @@ void NfsView::Supervise() {
     int status = 0;
     if (pid > 0 && Exited(pid, &status) && !closing_.load()) {
       log::Error("nfs_bridge_exited", {{"pid", std::to_string(pid)}, {"status", std::to_string(status)},
-                                       {"log", JoinPath(opts_.state_dir, "nfs-bridge.log")},
+                                       {"log", common::NfsBridgeLog(opts_.state_dir)},
                                        {"action", "restarting it; containers started before keep I/O errors: restart them"}});
       {
         std::lock_guard<std::mutex> l(mu_);

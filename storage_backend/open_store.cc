@@ -6,6 +6,7 @@
 
 #include "common/files.h"
 #include "common/log.h"
+#include "common/state_layout.h"
 #include "loopdev/embedded_store.h"
 #include "loopdev/mount.h"
 #include "storage_backend/local_backend.h"
@@ -18,7 +19,7 @@ Result<std::string> EmbeddedStoreDir(os::Os& os, const StoreSpec& spec) {
   if (!spec.must_exist) {
     return WithContext("set up the embedded store", loopdev::EnsureEmbeddedStore(os, spec.state));
   }
-  std::string dir = JoinPath(spec.state, "store");
+  std::string dir = common::EmbeddedStoreDir(spec.state);
   SLACKER_ASSIGN_OR_RETURN(auto mounts, loopdev::ReadMountInfo(os));
   if (loopdev::FindMount(mounts, dir) != nullptr) return dir;
   return Errorf(EINVAL, "{} is not mounted (slackerd not started with an embedded store?): pass --store", dir);
@@ -27,7 +28,7 @@ Result<std::string> EmbeddedStoreDir(os::Os& os, const StoreSpec& spec) {
 // A store whose files are in `dir` (a directory, or an NFS view of the export).
 Result<std::unique_ptr<Backend>> OpenDirStore(os::Os& os, const std::string& dir, const StoreSpec& spec,
                                               const RestOptions* service) {
-  if (spec.must_exist && !PathExists(JoinPath(dir, "store.json"))) {
+  if (spec.must_exist && !PathExists(JoinPath(dir, kStoreInfoFile))) {
     return Errorf(ENOENT, "{} is not a slacker store (no store.json): check --store", spec.store.empty() ? dir : spec.store);
   }
   if (service != nullptr) return OpenRestStore(os, *service, dir, spec.host_id);

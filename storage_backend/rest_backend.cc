@@ -257,6 +257,23 @@ class RestBackend : public Backend {
   Result<std::vector<std::string>> ListSnapshots() const override { return files_->ListSnapshots(); }
   Result<std::vector<std::string>> ListVolumes() const override { return files_->ListVolumes(); }
   Result<os::FsStats> Space() const override { return files_->Space(); }
+  // The indexes are plain files: written through the view, as the ref markers.
+  Result<std::string> LookupChain(const std::string& key) const override { return files_->LookupChain(key); }
+  Status RecordChain(const std::string& key, const std::string& snap) override {
+    return files_->RecordChain(key, snap);
+  }
+  Result<std::vector<ChainEntry>> ListChains() const override { return files_->ListChains(); }
+  Result<bool> RemoveChain(const std::string& key, const std::string& snap) override {
+    return files_->RemoveChain(key, snap);
+  }
+  Status PublishName(const NameEntry& e) override { return files_->PublishName(e); }
+  Result<NameEntry> LookupName(const std::string& ns, const std::string& name) const override {
+    return files_->LookupName(ns, name);
+  }
+  Result<std::vector<NameEntry>> ListNames() const override { return files_->ListNames(); }
+  Result<bool> RemoveName(const std::string& ns, const std::string& name, const std::string& snap) override {
+    return files_->RemoveName(ns, name, snap);
+  }
 
  private:
   static std::string NewKey() { return "slackerd-" + RandomHex(16); }
@@ -291,7 +308,7 @@ Result<std::unique_ptr<Backend>> OpenRestStore(os::Os& os, RestOptions opts, con
                                                const std::string& host_id) {
   StoreServiceClient client(opts);
   SLACKER_ASSIGN_OR_RETURN(json desc, FetchStoreDescription(client));
-  if (!PathExists(JoinPath(files_dir, "store.json")))
+  if (!PathExists(JoinPath(files_dir, kStoreInfoFile)))
     return Errorf(ENOENT, "{} has no store.json: it is not a view of the store the service at {} serves", files_dir,
                   opts.url);
   SLACKER_ASSIGN_OR_RETURN(auto files, OpenLocalStore(os, files_dir, host_id));

@@ -78,7 +78,7 @@ Result<std::unique_ptr<Service>> Service::Open(os::Os& os, ServiceOptions opts) 
   // beneath the root (no links) and every record is acted on through it.
   UniqueFd root_fd(::open(opts.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root_fd.valid()) return Status::FromErrno(errno, "open store " + opts.root);
-  auto requests = MakeDirsBeneath(root_fd.get(), ".storaged/requests", 0700);
+  auto requests = MakeDirsBeneath(root_fd.get(), storage_backend::kStoragedRequestsDir, 0700);
   if (!requests.ok()) return requests.status().Context("open snapshot service state");
   std::unique_ptr<Service> service(new Service(os, std::move(opts), std::move(info), std::move(requests).value()));
   std::lock_guard<std::mutex> l(service->mutate_mu_);
@@ -92,7 +92,7 @@ Service::Service(os::Os& os, ServiceOptions opts, storage_backend::StoreInfo inf
 // Forgets idempotency records older than the TTL.
 void Service::PruneRecords() {
   last_prune_ = std::chrono::steady_clock::now();
-  std::string dir = JoinPath(opts_.root, ".storaged/requests");
+  std::string dir = JoinPath(opts_.root, storage_backend::kStoragedRequestsDir);
   auto names = ListDirFd(requests_fd_.get(), dir);
   if (!names.ok()) {
     log::Warn("storaged_prune_failed", {{"dir", dir}, {"err", names.status().message()}});
@@ -138,7 +138,8 @@ Result<std::string> Service::StorePath(const std::string& rel, bool for_write) c
       return Errorf(EINVAL, "path {:?}: \".\" and \"..\" are not allowed", rel);
   }
   const std::string& top = parts[0];
-  bool ok = top == "templates" || top == "volumes" || (!for_write && top == "snapshots");
+  namespace sb = storage_backend;
+  bool ok = top == sb::kTemplatesDir || top == sb::kVolumesDir || (!for_write && top == sb::kSnapshotsDir);
   if (!ok || parts.size() < 2)
     return Errorf(EINVAL, "path {:?} is outside {}", rel, for_write ? "templates/ and volumes/" : "the store's data");
   return JoinPath(opts_.root, rel);
@@ -248,7 +249,7 @@ Reply Service::Dispatch(const Request& req) {
     Status s = (*b)->CloneSnapshot(*snap, *layer);
     if (!s.ok()) return ErrorReply(s);
     log::Info("storaged_clone", {{"host", *host}, {"layer", *layer}, {"snapshot", *snap}});
-    return Ok(201, {{"volume", fmt::format("volumes/{}/{}.img", *host, *layer)}});
+    return Ok(201, {{"volume", storage_backend::VolumeFile(*host, *layer)}});
   }
   if (m == "POST" && p.size() == 2 && p[1] == "files:clone") {
     auto src = Field(body, "src");
@@ -259,8 +260,9 @@ Reply Service::Dispatch(const Request& req) {
     if (!from.ok() || !to.ok()) return ErrorReply(!from.ok() ? from.status() : to.status());
     // volumes/<host>/<file>: opening that host's store creates its directories.
     auto dst_parts = SplitPath(*dst);
-    std::string owner = dst_parts[0] == "volumes" && dst_parts.size() == 3 ? dst_parts[1] : "storaged";
-    if (dst_parts[0] == "volumes" && dst_parts.size() != 3)
+    bool to_volume = dst_parts[0] == storage_backend::kVolumesDir;
+    std::string owner = to_volume && dst_parts.size() == 3 ? dst_parts[1] : "storaged";
+    if (to_volume && dst_parts.size() != 3)
       return Error(400, "invalid_argument", fmt::format("{:?} is not volumes/<host>/<file>", *dst));
     auto b = ForHost(owner);
     if (!b.ok()) return ErrorReply(b.status());

@@ -193,28 +193,52 @@ TEST_F(SweepTest, TombstonesACrashedGcLeftAreLifted) {
   EXPECT_TRUE(store_->SnapshotExists(kS1));
 }
 
-// Issue 16: chains/ and containerd/names were never pruned.
+// Issue 16: chains/ and containerd/names were never pruned. The entries are planted as
+// earlier releases wrote them (gc must prune an upgraded store).
 TEST_F(SweepTest, IndexEntriesOfDeletedSnapshotsArePruned) {
   Publish(kS1);
+  const std::string live_key(64, 'a'), gone_key(64, 'b');
+  auto name_json = [](const std::string& name, const std::string& snap) {
+    return "{\"bytes\":1,\"host\":\"w1\",\"inodes\":0,\"name\":\"" + name +
+           "\",\"namespace\":\"default\",\"snapshot\":\"" + snap + "\"}\n";
+  };
+  const std::string live_name = JoinPath(root_, storage_backend::NameFile("default", "live"));
+  const std::string gone_name = JoinPath(root_, storage_backend::NameFile("default", "gone"));
   ASSERT_TRUE(MakeDirs(root_ + "/chains").ok());
   ASSERT_TRUE(MakeDirs(root_ + "/containerd/names").ok());
-  ASSERT_TRUE(AtomicWriteFile(root_ + "/chains/live", kS1 + "\n").ok());
-  ASSERT_TRUE(AtomicWriteFile(root_ + "/chains/gone", kS2 + "\n").ok());
-  ASSERT_TRUE(AtomicWriteFile(root_ + "/containerd/names/live.json", "{\"snapshot\":\"" + kS1 + "\"}").ok());
-  ASSERT_TRUE(AtomicWriteFile(root_ + "/containerd/names/gone.json", "{\"snapshot\":\"" + kS2 + "\"}").ok());
+  ASSERT_TRUE(AtomicWriteFile(root_ + "/chains/" + live_key, kS1 + "\n").ok());
+  ASSERT_TRUE(AtomicWriteFile(root_ + "/chains/" + gone_key, kS2 + "\n").ok());
+  ASSERT_TRUE(AtomicWriteFile(live_name, name_json("live", kS1)).ok());
+  ASSERT_TRUE(AtomicWriteFile(gone_name, name_json("gone", kS2)).ok());
   auto dry = PruneIndexes(*store_, false);
   ASSERT_TRUE(dry.ok()) << dry.status().message();
   ASSERT_EQ(dry->size(), 2u);
-  EXPECT_TRUE(PathExists(root_ + "/chains/gone")) << "a dry run removes nothing";
+  EXPECT_TRUE(PathExists(root_ + "/chains/" + gone_key)) << "a dry run removes nothing";
   auto r = PruneIndexes(*store_, true);
   ASSERT_TRUE(r.ok()) << r.status().message();
   ASSERT_EQ(r->size(), 2u);
-  EXPECT_EQ((*r)[0].path, root_ + "/chains/gone");
-  EXPECT_EQ((*r)[1].path, root_ + "/containerd/names/gone.json");
-  EXPECT_FALSE(PathExists(root_ + "/chains/gone"));
-  EXPECT_FALSE(PathExists(root_ + "/containerd/names/gone.json"));
-  EXPECT_TRUE(PathExists(root_ + "/chains/live"));
-  EXPECT_TRUE(PathExists(root_ + "/containerd/names/live.json"));
+  EXPECT_EQ((*r)[0].path, root_ + "/chains/" + gone_key);
+  EXPECT_EQ((*r)[1].path, gone_name);
+  EXPECT_EQ((*r)[1].snapshot, kS2);
+  EXPECT_FALSE(PathExists(root_ + "/chains/" + gone_key));
+  EXPECT_FALSE(PathExists(gone_name));
+  EXPECT_TRUE(PathExists(root_ + "/chains/" + live_key));
+  EXPECT_TRUE(PathExists(live_name));
+}
+
+// A worker recorded a new snapshot under a stale key between the listing and the removal.
+TEST_F(SweepTest, IndexEntryRewrittenMeanwhileIsKept) {
+  const std::string key(64, 'c');
+  ASSERT_TRUE(store_->RecordChain(key, kS2).ok());
+  Publish(kS1);
+  ASSERT_TRUE(store_->RecordChain(key, kS1).ok());  // what RemoveChain re-reads
+  auto removed = store_->RemoveChain(key, kS2);
+  ASSERT_TRUE(removed.ok());
+  EXPECT_FALSE(*removed);
+  auto r = PruneIndexes(*store_, true);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->empty());
+  EXPECT_EQ(*store_->LookupChain(key), kS1);
 }
 
 }  // namespace

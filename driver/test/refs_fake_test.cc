@@ -64,6 +64,18 @@ class HookedBackend : public Backend {
   Result<std::vector<std::string>> ListSnapshots() const override { return in_.ListSnapshots(); }
   Result<std::vector<std::string>> ListVolumes() const override { return in_.ListVolumes(); }
   Result<os::FsStats> Space() const override { return in_.Space(); }
+  Result<std::string> LookupChain(const std::string& k) const override { return in_.LookupChain(k); }
+  Status RecordChain(const std::string& k, const std::string& s) override { return in_.RecordChain(k, s); }
+  Result<std::vector<storage_backend::ChainEntry>> ListChains() const override { return in_.ListChains(); }
+  Result<bool> RemoveChain(const std::string& k, const std::string& s) override { return in_.RemoveChain(k, s); }
+  Status PublishName(const storage_backend::NameEntry& e) override { return in_.PublishName(e); }
+  Result<storage_backend::NameEntry> LookupName(const std::string& ns, const std::string& n) const override {
+    return in_.LookupName(ns, n);
+  }
+  Result<std::vector<storage_backend::NameEntry>> ListNames() const override { return in_.ListNames(); }
+  Result<bool> RemoveName(const std::string& ns, const std::string& n, const std::string& s) override {
+    return in_.RemoveName(ns, n, s);
+  }
 
  private:
   Backend& in_;

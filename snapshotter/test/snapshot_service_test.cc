@@ -15,9 +15,11 @@
 
 #include "common/files.h"
 #include "common/io.h"
+#include "os/fake_os.h"
 #include "registry_shim/reference.h"
 #include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
 #include "snapshotter/grpc_service.h"
+#include "storage_backend/local_backend.h"
 
 namespace slacker::snapshotter {
 namespace {
@@ -151,7 +153,10 @@ class SnapshotServiceTest : public ::testing::Test {
   void SetUp() override {
     char tmpl[] = "/tmp/snapshotter_test.XXXXXX";
     dir_ = ::mkdtemp(tmpl);
-    index_ = std::make_shared<StoreIndex>(JoinPath(dir_, "store-index"));
+    auto store = storage_backend::OpenLocalStore(os_, JoinPath(dir_, "store"), "a");
+    ASSERT_TRUE(store.ok()) << store.status().message();
+    store_ = std::move(store).value();
+    index_ = std::make_shared<StoreIndex>(*store_);
     driver_ = std::make_unique<FakeDriver>(JoinPath(dir_, "a"));
     svc_ = OpenService("a", *driver_);
   }
@@ -176,6 +181,8 @@ class SnapshotServiceTest : public ::testing::Test {
   }
 
   std::string dir_;
+  os::FakeOs os_;
+  std::unique_ptr<storage_backend::Backend> store_;  // the shared store, for its name index
   std::shared_ptr<StoreIndex> index_;
   std::unique_ptr<FakeDriver> driver_;
   std::unique_ptr<SnapshotService> svc_;

@@ -1,12 +1,12 @@
-// The bookkeeping every thread-per-connection server here shares (the graphdriver
-// socket, the metrics endpoint): which connections are open and whether each is inside a
-// request, admission (stopping, a connection limit), one detached thread per connection
-// with nothing escaping it, and Stop()'s "close the idle ones, give the busy ones a
-// grace period, then shut them down too".
+// The bookkeeping of the thread-per-connection server (server.h): which connections are
+// open and whether each is inside a request, admission (stopping, a connection limit),
+// one detached thread per connection with nothing escaping it, per-connection deadlines,
+// and Stop()'s "close the idle ones, give the busy ones a grace period, then shut them
+// down too".
 //
 // Descriptor reuse: a connection's socket is closed inside Release(), under the same
-// lock ShutdownAndWait() holds while it shuts descriptors down, so Stop() never shuts
-// down a descriptor number the kernel has already handed to someone else.
+// lock ShutdownAndWait() and ExpireDeadlines() hold while they shut descriptors down, so
+// neither ever shuts down a descriptor number the kernel has already handed to someone else.
 #pragma once
 
 #include <chrono>
@@ -19,12 +19,17 @@
 #include <mutex>
 #include <string>
 
-namespace slacker::plugin {
+namespace slacker::http {
 
 class Connections {
  public:
+  using Clock = std::chrono::steady_clock;
+  // Starts a connection's thread. May throw std::system_error as std::thread does.
+  using Spawner = std::function<void(std::function<void()>)>;
+
   // `what` names the server in log events ("connection", "metrics_connection").
-  Connections(std::string what, size_t limit) : what_(std::move(what)), limit_(limit) {}
+  // `spawn` defaults to a detached std::thread.
+  Connections(std::string what, size_t limit, Spawner spawn = {});
 
   // False if the server was already started.
   bool MarkStarted();
@@ -45,21 +50,32 @@ class Connections {
   // threads are stuck in a handler and keep the server's shared state alive).
   size_t ShutdownAndWait(std::chrono::milliseconds grace);
 
+  // Connection `id`'s current phase must end by `when` (Clock::time_point::max(): no
+  // deadline). Blocking Beast reads cannot time out (Asio ignores SO_RCVTIMEO), so
+  // ExpireDeadlines(), called periodically, shuts a late connection's socket down and
+  // its blocked read or write fails.
+  void SetDeadline(uint64_t id, Clock::time_point when);
+  void ExpireDeadlines();
+
   // Admits the accepted descriptor `fd` and runs serve(id) on a detached thread that
   // holds `keep_alive` (the server's shared state). serve must arrange Release(id, ...)
   // (its connection object's destructor does). Refused (fd closed, a warning logged)
-  // while stopping or at the limit. Exceptions from serve are logged, never propagated.
+  // while stopping or at the limit; at the limit `refuse(fd)`, when set, runs first (to
+  // write a 503, say). Exceptions from serve are logged, never propagated.
   // The thread touches nothing of this object outside serve: once every connection has
   // Released (ShutdownAndWait returned 0), the object may be destroyed.
-  void Spawn(int fd, std::shared_ptr<void> keep_alive, std::function<void(uint64_t id)> serve);
+  void Spawn(int fd, std::shared_ptr<void> keep_alive, std::function<void(uint64_t id)> serve,
+             const std::function<void(int fd)>& refuse = {});
 
  private:
   struct Conn {
     int fd;
     bool busy;
+    Clock::time_point deadline = Clock::time_point::max();
   };
   const std::string what_;
   const size_t limit_;
+  const Spawner spawn_;
   mutable std::mutex mu_;
   std::condition_variable cv_;  // signalled when a connection ends
   std::map<uint64_t, Conn> conns_;
@@ -68,4 +84,4 @@ class Connections {
   bool stopping_ = false;
 };
 
-}  // namespace slacker::plugin
+}  // namespace slacker::http

@@ -1,4 +1,4 @@
-#include "plugin/connections.h"
+#include "http/connections.h"
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -11,7 +11,10 @@
 
 #include "common/log.h"
 
-namespace slacker::plugin {
+namespace slacker::http {
+
+Connections::Connections(std::string what, size_t limit, Spawner spawn)
+    : what_(std::move(what)), limit_(limit), spawn_(std::move(spawn)) {}
 
 bool Connections::MarkStarted() {
   std::lock_guard<std::mutex> lock(mu_);
@@ -62,12 +65,30 @@ size_t Connections::ShutdownAndWait(std::chrono::milliseconds grace) {
   return conns_.size();
 }
 
+void Connections::SetDeadline(uint64_t id, Clock::time_point when) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = conns_.find(id); it != conns_.end()) it->second.deadline = when;
+}
+
+void Connections::ExpireDeadlines() {
+  auto now = Clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, conn] : conns_) {
+    if (conn.deadline > now) continue;
+    ::shutdown(conn.fd, SHUT_RDWR);
+    conn.deadline = Clock::time_point::max();
+    log::Debug(what_ + "_deadline_passed", {{"conn", std::to_string(id)}});
+  }
+}
+
 void Connections::Spawn(int fd, std::shared_ptr<void> keep_alive,
-                        std::function<void(uint64_t id)> serve) {
+                        std::function<void(uint64_t id)> serve,
+                        const std::function<void(int fd)>& refuse) {
   uint64_t id;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_ || conns_.size() >= limit_) {
+      if (!stopping_ && refuse) refuse(fd);
       ::close(fd);
       if (!stopping_) {
         log::Warn(what_ + "_refused",
@@ -89,7 +110,11 @@ void Connections::Spawn(int fd, std::shared_ptr<void> keep_alive,
     }
   };
   try {
-    std::thread(std::move(body)).detach();
+    if (spawn_) {
+      spawn_(std::move(body));
+    } else {
+      std::thread(std::move(body)).detach();
+    }
   } catch (const std::system_error& e) {
     std::lock_guard<std::mutex> lock(mu_);
     conns_.erase(id);
@@ -98,4 +123,4 @@ void Connections::Spawn(int fd, std::shared_ptr<void> keep_alive,
   }
 }
 
-}  // namespace slacker::plugin
+}  // namespace slacker::http

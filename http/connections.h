@@ -16,8 +16,10 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
+
+#include "common/mutex.h"
+#include "common/thread_annotations.h"
 
 namespace slacker::http {
 
@@ -73,15 +75,20 @@ class Connections {
     bool busy;
     Clock::time_point deadline = Clock::time_point::max();
   };
+  // Shuts down the busy connections too when `busy_too`, else only the idle ones.
+  void ShutdownWhere(bool busy_too) REQUIRES(mu_);
+  // Waits until every connection has ended or `deadline` passes; true if all ended.
+  bool WaitAllEnded(Clock::time_point deadline) REQUIRES(mu_);
+
   const std::string what_;
   const size_t limit_;
   const Spawner spawn_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;  // signalled when a connection ends
-  std::map<uint64_t, Conn> conns_;
-  uint64_t next_ = 0;
-  bool started_ = false;
-  bool stopping_ = false;
+  mutable common::Mutex mu_;
+  std::condition_variable_any cv_;  // signalled when a connection ends
+  std::map<uint64_t, Conn> conns_ GUARDED_BY(mu_);
+  uint64_t next_ GUARDED_BY(mu_) = 0;
+  bool started_ GUARDED_BY(mu_) = false;
+  bool stopping_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace slacker::http

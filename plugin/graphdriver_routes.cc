@@ -142,6 +142,7 @@ Result<json> ParseBody(ByteSource& src, size_t max) {
 
 Reply Ok(const json& body) {
   Reply r;
+  r.content_type = std::string(kJsonContentType);
   r.body = DumpJson(body);
   return r;
 }
@@ -157,7 +158,7 @@ using JsonHandler = std::function<Reply(Args&)>;
 // the layer id for the request log.
 Status AddJsonRoute(Router& router, std::string path, size_t max_body, JsonHandler fn) {
   std::string method = path.substr(1);
-  return router.Add(std::move(path), [method, max_body, fn = std::move(fn)](Request& req) {
+  return router.Add("POST", std::move(path), [method, max_body, fn = std::move(fn)](Request& req) {
     auto body = ParseBody(req.body, max_body);
     if (!body.ok()) {
       int status = body.status().code() == EFBIG ? 413 : 400;
@@ -165,7 +166,7 @@ Status AddJsonRoute(Router& router, std::string path, size_t max_body, JsonHandl
     }
     Args args(method, std::move(*body));
     Reply reply = fn(args);
-    reply.layer_id = args.id();
+    reply.log_id = args.id();
     return reply;
   });
 }
@@ -193,7 +194,7 @@ Reply ApplyDiff(driver::GraphDriver& d, Request& req) {
   auto parent = req.query.find("parent");
   auto size = d.ApplyDiff(id->second, parent == req.query.end() ? "" : parent->second, req.body);
   Reply r = size.ok() ? Ok({{"Size", *size}}) : DriverError(size.status());
-  r.layer_id = id->second;
+  r.log_id = id->second;
   return r;
 }
 
@@ -287,7 +288,7 @@ Status AddGraphDriverRoutes(Router& router, driver::GraphDriver& d, size_t max_j
     return size.ok() ? Ok({{"Size", *size}}) : DriverError(size.status());
   }));
   SLACKER_RETURN_IF_ERROR(add("/GraphDriver.Cleanup", [&d](Args&) { return Done(d.Cleanup()); }));
-  return router.Add("/GraphDriver.ApplyDiff", [&d](Request& req) { return ApplyDiff(d, req); });
+  return router.Add("POST", "/GraphDriver.ApplyDiff", [&d](Request& req) { return ApplyDiff(d, req); });
 }
 
 }  // namespace slacker::plugin

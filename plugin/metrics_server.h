@@ -1,7 +1,7 @@
 // The metrics endpoint: GET /metrics in the Prometheus text format (plugin/metrics.h) on a
 // unix socket or a TCP address, apart from the plugin socket so that scrapers never need
-// access to dockerd's plugin directory. One thread per connection; anything but
-// /metrics answers 404.
+// access to dockerd's plugin directory. Runs on the shared http::Server (http/server.h);
+// anything but /metrics answers 404.
 #pragma once
 
 #include <cstddef>
@@ -9,10 +9,10 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <thread>
 
 #include "common/status.h"
 #include "driver/graph_driver.h"
+#include "http/server.h"
 #include "plugin/metrics.h"
 
 namespace slacker::plugin {
@@ -51,13 +51,10 @@ class MetricsServer {
   void Stop();
 
   // "unix:/path" or "host:port" with the port actually bound; valid after Start().
-  std::string address() const;
-
-  struct State;  // opaque: defined in metrics_server.cc
+  std::string address() const { return server_->address(); }
 
  private:
-  std::shared_ptr<State> state_;  // shared with the connection threads
-  std::thread accept_thread_;
+  std::unique_ptr<http::Server> server_;
 };
 
 }  // namespace slacker::plugin

@@ -1,6 +1,7 @@
 // The plugin's HTTP server: serves the graphdriver protocol (PROTOCOL.md) on a unix
-// socket, one thread per connection, so a slow ApplyDiff never holds up a Get arriving
-// on another connection. ApplyDiff bodies and Diff replies are streamed, never buffered.
+// socket through the shared http::Server (http/server.h): one thread per connection, so a
+// slow ApplyDiff never holds up a Get arriving on another connection; ApplyDiff bodies and
+// Diff replies are streamed, never buffered.
 #pragma once
 
 #include <chrono>
@@ -8,10 +9,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "common/status.h"
 #include "driver/graph_driver.h"
+#include "http/server.h"
 #include "plugin/metrics.h"
 
 namespace slacker::plugin {
@@ -50,11 +51,10 @@ class Server {
   // stop_grace for in-flight requests before shutting their connections down. Idempotent.
   void Stop();
 
-  struct State;  // opaque: defined in server.cc
-
  private:
-  std::shared_ptr<State> state_;  // shared with the connection threads
-  std::thread accept_thread_;
+  const std::string socket_path_;
+  Status routes_status_;
+  std::unique_ptr<http::Server> server_;
 };
 
 }  // namespace slacker::plugin

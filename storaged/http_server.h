@@ -1,6 +1,7 @@
-// The snapshot service's HTTP/1.1 transport (Boost.Beast): TCP, optionally TLS, one
-// thread per connection, bodies bounded by Service::kMaxBody, idle connections closed
-// after a timeout.
+// The snapshot service's HTTP/1.1 transport: the shared http::Server (http/server.h) on
+// TCP, optionally TLS, one thread per connection, bodies bounded by Service::kMaxBody,
+// idle and slow connections closed after timeouts, 503 beyond a connection limit. Every
+// request goes to Service::Handle, which authenticates it and then routes it.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "http/server.h"
 #include "storaged/service.h"
 
 namespace slacker::storaged {
@@ -40,14 +42,13 @@ class HttpServer {
 
   // Binds and starts accepting on a background thread.
   Status Start();
-  // Stops accepting; open connections finish their current request. Idempotent.
+  // Stops accepting, closes idle connections and gives in-flight requests up to 5 s to
+  // finish. Idempotent.
   void Stop();
-  uint16_t port() const;
-
-  struct Impl;
+  uint16_t port() const { return server_->port(); }
 
  private:
-  std::shared_ptr<Impl> impl_;
+  std::unique_ptr<http::Server> server_;
 };
 
 // "HOST:PORT" / ":PORT" / "PORT" -> host (default 127.0.0.1) and port.

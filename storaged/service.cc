@@ -7,9 +7,11 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "common/files.h"
+#include "common/io.h"
 #include "common/log.h"
 #include "storage_backend/local_backend.h"
 
@@ -81,13 +83,18 @@ Result<std::unique_ptr<Service>> Service::Open(os::Os& os, ServiceOptions opts) 
   auto requests = MakeDirsBeneath(root_fd.get(), storage_backend::kStoragedRequestsDir, 0700);
   if (!requests.ok()) return requests.status().Context("open snapshot service state");
   std::unique_ptr<Service> service(new Service(os, std::move(opts), std::move(info), std::move(requests).value()));
+  SLACKER_RETURN_IF_ERROR(service->AddRoutes().Context("register the API's routes"));
   std::lock_guard<std::mutex> l(service->mutate_mu_);
   service->PruneRecords();
   return service;
 }
 
 Service::Service(os::Os& os, ServiceOptions opts, storage_backend::StoreInfo info, UniqueFd requests_fd)
-    : os_(os), opts_(std::move(opts)), info_(std::move(info)), requests_fd_(std::move(requests_fd)) {}
+    : os_(os),
+      opts_(std::move(opts)),
+      info_(std::move(info)),
+      requests_fd_(std::move(requests_fd)),
+      router_(&Service::RouterError) {}
 
 // Forgets idempotency records older than the TTL.
 void Service::PruneRecords() {
@@ -193,100 +200,155 @@ Reply Service::Mutate(const Request& req) {
   return r;
 }
 
+Reply Service::NoRoute(const std::string& method, const std::string& target) {
+  return Error(404, "no_route", "no route " + method + " " + target);
+}
+
+http::Reply Service::ToHttp(Reply r) {
+  http::Reply out;
+  out.status = r.status;
+  out.body = std::move(r.body);
+  return out;
+}
+
+// The router's own errors: API.md has 405 only for a method the API never takes (Handle
+// answers that); another of GET/POST/DELETE on a known path is an unknown route.
+http::Reply Service::RouterError(int status, std::string message, const http::Request& req) {
+  if (status == 404 || status == 405) return ToHttp(NoRoute(req.method, req.target));
+  log::Error("storaged_handler_failed", {{"target", req.target}, {"err", message}});
+  return ToHttp(Error(status, "internal", message));
+}
+
+Status Service::AddRoute(std::string method, std::string pattern, RouteFn fn) {
+  return router_.Add(std::move(method), std::move(pattern), [this, fn](http::Request& req) {
+    json body;
+    if (req.method == "POST") {  // Dispatch checked that it is a JSON object
+      auto text = ReadAtMost(req.body, kMaxBody, "request body");
+      body = text.ok() ? json::parse(*text, nullptr, false) : json::object();
+    }
+    return ToHttp((this->*fn)(req.params, body));
+  });
+}
+
+Status Service::AddRoutes() {
+  SLACKER_RETURN_IF_ERROR(AddRoute("GET", "/v1/store", &Service::GetStore));
+  SLACKER_RETURN_IF_ERROR(AddRoute("GET", "/v1/snapshots", &Service::ListSnapshots));
+  SLACKER_RETURN_IF_ERROR(AddRoute("GET", "/v1/snapshots/{id}", &Service::GetSnapshot));
+  SLACKER_RETURN_IF_ERROR(AddRoute("POST", "/v1/snapshots", &Service::PostSnapshot));
+  SLACKER_RETURN_IF_ERROR(AddRoute("POST", "/v1/clones", &Service::PostClone));
+  SLACKER_RETURN_IF_ERROR(AddRoute("POST", "/v1/files:clone", &Service::PostFileClone));
+  SLACKER_RETURN_IF_ERROR(AddRoute("DELETE", "/v1/snapshots/{id}", &Service::DeleteSnapshot));
+  return AddRoute("DELETE", "/v1/volumes/{host}/{volume}", &Service::DeleteVolume);
+}
+
 Reply Service::Dispatch(const Request& req) {
   auto p = SplitPath(req.target);
-  if (p.size() < 2 || p[0] != "v1") return Error(404, "no_route", "no route " + req.method + " " + req.target);
-  json body;
+  if (p.size() < 2 || p[0] != "v1") return NoRoute(req.method, req.target);
   if (req.method == "POST") {
-    body = json::parse(req.body, nullptr, false);
+    json body = json::parse(req.body, nullptr, false);
     if (body.is_discarded() || !body.is_object()) return Error(400, "bad_json", "the body must be a JSON object");
   }
-  const std::string& m = req.method;
+  StringSource body(req.body);
+  http::Request hr{.method = req.method, .target = req.target, .path = "/" + fmt::format("{}", fmt::join(p, "/")),
+                   .query = {}, .params = {}, .headers = {}, .body = body};
+  http::Reply r = router_.Dispatch(hr);
+  return Reply{r.status, std::move(r.body)};
+}
 
-  if (m == "GET" && p.size() == 2 && p[1] == "store") {
-    return Ok(200, {{"format", info_.format}, {"uuid", info_.uuid}, {"created", info_.created},
-                    {"export", opts_.export_url}});
+Reply Service::GetStore(const Params&, const json&) {
+  return Ok(200, {{"format", info_.format}, {"uuid", info_.uuid}, {"created", info_.created},
+                  {"export", opts_.export_url}});
+}
+
+Reply Service::ListSnapshots(const Params&, const json&) {
+  auto host = ForHost("storaged");
+  if (!host.ok()) return ErrorReply(host.status());
+  auto list = (*host)->ListSnapshots();
+  if (!list.ok()) return ErrorReply(list.status());
+  return Ok(200, {{"snapshots", *list}});
+}
+
+Reply Service::GetSnapshot(const Params& params, const json&) {
+  const std::string& id = params.at("id");
+  auto host = ForHost("storaged");
+  if (!host.ok()) return ErrorReply(host.status());
+  if (!(*host)->SnapshotExists(id))
+    return Error(404, "not_found", fmt::format("snapshot {} not found in store {}", id, info_.uuid));
+  auto meta = (*host)->ReadSnapshotMeta(id);
+  if (!meta.ok()) return ErrorReply(meta.status());
+  return Ok(200, {{"snapshot", id}, {"meta", *meta}});
+}
+
+Reply Service::PostSnapshot(const Params&, const json& body) {
+  auto host = Field(body, "host");
+  auto layer = Field(body, "layer");
+  if (!host.ok() || !layer.ok()) return ErrorReply(!host.ok() ? host.status() : layer.status());
+  json meta = body.contains("meta") ? body["meta"] : json::object();
+  auto move_field = body.find("move");
+  if (move_field != body.end() && !move_field->is_boolean())
+    return Error(400, "invalid_argument", "field \"move\" must be a boolean");
+  bool move = move_field != body.end() && move_field->get<bool>();
+  auto b = ForHost(*host);
+  if (!b.ok()) return ErrorReply(b.status());
+  auto snap = move ? (*b)->PromoteVolume(*layer, meta) : (*b)->SnapshotVolume(*layer, meta);
+  if (!snap.ok()) return ErrorReply(snap.status());
+  log::Info("storaged_snapshot", {{"host", *host}, {"layer", *layer}, {"snapshot", *snap},
+                                  {"how", move ? "promote" : "snapshot"}});
+  return Ok(201, {{"snapshot", *snap}});
+}
+
+Reply Service::PostClone(const Params&, const json& body) {
+  auto host = Field(body, "host");
+  auto snap = Field(body, "snapshot");
+  auto layer = Field(body, "layer");
+  for (auto* r : {&host, &snap, &layer}) {
+    if (!r->ok()) return ErrorReply(r->status());
   }
-  if (m == "GET" && p.size() == 2 && p[1] == "snapshots") {
-    auto host = ForHost("storaged");
-    if (!host.ok()) return ErrorReply(host.status());
-    auto list = (*host)->ListSnapshots();
-    if (!list.ok()) return ErrorReply(list.status());
-    return Ok(200, {{"snapshots", *list}});
-  }
-  if (m == "GET" && p.size() == 3 && p[1] == "snapshots") {
-    auto host = ForHost("storaged");
-    if (!host.ok()) return ErrorReply(host.status());
-    if (!(*host)->SnapshotExists(p[2]))
-      return Error(404, "not_found", fmt::format("snapshot {} not found in store {}", p[2], info_.uuid));
-    auto meta = (*host)->ReadSnapshotMeta(p[2]);
-    if (!meta.ok()) return ErrorReply(meta.status());
-    return Ok(200, {{"snapshot", p[2]}, {"meta", *meta}});
-  }
-  if (m == "POST" && p.size() == 2 && p[1] == "snapshots") {
-    auto host = Field(body, "host");
-    auto layer = Field(body, "layer");
-    if (!host.ok() || !layer.ok()) return ErrorReply(!host.ok() ? host.status() : layer.status());
-    json meta = body.contains("meta") ? body["meta"] : json::object();
-    bool move = body.value("move", false);
-    auto b = ForHost(*host);
-    if (!b.ok()) return ErrorReply(b.status());
-    auto snap = move ? (*b)->PromoteVolume(*layer, meta) : (*b)->SnapshotVolume(*layer, meta);
-    if (!snap.ok()) return ErrorReply(snap.status());
-    log::Info("storaged_snapshot", {{"host", *host}, {"layer", *layer}, {"snapshot", *snap},
-                                    {"how", move ? "promote" : "snapshot"}});
-    return Ok(201, {{"snapshot", *snap}});
-  }
-  if (m == "POST" && p.size() == 2 && p[1] == "clones") {
-    auto host = Field(body, "host");
-    auto snap = Field(body, "snapshot");
-    auto layer = Field(body, "layer");
-    for (auto* r : {&host, &snap, &layer}) {
-      if (!r->ok()) return ErrorReply(r->status());
-    }
-    auto b = ForHost(*host);
-    if (!b.ok()) return ErrorReply(b.status());
-    Status s = (*b)->CloneSnapshot(*snap, *layer);
-    if (!s.ok()) return ErrorReply(s);
-    log::Info("storaged_clone", {{"host", *host}, {"layer", *layer}, {"snapshot", *snap}});
-    return Ok(201, {{"volume", storage_backend::VolumeFile(*host, *layer)}});
-  }
-  if (m == "POST" && p.size() == 2 && p[1] == "files:clone") {
-    auto src = Field(body, "src");
-    auto dst = Field(body, "dst");
-    if (!src.ok() || !dst.ok()) return ErrorReply(!src.ok() ? src.status() : dst.status());
-    auto from = StorePath(*src, false);
-    auto to = StorePath(*dst, true);
-    if (!from.ok() || !to.ok()) return ErrorReply(!from.ok() ? from.status() : to.status());
-    // volumes/<host>/<file>: opening that host's store creates its directories.
-    auto dst_parts = SplitPath(*dst);
-    bool to_volume = dst_parts[0] == storage_backend::kVolumesDir;
-    std::string owner = to_volume && dst_parts.size() == 3 ? dst_parts[1] : "storaged";
-    if (to_volume && dst_parts.size() != 3)
-      return Error(400, "invalid_argument", fmt::format("{:?} is not volumes/<host>/<file>", *dst));
-    auto b = ForHost(owner);
-    if (!b.ok()) return ErrorReply(b.status());
-    Status s = (*b)->CloneFile(*from, *to);
-    if (!s.ok()) return ErrorReply(s);
-    log::Info("storaged_clone_file", {{"src", *src}, {"dst", *dst}});
-    return Ok(201, {{"dst", *dst}});
-  }
-  if (m == "DELETE" && p.size() == 3 && p[1] == "snapshots") {
-    auto b = ForHost("storaged");
-    if (!b.ok()) return ErrorReply(b.status());
-    Status s = (*b)->RemoveSnapshot(p[2]);
-    if (!s.ok()) return ErrorReply(s);
-    log::Info("storaged_remove_snapshot", {{"snapshot", p[2]}});
-    return Ok(200, json::object());
-  }
-  if (m == "DELETE" && p.size() == 4 && p[1] == "volumes") {
-    auto b = ForHost(p[2]);
-    if (!b.ok()) return ErrorReply(b.status());
-    Status s = (*b)->RemoveVolume(p[3]);
-    if (!s.ok()) return ErrorReply(s);
-    return Ok(200, json::object());
-  }
-  return Error(404, "no_route", "no route " + req.method + " " + req.target);
+  auto b = ForHost(*host);
+  if (!b.ok()) return ErrorReply(b.status());
+  Status s = (*b)->CloneSnapshot(*snap, *layer);
+  if (!s.ok()) return ErrorReply(s);
+  log::Info("storaged_clone", {{"host", *host}, {"layer", *layer}, {"snapshot", *snap}});
+  return Ok(201, {{"volume", storage_backend::VolumeFile(*host, *layer)}});
+}
+
+Reply Service::PostFileClone(const Params&, const json& body) {
+  auto src = Field(body, "src");
+  auto dst = Field(body, "dst");
+  if (!src.ok() || !dst.ok()) return ErrorReply(!src.ok() ? src.status() : dst.status());
+  auto from = StorePath(*src, false);
+  auto to = StorePath(*dst, true);
+  if (!from.ok() || !to.ok()) return ErrorReply(!from.ok() ? from.status() : to.status());
+  // volumes/<host>/<file>: opening that host's store creates its directories.
+  auto dst_parts = SplitPath(*dst);
+  bool to_volume = dst_parts[0] == storage_backend::kVolumesDir;
+  std::string owner = to_volume && dst_parts.size() == 3 ? dst_parts[1] : "storaged";
+  if (to_volume && dst_parts.size() != 3)
+    return Error(400, "invalid_argument", fmt::format("{:?} is not volumes/<host>/<file>", *dst));
+  auto b = ForHost(owner);
+  if (!b.ok()) return ErrorReply(b.status());
+  Status s = (*b)->CloneFile(*from, *to);
+  if (!s.ok()) return ErrorReply(s);
+  log::Info("storaged_clone_file", {{"src", *src}, {"dst", *dst}});
+  return Ok(201, {{"dst", *dst}});
+}
+
+Reply Service::DeleteSnapshot(const Params& params, const json&) {
+  const std::string& id = params.at("id");
+  auto b = ForHost("storaged");
+  if (!b.ok()) return ErrorReply(b.status());
+  Status s = (*b)->RemoveSnapshot(id);
+  if (!s.ok()) return ErrorReply(s);
+  log::Info("storaged_remove_snapshot", {{"snapshot", id}});
+  return Ok(200, json::object());
+}
+
+Reply Service::DeleteVolume(const Params& params, const json&) {
+  auto b = ForHost(params.at("host"));
+  if (!b.ok()) return ErrorReply(b.status());
+  Status s = (*b)->RemoveVolume(params.at("volume"));
+  if (!s.ok()) return ErrorReply(s);
+  return Ok(200, json::object());
 }
 
 }  // namespace slacker::storaged

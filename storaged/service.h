@@ -12,10 +12,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 
 #include "common/fd.h"
 #include "common/status.h"
+#include "http/router.h"
 #include "os/os.h"
 #include "storage_backend/backend.h"
 
@@ -61,7 +63,24 @@ class Service {
  private:
   Service(os::Os& os, ServiceOptions opts, storage_backend::StoreInfo info, UniqueFd requests_fd);
 
+  // The API's routes (API.md) on router_; Dispatch checks the /v1 prefix and, for POST,
+  // that the body is a JSON object, before routing.
+  using Params = std::map<std::string, std::string>;
+  using RouteFn = Reply (Service::*)(const Params& params, const nlohmann::json& body);
+  Status AddRoute(std::string method, std::string pattern, RouteFn fn);
+  Status AddRoutes();
   Reply Dispatch(const Request& req);
+  static Reply NoRoute(const std::string& method, const std::string& target);
+  static http::Reply ToHttp(Reply r);
+  static http::Reply RouterError(int status, std::string message, const http::Request& req);
+  Reply GetStore(const Params& params, const nlohmann::json& body);
+  Reply ListSnapshots(const Params& params, const nlohmann::json& body);
+  Reply GetSnapshot(const Params& params, const nlohmann::json& body);
+  Reply PostSnapshot(const Params& params, const nlohmann::json& body);
+  Reply PostClone(const Params& params, const nlohmann::json& body);
+  Reply PostFileClone(const Params& params, const nlohmann::json& body);
+  Reply DeleteSnapshot(const Params& params, const nlohmann::json& body);
+  Reply DeleteVolume(const Params& params, const nlohmann::json& body);
   Reply Mutate(const Request& req);
   Result<storage_backend::Backend*> ForHost(const std::string& host);
   Result<std::string> StorePath(const std::string& rel, bool for_write) const;
@@ -78,6 +97,7 @@ class Service {
   std::chrono::steady_clock::time_point last_prune_;  // guarded by mutate_mu_
   std::mutex hosts_mu_;
   std::map<std::string, std::unique_ptr<storage_backend::Backend>> hosts_;
+  http::Router router_;  // the API's routes (AddRoutes); read-only once Open() returns
 };
 
 // Maps a Status to an HTTP status and a short code ("ENOENT" -> 404 "not_found", ...).

@@ -136,6 +136,27 @@ TEST_F(StoragedTest, Service_UnknownRouteAndMethod) {
   EXPECT_EQ(Call("PUT", "/v1/snapshots").status, 405);
 }
 
+// API.md: 405 is for a method the API never takes; another of its methods on a known
+// path is an unknown route, as is a path under /v1 that names nothing.
+TEST_F(StoragedTest, Service_KnownPathWithAnotherMethodIsNoRoute) {
+  auto r = Call("GET", "/v1/clones");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(Body(r)["code"], "no_route");
+  r = Call("DELETE", "/v1/store");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(Body(r)["code"], "no_route");
+  EXPECT_EQ(Call("DELETE", "/v1/volumes/h1").status, 404);
+}
+
+// A field of the wrong JSON type is a 400, not an exception out of the handler (a
+// non-boolean "move" used to throw through the connection's thread).
+TEST_F(StoragedTest, Service_NonBooleanMoveIs400) {
+  WriteVolume("h1", "l1", "data");
+  auto r = Call("POST", "/v1/snapshots", R"({"host":"h1","layer":"l1","move":"yes"})");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(Body(r)["error"].get<std::string>().find("move"), std::string::npos) << r.body;
+}
+
 // Snapshot a volume, read its metadata, clone it for another host: contents follow.
 TEST_F(StoragedTest, Service_SnapshotCloneRoundTrip) {
   WriteVolume("h1", "layer1", "layer-one-bytes");

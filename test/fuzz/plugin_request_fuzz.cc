@@ -1,5 +1,5 @@
-// libFuzzer target: the plugin's request decoding and route dispatch (plugin/router.h,
-// plugin/graphdriver_routes.h) in front of a driver without side effects. Input layout:
+// libFuzzer target: the plugin's request decoding and route dispatch (http/router.h,
+// plugin/router.h, plugin/graphdriver_routes.h) in front of a driver without side effects. Input layout:
 // byte 0 picks the route, byte 1 the HTTP method, then a request target suffix up to the
 // first '\n' (query string), then the body. Every reply must be a valid HTTP status and,
 // for JSON routes, a JSON body.
@@ -84,7 +84,7 @@ const char* kMethods[] = {"POST", "GET", "PUT", ""};
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static NullDriver driver;
   static plugin::Router* router = [] {
-    auto* r = new plugin::Router;
+    auto* r = new plugin::Router(plugin::NewRouter());
     if (!plugin::AddGraphDriverRoutes(*r, driver, 1 << 16).ok()) std::abort();
     return r;
   }();
@@ -97,9 +97,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string body = nl == std::string::npos ? rest : rest.substr(nl + 1);
 
   StringSource src(body);
-  plugin::Request req{"", {}, src};
-  plugin::SplitTarget(target, &req.path, &req.query);
-  plugin::Reply reply = router->Dispatch(method, req);
+  plugin::Request req{.method = method, .target = target, .path = {}, .query = {}, .params = {},
+                      .headers = {}, .body = src};
+  http::SplitTarget(target, &req.path, &req.query);
+  plugin::Reply reply = router->Dispatch(req);
   if (reply.status < 200 || reply.status > 599) std::abort();
   if (reply.stream) {
     char buf[4096];

@@ -1,4 +1,4 @@
-#include "plugin/connections.h"
+#include "http/connections.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -13,7 +13,7 @@
 
 #include <gtest/gtest.h>
 
-namespace slacker::plugin {
+namespace slacker::http {
 namespace {
 
 using namespace std::chrono_literals;
@@ -137,4 +137,4 @@ TEST(ConnectionsTest, ThreadOutlivingTheObjectTouchesNothingOfIt) {
 }
 
 }  // namespace
-}  // namespace slacker::plugin
+}  // namespace slacker::http

@@ -1,4 +1,4 @@
-#include "plugin/listener.h"
+#include "http/listener.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -17,7 +17,7 @@
 #include "common/files.h"
 #include "common/log.h"
 
-namespace slacker::plugin {
+namespace slacker::http {
 namespace {
 
 Status CheckStaleSocket(const std::string& path) {
@@ -123,10 +123,15 @@ Result<UniqueFd> ListenTcp(const std::string& host, uint16_t port, uint16_t* bou
   return fd;
 }
 
-void AcceptUntilWoken(int listen_fd, int wake_fd, const std::function<void(int fd)>& on_accept) {
+void AcceptUntilWoken(int listen_fd, int wake_fd, const std::function<void(int fd)>& on_accept,
+                      std::chrono::milliseconds tick, const std::function<void()>& on_tick) {
   pollfd fds[2] = {{listen_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+  int timeout_ms = on_tick ? static_cast<int>(tick.count()) : -1;
   for (;;) {
-    if (::poll(fds, 2, -1) < 0) {
+    if (on_tick) on_tick();
+    int ready = ::poll(fds, 2, timeout_ms);
+    if (ready == 0) continue;
+    if (ready < 0) {
       if (errno == EINTR) continue;
       log::Error("accept_failed", {{"err", Status::FromErrno(errno, "poll").message()}});
       return;
@@ -152,4 +157,4 @@ void StopAccepting(int wake_fd, std::thread& accept_thread) {
   accept_thread.join();
 }
 
-}  // namespace slacker::plugin
+}  // namespace slacker::http

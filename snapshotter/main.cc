@@ -166,7 +166,6 @@ int main(int argc, char** argv) {
     return trust;
   };
   sopts.host_id = flags.store.host_id;
-  sopts.driver_layers_dir = JoinPath(driver_state, "layers");
   sopts.index = std::make_shared<snapshotter::StoreIndex>(JoinPath(backend.root(), "containerd/names"));
   auto service = snapshotter::SnapshotService::Open(drv, sopts);
   if (!service.ok()) return Fail(service.status(), "open snapshot catalog");

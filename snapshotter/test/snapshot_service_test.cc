@@ -25,9 +25,10 @@ namespace {
 const std::string kStore(32, 'a');
 namespace pb = containerd::services::snapshots::v1;
 
-// Layers are directories; a Diff of a written layer is a reference tar to a fresh
-// snapshot id; ApplyDiff accepts reference tars to kStore only.
-class FakeDriver : public driver::GraphDriver {
+// Layers are directories; CommitSnapshot of a layer makes a fresh snapshot id (42 bytes);
+// CreateFromSnapshot records any snapshot not in `deleted` and checks the parent binding
+// it is given. Diff and ApplyDiff are not used by the service: they fail the test.
+class FakeDriver : public driver::GraphDriver, public driver::SnapshotDriver {
  public:
   explicit FakeDriver(std::string root) : root_(std::move(root)) {}
   struct L {
@@ -36,11 +37,11 @@ class FakeDriver : public driver::GraphDriver {
     int refs = 0;
   };
   std::map<std::string, L> layers;  // guarded by mu (tests read it while no call runs)
-  int diffs = 0;
-  // Called at the start of Diff, without mu held: a test blocks a Commit there.
-  std::function<void()> diff_gate;
+  int commits = 0;
+  // Called at the start of CommitSnapshot, without mu held: a test blocks a Commit there.
+  std::function<void()> commit_gate;
+  std::set<std::string> deleted;  // snapshots gc removed from the store
   std::recursive_mutex mu;
-  std::string key = "k";  // the store's key, as on a default install
 
   Status Init(const std::string&, const std::vector<std::string>&) override { return Status::Ok(); }
   driver::Capabilities GetCapabilities() override { return {}; }
@@ -76,34 +77,39 @@ class FakeDriver : public driver::GraphDriver {
     return layers.count(id) > 0;
   }
   Result<driver::DiffStream> Diff(const std::string& id, const std::string&) override {
-    if (diff_gate) diff_gate();
-    std::lock_guard<std::recursive_mutex> l(mu);
-    if (!layers.count(id)) return Errorf(ENOENT, "no layer {}", id);
-    diffs++;
-    registry_shim::Reference ref;
-    ref.store = kStore;
-    ref.snapshot = RandomHex(16);
-    ref.bytes = 42;
-    SLACKER_ASSIGN_OR_RETURN(ref.parent, ChainOfParent(id));
-    return driver::DiffStream(std::make_unique<StringSource>(registry_shim::EncodeReferenceTar(ref, key)));
+    ADD_FAILURE() << "the snapshotter called Diff of " << id;
+    return Errorf(ENOTSUP, "Diff");
   }
   Result<std::vector<driver::Change>> Changes(const std::string&, const std::string&) override {
     return std::vector<driver::Change>{};
   }
-  Result<int64_t> ApplyDiff(const std::string& id, const std::string&, ByteSource& tar) override {
-    std::string bytes;
-    char buf[4096];
-    for (;;) {
-      SLACKER_ASSIGN_OR_RETURN(size_t n, tar.Read(buf, sizeof buf));
-      if (n == 0) break;
-      bytes.append(buf, n);
-    }
+  Result<int64_t> ApplyDiff(const std::string& id, const std::string&, ByteSource&) override {
+    ADD_FAILURE() << "the snapshotter called ApplyDiff of " << id;
+    return Errorf(ENOTSUP, "ApplyDiff");
+  }
+  Result<driver::CommittedSnapshot> CommitSnapshot(const std::string& id) override {
+    if (commit_gate) commit_gate();
     std::lock_guard<std::recursive_mutex> l(mu);
+    if (!layers.count(id)) return Errorf(ENOENT, "no layer {}", id);
+    commits++;
+    layers[id].snapshot = RandomHex(16);
     SLACKER_ASSIGN_OR_RETURN(std::string parent_chain, ChainOfParent(id));
-    SLACKER_ASSIGN_OR_RETURN(auto ref, registry_shim::DecodeReferenceTar(bytes, {{key}, false}, parent_chain));
-    if (ref.store != kStore) return Errorf(EINVAL, "foreign store {}", ref.store);
-    layers[id].snapshot = ref.snapshot;
-    return static_cast<int64_t>(ref.bytes);
+    return driver::CommittedSnapshot{layers[id].snapshot, 42, parent_chain};
+  }
+  Result<int64_t> CreateFromSnapshot(const driver::SnapshotLayerRequest& req) override {
+    std::lock_guard<std::recursive_mutex> l(mu);
+    if (!layers.count(req.id)) return Errorf(ENOENT, "no layer {}", req.id);
+    SLACKER_ASSIGN_OR_RETURN(std::string parent_chain, ChainOfParent(req.id));
+    if (req.parent_chain && *req.parent_chain != parent_chain) return Errorf(EACCES, "made for another parent");
+    if (deleted.count(req.snapshot)) return Errorf(ENOENT, "snapshot {} is not on the store", req.snapshot);
+    layers[req.id].snapshot = req.snapshot;
+    return static_cast<int64_t>(req.bytes);
+  }
+  Result<std::vector<driver::LayerSnapshot>> ListLayers() override {
+    std::lock_guard<std::recursive_mutex> l(mu);
+    std::vector<driver::LayerSnapshot> out;
+    for (const auto& [id, layer] : layers) out.push_back({id, layer.parent, layer.rw, layer.snapshot});
+    return out;
   }
   Result<int64_t> DiffSize(const std::string&, const std::string&) override { return int64_t{0}; }
   Status Cleanup() override { return Status::Ok(); }
@@ -245,7 +251,7 @@ TEST_F(SnapshotServiceTest, CommitTurnsActiveIntoCommittedAndDropsTheKey) {
   auto info = svc_->Stat("default/2/c");
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->kind, Kind::kCommitted);
-  EXPECT_EQ(driver_->diffs, 1);
+  EXPECT_EQ(driver_->commits, 1);
   EXPECT_EQ(svc_->GetUsage("default/2/c")->size, 42);
   EXPECT_EQ(driver_->layers.size(), 1u);  // the active layer is gone
 }
@@ -316,6 +322,7 @@ TEST_F(SnapshotServiceTest, CatalogSurvivesARestart) {
 
 // The JSON body of a reference tar: what containerd's differ leaves at /.slacker/ref.json.
 std::string RefBody(const std::string& snapshot, uint64_t bytes, const std::string& parent, const std::string& key) {
+  // Test data: what a slackerd worker's Diff pushed (the service itself encodes none).
   std::string tar = registry_shim::EncodeReferenceTar({2, kStore, snapshot, parent, bytes, ""}, key);
   return tar.substr(512, tar.find('\0', 512) - 512);
 }
@@ -331,7 +338,7 @@ TEST_F(SnapshotServiceTest, ExtractionThatReceivedAReferenceCommitsToTheReferenc
   WriteRefJson((*m)[0].source, RefBody(std::string(32, 'b'), 7, "", "k"));
   Status c = svc_->Commit("default/2/sha256:abc", "default/1/extract-1-x sha256:abc", {});
   ASSERT_TRUE(c.ok()) << c.message();
-  EXPECT_EQ(driver_->diffs, 0);  // nothing snapshotted: the reference is used as is
+  EXPECT_EQ(driver_->commits, 0);  // nothing snapshotted: the reference is used as is
   EXPECT_EQ(driver_->read_reference_calls, 1) << "read through the driver, not the mount";
   ASSERT_EQ(driver_->layers.size(), 1u);
   EXPECT_EQ(driver_->layers.begin()->second.snapshot, std::string(32, 'b'));
@@ -416,13 +423,13 @@ TEST_F(SnapshotServiceTest, BlockedCommitDoesNotBlockCallsOnOtherKeys) {
   ASSERT_TRUE(svc_->Prepare("default/3/slow", "default/2/base", {}).ok());
   std::promise<void> entered, release;
   std::shared_future<void> released = release.get_future().share();
-  driver_->diff_gate = [&, released] {
+  driver_->commit_gate = [&, released] {
     entered.set_value();
     released.wait();
   };
   auto commit = std::async(std::launch::async, [&] { return svc_->Commit("default/4/done", "default/3/slow", {}); });
   ASSERT_EQ(entered.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready)
-      << "the Commit never reached the driver's Diff";
+      << "the Commit never reached the driver's CommitSnapshot";
   auto others = std::async(std::launch::async, [&] {
     std::string problems;
     auto st = svc_->Stat("default/2/base");
@@ -461,7 +468,7 @@ TEST_F(SnapshotServiceTest, PublishedChainIsAdoptedByAnotherHostAsAlreadyExistin
   EXPECT_EQ(all[0].parent, "");
   EXPECT_TRUE(all[0].name.starts_with("k8s.io/9/"));
   EXPECT_EQ(other_driver.layers.size(), 1u);
-  EXPECT_EQ(other_driver.diffs, 0);
+  EXPECT_EQ(other_driver.commits, 0);
 }
 
 TEST_F(SnapshotServiceTest, UnpublishedTargetIsPreparedNormally) {

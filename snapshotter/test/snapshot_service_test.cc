@@ -41,6 +41,7 @@ class FakeDriver : public driver::GraphDriver, public driver::SnapshotDriver {
   // Called at the start of CommitSnapshot, without mu held: a test blocks a Commit there.
   std::function<void()> commit_gate;
   std::set<std::string> deleted;  // snapshots gc removed from the store
+  std::vector<driver::SnapshotLayerRequest> created;  // every CreateFromSnapshot
   std::recursive_mutex mu;
 
   Status Init(const std::string&, const std::vector<std::string>&) override { return Status::Ok(); }
@@ -101,6 +102,7 @@ class FakeDriver : public driver::GraphDriver, public driver::SnapshotDriver {
     if (!layers.count(req.id)) return Errorf(ENOENT, "no layer {}", req.id);
     SLACKER_ASSIGN_OR_RETURN(std::string parent_chain, ChainOfParent(req.id));
     if (req.parent_chain && *req.parent_chain != parent_chain) return Errorf(EACCES, "made for another parent");
+    created.push_back(req);
     if (deleted.count(req.snapshot)) return Errorf(ENOENT, "snapshot {} is not on the store", req.snapshot);
     layers[req.id].snapshot = req.snapshot;
     return static_cast<int64_t>(req.bytes);
@@ -481,6 +483,60 @@ TEST_F(SnapshotServiceTest, UserNamesArePublishedPerNamespace) {
   Layer(*svc_, "default/1/k", "default/2/mine", "");
   EXPECT_TRUE(index_->Lookup("default", "mine").ok());
   EXPECT_EQ(index_->Lookup("other", "mine").status().code(), ENOENT);
+}
+
+// The committed layer is bound to the parent its snapshot was made on (the driver checks
+// it); an extraction's reference was checked against containerd's chain id instead.
+TEST_F(SnapshotServiceTest, CommitBindsTheNewLayerToItsSnapshotsParent) {
+  Layer(*svc_, "default/1/k", "default/2/base", "");
+  Layer(*svc_, "default/3/k", "default/4/top", "default/2/base");
+  ASSERT_EQ(driver_->created.size(), 2u);
+  std::string base_layer = driver_->created[0].id;
+  EXPECT_EQ(driver_->created[0].parent_chain, std::optional<std::string>(""));
+  EXPECT_EQ(driver_->created[1].parent_chain, "sha256:" + base_layer + base_layer);
+  auto m = svc_->Prepare("default/5/extract-5 sha256:abc", "", {});
+  ASSERT_TRUE(m.ok());
+  WriteRefJson((*m)[0].source, RefBody(std::string(32, 'b'), 7, "", "k"));
+  ASSERT_TRUE(svc_->Commit("default/6/sha256:abc", "default/5/extract-5 sha256:abc", {}).ok());
+  EXPECT_EQ(driver_->created.back().parent_chain, std::nullopt);
+}
+
+// A reference to a snapshot gc deleted: the Commit fails, nothing of it is left, and the
+// extraction snapshot is still there to retry or remove.
+TEST_F(SnapshotServiceTest, FailedCommitRollsBackItsLayerAndKeepsTheActiveSnapshot) {
+  driver_->deleted.insert(std::string(32, 'b'));
+  auto m = svc_->Prepare("default/1/extract-1 sha256:abc", "", {});
+  ASSERT_TRUE(m.ok());
+  WriteRefJson((*m)[0].source, RefBody(std::string(32, 'b'), 7, "", "k"));
+  Status c = svc_->Commit("default/2/sha256:abc", "default/1/extract-1 sha256:abc", {});
+  EXPECT_EQ(c.code(), EBUSY) << c.message();
+  EXPECT_EQ(driver_->layers.size(), 1u) << "the committed layer was not rolled back";
+  EXPECT_EQ(svc_->Stat("default/1/extract-1 sha256:abc")->kind, Kind::kActive);
+  EXPECT_EQ(svc_->Stat("default/2/sha256:abc").status().code(), ENOENT);
+  EXPECT_TRUE(svc_->Prepare("default/3/x", "", {}).ok()) << "the failed Commit kept a lock";
+  EXPECT_TRUE(svc_->Remove("default/1/extract-1 sha256:abc").ok());
+}
+
+TEST_F(SnapshotServiceTest, StaleIndexEntryIsPreparedNormally) {
+  std::string gone(32, 'd');
+  ASSERT_TRUE(index_->Publish("", StoreIndex::Entry{"sha256:s1", gone, 1, "b", 0}).ok());
+  driver_->deleted.insert(gone);
+  auto r = svc_->Prepare("default/1/extract-1 sha256:s1", "", {{kLabelSnapshotRef, "sha256:s1"}});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(svc_->Walk().size(), 1u);
+  EXPECT_EQ(driver_->layers.size(), 1u) << "the unusable remote layer was not rolled back";
+}
+
+TEST_F(SnapshotServiceTest, CleanupRemovesOnlyLayersNoSnapshotNames) {
+  Layer(*svc_, "default/1/k", "default/2/base", "");
+  ASSERT_TRUE(svc_->Prepare("default/3/a", "default/2/base", {}).ok());
+  ASSERT_TRUE(driver_->Create(driver::CreateRequest{"orphan", "", "", {}}).ok());  // a crash's leftover
+  ASSERT_EQ(driver_->layers.size(), 3u);
+  Status s = svc_->Cleanup();
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(driver_->layers.size(), 2u);
+  EXPECT_EQ(driver_->layers.count("orphan"), 0u);
+  EXPECT_TRUE(svc_->Mounts("default/3/a").ok());
 }
 
 // The wire protocol: containerd's messages and status codes through a real gRPC server

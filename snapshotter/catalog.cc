@@ -176,7 +176,7 @@ void CatalogTransaction::Put(Record r) { puts_.push_back(std::move(r)); }
 
 void CatalogTransaction::Erase(const std::string& name) { erases_.push_back(name); }
 
-Status CatalogTransaction::Validate() const {
+Status CatalogTransaction::Validate(const std::map<std::string, Record>& records) const {
   auto locked = [&](const std::string& name) {
     auto it = locks_.find(name);
     return it != locks_.end() && it->second;
@@ -185,7 +185,6 @@ Status CatalogTransaction::Validate() const {
   auto put = [&](const std::string& name) {
     return std::any_of(puts_.begin(), puts_.end(), [&](const Record& r) { return r.name == name; });
   };
-  const auto& records = catalog_.records_;
   for (const auto& name : erases_) {
     if (!locked(name)) return Errorf(EINVAL, "catalog: erase of {} without its lock", name);
     if (!records.count(name)) return Errorf(ENOENT, "snapshot {} does not exist", name);
@@ -206,7 +205,7 @@ Status CatalogTransaction::Validate() const {
 Status CatalogTransaction::Commit() {
   if (committed_) return Errorf(EINVAL, "catalog: transaction committed twice");
   MutexLock l(catalog_.mu_);
-  SLACKER_RETURN_IF_ERROR(Validate());
+  SLACKER_RETURN_IF_ERROR(Validate(catalog_.records_));
   std::map<std::string, Record> before = catalog_.records_;  // small: a host's snapshots
   for (const auto& name : erases_) catalog_.records_.erase(name);
   for (const auto& r : puts_) catalog_.records_[r.name] = r;

@@ -100,7 +100,8 @@ class CatalogTransaction {
   Status Commit();
 
  private:
-  Status Validate() const REQUIRES(catalog_.mu_);
+  // The checks of Commit against `records` (the catalog's, under its mutex).
+  Status Validate(const std::map<std::string, Record>& records) const;
 
   Catalog& catalog_;
   std::map<std::string, bool> locks_;  // name -> exclusive

@@ -5,11 +5,13 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "common/files.h"
 #include "common/io.h"
 #include "common/status.h"
 #include "driver/graph_driver.h"
@@ -55,6 +57,31 @@ class FakeGraphDriverModel {
 
  private:
   plugin::FakeGraphDriver fake_;
+};
+
+// A scratch directory and a driver in it, Init'ed as dockerd does first.
+template <typename Impl>
+class DriverContractFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeScratchDir("slacker-contract-test");
+    ASSERT_NE(dir_, "");
+    impl_.emplace();
+    Status s = impl_->Open(dir_);
+    ASSERT_TRUE(s.ok()) << s.message();
+    // dockerd calls Init first, with the daemon's home for the driver.
+    s = d().Init(dir_ + "/home", {});
+    ASSERT_TRUE(s.ok()) << s.message();
+  }
+  void TearDown() override {
+    impl_.reset();
+    IgnoreError(RemoveTree(dir_), "test teardown: a leftover scratch dir only wastes space");
+  }
+
+  GraphDriver& d() { return impl_->driver(); }
+
+  std::string dir_;
+  std::optional<Impl> impl_;
 };
 
 // --- helpers of both suites ---------------------------------------------------------

@@ -52,24 +52,9 @@ std::vector<std::string> Lines(const std::vector<Change>& changes) {
 // --- the suite -------------------------------------------------------------------------
 
 template <typename Impl>
-class GraphDriverContract : public ::testing::Test {
+class GraphDriverContract : public DriverContractFixture<Impl> {
  protected:
-  void SetUp() override {
-    dir_ = MakeScratchDir("slacker-contract-test");
-    ASSERT_NE(dir_, "");
-    impl_.emplace();
-    Status s = impl_->Open(dir_);
-    ASSERT_TRUE(s.ok()) << s.message();
-    // dockerd calls Init first, with the daemon's home for the driver.
-    s = d().Init(dir_ + "/home", {});
-    ASSERT_TRUE(s.ok()) << s.message();
-  }
-  void TearDown() override {
-    impl_.reset();
-    IgnoreError(RemoveTree(dir_), "test teardown: a leftover scratch dir only wastes space");
-  }
-
-  GraphDriver& d() { return impl_->driver(); }
+  using DriverContractFixture<Impl>::d;
 
   // The whole Diff stream of `id`; "" (and a test failure) if it cannot be read.
   std::string DiffOf(const std::string& id, const std::string& parent = "") {
@@ -93,9 +78,6 @@ class GraphDriverContract : public ::testing::Test {
     EXPECT_TRUE(r.ok() || r.status().code() == EBUSY) << r.status().message();
     return !r.ok() && r.status().code() == EBUSY;
   }
-
-  std::string dir_;
-  std::optional<Impl> impl_;
 };
 
 TYPED_TEST_SUITE(GraphDriverContract, ContractImplementations, ContractImplName);

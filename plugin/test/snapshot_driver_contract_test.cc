@@ -28,24 +28,10 @@ void PrintTo(const LayerSnapshot& l, std::ostream* os) {
 namespace {
 
 template <typename Impl>
-class SnapshotDriverContract : public ::testing::Test {
+class SnapshotDriverContract : public DriverContractFixture<Impl> {
  protected:
-  void SetUp() override {
-    dir_ = MakeScratchDir("slacker-snapshot-contract-test");
-    ASSERT_NE(dir_, "");
-    impl_.emplace();
-    Status s = impl_->Open(dir_);
-    ASSERT_TRUE(s.ok()) << s.message();
-    s = d().Init(dir_ + "/home", {});
-    ASSERT_TRUE(s.ok()) << s.message();
-  }
-  void TearDown() override {
-    impl_.reset();
-    IgnoreError(RemoveTree(dir_), "test teardown: a leftover scratch dir only wastes space");
-  }
-
-  GraphDriver& d() { return impl_->driver(); }
-  SnapshotDriver& snaps() { return impl_->snapshots(); }
+  using DriverContractFixture<Impl>::d;
+  SnapshotDriver& snaps() { return this->impl_->snapshots(); }
 
   // Image layer `id` on `parent` holding `tar`.
   void Image(const std::string& id, const std::string& parent, const std::string& tar) {
@@ -83,9 +69,6 @@ class SnapshotDriverContract : public ::testing::Test {
     }
     return std::nullopt;
   }
-
-  std::string dir_;
-  std::optional<Impl> impl_;
 };
 
 TYPED_TEST_SUITE(SnapshotDriverContract, ContractImplementations, ContractImplName);

@@ -117,8 +117,7 @@ Result<int64_t> SlackerDriver::ApplyDiff(const std::string& id, const std::strin
   auto layer = layers_.Find(id);
   if (!layer) return Errorf(ENOENT, "apply diff to layer {}: no such layer", id);
   common::MutexLock l(layer->mu);
-  if (layer->refs > 0) return Errorf(EBUSY, "apply diff to layer {}: the layer is mounted", id);
-  if (layer->parked) SLACKER_RETURN_IF_ERROR(UnmountLocked(*layer).Context("apply diff to layer " + id));
+  SLACKER_RETURN_IF_ERROR(ReadyForContent(*layer, "apply diff to layer " + id));
   SLACKER_ASSIGN_OR_RETURN(std::string head, ReadHead(tar));
   if (head.empty()) {
     // Not a tar: every tar, even an empty layer's, has its 1024-byte end marker. dockerd's
@@ -153,42 +152,78 @@ Result<int64_t> SlackerDriver::ApplyReference(Layer& layer, const std::string& b
   if (!ref.ok()) return ref.status().Context("apply reference to layer " + id);
   SLACKER_ASSIGN_OR_RETURN(std::string parent_chain, ReferenceParent(layer.rec));
   SLACKER_RETURN_IF_ERROR(registry_shim::VerifyReference(*ref, Trust(), parent_chain).Context("apply reference to layer " + id));
-  if (ref->store != backend_.info().uuid) {
+  return RecordReference(layer, *ref, parent_chain, bytes);
+}
+
+Status SlackerDriver::ReadyForContent(Layer& layer, const std::string& what) {
+  if (layer.refs > 0) return Errorf(EBUSY, "{}: the layer is mounted", what);
+  if (layer.parked) SLACKER_RETURN_IF_ERROR(UnmountLocked(layer).Context(what));
+  return Status::Ok();
+}
+
+// The layer holds the snapshot `ref` names (verified or vouched for by the caller);
+// `bytes` is the reference tar Diff reproduces, whose digest extends the chain id.
+Result<int64_t> SlackerDriver::RecordReference(Layer& layer, const registry_shim::Reference& ref,
+                                               const std::string& parent_chain, const std::string& bytes) {
+  const std::string& id = layer.rec.id;
+  if (ref.store != backend_.info().uuid) {
     return Errorf(EINVAL,
                   "apply reference to layer {}: snapshot {} lives on store {}, but this worker's store is {} "
                   "(pull it on a worker that shares that store, or export the image with `slackerctl export`)",
-                  id, ref->snapshot, ref->store, backend_.info().uuid);
+                  id, ref.snapshot, ref.store, backend_.info().uuid);
   }
-  if (!backend_.SnapshotExists(ref->snapshot)) {
+  if (!backend_.SnapshotExists(ref.snapshot)) {
     return Errorf(ENOENT, "apply reference to layer {}: snapshot {} does not exist on store {} (deleted by gc?)",
-                  id, ref->snapshot, ref->store);
+                  id, ref.snapshot, ref.store);
   }
   // Mark first, then check the image: a gc hides an image before it re-reads the
   // markers (storage_backend/STORE.md), so one of the two sees the other.
-  SLACKER_RETURN_IF_ERROR(claims_.Claim(ref->snapshot, id).Context("apply reference to layer " + id));
-  if (!claims_.Claimable(ref->snapshot)) {
-    claims_.Release(ref->snapshot, id);
+  SLACKER_RETURN_IF_ERROR(claims_.Claim(ref.snapshot, id).Context("apply reference to layer " + id));
+  if (!claims_.Claimable(ref.snapshot)) {
+    claims_.Release(ref.snapshot, id);
     return Errorf(ENOENT, "apply reference to layer {}: snapshot {} was just deleted from store {} (by gc?)", id,
-                  ref->snapshot, ref->store);
+                  ref.snapshot, ref.store);
   }
   LayerRecord next = layer.rec;
-  next.snapshot = ref->snapshot;
+  next.snapshot = ref.snapshot;
   next.origin = Origin::kReference;
   next.has_volume = false;
   next.dirty = false;
-  next.diff_size = static_cast<int64_t>(ref->bytes);
+  next.diff_size = static_cast<int64_t>(ref.bytes);
   next.chain_id = registry_shim::NextChainId(parent_chain, slacker::Sha256Digest(bytes));
   Status written = AtomicWriteFile(common::LayerReferenceFile(opts_.state_dir, id), bytes);
   if (written.ok()) written = Persist(next);
   if (!written.ok()) {
-    if (ref->snapshot != layer.rec.snapshot) claims_.Release(ref->snapshot, id);
+    if (ref.snapshot != layer.rec.snapshot) claims_.Release(ref.snapshot, id);
     return written;
   }
   if (layer.rec.has_volume) IgnoreError(backend_.RemoveVolume(id), "the reference replaces the volume; a stray volume is removed at the next start");
   claims_.ReleaseReplaced(layer.rec.snapshot, next.snapshot, id);
   layer.rec = next;
-  log::Info("apply_reference", {{"layer", id}, {"snapshot", ref->snapshot}});
+  log::Info("apply_reference", {{"layer", id}, {"snapshot", ref.snapshot}});
   return next.diff_size;
+}
+
+Result<int64_t> SlackerDriver::CreateFromSnapshot(const SnapshotLayerRequest& req) {
+  std::string what = "create layer " + req.id + " from snapshot " + req.snapshot;
+  if (!storage_backend::IsValidSnapshotId(req.snapshot)) return Errorf(EINVAL, "{}: invalid snapshot id", what);
+  auto layer = layers_.Find(req.id);
+  if (!layer) return Errorf(ENOENT, "{}: no such layer", what);
+  common::MutexLock l(layer->mu);
+  SLACKER_RETURN_IF_ERROR(ReadyForContent(*layer, what));
+  SLACKER_ASSIGN_OR_RETURN(std::string parent_chain, ReferenceParent(layer->rec));
+  if (req.parent_chain && *req.parent_chain != parent_chain) {
+    return Errorf(EACCES, "{}: the snapshot was made on top of {:?}, but the layer's parent is {:?}", what,
+                  *req.parent_chain, parent_chain);
+  }
+  registry_shim::Reference ref;
+  ref.store = backend_.info().uuid;
+  ref.snapshot = req.snapshot;
+  ref.parent = parent_chain;
+  ref.bytes = req.bytes;
+  // The layer is then what ApplyDiff of this reference makes: Diff pushes it as a
+  // reference tar, and its chain id hashes that tar.
+  return RecordReference(*layer, ref, parent_chain, registry_shim::EncodeReferenceTar(ref, Trust().signing_key()));
 }
 
 // Dedup across the cluster: a standard layer whose chain (the parent's content snapshot

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -94,6 +95,66 @@ class GraphDriver {
   // Prometheus metric name given once. Must not wait on a layer's long operation: the
   // endpoint calls it on every scrape.
   virtual std::vector<std::pair<std::string, double>> Metrics() { return {}; }
+};
+
+// What CommitSnapshot made of a layer.
+struct CommittedSnapshot {
+  std::string snapshot;      // snapshot id on the driver's store
+  uint64_t bytes = 0;        // size of the layer's change against its parent
+  // The chain id the snapshot's content sits on (the layer's nearest image ancestor's;
+  // "" for the empty file system): what CreateFromSnapshot checks the new layer's
+  // parent against.
+  std::string parent_chain;
+  bool operator==(const CommittedSnapshot&) const = default;
+};
+
+// CreateFromSnapshot's request: image layer `id` (made by Create, nothing applied yet)
+// holds `snapshot`.
+struct SnapshotLayerRequest {
+  std::string id;
+  std::string snapshot;  // on the driver's own store
+  uint64_t bytes = 0;    // its change against the parent: the layer's size (DiffSize)
+  // The chain id the snapshot was made on top of (CommittedSnapshot::parent_chain);
+  // checked against the layer's parent as a reference's parent binding is: EACCES when
+  // they differ. nullopt: the caller vouches for the binding (it verified a foreign
+  // reference against its own name of the parent, or found the snapshot published under
+  // the name of the tree it continues).
+  std::optional<std::string> parent_chain;
+};
+
+// One layer as ListLayers reports it.
+struct LayerSnapshot {
+  std::string id;
+  std::string parent;
+  bool read_write = false;
+  std::string snapshot;  // its last snapshot, "" if none (a fresh layer, one only written)
+  bool operator==(const LayerSnapshot&) const = default;
+};
+
+// Optional capability (moby's way: a separate interface, found with dynamic_cast):
+// snapshot-level operations for an in-process front end (the containerd snapshotter),
+// which commits and creates layers by snapshot id instead of producing a reference tar
+// with Diff and feeding it to ApplyDiff. The caller is trusted: nothing here is signed or
+// parsed; reference tars (their encoding, signing and verifying) stay between Diff,
+// ApplyDiff and registry_shim/. Thread-safe as GraphDriver.
+class SnapshotDriver {
+ public:
+  virtual ~SnapshotDriver() = default;
+  // Commits layer `id`'s content to a snapshot on the store, as Diff does for a written
+  // layer: everything written before the call is in the snapshot (a mounted file system
+  // is frozen around it, the volume file fsynced), and the last snapshot is returned
+  // again when nothing was written since (snapshot caching). A layer without a volume
+  // returns the snapshot it holds (applied or created from one). ENOENT: no such layer;
+  // EINVAL: the layer has no content of its own (never written, nothing applied).
+  virtual Result<CommittedSnapshot> CommitSnapshot(const std::string& id) = 0;
+  // Image layer req.id holds req.snapshot without cloning or copying anything (what
+  // ApplyDiff of a reference tar records, and Diff then returns a reference tar to it).
+  // ENOENT: no such layer, or the snapshot is not on this store (deleted by gc?); EBUSY:
+  // the layer is mounted; EACCES: req.parent_chain is not the layer's parent's chain id.
+  // Returns the layer's size (req.bytes).
+  virtual Result<int64_t> CreateFromSnapshot(const SnapshotLayerRequest& req) = 0;
+  // Every layer with its snapshot, sorted by id.
+  virtual Result<std::vector<LayerSnapshot>> ListLayers() = 0;
 };
 
 }  // namespace slacker::driver

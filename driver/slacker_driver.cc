@@ -303,6 +303,16 @@ Status SlackerDriver::Cleanup() {
   return first;
 }
 
+Result<std::vector<LayerSnapshot>> SlackerDriver::ListLayers() {
+  std::vector<LayerSnapshot> out;
+  for (auto& layer : layers_.All()) {  // sorted by id (the table is a map)
+    MutexLock l(layer->mu);
+    if (layer->removed) continue;
+    out.push_back({layer->rec.id, layer->rec.parent, layer->rec.kind == LayerKind::kReadWrite, layer->rec.snapshot});
+  }
+  return out;
+}
+
 std::vector<std::pair<std::string, double>> SlackerDriver::Metrics() {
   std::vector<std::shared_ptr<Layer>> all = layers_.All();
   Counters c = counters();

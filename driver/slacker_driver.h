@@ -63,7 +63,7 @@ struct DriverOptions {
 
 class LayerView;
 
-class SlackerDriver : public GraphDriver {
+class SlackerDriver : public GraphDriver, public SnapshotDriver {
  public:
   // REQUIRES: `os` and `backend` outlive the driver.
   static Result<std::unique_ptr<SlackerDriver>> Open(os::Os& os, storage_backend::Backend& backend,
@@ -94,6 +94,13 @@ class SlackerDriver : public GraphDriver {
   // Counters, layer counts and store space. A layer busy in an operation (ApplyDiff, a
   // mount) is counted as not mounted rather than waited for.
   std::vector<std::pair<std::string, double>> Metrics() override;
+
+  // SnapshotDriver (snapshot.cc, apply.cc, slacker_driver.cc): the snapshot Diff takes of
+  // a written layer, and what ApplyDiff records for a reference, without the tar.
+  Result<CommittedSnapshot> CommitSnapshot(const std::string& id) override;
+  Result<int64_t> CreateFromSnapshot(const SnapshotLayerRequest& req) override;
+  // Waits for each layer's current operation (it takes each layer's mutex in turn).
+  Result<std::vector<LayerSnapshot>> ListLayers() override;
 
   // Counters for tests and Status (monotonic since start).
   struct Counters {
@@ -190,6 +197,7 @@ class SlackerDriver : public GraphDriver {
   Result<std::string> SnapshotLocked(Layer& layer) REQUIRES(layer.mu);
   Result<std::string> TakeSnapshot(Layer& layer, bool mounted) REQUIRES(layer.mu);
   Result<DiffStream> DiffLocked(Layer& layer) REQUIRES(layer.mu);
+  Result<CommittedSnapshot> CommitSnapshotLocked(Layer& layer) REQUIRES(layer.mu);
   Status SyncVolumeFile(const std::string& id);
   Result<int64_t> DiffBytesAgainstParent(Layer& layer, const std::string& layer_root) REQUIRES(layer.mu);
   Result<uint64_t> SnapshotDiffBytes(Layer& layer, const std::string& snap) REQUIRES(layer.mu);
@@ -207,6 +215,10 @@ class SlackerDriver : public GraphDriver {
 
   // apply.cc: ApplyDiff.
   Result<int64_t> ApplyReference(Layer& layer, const std::string& bytes) REQUIRES(layer.mu);
+  // EBUSY while the layer is mounted; unmounts a parked mount: content may be replaced.
+  Status ReadyForContent(Layer& layer, const std::string& what) REQUIRES(layer.mu);
+  Result<int64_t> RecordReference(Layer& layer, const registry_shim::Reference& ref, const std::string& parent_chain,
+                                  const std::string& bytes) REQUIRES(layer.mu);
   Result<int64_t> ApplyStandard(Layer& layer, ByteSource& tar) REQUIRES(layer.mu);
   Result<int64_t> ApplyDedupHit(Layer& layer, const std::string& snap, const std::string& diff_id,
                                 const std::string& chain_id) REQUIRES(layer.mu);

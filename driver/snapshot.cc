@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "common/fault.h"
@@ -115,6 +116,32 @@ Result<int64_t> SlackerDriver::DiffBytesAgainstParent(Layer& layer, const std::s
   return ChangesSize(layer_root, changes);
 }
 
+Result<CommittedSnapshot> SlackerDriver::CommitSnapshotLocked(Layer& layer) {
+  const std::string& id = layer.rec.id;
+  CommittedSnapshot c;
+  if (layer.rec.has_volume) {
+    SLACKER_ASSIGN_OR_RETURN(c.snapshot, SnapshotLocked(layer));
+    SLACKER_ASSIGN_OR_RETURN(c.parent_chain, ReferenceParent(layer.rec));
+    SLACKER_ASSIGN_OR_RETURN(c.bytes, SnapshotDiffBytes(layer, c.snapshot));
+    return c;
+  }
+  if (layer.rec.snapshot.empty()) {
+    return Errorf(EINVAL, "commit layer {} to a snapshot: it has no content of its own (never written, nothing applied)",
+                  id);
+  }
+  SLACKER_ASSIGN_OR_RETURN(c.parent_chain, ReferenceParent(layer.rec));
+  c.snapshot = layer.rec.snapshot;
+  c.bytes = static_cast<uint64_t>(std::max<int64_t>(0, layer.rec.diff_size));
+  return c;
+}
+
+Result<CommittedSnapshot> SlackerDriver::CommitSnapshot(const std::string& id) {
+  auto layer = layers_.Find(id);
+  if (!layer) return Errorf(ENOENT, "commit layer {} to a snapshot: no such layer", id);
+  MutexLock l(layer->mu);
+  return CommitSnapshotLocked(*layer);
+}
+
 Result<std::string> SlackerDriver::ContentSnapshot(const std::string& id) {
   auto layer = layers_.Find(id);
   if (!layer) return Errorf(ENOENT, "layer {} does not exist", id);
@@ -149,12 +176,12 @@ Result<DiffStream> SlackerDriver::Diff(const std::string& id, const std::string&
 Result<DiffStream> SlackerDriver::DiffLocked(Layer& layer) {
   const std::string& id = layer.rec.id;
   if (layer.rec.has_volume) {
-    SLACKER_ASSIGN_OR_RETURN(std::string snap, SnapshotLocked(layer));
+    SLACKER_ASSIGN_OR_RETURN(CommittedSnapshot committed, CommitSnapshotLocked(layer));
     registry_shim::Reference ref;
     ref.store = backend_.info().uuid;
-    ref.snapshot = snap;
-    SLACKER_ASSIGN_OR_RETURN(ref.parent, ReferenceParent(layer.rec));
-    SLACKER_ASSIGN_OR_RETURN(ref.bytes, SnapshotDiffBytes(layer, snap));
+    ref.snapshot = committed.snapshot;
+    ref.parent = committed.parent_chain;
+    ref.bytes = committed.bytes;
     return DiffStream(std::make_unique<StringSource>(registry_shim::EncodeReferenceTar(ref, Trust().signing_key())));
   }
   if (layer.rec.origin == Origin::kReference) {

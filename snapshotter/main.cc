@@ -167,7 +167,6 @@ int main(int argc, char** argv) {
     return trust;
   };
   sopts.host_id = flags.store.host_id;
-  sopts.driver_layers_dir = common::LayersDir(driver_state);
   sopts.index = std::make_shared<snapshotter::StoreIndex>(backend);
   auto service = snapshotter::SnapshotService::Open(drv, sopts);
   if (!service.ok()) return Fail(service.status(), "open snapshot catalog");

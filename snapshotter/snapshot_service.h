@@ -1,17 +1,19 @@
 // containerd's snapshotter contract (snapshots.Snapshotter, containerd 1.6) on top of a
-// GraphDriver (driver/). The gRPC front end (grpc_service.h) only translates messages and
-// maps the errno-style codes of these methods to gRPC codes:
+// GraphDriver (driver/) with the SnapshotDriver capability. The gRPC front end
+// (grpc_service.h) only translates messages and maps the errno-style codes of these
+// methods to gRPC codes:
 //   ENOENT → NOT_FOUND, EEXIST → ALREADY_EXISTS, EINVAL → INVALID_ARGUMENT,
 //   EBUSY/ENOTEMPTY → FAILED_PRECONDITION (see grpc_service.cc).
 //
 // Mapping (snapshotter/README.md):
 //   active    = a driver read-write layer (CreateReadWrite + Get: a lazy clone of the
 //               parent's snapshot), mounted; Mounts = a bind of its mount directory.
-//   committed = a driver image layer holding one snapshot on the shared store (applied
-//               from a reference tar: no clone, no copy).
+//   committed = a driver image layer holding one snapshot on the shared store
+//               (SnapshotDriver::CommitSnapshot of the active layer, then
+//               CreateFromSnapshot: no clone, no copy, no reference tar).
 //   view      = a read-only bind of the parent's (shared, refcounted) read-only mount.
 // Names are containerd's backend keys ("<namespace>/<seq>/<key>"). The catalog of names
-// lives in <state>/catalog.json (atomic replace); the shared store keeps an index of
+// (catalog.h) lives in <state>/catalog.json; the shared store keeps an index of
 // committed snapshots by their portable name (StoreIndex) so other hosts can adopt them.
 #pragma once
 
@@ -19,8 +21,7 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
-#include <set>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,14 +29,9 @@
 #include "driver/graph_driver.h"
 #include "registry_shim/reference.h"
 #include "storage_backend/backend.h"
+#include "snapshotter/record.h"
 
 namespace slacker::snapshotter {
-
-using Labels = std::map<std::string, std::string>;
-
-// Values as in containerd's snapshots.proto (Kind enum).
-enum class Kind : int { kView = 1, kActive = 2, kCommitted = 3 };
-const char* KindName(Kind k);
 
 struct Info {
   std::string name;
@@ -91,22 +87,28 @@ std::pair<std::string, std::string> SplitBackendKey(const std::string& key);
 
 struct ServiceOptions {
   std::string state_dir;          // catalog.json lives here
-  std::string store_uuid;         // this host's store (reference tars must name it)
-  // The keys that sign (the first) and verify reference tars, read when called (they
-  // change with `slackerctl key rotate`). Null: no keys (everything unsigned is refused).
+  std::string store_uuid;         // this host's store
+  // The keys that verify the reference tars containerd unpacks into extraction snapshots,
+  // read when called (they change with `slackerctl key rotate`). Null: no keys
+  // (everything unsigned is refused).
   std::function<registry_shim::ReferenceTrust()> trust;
   std::string host_id;
-  std::string driver_layers_dir;  // the driver's <state>/layers, for Cleanup ("" = skip)
   std::shared_ptr<StoreIndex> index;  // null: no publishing/adopting across hosts
   // Used bytes and inodes of the file system mounted at a directory (default: statfs).
   // Tests substitute it: a shared /tmp changes under them.
   std::function<Result<Usage>(const std::string& dir)> fs_use;
 };
 
+// catalog.h, layer_mounts.h: kept out of this header (see record.h).
+class Catalog;
+class CatalogTransaction;
+class LayerMounts;
+
 class SnapshotService {
  public:
+  ~SnapshotService();
   // Loads the catalog and re-mounts active snapshots (Get) that are not mounted.
-  // REQUIRES: `driver` outlives the service.
+  // REQUIRES: `driver` outlives the service. EINVAL if it is not a driver::SnapshotDriver.
   static Result<std::unique_ptr<SnapshotService>> Open(driver::GraphDriver& driver, ServiceOptions opts);
 
   // New active snapshot `key` on committed `parent` ("" = empty). EEXIST if `key` exists.
@@ -122,7 +124,7 @@ class SnapshotService {
   // snapshot instead, once the reference verifies against the parent's chain id: no data
   // is copied.
   Status Commit(const std::string& name, const std::string& key, const Labels& labels);
-  // EBUSY (FAILED_PRECONDITION) while the snapshot has children.
+  // EBUSY (FAILED_PRECONDITION) while the snapshot has children or another call uses it.
   Status Remove(const std::string& key);
   Result<Info> Stat(const std::string& key);
   // paths empty or "labels": replace all labels; "labels.K": set (or delete when absent)
@@ -137,63 +139,42 @@ class SnapshotService {
   // Removes driver layers no catalog entry names (left by a crash between the two).
   Status Cleanup();
 
-  struct Entry;  // catalog record (snapshot_service.cc)
-
  private:
-  SnapshotService(driver::GraphDriver& driver, ServiceOptions opts);
-  // What a call reserved in the catalog before its slow step (snapshot_service.cc).
-  class Reservation;
+  SnapshotService(driver::GraphDriver& driver, driver::SnapshotDriver& snapshots, ServiceOptions opts,
+                  std::unique_ptr<Catalog> catalog);
 
-  Status Load();
-  Status Save();  // REQUIRES mu_
   Result<std::vector<Mount>> Create(const std::string& key, const std::string& parent, const Labels& labels,
                                     Kind kind);
-  // Puts `e` into the catalog and saves it, in place of `replaced` (which must still be
-  // `expected`) when given. Re-checks what the slow step could not hold: the name is free,
-  // the parent exists. Nothing changes on an error.
-  Status AddToCatalog(const std::shared_ptr<Entry>& e, const std::string& replaced = "",
-                      const std::shared_ptr<Entry>& expected = nullptr);
-  // Creates driver image layer `id` holding the snapshot a reference tar names.
-  Status CommitLayerFromReference(const std::string& id, const std::string& parent_layer,
-                                  const std::string& ref_tar);
-  registry_shim::ReferenceTrust Trust() const;
-  // A reference tar for `snapshot` on top of driver layer `parent_layer`, signed with our
-  // key: what the driver verifies when the snapshotter commits a layer it resolved itself.
-  Result<std::string> SignedReference(const std::string& parent_layer, const std::string& snapshot, uint64_t bytes);
-  // The reference tar an extraction snapshot's /.slacker/ref.json `body` stands for, once
-  // it verified against the chain id containerd committed the parent as.
-  Result<std::string> ReferenceFromExtraction(const std::string& key, const std::string& parent,
-                                              const std::string& parent_layer, const std::string& body);
-  // The layer's mount (a driver Get the first time). These take the layer's lock, then mu_
-  // for map work only; the driver is called without mu_.
-  Result<std::string> EnsureMounted(const std::string& layer);
-  Result<std::string> MountLayerLocked(const std::string& layer);  // REQUIRES the layer's lock
-  // A view's hold on its parent's read-only mount ("" = the empty directory).
-  Result<std::string> AcquireView(const std::string& layer);
+  // Locks new name `name` and its committed `parent` in `txn`: EEXIST when the name is
+  // taken or being created, ENOENT/EINVAL for a missing or uncommitted parent. Returns the
+  // parent's driver layer ("" for none).
+  Result<std::string> ReserveName(CatalogTransaction& txn, const std::string& name, const std::string& parent);
+  // Prepare with label containerd.io/snapshot.ref=T, T published on the store: commits T
+  // here under a new name (EEXIST, which containerd expects). nullopt: prepare normally.
+  std::optional<Status> AdoptPublished(const std::string& key, const std::string& parent,
+                                       const std::string& parent_layer, const Labels& labels);
+  // A new driver image layer on `parent_layer` holding `snapshot` becomes `r.layer`; the
+  // transaction removes it if it does not commit.
+  Status MakeCommittedLayer(CatalogTransaction& txn, Record& r, const std::string& parent_layer,
+                            const std::string& snapshot, std::optional<std::string> parent_chain);
+  // The snapshot an extraction snapshot's /.slacker/ref.json names, once the reference
+  // verified against the chain id containerd committed the parent as; nullopt when the
+  // layer holds no such file (or `active` is not an extraction snapshot).
+  Result<std::optional<registry_shim::Reference>> ReferenceOfExtraction(const std::string& key,
+                                                                        const Record& active);
+  Result<std::string> AcquireView(const std::string& layer);  // "" = the empty directory
   Status ReleaseView(const std::string& layer);
-  // Releases our Get of `layer` (if held) and removes it from the driver.
-  Status DropLayer(const std::string& layer);
   // Removes a layer a failed call created (logged: the call already reports its error).
   void RollBackLayer(const std::string& layer);
-  std::shared_ptr<std::mutex> LayerMutex(const std::string& layer);
   std::string EmptyDir() const;
 
   driver::GraphDriver& driver_;
+  driver::SnapshotDriver& snapshots_;  // the same driver's snapshot capability
   ServiceOptions opts_;
-  // Guards the catalog: the members below. Held only for map work and Save (a small
-  // host-local file), never across a driver call or I/O on the store, so a slow or stuck
-  // call on one snapshot (a frozen file system, a slow store) does not hold up the others.
-  // Lock order: a layer's lock, then mu_. (No thread-safety annotation macros exist in
-  // common/ yet: these comments are the contract.)
-  std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Entry>> entries_;
-  std::map<std::string, std::string> creating_;  // names a call is creating → their parent
-  std::set<std::string> busy_;                   // snapshots a Commit is working on
-  std::set<std::string> inflight_layers_;        // driver layers created, not yet in the catalog
-  std::map<std::string, std::string> mounts_;    // layer → mount dir (while we hold a Get)
-  std::map<std::string, int> view_refs_;         // committed layer → views on it
-  // Per layer: orders the driver's Get and Put of that layer (views share one mount).
-  std::map<std::string, std::shared_ptr<std::mutex>> layer_mu_;
+  // Names, kinds, parents, labels and their per-name locks: catalog.h. No lock of the
+  // service is held across a driver call or I/O on the store.
+  std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<LayerMounts> mounts_;
 };
 
 }  // namespace slacker::snapshotter

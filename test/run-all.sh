@@ -60,7 +60,7 @@ fi
 
 # The lock rules (common/thread_annotations.h): clang -Wthread-safety as errors over the
 # annotated libraries and what they include.
-tsa_targets=(slacker_common slacker_http slacker_loopdev slacker_driver)
+tsa_targets=(slacker_common slacker_http slacker_loopdev slacker_driver slacker_snapshotter)
 if step configure-thread-safety cmake -S . -B build-tsa -DCMAKE_BUILD_TYPE=Debug -DSLACKER_THREAD_SAFETY=ON \
   -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14; then
   step thread-safety cmake --build build-tsa -j"$jobs" --target "${tsa_targets[@]}" || true

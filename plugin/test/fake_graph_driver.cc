@@ -8,6 +8,8 @@
 #include <memory>
 
 #include "common/files.h"
+#include "common/hash.h"
+#include "registry_shim/reference.h"
 #include "registry_shim/tar.h"
 
 namespace slacker::plugin {
@@ -234,6 +236,9 @@ Result<std::string> FakeGraphDriver::Get(const std::string& id, const std::strin
   std::string mnt = JoinPath(state_dir, "mnt/" + id);
   SLACKER_RETURN_IF_ERROR(MakeDirs(mnt, 0755));
   ++it->second.refs;
+  // As SlackerDriver: a layer without a snapshot (or a container's) gets a volume of
+  // its own; an image layer with one is mounted read-only.
+  if (it->second.read_write || it->second.snapshot.empty()) it->second.volume = true;
   return mnt;
 }
 
@@ -318,6 +323,9 @@ Result<int64_t> FakeGraphDriver::ApplyDiff(const std::string& id, const std::str
   it->second.tar = std::move(bytes);
   it->second.changes = std::move(summary.changes);
   it->second.size = summary.size;
+  it->second.snapshot = RandomHex(16);  // SlackerDriver promotes the unpacked volume
+  it->second.volume = it->second.written = false;
+  snapshots_[it->second.snapshot] = static_cast<uint64_t>(summary.size);
   return summary.size;
 }
 
@@ -355,6 +363,85 @@ Status FakeGraphDriver::Cleanup() {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [id, layer] : layers_) layer.refs = 0;  // dockerd is stopping: everything is unmounted
   return Status::Ok();
+}
+
+Result<std::string> FakeGraphDriver::ChainId(const std::string& id) {
+  SLACKER_RETURN_IF_ERROR(Record({.method = "ChainId", .id = id}));
+  std::lock_guard<std::mutex> lock(mu_);
+  return ChainOfLocked(id);
+}
+
+Result<std::string> FakeGraphDriver::ChainOfLocked(const std::string& id) {
+  if (id.empty()) return std::string();
+  auto it = layers_.find(id);
+  if (it == layers_.end()) return Errorf(ENOENT, "chain id of layer {}: no such layer", id);
+  SLACKER_ASSIGN_OR_RETURN(std::string parent_chain, ChainOfLocked(it->second.parent));
+  if (it->second.read_write) return parent_chain;  // a container's commit goes on its image
+  std::string diff = it->second.applied ? it->second.tar : std::string(1024, '\0');
+  return registry_shim::NextChainId(parent_chain, Sha256Digest(diff));
+}
+
+void FakeGraphDriver::MarkWritten(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = layers_.find(id);
+  if (it != layers_.end()) it->second.written = true;
+}
+
+Result<driver::CommittedSnapshot> FakeGraphDriver::CommitSnapshot(const std::string& id) {
+  SLACKER_RETURN_IF_ERROR(Record({.method = "CommitSnapshot", .id = id}));
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = layers_.find(id);
+  if (it == layers_.end()) return Errorf(ENOENT, "commit layer {} to a snapshot: no such layer", id);
+  Layer& l = it->second;
+  if (!l.volume && l.snapshot.empty())
+    return Errorf(EINVAL, "commit layer {} to a snapshot: it has no content of its own", id);
+  if (l.volume && (l.snapshot.empty() || l.written)) {  // else: snapshot caching
+    l.snapshot = RandomHex(16);
+    l.written = false;
+    snapshots_[l.snapshot] = static_cast<uint64_t>(l.size);
+  }
+  SLACKER_ASSIGN_OR_RETURN(std::string parent_chain, ChainOfLocked(l.parent));
+  // A layer without a volume holds what was applied or created: its size is the layer's.
+  uint64_t bytes = l.volume ? snapshots_[l.snapshot] : static_cast<uint64_t>(l.size);
+  return driver::CommittedSnapshot{l.snapshot, bytes, parent_chain};
+}
+
+Result<int64_t> FakeGraphDriver::CreateFromSnapshot(const driver::SnapshotLayerRequest& req) {
+  SLACKER_RETURN_IF_ERROR(Record({.method = "CreateFromSnapshot", .id = req.id}));
+  std::string what = "create layer " + req.id + " from snapshot " + req.snapshot;
+  bool hex = req.snapshot.size() == 32 && std::all_of(req.snapshot.begin(), req.snapshot.end(), [](char c) {
+               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+             });
+  if (!hex) return Errorf(EINVAL, "{}: invalid snapshot id", what);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = layers_.find(req.id);
+  if (it == layers_.end()) return Errorf(ENOENT, "{}: no such layer", what);
+  Layer& l = it->second;
+  if (l.refs > 0) return Errorf(EBUSY, "{}: the layer is mounted", what);
+  SLACKER_ASSIGN_OR_RETURN(std::string parent_chain, ChainOfLocked(l.parent));
+  if (req.parent_chain && *req.parent_chain != parent_chain)
+    return Errorf(EACCES, "{}: the snapshot was made on top of another parent", what);
+  if (!snapshots_.count(req.snapshot)) return Errorf(ENOENT, "{}: no such snapshot on the store", what);
+  registry_shim::Reference ref;
+  ref.store = std::string(32, '0');
+  ref.snapshot = req.snapshot;
+  ref.parent = parent_chain;
+  ref.bytes = req.bytes;
+  l.applied = true;
+  l.tar = registry_shim::EncodeReferenceTar(ref, "");
+  l.changes.clear();
+  l.size = static_cast<int64_t>(req.bytes);
+  l.snapshot = req.snapshot;
+  l.volume = l.written = false;
+  return l.size;
+}
+
+Result<std::vector<driver::LayerSnapshot>> FakeGraphDriver::ListLayers() {
+  SLACKER_RETURN_IF_ERROR(Record({.method = "ListLayers"}));
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<driver::LayerSnapshot> out;
+  for (const auto& [id, l] : layers_) out.push_back({id, l.parent, l.read_write, l.snapshot});
+  return out;
 }
 
 }  // namespace slacker::plugin

@@ -10,6 +10,12 @@
 // applied to it (what is written through Get is not seen, and Diff of such a layer is the
 // empty tar where SlackerDriver returns a reference tar), and Changes lists what the
 // layer's own tar adds and deletes, not a comparison with its parent's tree.
+//
+// It is a driver::SnapshotDriver too, with a model of the store: every ApplyDiff and every
+// CommitSnapshot of a layer written since its last one (MarkWritten: the fake cannot see
+// writes through Get) makes a snapshot id; CreateFromSnapshot accepts only those, and a
+// created layer's Diff is an unsigned reference tar to its snapshot. Chain ids are
+// computed as SlackerDriver computes them from the bytes each layer diffs to.
 #pragma once
 
 #include <condition_variable>
@@ -23,7 +29,7 @@
 
 namespace slacker::plugin {
 
-class FakeGraphDriver : public driver::GraphDriver {
+class FakeGraphDriver : public driver::GraphDriver, public driver::SnapshotDriver {
  public:
   struct Call {
     // Default initializers let callers name only the fields a method has.
@@ -93,6 +99,15 @@ class FakeGraphDriver : public driver::GraphDriver {
                             ByteSource& tar) override;
   Result<int64_t> DiffSize(const std::string& id, const std::string& parent) override;
   Status Cleanup() override;
+  Result<std::string> ChainId(const std::string& id) override;
+
+  // SnapshotDriver.
+  Result<driver::CommittedSnapshot> CommitSnapshot(const std::string& id) override;
+  Result<int64_t> CreateFromSnapshot(const driver::SnapshotLayerRequest& req) override;
+  Result<std::vector<driver::LayerSnapshot>> ListLayers() override;
+  // Something was written into layer `id` through Get: its next CommitSnapshot makes a
+  // new snapshot.
+  void MarkWritten(const std::string& id);
 
  private:
   // Records `call` and returns the scripted error for its method (OK if none).
@@ -107,7 +122,13 @@ class FakeGraphDriver : public driver::GraphDriver {
     std::string tar = {};                      // the stream ApplyDiff read
     std::vector<driver::Change> changes = {};  // what that tar adds and deletes, sorted by path
     int64_t size = 0;                          // the sizes of its regular files
+    std::string snapshot = {};                 // its last snapshot ("" none)
+    bool volume = false;                       // written through Get (a volume of its own)
+    bool written = false;                      // ... since its last snapshot
   };
+  // REQUIRES mu_. The chain id references on top of layer `id` are bound to (as
+  // SlackerDriver's ReferenceParent of a layer whose parent is `id`).
+  Result<std::string> ChainOfLocked(const std::string& id);
   Status CreateLayer(const driver::CreateRequest& req, bool read_write);
   // Reads `tar` to its end with the scripted buffer size and failure; keeps what it read
   // in applied_. Returns everything read.
@@ -117,6 +138,7 @@ class FakeGraphDriver : public driver::GraphDriver {
   std::map<std::string, Layer> layers_;
   std::condition_variable cv_;
   std::vector<Call> calls_;
+  std::map<std::string, uint64_t> snapshots_;  // the store: snapshot id -> bytes
   std::string applied_;
   int apply_reads_ = 0;
   bool apply_blocked_ = false;

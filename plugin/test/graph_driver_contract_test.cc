@@ -17,86 +17,13 @@
 #include "common/files.h"
 #include "common/io.h"
 #include "driver/graph_driver.h"
-#include "driver/slacker_driver.h"
-#include "driver/test/fake_os_driver.h"
-#include "os/fake_os.h"
-#include "plugin/test/fake_graph_driver.h"
+#include "plugin/test/contract_drivers.h"
 #include "registry_shim/tar.h"
 
 namespace slacker::driver {
 namespace {
 
-// --- the implementations under test --------------------------------------------------
-
-// SlackerDriver on FakeOs over a local store in `dir` (driver/test/fake_os_driver.h).
-class SlackerDriverOnFakeOs {
- public:
-  static constexpr const char* kName = "SlackerDriverOnFakeOs";
-  Status Open(const std::string& dir) {
-    SLACKER_ASSIGN_OR_RETURN(backend_, OpenScratchStore(os_, dir));
-    SLACKER_ASSIGN_OR_RETURN(driver_,
-                             SlackerDriver::Open(os_, *backend_, ScratchDriverOptions(dir)));
-    return Status::Ok();
-  }
-  GraphDriver& driver() { return *driver_; }
-
- private:
-  os::FakeOs os_;
-  std::unique_ptr<storage_backend::Backend> backend_;
-  std::unique_ptr<SlackerDriver> driver_;  // destroyed first
-};
-
-// The plugin tests' fake, nothing scripted: its model of the contract.
-class FakeGraphDriverModel {
- public:
-  static constexpr const char* kName = "FakeGraphDriver";
-  Status Open(const std::string& dir) {
-    fake_.state_dir = dir + "/state";
-    return Status::Ok();
-  }
-  GraphDriver& driver() { return fake_; }
-
- private:
-  plugin::FakeGraphDriver fake_;
-};
-
 // --- helpers ---------------------------------------------------------------------------
-
-struct File {
-  std::string name;
-  char type;
-  std::string body;
-};
-
-// A layer tar as dockerd sends it: entries, then the end-of-archive marker.
-std::string Tar(const std::vector<File>& files) {
-  StringSink out;
-  registry_shim::TarWriter w(out);
-  for (const auto& f : files) {
-    registry_shim::TarEntry e;
-    e.name = f.name;
-    e.typeflag = f.type;
-    e.mode = f.type == registry_shim::kTarDirectory ? 0755 : 0644;
-    e.size = f.body.size();
-    e.mtime_sec = 1700000000;
-    EXPECT_TRUE(w.Add(e, f.body).ok()) << f.name;
-  }
-  EXPECT_TRUE(w.Finish().ok());
-  return out.data();
-}
-
-constexpr char kDir = registry_shim::kTarDirectory;
-constexpr char kFile = registry_shim::kTarRegular;
-
-// The empty layer: a tar of nothing, its 1024-byte end marker.
-const std::string kEmptyTar(1024, '\0');
-
-CreateRequest Req(std::string id, std::string parent = "") {
-  CreateRequest r;
-  r.id = std::move(id);
-  r.parent = std::move(parent);
-  return r;
-}
 
 bool IsDirectory(const std::string& path) {
   struct stat st;
@@ -125,24 +52,9 @@ std::vector<std::string> Lines(const std::vector<Change>& changes) {
 // --- the suite -------------------------------------------------------------------------
 
 template <typename Impl>
-class GraphDriverContract : public ::testing::Test {
+class GraphDriverContract : public DriverContractFixture<Impl> {
  protected:
-  void SetUp() override {
-    dir_ = MakeScratchDir("slacker-contract-test");
-    ASSERT_NE(dir_, "");
-    impl_.emplace();
-    Status s = impl_->Open(dir_);
-    ASSERT_TRUE(s.ok()) << s.message();
-    // dockerd calls Init first, with the daemon's home for the driver.
-    s = d().Init(dir_ + "/home", {});
-    ASSERT_TRUE(s.ok()) << s.message();
-  }
-  void TearDown() override {
-    impl_.reset();
-    IgnoreError(RemoveTree(dir_), "test teardown: a leftover scratch dir only wastes space");
-  }
-
-  GraphDriver& d() { return impl_->driver(); }
+  using DriverContractFixture<Impl>::d;
 
   // The whole Diff stream of `id`; "" (and a test failure) if it cannot be read.
   std::string DiffOf(const std::string& id, const std::string& parent = "") {
@@ -166,21 +78,9 @@ class GraphDriverContract : public ::testing::Test {
     EXPECT_TRUE(r.ok() || r.status().code() == EBUSY) << r.status().message();
     return !r.ok() && r.status().code() == EBUSY;
   }
-
-  std::string dir_;
-  std::optional<Impl> impl_;
 };
 
-class ImplName {
- public:
-  template <typename T>
-  static std::string GetName(int) {
-    return T::kName;
-  }
-};
-
-using Implementations = ::testing::Types<SlackerDriverOnFakeOs, FakeGraphDriverModel>;
-TYPED_TEST_SUITE(GraphDriverContract, Implementations, ImplName);
+TYPED_TEST_SUITE(GraphDriverContract, ContractImplementations, ContractImplName);
 
 TYPED_TEST(GraphDriverContract, CapabilitiesReproduceExactDiffs) {
   EXPECT_TRUE(this->d().GetCapabilities().reproduces_exact_diffs);

@@ -27,9 +27,10 @@ namespace {
 const std::string kStore(32, 'a');
 namespace pb = containerd::services::snapshots::v1;
 
-// Layers are directories; a Diff of a written layer is a reference tar to a fresh
-// snapshot id; ApplyDiff accepts reference tars to kStore only.
-class FakeDriver : public driver::GraphDriver {
+// Layers are directories; CommitSnapshot of a layer makes a fresh snapshot id (42 bytes);
+// CreateFromSnapshot records any snapshot not in `deleted` and checks the parent binding
+// it is given. Diff and ApplyDiff are not used by the service: they fail the test.
+class FakeDriver : public driver::GraphDriver, public driver::SnapshotDriver {
  public:
   explicit FakeDriver(std::string root) : root_(std::move(root)) {}
   struct L {
@@ -38,11 +39,12 @@ class FakeDriver : public driver::GraphDriver {
     int refs = 0;
   };
   std::map<std::string, L> layers;  // guarded by mu (tests read it while no call runs)
-  int diffs = 0;
-  // Called at the start of Diff, without mu held: a test blocks a Commit there.
-  std::function<void()> diff_gate;
+  int commits = 0;
+  // Called at the start of CommitSnapshot, without mu held: a test blocks a Commit there.
+  std::function<void()> commit_gate;
+  std::set<std::string> deleted;  // snapshots gc removed from the store
+  std::vector<driver::SnapshotLayerRequest> created;  // every CreateFromSnapshot
   std::recursive_mutex mu;
-  std::string key = "k";  // the store's key, as on a default install
 
   Status Init(const std::string&, const std::vector<std::string>&) override { return Status::Ok(); }
   driver::Capabilities GetCapabilities() override { return {}; }
@@ -78,34 +80,40 @@ class FakeDriver : public driver::GraphDriver {
     return layers.count(id) > 0;
   }
   Result<driver::DiffStream> Diff(const std::string& id, const std::string&) override {
-    if (diff_gate) diff_gate();
-    std::lock_guard<std::recursive_mutex> l(mu);
-    if (!layers.count(id)) return Errorf(ENOENT, "no layer {}", id);
-    diffs++;
-    registry_shim::Reference ref;
-    ref.store = kStore;
-    ref.snapshot = RandomHex(16);
-    ref.bytes = 42;
-    SLACKER_ASSIGN_OR_RETURN(ref.parent, ChainOfParent(id));
-    return driver::DiffStream(std::make_unique<StringSource>(registry_shim::EncodeReferenceTar(ref, key)));
+    ADD_FAILURE() << "the snapshotter called Diff of " << id;
+    return Errorf(ENOTSUP, "Diff");
   }
   Result<std::vector<driver::Change>> Changes(const std::string&, const std::string&) override {
     return std::vector<driver::Change>{};
   }
-  Result<int64_t> ApplyDiff(const std::string& id, const std::string&, ByteSource& tar) override {
-    std::string bytes;
-    char buf[4096];
-    for (;;) {
-      SLACKER_ASSIGN_OR_RETURN(size_t n, tar.Read(buf, sizeof buf));
-      if (n == 0) break;
-      bytes.append(buf, n);
-    }
+  Result<int64_t> ApplyDiff(const std::string& id, const std::string&, ByteSource&) override {
+    ADD_FAILURE() << "the snapshotter called ApplyDiff of " << id;
+    return Errorf(ENOTSUP, "ApplyDiff");
+  }
+  Result<driver::CommittedSnapshot> CommitSnapshot(const std::string& id) override {
+    if (commit_gate) commit_gate();
     std::lock_guard<std::recursive_mutex> l(mu);
+    if (!layers.count(id)) return Errorf(ENOENT, "no layer {}", id);
+    commits++;
+    layers[id].snapshot = RandomHex(16);
     SLACKER_ASSIGN_OR_RETURN(std::string parent_chain, ChainOfParent(id));
-    SLACKER_ASSIGN_OR_RETURN(auto ref, registry_shim::DecodeReferenceTar(bytes, {{key}, false}, parent_chain));
-    if (ref.store != kStore) return Errorf(EINVAL, "foreign store {}", ref.store);
-    layers[id].snapshot = ref.snapshot;
-    return static_cast<int64_t>(ref.bytes);
+    return driver::CommittedSnapshot{layers[id].snapshot, 42, parent_chain};
+  }
+  Result<int64_t> CreateFromSnapshot(const driver::SnapshotLayerRequest& req) override {
+    std::lock_guard<std::recursive_mutex> l(mu);
+    if (!layers.count(req.id)) return Errorf(ENOENT, "no layer {}", req.id);
+    SLACKER_ASSIGN_OR_RETURN(std::string parent_chain, ChainOfParent(req.id));
+    if (req.parent_chain && *req.parent_chain != parent_chain) return Errorf(EACCES, "made for another parent");
+    created.push_back(req);
+    if (deleted.count(req.snapshot)) return Errorf(ENOENT, "snapshot {} is not on the store", req.snapshot);
+    layers[req.id].snapshot = req.snapshot;
+    return static_cast<int64_t>(req.bytes);
+  }
+  Result<std::vector<driver::LayerSnapshot>> ListLayers() override {
+    std::lock_guard<std::recursive_mutex> l(mu);
+    std::vector<driver::LayerSnapshot> out;
+    for (const auto& [id, layer] : layers) out.push_back({id, layer.parent, layer.rw, layer.snapshot});
+    return out;
   }
   Result<int64_t> DiffSize(const std::string&, const std::string&) override { return int64_t{0}; }
   Status Cleanup() override { return Status::Ok(); }
@@ -252,7 +260,7 @@ TEST_F(SnapshotServiceTest, CommitTurnsActiveIntoCommittedAndDropsTheKey) {
   auto info = svc_->Stat("default/2/c");
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->kind, Kind::kCommitted);
-  EXPECT_EQ(driver_->diffs, 1);
+  EXPECT_EQ(driver_->commits, 1);
   EXPECT_EQ(svc_->GetUsage("default/2/c")->size, 42);
   EXPECT_EQ(driver_->layers.size(), 1u);  // the active layer is gone
 }
@@ -323,6 +331,7 @@ TEST_F(SnapshotServiceTest, CatalogSurvivesARestart) {
 
 // The JSON body of a reference tar: what containerd's differ leaves at /.slacker/ref.json.
 std::string RefBody(const std::string& snapshot, uint64_t bytes, const std::string& parent, const std::string& key) {
+  // Test data: what a slackerd worker's Diff pushed (the service itself encodes none).
   std::string tar = registry_shim::EncodeReferenceTar({2, kStore, snapshot, parent, bytes, ""}, key);
   return tar.substr(512, tar.find('\0', 512) - 512);
 }
@@ -338,7 +347,7 @@ TEST_F(SnapshotServiceTest, ExtractionThatReceivedAReferenceCommitsToTheReferenc
   WriteRefJson((*m)[0].source, RefBody(std::string(32, 'b'), 7, "", "k"));
   Status c = svc_->Commit("default/2/sha256:abc", "default/1/extract-1-x sha256:abc", {});
   ASSERT_TRUE(c.ok()) << c.message();
-  EXPECT_EQ(driver_->diffs, 0);  // nothing snapshotted: the reference is used as is
+  EXPECT_EQ(driver_->commits, 0);  // nothing snapshotted: the reference is used as is
   EXPECT_EQ(driver_->read_reference_calls, 1) << "read through the driver, not the mount";
   ASSERT_EQ(driver_->layers.size(), 1u);
   EXPECT_EQ(driver_->layers.begin()->second.snapshot, std::string(32, 'b'));
@@ -423,13 +432,13 @@ TEST_F(SnapshotServiceTest, BlockedCommitDoesNotBlockCallsOnOtherKeys) {
   ASSERT_TRUE(svc_->Prepare("default/3/slow", "default/2/base", {}).ok());
   std::promise<void> entered, release;
   std::shared_future<void> released = release.get_future().share();
-  driver_->diff_gate = [&, released] {
+  driver_->commit_gate = [&, released] {
     entered.set_value();
     released.wait();
   };
   auto commit = std::async(std::launch::async, [&] { return svc_->Commit("default/4/done", "default/3/slow", {}); });
   ASSERT_EQ(entered.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready)
-      << "the Commit never reached the driver's Diff";
+      << "the Commit never reached the driver's CommitSnapshot";
   auto others = std::async(std::launch::async, [&] {
     std::string problems;
     auto st = svc_->Stat("default/2/base");
@@ -468,7 +477,7 @@ TEST_F(SnapshotServiceTest, PublishedChainIsAdoptedByAnotherHostAsAlreadyExistin
   EXPECT_EQ(all[0].parent, "");
   EXPECT_TRUE(all[0].name.starts_with("k8s.io/9/"));
   EXPECT_EQ(other_driver.layers.size(), 1u);
-  EXPECT_EQ(other_driver.diffs, 0);
+  EXPECT_EQ(other_driver.commits, 0);
 }
 
 TEST_F(SnapshotServiceTest, UnpublishedTargetIsPreparedNormally) {
@@ -481,6 +490,60 @@ TEST_F(SnapshotServiceTest, UserNamesArePublishedPerNamespace) {
   Layer(*svc_, "default/1/k", "default/2/mine", "");
   EXPECT_TRUE(index_->Lookup("default", "mine").ok());
   EXPECT_EQ(index_->Lookup("other", "mine").status().code(), ENOENT);
+}
+
+// The committed layer is bound to the parent its snapshot was made on (the driver checks
+// it); an extraction's reference was checked against containerd's chain id instead.
+TEST_F(SnapshotServiceTest, CommitBindsTheNewLayerToItsSnapshotsParent) {
+  Layer(*svc_, "default/1/k", "default/2/base", "");
+  Layer(*svc_, "default/3/k", "default/4/top", "default/2/base");
+  ASSERT_EQ(driver_->created.size(), 2u);
+  std::string base_layer = driver_->created[0].id;
+  EXPECT_EQ(driver_->created[0].parent_chain, std::optional<std::string>(""));
+  EXPECT_EQ(driver_->created[1].parent_chain, "sha256:" + base_layer + base_layer);
+  auto m = svc_->Prepare("default/5/extract-5 sha256:abc", "", {});
+  ASSERT_TRUE(m.ok());
+  WriteRefJson((*m)[0].source, RefBody(std::string(32, 'b'), 7, "", "k"));
+  ASSERT_TRUE(svc_->Commit("default/6/sha256:abc", "default/5/extract-5 sha256:abc", {}).ok());
+  EXPECT_EQ(driver_->created.back().parent_chain, std::nullopt);
+}
+
+// A reference to a snapshot gc deleted: the Commit fails, nothing of it is left, and the
+// extraction snapshot is still there to retry or remove.
+TEST_F(SnapshotServiceTest, FailedCommitRollsBackItsLayerAndKeepsTheActiveSnapshot) {
+  driver_->deleted.insert(std::string(32, 'b'));
+  auto m = svc_->Prepare("default/1/extract-1 sha256:abc", "", {});
+  ASSERT_TRUE(m.ok());
+  WriteRefJson((*m)[0].source, RefBody(std::string(32, 'b'), 7, "", "k"));
+  Status c = svc_->Commit("default/2/sha256:abc", "default/1/extract-1 sha256:abc", {});
+  EXPECT_EQ(c.code(), EBUSY) << c.message();
+  EXPECT_EQ(driver_->layers.size(), 1u) << "the committed layer was not rolled back";
+  EXPECT_EQ(svc_->Stat("default/1/extract-1 sha256:abc")->kind, Kind::kActive);
+  EXPECT_EQ(svc_->Stat("default/2/sha256:abc").status().code(), ENOENT);
+  EXPECT_TRUE(svc_->Prepare("default/3/x", "", {}).ok()) << "the failed Commit kept a lock";
+  EXPECT_TRUE(svc_->Remove("default/1/extract-1 sha256:abc").ok());
+}
+
+TEST_F(SnapshotServiceTest, StaleIndexEntryIsPreparedNormally) {
+  std::string gone(32, 'd');
+  ASSERT_TRUE(index_->Publish("", StoreIndex::Entry{"sha256:s1", gone, 1, "b", 0}).ok());
+  driver_->deleted.insert(gone);
+  auto r = svc_->Prepare("default/1/extract-1 sha256:s1", "", {{kLabelSnapshotRef, "sha256:s1"}});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(svc_->Walk().size(), 1u);
+  EXPECT_EQ(driver_->layers.size(), 1u) << "the unusable remote layer was not rolled back";
+}
+
+TEST_F(SnapshotServiceTest, CleanupRemovesOnlyLayersNoSnapshotNames) {
+  Layer(*svc_, "default/1/k", "default/2/base", "");
+  ASSERT_TRUE(svc_->Prepare("default/3/a", "default/2/base", {}).ok());
+  ASSERT_TRUE(driver_->Create(driver::CreateRequest{"orphan", "", "", {}}).ok());  // a crash's leftover
+  ASSERT_EQ(driver_->layers.size(), 3u);
+  Status s = svc_->Cleanup();
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(driver_->layers.size(), 2u);
+  EXPECT_EQ(driver_->layers.count("orphan"), 0u);
+  EXPECT_TRUE(svc_->Mounts("default/3/a").ok());
 }
 
 // The wire protocol: containerd's messages and status codes through a real gRPC server

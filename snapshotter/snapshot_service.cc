@@ -45,14 +45,8 @@ Result<Usage> FsUse(const std::string& dir) {
 // containerd's unpacker and rootfs.ApplyLayer name extraction snapshots
 // "extract-<unique> <chain id>" (snapshots.UnpackKeyFormat).
 bool IsExtractionKey(const std::string& key) {
-  // Where "<ns>/<seq>/" ends, found without SplitBackendKey's copies (g++ 12 at -O2 warns
-  // falsely, maybe-uninitialized, on starts_with of the copied string).
-  std::string_view k = key;
-  auto a = k.find('/');
-  auto b = a == std::string_view::npos ? a : k.find('/', a + 1);
-  std::string_view rest = k;
-  if (b != std::string_view::npos && SplitBackendKey(key).first.size() == a) rest = k.substr(b + 1);
-  return rest.starts_with("extract-");
+  const std::string rest = SplitBackendKey(key).second;
+  return rest.compare(0, 8, "extract-") == 0;
 }
 
 }  // namespace

@@ -44,6 +44,9 @@ struct Layer {
   // mount (driver/README.md "Start and stop"); the reaper unmounts it at park_until.
   bool parked GUARDED_BY(mu) = false;
   std::chrono::steady_clock::time_point park_until GUARDED_BY(mu);
+  // Parked, synced and its file cloned ahead for a hand-over ("<id>.img.handover" on the
+  // store, Backend::PrepareHandOver): valid while it stays parked (Unpark discards it).
+  bool handover_prepared GUARDED_BY(mu) = false;
 
   bool mounted() const REQUIRES(mu) { return refs > 0 || parked; }
 

@@ -78,12 +78,16 @@ Result<std::string> SlackerDriver::GetLocked(Layer& layer) {
     SLACKER_RETURN_IF_ERROR(MountSnapshot(layer));
     return mnt;
   }
+  bool fresh = false;  // the volume file is made by this Get: no loop device can hold it
   if (!layer.rec.has_volume) {
     SLACKER_ASSIGN_OR_RETURN(bool taken, TakeOverParentMount(layer));
     if (taken) return mnt;
-    if (!layer.rec.has_volume) SLACKER_RETURN_IF_ERROR(MaterializeVolume(layer));
+    if (!layer.rec.has_volume) {
+      SLACKER_RETURN_IF_ERROR(MaterializeVolume(layer));
+      fresh = true;
+    }
   }
-  SLACKER_RETURN_IF_ERROR(MountVolume(layer));
+  SLACKER_RETURN_IF_ERROR(MountVolume(layer, fresh));
   return mnt;
 }
 
@@ -182,9 +186,17 @@ Result<bool> SlackerDriver::TakeOverParentMount(Layer& child) {
     return false;
   if (!parent->rec.dirty && !parent->rec.snapshot.empty()) return false;  // its snapshot is clean: clone that
   const std::string pid = parent->rec.id;
-  SLACKER_RETURN_IF_ERROR(os_.SyncFs(MountPath(pid)).Context("sync layer " + pid + " before handing it over"));
-  SLACKER_RETURN_IF_ERROR(backend_.HandOverVolume(pid, child.rec.id)
-                              .Context(fmt::format("hand layer {}'s volume over to layer {}", pid, child.rec.id)));
+  if (parent->handover_prepared) {
+    // The preparer synced it and cloned its file after its Put (parking.cc).
+    parent->handover_prepared = false;
+    SLACKER_RETURN_IF_ERROR(backend_.CompleteHandOver(pid, child.rec.id)
+                                .Context(fmt::format("hand layer {}'s volume over to layer {}", pid, child.rec.id)));
+    Count(&Counters::prepared_handovers_used);
+  } else {
+    SLACKER_RETURN_IF_ERROR(os_.SyncFs(MountPath(pid)).Context("sync layer " + pid + " before handing it over"));
+    SLACKER_RETURN_IF_ERROR(backend_.HandOverVolume(pid, child.rec.id)
+                                .Context(fmt::format("hand layer {}'s volume over to layer {}", pid, child.rec.id)));
+  }
   SLACKER_FAULT_POINT("handover.after_files");
   LayerRecord cnext = child.rec;
   cnext.has_volume = true;
@@ -245,12 +257,12 @@ Status SlackerDriver::ReplayJournalLocked(Layer& layer) {
   return UnmountLocked(layer);
 }
 
-Status SlackerDriver::MountVolume(Layer& layer) {
+Status SlackerDriver::MountVolume(Layer& layer, bool fresh) {
   const std::string& id = layer.rec.id;
   std::string mnt = MountPath(id);
   loopdev::MountedImage::Options rw;
   rw.after_attach = [] { SLACKER_FAULT_POINT("get.after_attach"); };
-  auto mount = MountFile(backend_.VolumePath(id), mnt, rw);
+  auto mount = MountFile(backend_.VolumePath(id), mnt, rw, fresh);
   if (!mount.ok()) return mount.status().Context(fmt::format("mount volume of layer {}", id));
   SLACKER_FAULT_POINT("get.after_mount");
   layer.mount.emplace(std::move(mount).value());
@@ -295,6 +307,7 @@ Status SlackerDriver::PutLocked(Layer& layer, bool force) {
   // goes at once.
   if (!force && opts_.park_time.count() > 0 && layer.mounted_rw) {
     Park(layer);
+    QueueHandOverPrep(layer);
     return Status::Ok();
   }
   return UnmountLocked(layer);

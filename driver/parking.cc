@@ -28,8 +28,66 @@ void SlackerDriver::Park(Layer& layer) {
 void SlackerDriver::Unpark(Layer& layer) {
   if (!layer.parked) return;
   layer.parked = false;
+  DropPreparedHandOver(layer);  // held, unmounted or removed from now on: it may change
   MutexLock l(park_mu_);
   parked_.erase(layer.rec.id);
+}
+
+void SlackerDriver::QueueHandOverPrep(Layer& layer) {
+  if (!prepare_handovers_ || !layer.rec.id.ends_with("-init")) return;
+  {
+    MutexLock l(park_mu_);
+    prepares_.push_back(layer.rec.id);
+  }
+  prepare_cv_.notify_one();
+}
+
+void SlackerDriver::PrepareHandOvers() {
+  park_mu_.Lock();
+  for (;;) {
+    if (stop_reaper_) break;
+    if (prepares_.empty()) {
+      prepare_cv_.wait(park_mu_);
+      continue;
+    }
+    std::string id = std::move(prepares_.front());
+    prepares_.pop_front();
+    park_mu_.Unlock();  // a leaf lock: never held while taking a layer's mutex
+    if (auto layer = layers_.Find(id)) {
+      MutexLock l(layer->mu);
+      PrepareHandOverLocked(*layer);
+    }
+    park_mu_.Lock();
+  }
+  park_mu_.Unlock();
+}
+
+// The conditions are TakeOverParentMount's for the parent. Nobody holds the layer
+// (parked), so nothing writes its file system between the syncfs and the clone, nor
+// after them until a Get, an unmount or a Remove Unparks it (which drops the clone).
+void SlackerDriver::PrepareHandOverLocked(Layer& layer) {
+  if (!layer.parked || !layer.mounted_rw || layer.refs != 0 || layer.removed || !layer.rec.has_volume ||
+      !layer.mount || layer.loop_index() < 0 || layer.handover_prepared)
+    return;
+  if (!layer.rec.dirty && !layer.rec.snapshot.empty()) return;  // its child clones the snapshot
+  const std::string& id = layer.rec.id;
+  Status s = os_.SyncFs(MountPath(id)).Context("sync layer " + id);
+  if (s.ok()) s = backend_.PrepareHandOver(id);
+  if (!s.ok()) {
+    // The child's Get does the whole hand-over itself, as without a preparer.
+    log::Warn("handover_prepare_failed", {{"layer", id}, {"err", s.message()}});
+    IgnoreError(backend_.DiscardHandOver(id), "start-up deletes a clone left beside its volume");
+    return;
+  }
+  layer.handover_prepared = true;
+  Count(&Counters::handovers_prepared);
+  log::Debug("handover_prepared", {{"layer", id}});
+}
+
+void SlackerDriver::DropPreparedHandOver(Layer& layer) {
+  if (!layer.handover_prepared) return;
+  layer.handover_prepared = false;
+  IgnoreError(backend_.DiscardHandOver(layer.rec.id), "start-up deletes a clone left beside its volume");
 }
 
 void SlackerDriver::ReapParked() {
@@ -165,7 +223,11 @@ void SlackerDriver::AwaitTeardowns() {
 // metadata. The kernel refuses to join when the modes differ (a read-only mount of a
 // file system alive read-write: EBUSY), and so do we, naming the device.
 Result<loopdev::MountedImage> SlackerDriver::MountFile(const std::string& file, const std::string& target,
-                                                       const loopdev::MountedImage::Options& options) {
+                                                       const loopdev::MountedImage::Options& options, bool fresh) {
+  // A file this call made is a new inode: a loop device listing its path backs an older,
+  // deleted file of that name, not this one. The scan reads every loop device's sysfs
+  // entry (~3 ms with 50 of them, on each container's first Get).
+  if (fresh) return loopdev::MountedImage::Mount(os_, file, target, options);
   std::vector<int> live = LoopsBacking(file);
   if (live.empty()) return loopdev::MountedImage::Mount(os_, file, target, options);
   std::string dev = fmt::format("/dev/loop{}", live.front());

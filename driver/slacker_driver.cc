@@ -46,6 +46,8 @@ SlackerDriver::~SlackerDriver() {
     stop_reaper_ = true;
   }
   park_cv_.notify_all();
+  prepare_cv_.notify_all();
+  if (preparer_.joinable()) preparer_.join();
   if (reaper_.joinable()) reaper_.join();
   for (const auto& layer : layers_.All()) {
     MutexLock l(layer->mu);
@@ -77,6 +79,10 @@ Result<std::unique_ptr<SlackerDriver>> SlackerDriver::Open(os::Os& os, Backend& 
   std::unique_ptr<SlackerDriver> d(new SlackerDriver(os, backend, std::move(options)));
   SLACKER_RETURN_IF_ERROR(d->Recover());
   if (d->opts_.park_time.count() > 0) d->reaper_ = std::thread([p = d.get()] { p->ReapParked(); });
+  if (d->opts_.park_time.count() > 0 && backend.CanHandOverVolumes()) {
+    d->prepare_handovers_ = true;
+    d->preparer_ = std::thread([p = d.get()] { p->PrepareHandOvers(); });
+  }
   // dockerd does not resend Init when the plugin restarts: re-apply the last one.
   auto plugin = ReadFileToString(common::PluginFile(d->opts_.state_dir));
   if (plugin.ok()) {

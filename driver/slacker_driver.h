@@ -108,6 +108,8 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
     uint64_t dedup_hits = 0;
     uint64_t parked_reuses = 0;  // Gets served by a parked mount
     uint64_t handovers = 0;      // Gets that took over the parent's parked file system
+    uint64_t handovers_prepared = 0;      // hand-over clones the preparer made after an init layer's Put
+    uint64_t prepared_handovers_used = 0;  // hand-overs that found one (only renamed)
     uint64_t journal_replays = 0;  // unmounted volumes mounted rw to replay their journal first
   };
   Counters counters() const;
@@ -173,12 +175,21 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
   void ReapParked() EXCLUDES(park_mu_);
   // One parked layer whose time may be up (the reaper, without park_mu_).
   void ReapOne(const std::string& id) EXCLUDES(park_mu_);
+  // Hand-overs prepared ahead (parking.cc): a Put that parks dockerd's `<id>-init` layer
+  // queues it; the preparer thread syncs its file system and clones its file, so the
+  // container layer's first Get (TakeOverParentMount) only renames.
+  void QueueHandOverPrep(Layer& layer) REQUIRES(layer.mu) EXCLUDES(park_mu_);
+  void PrepareHandOvers() EXCLUDES(park_mu_);
+  void PrepareHandOverLocked(Layer& layer) REQUIRES(layer.mu);
+  void DropPreparedHandOver(Layer& layer) REQUIRES(layer.mu);
   // Mounts ext4 from `file` at `target`, through the loop device that already backs the
   // file if there is one (never a second file system on one file).
+  // `fresh`: this call made `file` (a new inode no loop device can hold yet), so the scan
+  // of every loop device for one backing it is skipped.
   Result<loopdev::MountedImage> MountFile(const std::string& file, const std::string& target,
-                                          const loopdev::MountedImage::Options& options);
+                                          const loopdev::MountedImage::Options& options, bool fresh = false);
   Status MountSnapshot(Layer& layer) REQUIRES(layer.mu);
-  Status MountVolume(Layer& layer) REQUIRES(layer.mu);
+  Status MountVolume(Layer& layer, bool fresh = false) REQUIRES(layer.mu);
   Status MaterializeVolume(Layer& layer) REQUIRES(layer.mu);
   Result<bool> CloneIdleParentVolume(Layer& child) REQUIRES(child.mu);
   // The container layer's first Get takes over its parked parent's live file system (the
@@ -260,6 +271,10 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
   std::set<std::string> tearing_down_ GUARDED_BY(park_mu_);   // queued or in progress
   std::condition_variable_any teardown_done_cv_;
   std::thread reaper_;  // started by Open when park_time > 0; joined by the destructor
+  std::deque<std::string> prepares_ GUARDED_BY(park_mu_);  // init layers to prepare a hand-over of
+  std::condition_variable_any prepare_cv_;
+  bool prepare_handovers_ = false;  // set by Open before the preparer starts
+  std::thread preparer_;  // started by Open when park_time > 0 and the store hands volumes over
 };
 
 }  // namespace slacker::driver

@@ -102,9 +102,26 @@ class Backend {
   // REQUIRES: `from`'s file system is synced (its journal committed). ENOTSUP on a store
   // that cannot rename volumes (then nothing changed).
   virtual Status HandOverVolume(const std::string& from, const std::string& to) {
+    SLACKER_RETURN_IF_ERROR(PrepareHandOver(from));
+    return CompleteHandOver(from, to);
+  }
+  // The hand-over in two steps, so the clone can be made ahead of time (the driver makes
+  // it right after dockerd's Put of an init layer, off the critical path of the container
+  // layer's Get). PrepareHandOver: "<from>.img.handover" becomes a durable clone of
+  // `from`'s file (replacing an older one); REQUIRES as above. CompleteHandOver: the
+  // renames, then the directory made durable; REQUIRES a prepared clone that still equals
+  // `from` (nothing wrote `from`'s file system since; else DiscardHandOver and prepare
+  // again). DiscardHandOver deletes a prepared clone (none: OK). A crash after Prepare
+  // leaves a clone next to its volume, which RecoverHandOvers deletes.
+  virtual Status PrepareHandOver(const std::string& from) {
+    return Errorf(ENOTSUP, "this store does not hand volumes over (volume {})", from);
+  }
+  virtual Status CompleteHandOver(const std::string& from, const std::string& to) {
+    return Errorf(ENOTSUP, "this store does not hand volumes over ({} to {})", from, to);
+  }
+  virtual Status DiscardHandOver(const std::string& from) {
     (void)from;
-    (void)to;
-    return Errorf(ENOTSUP, "this store does not hand volumes over");
+    return Status::Ok();
   }
   virtual bool CanHandOverVolumes() const { return false; }
   // After a crash: "<layer>.img.handover" becomes "<layer>.img" where that is missing, and

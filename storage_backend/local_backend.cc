@@ -182,26 +182,54 @@ class LocalBackend : public Backend {
   Status HandOverVolume(const std::string& from, const std::string& to) override {
     if (!IsValidLayerName(from) || !IsValidLayerName(to) || from == to)
       return Errorf(EINVAL, "hand over volume {} to {}: invalid layer names", from, to);
+    SLACKER_ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(root_fd_.get(), VolumesRel(), O_RDONLY | O_DIRECTORY));
+    if (::faccessat(dir.get(), VolumeName(to).c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+      return Errorf(EEXIST, "hand over volume {} to {}: {} exists", from, to, JoinPath(VolumesDir(), VolumeName(to)));
+    SLACKER_RETURN_IF_ERROR(PrepareHandOver(from));
+    Status s = CompleteHandOver(from, to);
+    if (!s.ok() && ::faccessat(dir.get(), VolumeName(from).c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+      // Nothing was renamed: the clone is of no use.
+      IgnoreError(DiscardHandOver(from), "a leftover clone is deleted at the next start (RecoverHandOvers)");
+    }
+    return s;
+  }
+
+  Status PrepareHandOver(const std::string& from) override {
+    if (!IsValidLayerName(from)) return Errorf(EINVAL, "prepare hand-over of volume {}: invalid layer name", from);
+    std::string what = fmt::format("prepare hand-over of volume {}", from);
+    SLACKER_ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(root_fd_.get(), VolumesRel(), O_RDONLY | O_DIRECTORY));
+    std::string copy = VolumeHandOverName(from);
+    ::unlinkat(dir.get(), copy.c_str(), 0);  // an older clone, or a leftover of an earlier attempt
+    return CloneInto(VolumeRel(from), dir.get(), copy, JoinPath(VolumesDir(), copy), kFileMode, /*durable=*/true)
+        .Context(what);
+  }
+
+  Status CompleteHandOver(const std::string& from, const std::string& to) override {
+    if (!IsValidLayerName(from) || !IsValidLayerName(to) || from == to)
+      return Errorf(EINVAL, "hand over volume {} to {}: invalid layer names", from, to);
     std::string what = fmt::format("hand over volume {} to {}", from, to);
     SLACKER_ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(root_fd_.get(), VolumesRel(), O_RDONLY | O_DIRECTORY));
     std::string from_name = VolumeName(from), to_name = VolumeName(to), copy = VolumeHandOverName(from);
     if (::faccessat(dir.get(), to_name.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0)
       return Errorf(EEXIST, "{}: {} exists", what, JoinPath(VolumesDir(), to_name));
-    ::unlinkat(dir.get(), copy.c_str(), 0);  // a leftover of an earlier attempt
-    SLACKER_RETURN_IF_ERROR(CloneInto(VolumeRel(from), dir.get(), copy, JoinPath(VolumesDir(), copy), kFileMode,
-                                      /*durable=*/true)
-                                .Context(what));
-    if (::renameat(dir.get(), from_name.c_str(), dir.get(), to_name.c_str()) != 0) {
-      Status s = Status::FromErrno(errno, what + ": rename " + from_name);
-      ::unlinkat(dir.get(), copy.c_str(), 0);
-      return s;
-    }
+    struct stat st;
+    if (::fstatat(dir.get(), copy.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+      return Errorf(ENOENT, "{}: no prepared clone {}", what, JoinPath(VolumesDir(), copy));
+    if (::renameat(dir.get(), from_name.c_str(), dir.get(), to_name.c_str()) != 0)
+      return Status::FromErrno(errno, what + ": rename " + from_name);
     SLACKER_FAULT_POINT("handover.after_rename");
     if (::renameat(dir.get(), copy.c_str(), dir.get(), from_name.c_str()) != 0) {
       // `from` has no file now; the copy stays for RecoverHandOvers.
       return Status::FromErrno(errno, what + ": rename " + copy);
     }
     return FsyncFd(dir.get(), VolumesDir());
+  }
+
+  Status DiscardHandOver(const std::string& from) override {
+    if (!IsValidLayerName(from)) return Errorf(EINVAL, "discard hand-over of volume {}: invalid layer name", from);
+    SLACKER_ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(root_fd_.get(), VolumesRel(), O_RDONLY | O_DIRECTORY));
+    std::string copy = VolumeHandOverName(from);
+    return UnlinkAtIfExists(dir.get(), copy, JoinPath(VolumesDir(), copy));
   }
 
   Result<std::vector<std::string>> RecoverHandOvers() override {

@@ -5,9 +5,12 @@
 #include <sys/stat.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <mutex>
@@ -876,6 +879,87 @@ TEST_F(ParkedMountTest, AContainerLayerTakesOverItsParkedInitLayersFileSystem) {
   ASSERT_TRUE(again.ok()) << again.status().message();
   EXPECT_NE(SourceOf(os_, *again), device);
   ASSERT_TRUE(driver_->Put("c1-init").ok());
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+// Waits (up to 10 s) until the preparer has made `n` hand-over clones.
+bool AwaitPrepared(SlackerDriver& d, uint64_t n) {
+  for (int i = 0; i < 1000 && d.counters().handovers_prepared < n; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return d.counters().handovers_prepared >= n;
+}
+
+// The init layer's Put queues it for the preparer, which syncs it and clones its file:
+// the container layer's Get then only renames (no syncfs, no clone on its path).
+TEST_F(ParkedMountTest, AHandOverPreparedAfterTheInitLayersPutOnlyRenames) {
+  Park();
+  std::string init_mnt = ParkedInitAndContainer();
+  ASSERT_TRUE(AwaitPrepared(*driver_, 1)) << "the preparer made no clone";
+  std::string prepared = backend_->VolumePath("c1-init") + ".handover";
+  ASSERT_EQ(::access(prepared.c_str(), F_OK), 0);
+  int syncs = os_.Calls("SyncFs");
+  auto q = driver_->Get("c1", "");
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  EXPECT_EQ(driver_->counters().handovers, 1u);
+  EXPECT_EQ(driver_->counters().prepared_handovers_used, 1u);
+  EXPECT_EQ(os_.Calls("SyncFs"), syncs + 1) << "only the child's write-counter sample syncs";
+  EXPECT_NE(::access(prepared.c_str(), F_OK), 0) << "the clone became the init layer's volume";
+  auto child_vol = ReadFileToString(backend_->VolumePath("c1"));
+  auto init_vol = ReadFileToString(backend_->VolumePath("c1-init"));
+  ASSERT_TRUE(child_vol.ok() && init_vol.ok());
+  EXPECT_EQ(*child_vol, *init_vol);
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+// A prepared clone is only good while nobody can write the init layer: a Get of it drops
+// the clone, and its next Put prepares a new one, with what was written meanwhile.
+TEST_F(ParkedMountTest, AGetOfAPreparedLayerDropsItsCloneAndThePutPreparesAgain) {
+  Park();
+  ParkedInitAndContainer();
+  ASSERT_TRUE(AwaitPrepared(*driver_, 1));
+  std::string prepared = backend_->VolumePath("c1-init") + ".handover";
+  auto p = driver_->Get("c1-init", "");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_NE(::access(prepared.c_str(), F_OK), 0) << "held again: the clone is dropped";
+  {
+    // What a write through the loop device does to the file.
+    std::ofstream f(backend_->VolumePath("c1-init"), std::ios::app | std::ios::binary);
+    f << "written-after-prepare";
+  }
+  ASSERT_TRUE(driver_->Put("c1-init").ok());
+  ASSERT_TRUE(AwaitPrepared(*driver_, 2)) << "the second Put prepares again";
+  auto q = driver_->Get("c1", "");
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  EXPECT_EQ(driver_->counters().prepared_handovers_used, 1u);
+  auto init_vol = ReadFileToString(backend_->VolumePath("c1-init"));
+  ASSERT_TRUE(init_vol.ok());
+  EXPECT_TRUE(init_vol->ends_with("written-after-prepare")) << "the init layer's clone misses a write";
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+// Removing (or unmounting) a prepared layer deletes its clone: nothing is left on the store.
+TEST_F(ParkedMountTest, RemoveOfAPreparedLayerLeavesNoClone) {
+  Park();
+  ParkedInitAndContainer();
+  ASSERT_TRUE(AwaitPrepared(*driver_, 1));
+  ASSERT_TRUE(driver_->Remove("c1").ok());
+  ASSERT_TRUE(driver_->Remove("c1-init").ok());
+  driver_->AwaitTeardowns();
+  auto names = ListDir(backend_->VolumePath("x").substr(0, backend_->VolumePath("x").rfind('/')));
+  ASSERT_TRUE(names.ok());
+  EXPECT_TRUE(names->empty()) << fmt::format("{}", fmt::join(*names, ", "));
+}
+
+// A layer Get clones for itself is a new file no loop device can hold: its mount does not
+// scan every loop device's sysfs entry (the scan is for volumes that existed before).
+TEST_F(DriverFakeTest, AGetThatClonesTheVolumeDoesNotScanLoopDevices) {
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1")).ok());
+  int scans = os_.Calls("ListKernelDir");
+  ASSERT_TRUE(driver_->Get("c1", "").ok());
+  EXPECT_EQ(os_.Calls("ListKernelDir"), scans);
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  ASSERT_TRUE(driver_->Get("c1", "").ok());
+  EXPECT_GT(os_.Calls("ListKernelDir"), scans) << "an existing volume is checked for a live loop device";
   ASSERT_TRUE(driver_->Put("c1").ok());
 }
 

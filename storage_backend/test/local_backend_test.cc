@@ -88,6 +88,37 @@ TEST_F(LocalBackendTest, HandOverVolumeRenamesTheFileAndLeavesAClone) {
   EXPECT_EQ(store_->HandOverVolume("../x", "c2").code(), EINVAL);
 }
 
+// The hand-over in two steps (the driver prepares the clone after an init layer's Put):
+// the clone is taken at Prepare, Complete only renames, Discard deletes a prepared clone.
+TEST_F(LocalBackendTest, APreparedHandOverCompletesWithTheCloneOfPrepareTime) {
+  WriteVolume("init", "at-prepare");
+  EXPECT_EQ(store_->CompleteHandOver("init", "c1").code(), ENOENT) << "nothing prepared";
+  EXPECT_NE(::access((store_->VolumePath("c1")).c_str(), F_OK), 0) << "nothing renamed";
+  ASSERT_TRUE(store_->PrepareHandOver("init").ok());
+  EXPECT_EQ(Read(store_->VolumePath("init") + ".handover"), "at-prepare");
+  WriteVolume("init", "again");
+  ASSERT_TRUE(store_->PrepareHandOver("init").ok()) << "a second Prepare replaces the clone";
+  EXPECT_EQ(Read(store_->VolumePath("init") + ".handover"), "again");
+  struct stat before, moved;
+  ASSERT_EQ(::stat(store_->VolumePath("init").c_str(), &before), 0);
+  Status s = store_->CompleteHandOver("init", "c1");
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_EQ(::stat(store_->VolumePath("c1").c_str(), &moved), 0);
+  EXPECT_EQ(moved.st_ino, before.st_ino) << "the live file moved";
+  EXPECT_EQ(Read(store_->VolumePath("init")), "again");
+  EXPECT_NE(::access((store_->VolumePath("init") + ".handover").c_str(), F_OK), 0);
+
+  ASSERT_TRUE(store_->PrepareHandOver("init").ok());
+  EXPECT_EQ(store_->CompleteHandOver("init", "c1").code(), EEXIST) << "never over an existing volume";
+  ASSERT_TRUE(store_->DiscardHandOver("init").ok());
+  ASSERT_TRUE(store_->DiscardHandOver("init").ok()) << "nothing to discard is fine";
+  auto names = Names("volumes/hostA");
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"c1.img", "init.img"}));
+  EXPECT_EQ(store_->PrepareHandOver("../x").code(), EINVAL);
+  EXPECT_EQ(store_->DiscardHandOver("../x").code(), EINVAL);
+}
+
 // A crash between the renames: the clone goes back into place; a leftover clone next to
 // its volume is deleted.
 TEST_F(LocalBackendTest, RecoverHandOversRestoresOrDiscardsTheClone) {

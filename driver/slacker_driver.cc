@@ -338,6 +338,8 @@ std::vector<std::pair<std::string, double>> SlackerDriver::Metrics() {
       {"slacker_mounts_ro_total", c.ro_mounts},
       {"slacker_parked_reuses_total", c.parked_reuses},
       {"slacker_handovers_total", c.handovers},
+      {"slacker_handovers_prepared_total", c.handovers_prepared},
+      {"slacker_prepared_handovers_used_total", c.prepared_handovers_used},
       {"slacker_teardowns_pending", TeardownsPending()},
       {"slacker_layers", all.size()},
       {"slacker_layers_mounted", mounted},

@@ -11,6 +11,7 @@
 #include "loopdev/mount.h"
 #include "registry_shim/reference.h"
 #include "storage_backend/local_backend.h"
+#include "storage_backend/store_layout.h"
 
 namespace slacker::ctl {
 
@@ -119,7 +120,15 @@ Result<VerifyReport> Verify(os::Os& os, const storage_backend::Backend& store, c
 
   auto volumes = store.ListVolumes();
   if (!volumes.ok()) return volumes.status().Context("list this host's volumes");
+  std::set<std::string> mount_points;
+  if (auto mounts = loopdev::ReadMountInfo(os); mounts.ok()) {
+    for (const auto& m : *mounts) mount_points.insert(m.mount_point);
+  }
   for (const auto& v : *volumes) {
+    if (storage_backend::IsSpareVolumeName(v) &&
+        mount_points.count(JoinPath(common::MountsDir(state_dir), v)) != 0) {
+      continue;  // a spare volume slackerd keeps mounted for the next init layer (driver/spares.cc)
+    }
     if (!claimed_volumes.count(v)) {
       problem("volume " + v, fmt::format("{} has no layer record claiming it; slackerd deletes it on its next "
                                          "start, or delete it by hand when slackerd is stopped",

@@ -83,7 +83,8 @@ Result<std::string> SlackerDriver::GetLocked(Layer& layer) {
     SLACKER_ASSIGN_OR_RETURN(bool taken, TakeOverParentMount(layer));
     if (taken) return mnt;
     if (!layer.rec.has_volume) {
-      SLACKER_RETURN_IF_ERROR(MaterializeVolume(layer));
+      SLACKER_ASSIGN_OR_RETURN(bool mounted, MaterializeVolume(layer));
+      if (mounted) return mnt;
       fresh = true;
     }
   }
@@ -107,7 +108,7 @@ Status SlackerDriver::MountSnapshot(Layer& layer) {
 
 // Lazy cloning: the layer's volume is cloned from its parent's content snapshot at the
 // first Get (or at an ApplyDiff of a standard tar), never at Create.
-Status SlackerDriver::MaterializeVolume(Layer& layer) {
+Result<bool> SlackerDriver::MaterializeVolume(Layer& layer) {
   const std::string& id = layer.rec.id;
   std::string base;
   bool from_parent_volume = false;
@@ -117,6 +118,13 @@ Status SlackerDriver::MaterializeVolume(Layer& layer) {
     SLACKER_ASSIGN_OR_RETURN(from_parent_volume, CloneIdleParentVolume(layer));
     if (!from_parent_volume) {
       SLACKER_ASSIGN_OR_RETURN(base, ContentSnapshot(layer.rec.parent));
+    }
+  }
+  if (!from_parent_volume && !base.empty()) {
+    SLACKER_ASSIGN_OR_RETURN(SpareUse spare, AdoptSpare(layer, base));
+    if (spare != SpareUse::kNone) {
+      QueueSpareFill(layer.rec, base);
+      return spare == SpareUse::kMounted;
     }
   }
   if (!from_parent_volume) {
@@ -134,7 +142,8 @@ Status SlackerDriver::MaterializeVolume(Layer& layer) {
   }
   layer.rec = next;
   Count(&Counters::clones);
-  return Status::Ok();
+  QueueSpareFill(layer.rec, base);  // the next init layer on this image takes it
+  return false;
 }
 
 // dockerd's `<id>-init` layer: written, Put, and at once the parent of the container

@@ -37,29 +37,49 @@ void SlackerDriver::QueueHandOverPrep(Layer& layer) {
   if (!prepare_handovers_ || !layer.rec.id.ends_with("-init")) return;
   {
     MutexLock l(park_mu_);
-    prepares_.push_back(layer.rec.id);
+    prepares_.push_back(PrepJob{PrepJob::kHandOver, layer.rec.id});
   }
   prepare_cv_.notify_one();
 }
 
+// The preparer thread: hand-over clones and spare volumes (spares.cc), and the expiry of
+// unused spares. Discards every spare when it stops.
 void SlackerDriver::PrepareHandOvers() {
   park_mu_.Lock();
   for (;;) {
     if (stop_reaper_) break;
-    if (prepares_.empty()) {
+    if (!prepares_.empty()) {
+      PrepJob job = std::move(prepares_.front());
+      prepares_.pop_front();
+      park_mu_.Unlock();  // a leaf lock: never held while taking a layer's mutex or doing I/O
+      if (job.kind == PrepJob::kFillSpare) {
+        FillSpare(job.arg);
+      } else if (auto layer = layers_.Find(job.arg)) {
+        MutexLock l(layer->mu);
+        PrepareHandOverLocked(*layer);
+      }
+      park_mu_.Lock();
+      continue;
+    }
+    std::vector<Spare> expired = ExpiredSparesLocked(/*all=*/false);
+    if (!expired.empty()) {
+      park_mu_.Unlock();
+      for (auto& s : expired) DiscardSpare(s);
+      park_mu_.Lock();
+      continue;
+    }
+    if (spares_.empty()) {
       prepare_cv_.wait(park_mu_);
       continue;
     }
-    std::string id = std::move(prepares_.front());
-    prepares_.pop_front();
-    park_mu_.Unlock();  // a leaf lock: never held while taking a layer's mutex
-    if (auto layer = layers_.Find(id)) {
-      MutexLock l(layer->mu);
-      PrepareHandOverLocked(*layer);
-    }
-    park_mu_.Lock();
+    auto next = std::min_element(spares_.begin(), spares_.end(), [](const auto& a, const auto& b) {
+      return a.second.expires < b.second.expires;
+    });
+    const auto deadline = next->second.expires;  // a copy: the wait releases park_mu_
+    prepare_cv_.wait_until(park_mu_, deadline);
   }
   park_mu_.Unlock();
+  DiscardAllSpares();
 }
 
 // The conditions are TakeOverParentMount's for the parent. Nobody holds the layer

@@ -305,6 +305,7 @@ Status SlackerDriver::Cleanup() {
     Status s = UnmountLocked(*layer);
     if (!s.ok() && first.ok()) first = s;
   }
+  DiscardAllSpares();
   log::Info("cleanup");
   return first;
 }
@@ -340,6 +341,8 @@ std::vector<std::pair<std::string, double>> SlackerDriver::Metrics() {
       {"slacker_handovers_total", c.handovers},
       {"slacker_handovers_prepared_total", c.handovers_prepared},
       {"slacker_prepared_handovers_used_total", c.prepared_handovers_used},
+      {"slacker_spares_made_total", c.spares_made},
+      {"slacker_spare_hits_total", c.spare_hits},
       {"slacker_teardowns_pending", TeardownsPending()},
       {"slacker_layers", all.size()},
       {"slacker_layers_mounted", mounted},

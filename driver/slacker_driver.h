@@ -110,6 +110,8 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
     uint64_t handovers = 0;      // Gets that took over the parent's parked file system
     uint64_t handovers_prepared = 0;      // hand-over clones the preparer made after an init layer's Put
     uint64_t prepared_handovers_used = 0;  // hand-overs that found one (only renamed)
+    uint64_t spares_made = 0;  // spare volumes the preparer made ready
+    uint64_t spare_hits = 0;   // first Gets that took a spare (no clone, attach or mount)
     uint64_t journal_replays = 0;  // unmounted volumes mounted rw to replay their journal first
   };
   Counters counters() const;
@@ -182,6 +184,22 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
   void PrepareHandOvers() EXCLUDES(park_mu_);
   void PrepareHandOverLocked(Layer& layer) REQUIRES(layer.mu);
   void DropPreparedHandOver(Layer& layer) REQUIRES(layer.mu);
+  // spares.cc: spare volumes, made by the preparer after a Get cloned an init layer's
+  // base snapshot, taken by the next such Get (renamed, mount moved), discarded unused
+  // after park_time.
+  struct Spare {
+    std::string id;  // storage_backend::IsSpareVolumeName: its volume and mount point
+    std::optional<loopdev::MountedImage> mount;
+    std::chrono::steady_clock::time_point expires;
+  };
+  enum class SpareUse { kNone, kMounted, kVolume };
+  void QueueSpareFill(const LayerRecord& rec, const std::string& base) EXCLUDES(park_mu_);
+  void FillSpare(const std::string& base) EXCLUDES(park_mu_);
+  std::optional<Spare> TakeSpare(const std::string& base) EXCLUDES(park_mu_);
+  void DiscardSpare(Spare& spare);
+  std::vector<Spare> ExpiredSparesLocked(bool all) REQUIRES(park_mu_);
+  void DiscardAllSpares() EXCLUDES(park_mu_);
+  Result<SpareUse> AdoptSpare(Layer& layer, const std::string& base) REQUIRES(layer.mu) EXCLUDES(park_mu_);
   // Mounts ext4 from `file` at `target`, through the loop device that already backs the
   // file if there is one (never a second file system on one file).
   // `fresh`: this call made `file` (a new inode no loop device can hold yet), so the scan
@@ -190,7 +208,8 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
                                           const loopdev::MountedImage::Options& options, bool fresh = false);
   Status MountSnapshot(Layer& layer) REQUIRES(layer.mu);
   Status MountVolume(Layer& layer, bool fresh = false) REQUIRES(layer.mu);
-  Status MaterializeVolume(Layer& layer) REQUIRES(layer.mu);
+  // True: the volume is also mounted (a spare taken over).
+  Result<bool> MaterializeVolume(Layer& layer) REQUIRES(layer.mu);
   Result<bool> CloneIdleParentVolume(Layer& child) REQUIRES(child.mu);
   // The container layer's first Get takes over its parked parent's live file system (the
   // hand-over); false when the conditions do not hold (then the caller clones).
@@ -271,7 +290,13 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
   std::set<std::string> tearing_down_ GUARDED_BY(park_mu_);   // queued or in progress
   std::condition_variable_any teardown_done_cv_;
   std::thread reaper_;  // started by Open when park_time > 0; joined by the destructor
-  std::deque<std::string> prepares_ GUARDED_BY(park_mu_);  // init layers to prepare a hand-over of
+  struct PrepJob {
+    enum Kind { kHandOver, kFillSpare } kind;
+    std::string arg;  // the init layer; the base snapshot
+  };
+  std::deque<PrepJob> prepares_ GUARDED_BY(park_mu_);
+  std::map<std::string, Spare> spares_ GUARDED_BY(park_mu_);  // base snapshot -> its spare
+  std::set<std::string> spare_fills_ GUARDED_BY(park_mu_);    // base snapshots queued or in progress
   std::condition_variable_any prepare_cv_;
   bool prepare_handovers_ = false;  // set by Open before the preparer starts
   std::thread preparer_;  // started by Open when park_time > 0 and the store hands volumes over

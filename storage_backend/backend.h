@@ -119,6 +119,12 @@ class Backend {
   virtual Status CompleteHandOver(const std::string& from, const std::string& to) {
     return Errorf(ENOTSUP, "this store does not hand volumes over ({} to {})", from, to);
   }
+  // Renames this host's volume `from` to `to` (a loop device on it follows), then makes
+  // the directory durable. `to` must not exist (EEXIST). For spare volumes
+  // (driver/spares.cc); ENOTSUP where CanHandOverVolumes is false.
+  virtual Status RenameVolume(const std::string& from, const std::string& to) {
+    return Errorf(ENOTSUP, "this store does not rename volumes ({} to {})", from, to);
+  }
   virtual Status DiscardHandOver(const std::string& from) {
     (void)from;
     return Status::Ok();

@@ -225,6 +225,17 @@ class LocalBackend : public Backend {
     return FsyncFd(dir.get(), VolumesDir());
   }
 
+  Status RenameVolume(const std::string& from, const std::string& to) override {
+    if (!IsValidLayerName(from) || !IsValidLayerName(to) || from == to)
+      return Errorf(EINVAL, "rename volume {} to {}: invalid layer names", from, to);
+    std::string what = fmt::format("rename volume {} to {}", from, to);
+    SLACKER_ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(root_fd_.get(), VolumesRel(), O_RDONLY | O_DIRECTORY));
+    std::string from_name = VolumeName(from), to_name = VolumeName(to);
+    if (::renameat2(dir.get(), from_name.c_str(), dir.get(), to_name.c_str(), RENAME_NOREPLACE) != 0)
+      return Status::FromErrno(errno, what);
+    return FsyncFd(dir.get(), VolumesDir()).Context(what);
+  }
+
   Status DiscardHandOver(const std::string& from) override {
     if (!IsValidLayerName(from)) return Errorf(EINVAL, "discard hand-over of volume {}: invalid layer name", from);
     SLACKER_ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(root_fd_.get(), VolumesRel(), O_RDONLY | O_DIRECTORY));

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "common/files.h"
 #include "common/hash.h"
 
 namespace slacker::storage_backend {
@@ -11,6 +12,7 @@ namespace {
 
 constexpr std::string_view kVolumeCloneTempMark = ".img.tmp-";
 constexpr std::string_view kHandOverSuffix = ".img.handover";
+constexpr std::string_view kSparePrefix = "_spare-";
 
 bool IsLowerHex(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
@@ -53,6 +55,11 @@ std::string VolumeFile(const std::string& host, const std::string& layer) {
   return fmt::format("{}/{}", HostVolumesDir(host), VolumeName(layer));
 }
 std::string VolumeHandOverName(const std::string& layer) { return layer + std::string(kHandOverSuffix); }
+std::string NewSpareVolumeName() { return std::string(kSparePrefix) + RandomHex(8); }
+bool IsSpareVolumeName(std::string_view layer) {
+  return layer.size() == kSparePrefix.size() + 16 && layer.substr(0, kSparePrefix.size()) == kSparePrefix &&
+         IsLowerHex(layer.substr(kSparePrefix.size()));
+}
 
 std::string HostRefsDir(const std::string& host) { return fmt::format("{}/{}", kRefsDir, host); }
 std::string RefFile(const std::string& host, const std::string& snap) {

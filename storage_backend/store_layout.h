@@ -82,6 +82,11 @@ std::string VolumeName(const std::string& layer);
 std::string VolumeFile(const std::string& host, const std::string& layer);
 // "<layer>.img.handover": a hand-over's clone (Backend::HandOverVolume).
 std::string VolumeHandOverName(const std::string& layer);
+// A spare volume's layer name, "_spare-<16 hex>" (driver/spares.cc: a clone of an image's
+// snapshot slackerd keeps mounted for the next init layer; no record claims it, so
+// start-up removes one a crash left). New: a random one.
+std::string NewSpareVolumeName();
+bool IsSpareVolumeName(std::string_view layer);
 // refs/<host>
 std::string HostRefsDir(const std::string& host);
 // refs/<host>/<snap>

@@ -950,6 +950,124 @@ TEST_F(ParkedMountTest, RemoveOfAPreparedLayerLeavesNoClone) {
   EXPECT_TRUE(names->empty()) << fmt::format("{}", fmt::join(*names, ", "));
 }
 
+// Waits (up to 10 s) for `done`.
+bool AwaitTrue(const std::function<bool()>& done) {
+  for (int i = 0; i < 1000 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return done();
+}
+
+class SpareVolumeTest : public ParkedMountTest {
+ protected:
+  // An image layer "L" (a reference to the snapshot of a written layer): what dockerd's
+  // init layers sit on. Returns the snapshot.
+  std::string ImageLayer() {
+    EXPECT_TRUE(driver_->CreateReadWrite(Req("C")).ok());
+    auto p = driver_->Get("C", "");
+    EXPECT_TRUE(p.ok());
+    if (p.ok()) os_.RecordWrite(*p);
+    std::string tar = DiffBytes("C");
+    EXPECT_TRUE(driver_->Put("C").ok());
+    EXPECT_TRUE(driver_->Create(Req("L")).ok());
+    StringSource src(tar);
+    EXPECT_TRUE(driver_->ApplyDiff("L", "", src).ok());
+    auto snaps = driver_->ListLayers();
+    for (const auto& l : snaps.ok() ? *snaps : std::vector<LayerSnapshot>{})
+      if (l.id == "L") return l.snapshot;
+    return "";
+  }
+  std::vector<std::string> SpareVolumes() {
+    std::string vol = backend_->VolumePath("x");
+    auto names = ListDir(vol.substr(0, vol.rfind('/')));
+    std::vector<std::string> out;
+    for (const auto& n : names.ok() ? *names : std::vector<std::string>{})
+      if (n.starts_with("_spare-")) out.push_back(n);
+    return out;
+  }
+  int MountsOfSpares() {
+    int n = 0;
+    for (const auto& m : os_.Mounts())
+      if (m.target.find("/mnt/_spare-") != std::string::npos) ++n;
+    return n;
+  }
+};
+
+// After an init layer's first Get cloned the image's snapshot, the preparer makes the
+// next clone ahead, attached and mounted; the next init layer on that image takes it: no
+// clone, no loop device, no ext4 mount on its Get, and the same bytes as a clone.
+TEST_F(SpareVolumeTest, TheNextInitLayerOnAnImageTakesTheSpareVolume) {
+  Park();
+  std::string snap = ImageLayer();
+  ASSERT_FALSE(snap.empty());
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1-init", "L")).ok());
+  ASSERT_TRUE(driver_->Get("c1-init", "").ok());
+  ASSERT_TRUE(AwaitTrue([&] { return driver_->counters().spares_made == 1; })) << "no spare made";
+  EXPECT_EQ(SpareVolumes().size(), 1u);
+  EXPECT_EQ(MountsOfSpares(), 1);
+  int configures = os_.Calls("LoopConfigure");
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c2-init", "L")).ok());
+  auto q = driver_->Get("c2-init", "");
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  EXPECT_EQ(driver_->counters().spare_hits, 1u);
+  EXPECT_EQ(os_.Calls("LoopConfigure"), configures) << "no loop device attached by the Get";
+  EXPECT_TRUE(os_.IsMounted(*q));
+  EXPECT_EQ(MountFlagsOf(*q), "rw");
+  auto vol = ReadFileToString(backend_->VolumePath("c2-init"));
+  auto image = ReadFileToString(backend_->SnapshotPath(snap));
+  ASSERT_TRUE(vol.ok() && image.ok());
+  EXPECT_EQ(*vol, *image) << "the spare is a clone of the image's snapshot";
+  auto loops = loopdev::FindLoopsBacking(os_, backend_->VolumePath("c2-init"));
+  ASSERT_TRUE(loops.ok());
+  ASSERT_EQ(loops->size(), 1u) << "the spare's loop device follows its file";
+  EXPECT_EQ(SourceOf(os_, *q), fmt::format("/dev/loop{}", loops->front()));
+  ASSERT_TRUE(AwaitTrue([&] { return driver_->counters().spares_made == 2; })) << "the taken spare is replaced";
+  // Written and Put as dockerd does, the layer is an ordinary parked layer.
+  os_.RecordWrite(*q);
+  ASSERT_TRUE(driver_->Put("c2-init").ok());
+  ASSERT_TRUE(driver_->Put("c1-init").ok());
+  ASSERT_TRUE(driver_->Cleanup().ok());
+  EXPECT_TRUE(SpareVolumes().empty()) << "Cleanup discards the spares";
+  EXPECT_EQ(MountsOfSpares(), 0);
+}
+
+// A layer with its own size, or one that is not an init layer, never takes a spare.
+TEST_F(SpareVolumeTest, OnlyInitLayersOfTheDefaultSizeUseSpares) {
+  Park();
+  ImageLayer();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1-init", "L")).ok());
+  ASSERT_TRUE(driver_->Get("c1-init", "").ok());
+  ASSERT_TRUE(AwaitTrue([&] { return driver_->counters().spares_made == 1; }));
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("plain", "L")).ok());
+  ASSERT_TRUE(driver_->Get("plain", "").ok());
+  CreateRequest sized = Req("c3-init", "L");
+  sized.storage_opt["size"] = "64M";
+  ASSERT_TRUE(driver_->CreateReadWrite(sized).ok());
+  ASSERT_TRUE(driver_->Get("c3-init", "").ok());
+  EXPECT_EQ(driver_->counters().spare_hits, 0u);
+  EXPECT_EQ(SpareVolumes().size(), 1u) << "the spare is still there";
+}
+
+// An unused spare goes when its time is up; a driver that stops discards its spares, and
+// one a crash left (no record claims it) is removed by the next start.
+TEST_F(SpareVolumeTest, UnusedSparesExpireAndNoneOutlivesTheDriver) {
+  Park(std::chrono::milliseconds(300));
+  ImageLayer();
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1-init", "L")).ok());
+  ASSERT_TRUE(driver_->Get("c1-init", "").ok());
+  ASSERT_TRUE(AwaitTrue([&] { return driver_->counters().spares_made == 1; }));
+  ASSERT_TRUE(AwaitTrue([&] { return SpareVolumes().empty() && MountsOfSpares() == 0; })) << "the spare did not expire";
+  ASSERT_TRUE(driver_->Put("c1-init").ok());
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c2-init", "L")).ok());
+  ASSERT_TRUE(driver_->Get("c2-init", "").ok());
+  ASSERT_TRUE(AwaitTrue([&] { return driver_->counters().spares_made == 1 && SpareVolumes().size() == 1; }));
+  ASSERT_TRUE(driver_->Put("c2-init").ok());
+  driver_.reset();
+  EXPECT_TRUE(SpareVolumes().empty()) << "the driver's exit discards its spares";
+  EXPECT_EQ(MountsOfSpares(), 0);
+  ASSERT_TRUE(AtomicWriteFile(backend_->VolumePath("_spare-0123456789abcdef"), "left by a crash", false, 0600).ok());
+  Park();
+  EXPECT_TRUE(SpareVolumes().empty()) << "start-up removes a spare no record claims";
+}
+
 // A layer Get clones for itself is a new file no loop device can hold: its mount does not
 // scan every loop device's sysfs entry (the scan is for volumes that existed before).
 TEST_F(DriverFakeTest, AGetThatClonesTheVolumeDoesNotScanLoopDevices) {

@@ -120,15 +120,11 @@ Result<VerifyReport> Verify(os::Os& os, const storage_backend::Backend& store, c
 
   auto volumes = store.ListVolumes();
   if (!volumes.ok()) return volumes.status().Context("list this host's volumes");
-  std::set<std::string> mount_points;
-  if (auto mounts = loopdev::ReadMountInfo(os); mounts.ok()) {
-    for (const auto& m : *mounts) mount_points.insert(m.mount_point);
-  }
   for (const auto& v : *volumes) {
-    if (storage_backend::IsSpareVolumeName(v) &&
-        mount_points.count(JoinPath(common::MountsDir(state_dir), v)) != 0) {
-      continue;  // a spare volume slackerd keeps mounted for the next init layer (driver/spares.cc)
-    }
+    // A spare volume (driver/spares.cc): slackerd's cache of the next init layer's clone,
+    // made, mounted and discarded by it at any moment; a leftover of a crash is removed by
+    // its next start, as any volume no record claims.
+    if (storage_backend::IsSpareVolumeName(v)) continue;
     if (!claimed_volumes.count(v)) {
       problem("volume " + v, fmt::format("{} has no layer record claiming it; slackerd deletes it on its next "
                                          "start, or delete it by hand when slackerd is stopped",
@@ -143,7 +139,7 @@ Result<VerifyReport> Verify(os::Os& os, const storage_backend::Backend& store, c
   if (auto names = ListDir(volumes_dir); names.ok()) {
     for (const auto& f : *names) {
       auto layer = storage_backend::LayerOfVolumeCloneTemp(f);
-      if (!layer) continue;
+      if (!layer || storage_backend::IsSpareVolumeName(*layer)) continue;  // a spare being made
       problem("volume " + *layer,
               fmt::format("{} is the leftover of an interrupted clone; slackerd deletes it on its next start, or "
                           "delete it by hand when slackerd is stopped",

@@ -80,8 +80,8 @@ void SlackerDriver::DiscardSpare(Spare& spare) {
     }
     spare.mount.reset();
   }
-  ::rmdir(MountPath(spare.id).c_str());
   IgnoreError(backend_.RemoveVolume(spare.id), "a spare volume no record claims is removed at the next start");
+  ::rmdir(MountPath(spare.id).c_str());  // last: while it exists, the spare may still have a file
 }
 
 // Under the preparer's lock: the spares whose time is up (all when stopping), removed

@@ -175,6 +175,13 @@ e2e_settle() {
   e2e_log "removals still in progress after 10 s: $(cd "$state/layers" && echo *.removing)"
 }
 
+# e2e_no_spares: filters out the lines naming a spare volume (driver/spares.cc: a clone
+# of an image's snapshot slackerd keeps mounted for up to --unmount-delay after a
+# container's creation, as a cache; its file, loop device, mount and clone temp file are
+# all named "_spare-<16 hex>"). slackerd discards them when it stops: the checks after a
+# stop (no mount, loop device or file left) see every spare.
+e2e_no_spares() { grep -v -e '_spare-[0-9a-f]\{16\}' || true; }
+
 # Loop devices whose backing file is under DIR.
 e2e_loops_under() {
   local dir=$1

@@ -107,7 +107,7 @@ assert_no_leaks() {
   assert_eq "" "$(e2e_mounts_under "$STATE/mnt" | e2e_no_spares)" "mounts under $STATE/mnt"
   assert_eq "" "$(e2e_mounts_under "$STATE/views")" "mounts under $STATE/views"
   assert_eq "" "$(e2e_loops_under "$STATE/store" | e2e_no_spares)" "loop devices backed by store files"
-  assert_eq "" "$(ls -A "$STATE/store/volumes/$A" 2>/dev/null | e2e_no_spares)" "volume files"
+  assert_eq "" "$(e2e_entries "$STATE/store/volumes/$A" | e2e_no_spares)" "volume files"
   assert_eq "" "$(ls -A "$STATE/spool")" "spool files"
   assert_eq "" "$(find "$STATE/layers" -name '*.tmp-*')" "record temp files"
   local v

@@ -58,7 +58,7 @@ case_apply_diff_fills_store() {
   [ "$rc" != 0 ] || fail "an import larger than the store succeeded"
   assert_contains "$out" "is full" "import error"
   assert_contains "$out" "$W/store" "import error names the store"
-  assert_eq "" "$(ls -A "$STATE/store/volumes/$A" 2>/dev/null | e2e_no_spares)$(ls -A "$W/store/volumes/$A" | e2e_no_spares)" "volume files"
+  assert_eq "" "$(e2e_entries "$STATE/store/volumes/$A" | e2e_no_spares)$(e2e_entries "$W/store/volumes/$A" | e2e_no_spares)" "volume files"
   assert_eq "" "$(ls -A "$STATE/spool")" "spool files"
   assert_images_intact
   big_rootfs small 20
@@ -93,7 +93,7 @@ case_container_fills_store() {
   e2e_settle "$STATE"
   assert_eq "" "$(e2e_mounts_under "$STATE/mnt" | e2e_no_spares)" "mounts under $STATE/mnt"
   assert_eq "" "$(e2e_loops_under "$W/store" | e2e_no_spares)" "loop devices on store files"
-  assert_eq "" "$(ls -A "$W/store/volumes/$A" | e2e_no_spares)" "volume files"
+  assert_eq "" "$(e2e_entries "$W/store/volumes/$A" | e2e_no_spares)" "volume files"
 }
 
 run_case apply_diff_fills_store case_apply_diff_fills_store

@@ -60,7 +60,7 @@ assert_host_and_plugin_fine() {
   assert_eq "" "$(e2e_mounts_under "$STATE/views")" "mounts under $STATE/views"
   assert_eq "" "$(e2e_loops_under "$STATE/store" | e2e_no_spares)" "loop devices on store files"
   assert_eq "" "$(ls -A "$STATE/spool")" "spool files"
-  assert_eq "" "$(ls -A "$STATE/store/volumes/$A" 2>/dev/null | e2e_no_spares)" "volume files"
+  assert_eq "" "$(e2e_entries "$STATE/store/volumes/$A" | e2e_no_spares)" "volume files"
 }
 
 # hostile_case NAME EXPECT ARG (a line of cases.tsv)

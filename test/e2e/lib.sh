@@ -182,6 +182,9 @@ e2e_settle() {
 # stop (no mount, loop device or file left) see every spare.
 e2e_no_spares() { grep -v -e '_spare-[0-9a-f]\{16\}' || true; }
 
+# e2e_entries DIR: the names in DIR, one per line, sorted (nothing if DIR is missing).
+e2e_entries() { find "$1" -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort; }
+
 # Loop devices whose backing file is under DIR.
 e2e_loops_under() {
   local dir=$1

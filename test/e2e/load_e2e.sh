@@ -25,7 +25,7 @@ assert_nothing_left() {
   assert_eq "" "$(e2e_mounts_under "$STATE/mnt" | e2e_no_spares)" "mounts under $STATE/mnt"
   assert_eq "" "$(e2e_mounts_under "$STATE/views")" "mounts under $STATE/views"
   assert_eq "" "$(e2e_loops_under "$STATE/store" | e2e_no_spares)" "loop devices on store files"
-  assert_eq "" "$(ls -A "$STATE/store/volumes/$A" 2>/dev/null | e2e_no_spares)" "volume files"
+  assert_eq "" "$(e2e_entries "$STATE/store/volumes/$A" | e2e_no_spares)" "volume files"
   assert_eq "$1" "$(records)" "layer records"
 }
 

@@ -9,6 +9,7 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include "common/fault.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "driver/slacker_driver.h"
@@ -130,6 +131,7 @@ Result<SlackerDriver::SpareUse> SlackerDriver::AdoptSpare(Layer& layer, const st
     IgnoreError(backend_.RemoveVolume(id), "rollback: the rename error is what the caller must see");
     return s.Context("take spare volume " + spare->id + " for layer " + id);
   }
+  SLACKER_FAULT_POINT("spare.after_rename");
   LayerRecord next = layer.rec;
   next.has_volume = true;
   next.dirty = true;
@@ -141,6 +143,7 @@ Result<SlackerDriver::SpareUse> SlackerDriver::AdoptSpare(Layer& layer, const st
   }
   layer.rec = next;
   Count(&Counters::clones);
+  SLACKER_FAULT_POINT("spare.after_record");
   std::string smnt = MountPath(spare->id), mnt = MountPath(id);
   std::string device = spare->mount->device();
   int loop = spare->mount->loop_index();

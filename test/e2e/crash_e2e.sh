@@ -129,6 +129,20 @@ case_create() {
   after_crash
 }
 
+# spare_case POINT: an init layer's Get that takes a spare volume (driver/spares.cc): the
+# first run makes the spare, a later one takes it and meets the fault (the spare is made
+# asynchronously, so the runs go on until one does; after the crash the rest just run).
+spare_case() {
+  crash_during "$1" runs_until_a_spare_is_taken
+  after_crash
+}
+runs_until_a_spare_is_taken() {
+  local i
+  for ((i = 0; i < 20; i++)); do
+    dk w1 run --rm --network none bb:1 true || return
+  done
+}
+
 # get_case POINT: the first rw mount of `docker run` (the init layer's Get).
 get_case() {
   crash_during "$1" dk w1 run --rm --network none bb:1 true
@@ -210,6 +224,9 @@ case_dockerd_kill9() {
 run_case create.after_record case_create
 for p in get.after_clone get.after_attach get.after_mount clone.before_rename handover.after_rename handover.after_files; do
   run_case "$p" get_case "$p"
+done
+for p in spare.after_rename spare.after_record; do
+  run_case "$p" spare_case "$p"
 done
 for p in apply.mid_spool apply.mid_extract apply.before_record; do
   run_case "$p" apply_case "$p"

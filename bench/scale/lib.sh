@@ -1,0 +1,94 @@
+# shellcheck shell=bash
+# The scale model's fixture (bench/scale/README.md): one private slacker-storaged on a
+# private XFS (reflink=1) store, and one image snapshot to clone from, made the way the
+# e2e tests make theirs (test/e2e/lib.sh: everything under $W, stopped by PID, the
+# store unmounted and its loop device detached by the cleanup trap, ^C included).
+#
+#   . bench/scale/lib.sh
+#   scale_fixture            # sets W, SCALE_URL, SCALE_TOKEN, SCALE_STORE, SCALE_SNAPSHOT
+#   "$SCALE_LOAD" --url "$SCALE_URL" --token-file "$SCALE_TOKEN" --store "$SCALE_STORE" ...
+#
+# Environment: STORAGED, SCALE_LOAD (binaries; default $REPO/build/...), SCALE_SEED_TAR
+# (the image's root file system, default bench/run's cached minbase.tar, else a tree of
+# /usr/lib/python3.11), SCALE_STORE_SIZE (default 8G).
+
+SCALE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../../test/e2e/lib.sh
+. "$SCALE_DIR/../../test/e2e/lib.sh"
+STORAGED=${STORAGED:-$REPO/build/storaged/slacker-storaged}
+SCALE_LOAD=${SCALE_LOAD:-$REPO/build/bench/scale/slacker-scale-load}
+SCALE_SEED_TAR=${SCALE_SEED_TAR:-/var/tmp/slacker-bench-cache/minbase.tar}
+
+scale_require() {
+  local b
+  for b in "$STORAGED" "$SCALE_LOAD"; do
+    [ -x "$b" ] || {
+      echo "scale: $b not built (cmake --build build --target slacker-storaged slacker-scale-load)" >&2
+      exit 2
+    }
+  done
+  for b in mkfs.xfs mkfs.ext4 curl python3; do
+    command -v "$b" >/dev/null || {
+      echo "scale: $b missing" >&2
+      exit 2
+    }
+  done
+}
+
+# The image: an ext4 file system (1 GiB, sparse) holding the seed tree, as a layer's
+# volume on the store; then published as a snapshot through the service.
+_scale_seed_volume() {
+  local vol=$1 tree=$W/seed-root
+  mkdir -p "$tree"
+  if [ -f "$SCALE_SEED_TAR" ]; then
+    tar -C "$tree" --numeric-owner -xf "$SCALE_SEED_TAR"
+    SCALE_SEED_DESC="ext4 of $(basename "$SCALE_SEED_TAR") ($(du -sm "$tree" | cut -f1) MiB)"
+  else
+    cp -a /usr/lib/python3.11 "$tree/"
+    SCALE_SEED_DESC="ext4 of /usr/lib/python3.11 ($(du -sm "$tree" | cut -f1) MiB)"
+  fi
+  truncate -s 1G "$vol"
+  mkfs.ext4 -q -F -d "$tree" "$vol"
+  chmod 0600 "$vol"
+  rm -rf "$tree"
+}
+
+scale_fixture() {
+  scale_require
+  e2e_workdir
+  SCALE_STORE=$W/store
+  make_shared_store "$SCALE_STORE" "${SCALE_STORE_SIZE:-8G}"
+  SCALE_TOKEN=$W/token
+  head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$SCALE_TOKEN"
+  chmod 0600 "$SCALE_TOKEN"
+  local port=$((20000 + $$ % 20000))
+  e2e_spawn storaged "$W/storaged.log" "$STORAGED" --listen "127.0.0.1:$port" --root "$SCALE_STORE" \
+    --token-file "$SCALE_TOKEN" --max-connections 256
+  e2e_defer e2e_stop storaged slacker-storaged 20
+  e2e_wait_for storaged "$E2E_SPAWNED_PID" "$W/storaged.log" \
+    curl -fsS -H "Authorization: Bearer $(cat "$SCALE_TOKEN")" "http://127.0.0.1:$port/v1/store"
+  SCALE_URL=http://127.0.0.1:$port
+  mkdir -p -m 0700 "$SCALE_STORE/volumes/scale-seed"
+  _scale_seed_volume "$SCALE_STORE/volumes/scale-seed/base.img"
+  SCALE_SNAPSHOT=$("$SCALE_LOAD" --url "$SCALE_URL" --token-file "$SCALE_TOKEN" --store "$SCALE_STORE" \
+    --mode publish --host scale-seed --layer base)
+  e2e_log "storaged at $SCALE_URL (pid $E2E_SPAWNED_PID), store $SCALE_STORE, snapshot $SCALE_SNAPSHOT: $SCALE_SEED_DESC"
+}
+
+# scale_load ARGS...: the load client against the fixture.
+scale_load() {
+  "$SCALE_LOAD" --url "$SCALE_URL" --token-file "$SCALE_TOKEN" --store "$SCALE_STORE" "$@"
+}
+
+# The machine, for the results' "meta".
+scale_meta_json() {
+  python3 - "$REPO" "$SCALE_SEED_DESC" <<'EOF'
+import json, os, platform, subprocess, sys, time
+commit = subprocess.run(["git", "-C", sys.argv[1], "rev-parse", "--short", "HEAD"], capture_output=True,
+                        text=True).stdout.strip()
+print(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "kernel": platform.release(),
+                  "cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()[0], "commit": commit,
+                  "store": "XFS reflink=1 on a loop device (sparse image on the VM disk), storaged on loopback",
+                  "image": sys.argv[2]}))
+EOF
+}

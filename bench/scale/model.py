@@ -1,0 +1,403 @@
+#!/usr/bin/env python3
+"""bench/scale/model.py: how long do C container starts on W workers take against one
+storage host, and what must that host sustain? (issue 21 item 4; README.md here).
+
+A discrete-event simulation (scale_sim.py) of W workers, each starting its share of C
+containers (at most `worker_concurrency` at once), against one storage host:
+  storaged   a multi-server queue; servers, service time and the parallel part of a
+             request fitted to bench/scale/results/measured.json (1..64 clients), the
+             service-time distribution from its one-client samples;
+  link, disk the storage host's NIC and disk, FIFO servers of a bandwidth: a cold start
+             reads the image's startup bytes over NFS (each clone is its own file, so
+             its page cache too: every start reads from the disk, bench/README.md);
+  registry   a multi-server queue for the pull's round trips (once per worker).
+A start: pull if this worker has no image yet (round trips to the registry, then the
+worker's own pull time), the storaged calls of a start on a rest store (POST
+/v1/clones, POST /v1/files:clone), the NFS reads of the cold start, then the worker's
+own create+start time. Inputs marked "measured" come from runs; "assumed" ones are
+printed and written with the results.
+
+  bench/scale/model.py                      # prints the tables, writes results/model.json
+  bench/scale/model.py validate RUNS_DIR    # used by bench/scale/validate
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import scale_sim  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_MEASURED = os.path.join(HERE, "results", "measured.json")
+DEFAULT_BENCH = os.path.join(HERE, "..", "results", "latest.json")
+
+# Layers per bench image (bench/images.sh: minbase, python3, gcc FROM scratch; fat, loop
+# FROM minbase; http FROM python3; one ADD/COPY each).
+IMAGE_LAYERS = {"minbase": 1, "python3": 1, "gcc": 1, "fat": 2, "http": 2, "loop": 2}
+
+# What is not measured here, with why the value. Every one is written into model.json.
+ASSUMED = {
+    "rtt_ms": (0.2, "worker <-> storage host and registry network round trip (one LAN)"),
+    "link_gbit_s": (10.0, "the storage host's NIC (10 GbE)"),
+    "disk_gbyte_s": (2.0, "the storage host's disk read bandwidth (one NVMe SSD)"),
+    "nfs_read_kib": (64.0, "mean NFS READ size of a cold start's page-fault reads (readahead 64-128 KiB)"),
+    "nfs_inflight": (4.0, "NFS READs a starting container has in flight (readahead)"),
+    "registry_servers": (16, "requests the registry serves at once"),
+    "registry_service_ms": (1.0, "registry service time per request (manifest, config, ~2 KiB reference tars)"),
+    "worker_concurrency": (10, "containers a worker starts at once (DADI: 10 per host)"),
+}
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def storaged_inputs(measured):
+    """The storaged station fitted to the 'start' runs: servers, service, latency, and the
+    one-client samples of its two calls (clone, file_clone)."""
+    runs = sorted(measured.get("start", []), key=lambda r: r["clients"])
+    if not runs or runs[0]["clients"] != 1:
+        raise ValueError("measured.json: 'start' needs a run with 1 client")
+    one = runs[0]["calls"]
+    samples = one["clone"]["samples_ms"] + one["file_clone"]["samples_ms"]
+    if not samples:
+        raise ValueError("measured.json: no one-client samples of clone/file_clone")
+    r1 = (one["clone"]["mean_ms"] + one["file_clone"]["mean_ms"]) / 2000
+    points = []
+    for r in runs:
+        ops = r["storaged_calls_per_sequence"]
+        per_client_cycle = r["clients"] * r["wall_s"] / r["sequences"]  # s per sequence
+        request_s = r["calls"]["start"]["mean_ms"] / 1000
+        think = max(0.0, (per_client_cycle - request_s) / ops)
+        points.append((r["clients"], r["storaged_ops_per_s"], think))
+    fit = scale_sim.fit_station(points, r1)
+    fit["one_client_latency_s"] = r1
+    fit["think_s_per_op"] = points[0][2]
+    fit["samples_ms"] = samples
+    return fit
+
+
+def image_inputs(bench, image):
+    """Measured (bench/run, latest.json): startup bytes read from the store by a cold
+    start, the worker's pull and cold create+start times."""
+    s = bench["images"][image]["slacker"]
+    return {"nfs_bytes": s["read_bytes"], "pull_ms": s["pull_ms"], "worker_start_ms": s["run_ms"],
+            "layers": IMAGE_LAYERS.get(image, 1)}
+
+
+def assumed(overrides=None):
+    a = {k: v[0] for k, v in ASSUMED.items()}
+    for k, v in (overrides or {}).items():
+        if k not in a:
+            raise ValueError(f"unknown assumption {k}")
+        a[k] = v
+    return a
+
+
+class Cluster:
+    """One simulated run: W workers, C starts. Times in seconds."""
+
+    def __init__(self, workers, containers, st, img, a, seed=1, service_scale=1.0, servers=None,
+                 with_pull=True, shared_reads=False):
+        if workers < 1 or containers < 0:
+            raise ValueError("need workers >= 1 and containers >= 0")
+        if service_scale <= 0:
+            raise ValueError("service_scale must be > 0")
+        self.w, self.c, self.img, self.a = workers, containers, img, a
+        self.rng = random.Random(seed)
+        self.sim = scale_sim.Sim()
+        self.storaged = scale_sim.Station(self.sim, "storaged", servers or st["servers"])
+        self.link = scale_sim.Station(self.sim, "link", 1)
+        self.disk = scale_sim.Station(self.sim, "disk", 1)
+        self.registry = scale_sim.Station(self.sim, "registry", int(a["registry_servers"]))
+        r1 = st["one_client_latency_s"]
+        self.samples = [x / 1000 for x in st["samples_ms"]]
+        self.service_frac = st["service_s"] / r1 * service_scale
+        self.latency_frac = st["latency_s"] / r1
+        self.think = st.get("think_s_per_op", 0.0)
+        self.rtt = a["rtt_ms"] / 1000
+        self.with_pull = with_pull
+        # False (as measured): every container reads its startup bytes from the storage
+        # host's disk and over its NIC (a clone is its own file, with its own page cache).
+        # True (what-if): one read per worker, shared by its containers, and one read of
+        # the disk in all (the image's page cache shared between clones).
+        self.shared_reads = shared_reads
+        self.disk_read = False
+        self.ops_per_start = 2
+        self.latencies, self.done_at = [], []
+        self.bytes_read = 0.0
+
+    def run(self):
+        for w in range(self.w):
+            share = self.c // self.w + (1 if w < self.c % self.w else 0)
+            worker = {"left": share, "pulled": not self.with_pull, "pulling": False, "waiting": [],
+                      "read": False, "reading": False, "readers": []}
+            for _ in range(min(share, int(self.a["worker_concurrency"]))):
+                self.sim.at(0.0, lambda wk=worker: self._next(wk))
+        self.sim.run()
+        return self._results()
+
+    def _next(self, worker):
+        if worker["left"] == 0:
+            return
+        worker["left"] -= 1
+        t0 = self.sim.now
+        go = lambda: self._storaged_op(0, t0, worker)  # noqa: E731
+        if worker["pulled"]:
+            go()
+        elif worker["pulling"]:
+            worker["waiting"].append(go)
+        else:
+            worker["pulling"] = True
+            worker["waiting"].append(go)
+            self._pull(worker, 3 + self.img["layers"])  # GET /v2/, manifest, config, layers
+
+    def _pull(self, worker, round_trips):
+        if round_trips == 0:
+            def pulled():
+                worker["pulled"] = True
+                for fn in worker["waiting"]:
+                    fn()
+                worker["waiting"] = []
+            self.sim.after(self.img["pull_ms"] / 1000, pulled)
+            return
+        serve = self.a["registry_service_ms"] / 1000
+        self.sim.after(self.rtt, lambda: self.registry.submit(serve, lambda: self._pull(worker, round_trips - 1)))
+
+    def _storaged_op(self, k, t0, worker):
+        if k == self.ops_per_start:
+            self._nfs_reads(t0, worker)
+            return
+        x = self.rng.choice(self.samples)
+        delay = x * self.latency_frac + self.rtt + self.think
+        service = x * self.service_frac
+        self.sim.after(delay, lambda: self.storaged.submit(service, lambda: self._storaged_op(k + 1, t0, worker)))
+
+    def _nfs_reads(self, t0, worker):
+        done = lambda: self.sim.after(self.img["worker_start_ms"] / 1000,  # noqa: E731
+                                      lambda: self._started(t0, worker))
+        if not self.shared_reads:
+            self._read_image(done, from_disk=True)
+        elif worker["read"]:
+            done()
+        else:
+            worker["readers"].append(done)
+            if not worker["reading"]:
+                worker["reading"] = True
+                self._read_image(lambda: self._worker_read(worker), from_disk=not self.disk_read)
+                self.disk_read = True
+
+    def _worker_read(self, worker):
+        worker["read"] = True
+        for fn in worker["readers"]:
+            fn()
+        worker["readers"] = []
+
+    def _read_image(self, done, from_disk):
+        """The cold start's NFS READs: round trips (rtt / in flight) and bytes through the
+        disk and the link, coalesced into at most 8 jobs to keep a 10,000-start run short."""
+        total = float(self.img["nfs_bytes"])
+        self.bytes_read += total
+        round_trips = math.ceil(total / (self.a["nfs_read_kib"] * 1024)) if total > 0 else 0
+        chunks = min(round_trips, 8)
+        link_bps = self.a["link_gbit_s"] * 1e9 / 8
+        disk_bps = self.a["disk_gbyte_s"] * 1e9
+
+        def chunk(i):
+            if i == chunks:
+                done()
+                return
+            b = total / chunks
+            wait = (round_trips / chunks) * self.rtt / self.a["nfs_inflight"]
+            to_link = lambda: self.link.submit(b / link_bps, lambda: chunk(i + 1))  # noqa: E731
+            self.sim.after(wait, (lambda: self.disk.submit(b / disk_bps, to_link)) if from_disk else to_link)
+
+        chunk(0)
+
+    def _started(self, t0, worker):
+        self.latencies.append(self.sim.now - t0)
+        self.done_at.append(self.sim.now)
+        self._next(worker)
+
+    def _results(self):
+        span = max(self.done_at) if self.done_at else 0.0
+        lat = sorted(self.latencies)
+        stations = {s.name: s.summary(span) for s in (self.storaged, self.link, self.disk, self.registry)}
+        busiest = max(stations, key=lambda n: stations[n]["utilisation"]) if span > 0 else None
+        return {
+            "workers": self.w, "containers": self.c, "all_started_s": span,
+            "start_p50_ms": 1000 * percentile(lat, 50), "start_p95_ms": 1000 * percentile(lat, 95),
+            "storaged_ops": self.storaged.jobs,
+            "storaged_ops_per_s": self.storaged.jobs / span if span > 0 else 0.0,
+            "nfs_bytes_per_s": self.bytes_read / span if span > 0 else 0.0,
+            "registry_requests": self.registry.jobs,
+            "stations": stations, "saturates_first": busiest,
+        }
+
+
+def percentile(sorted_values, p):
+    if not sorted_values:
+        return 0.0
+    rank = p / 100 * (len(sorted_values) - 1)
+    lo = int(rank)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (rank - lo)
+
+
+def demand_for(target_s, containers, img):
+    """What the storage host must sustain to start `containers` within target_s."""
+    return {"target_s": target_s, "storaged_ops_per_s": 2 * containers / target_s,
+            "nfs_bytes_per_s": containers * img["nfs_bytes"] / target_s}
+
+
+def simulate(workers, containers, st, img, a, **kw):
+    return Cluster(workers, containers, st, img, a, **kw).run()
+
+
+WHAT_IFS = [
+    ("as measured", {}),
+    ("storaged 16 servers (no global mutation lock, or 16 shards by snapshot)", {"servers": 16}),
+    ("storaged service 10x shorter (group-committed fsyncs, one call per start)", {"service_scale": 0.1}),
+    ("storaged 64 servers and service 10x shorter", {"servers": 64, "service_scale": 0.1}),
+    ("storaged out of the path (workers clone over NFSv4.2 CLONE)", {"service_scale": 1e-6}),
+    ("storaged out of the path and the image's reads shared per worker and on the storage host",
+     {"service_scale": 1e-6, "shared_reads": True}),
+    ("storaged 64 servers, service 10x shorter, reads shared", {"servers": 64, "service_scale": 0.1,
+                                                               "shared_reads": True}),
+]
+
+
+def fmt_row(label, r):
+    return (f"{label:<14} {r['all_started_s']:9.2f} {r['start_p50_ms']:9.0f} {r['start_p95_ms']:9.0f} "
+            f"{r['storaged_ops_per_s']:9.1f} {r['nfs_bytes_per_s'] / 1e6:9.1f}  {r['saturates_first']}"
+            f" ({r['stations'][r['saturates_first']]['utilisation']:.0%})")
+
+
+HEADER = f"{'':<14} {'all-start s':>9} {'p50 ms':>9} {'p95 ms':>9} {'ops/s':>9} {'NFS MB/s':>9}  busiest station"
+
+
+def report(args):
+    measured, bench = load_json(args.measured), load_json(args.bench)
+    st = storaged_inputs(measured)
+    a = assumed()
+    img = image_inputs(bench, args.image)
+    out = {"inputs": {
+        "measured": {
+            "storaged": {k: v for k, v in st.items() if k != "samples_ms"} | {"source": args.measured,
+                                                                            "meta": measured.get("meta")},
+            "images": {im: image_inputs(bench, im) for im in bench["images"]},
+            "images_source": f"{args.bench} (bench/run {bench.get('meta', {}).get('date', '?')}): "
+                             "read_bytes, pull_ms, run_ms of slacker",
+            "commit_peak_ops_per_s": max((r["storaged_ops_per_s"] for r in measured.get("commit", [])), default=0),
+        },
+        "assumed": {k: {"value": a[k], "why": ASSUMED[k][1]} for k in ASSUMED} | {
+            "registry_round_trips_per_pull": {"value": "3 + layers", "why": "GET /v2/, manifest, config, one "
+                                              "reference tar per layer (registry v2 protocol; not counted here)"},
+            "nfs_round_trips_per_start": {"value": "read_bytes / nfs_read_kib", "why": "not counted here"},
+        }},
+        "image": args.image, "containers": args.containers}
+    print(f"storaged fitted to {args.measured}: {st['servers']} server(s), service {st['service_s'] * 1000:.2f} ms,"
+          f" parallel part {st['latency_s'] * 1000:.2f} ms (rms log error {st['rms_log_error']:.3f});"
+          f" capacity {st['servers'] / st['service_s']:.0f} ops/s")
+    for k in ASSUMED:
+        print(f"  assumed {k} = {a[k]}: {ASSUMED[k][1]}")
+    print(f"\n{args.containers} starts of {args.image} (NFS {img['nfs_bytes'] / 1e6:.1f} MB/start, measured)")
+    print(HEADER)
+    out["by_workers"] = []
+    for w in args.workers:
+        r = simulate(w, args.containers, st, img, a, seed=args.seed)
+        out["by_workers"].append(r)
+        print(fmt_row(f"W={w}", r))
+    big = max(args.workers)
+    print(f"\nW={big}, {args.containers} starts, per image")
+    print(HEADER)
+    out["by_image"] = {}
+    for im in bench["images"]:
+        r = simulate(big, args.containers, st, image_inputs(bench, im), a, seed=args.seed)
+        out["by_image"][im] = r
+        print(fmt_row(im, r))
+    print(f"\nW={big}, {args.containers} starts of {args.image}: what removes the bottleneck")
+    out["what_if"] = []
+    for label, kw in WHAT_IFS:
+        r = simulate(big, args.containers, st, img, a, seed=args.seed, **kw)
+        out["what_if"].append({"change": label, **kw, "result": r})
+        print(f"  {label}\n    {fmt_row('', r)}")
+    out["dadi_demand"] = demand_for(3.5, args.containers, img)
+    d = out["dadi_demand"]
+    print(f"\nto start {args.containers} in {d['target_s']} s (DADI's published 3-4 s): storaged "
+          f"{d['storaged_ops_per_s']:.0f} ops/s, NFS {d['nfs_bytes_per_s'] / 1e9:.2f} GB/s")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def validate(args):
+    """Compares the model with bench/scale/validate's runs: RUNS_DIR/w<W>/*.json, one
+    load-client report per worker process (one client, K starts each)."""
+    st = storaged_inputs(load_json(args.measured))
+    a = assumed({"rtt_ms": 0.0, "worker_concurrency": 1})  # loopback: RTT is inside the samples
+    bare = {"nfs_bytes": 0, "pull_ms": 0, "worker_start_ms": 0, "layers": 0}
+    rows, worst = [], 0.0
+    for d in sorted(os.listdir(args.runs), key=lambda n: int(n[1:])):
+        reports = [load_json(os.path.join(args.runs, d, f)) for f in sorted(os.listdir(os.path.join(args.runs, d)))
+                   if f.endswith(".json")]
+        if not reports:
+            raise ValueError(f"{args.runs}/{d}: no reports")
+        w, k = len(reports), reports[0]["count_per_client"]
+        if any(r["errors"] or r["sequences"] != k for r in reports):
+            raise ValueError(f"{args.runs}/{d}: a worker process had errors or did not finish its {k} starts")
+        measured_s = max(r["wall_s"] for r in reports)
+        starts = sorted(x for r in reports for x in r["calls"]["start"]["samples_ms"])
+        pred = simulate(w, w * k, st, bare, a, seed=args.seed, with_pull=False)
+        err = pred["all_started_s"] / measured_s - 1
+        worst = max(worst, abs(err))
+        rows.append({"workers": w, "starts_per_worker": k, "measured_s": measured_s,
+                     "predicted_s": pred["all_started_s"], "relative_error": err,
+                     "measured_start_p50_ms": percentile(starts, 50), "predicted_start_p50_ms": pred["start_p50_ms"],
+                     "measured_start_p95_ms": percentile(starts, 95), "predicted_start_p95_ms": pred["start_p95_ms"]})
+    print(f"{'W':>3} {'K':>4} {'measured s':>11} {'model s':>9} {'error':>7} {'p50 meas/model ms':>19} "
+          f"{'p95 meas/model ms':>19}")
+    for r in rows:
+        print(f"{r['workers']:>3} {r['starts_per_worker']:>4} {r['measured_s']:>11.2f} {r['predicted_s']:>9.2f} "
+              f"{r['relative_error']:>+7.1%} {r['measured_start_p50_ms']:>9.0f}/{r['predicted_start_p50_ms']:<9.0f}"
+              f" {r['measured_start_p95_ms']:>9.0f}/{r['predicted_start_p95_ms']:<9.0f}")
+    ok = worst <= args.threshold
+    out = {"threshold": args.threshold, "worst_relative_error": worst, "pass": ok, "rows": rows,
+           "fit": {k: v for k, v in st.items() if k != "samples_ms"}}
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print(f"worst error {worst:.1%}, threshold {args.threshold:.0%}: {'PASS' if ok else 'FAIL'}; wrote {args.out}")
+    return 0 if ok else 1
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--measured", default=DEFAULT_MEASURED)
+    p.add_argument("--seed", type=int, default=1)
+    sub = p.add_subparsers(dest="cmd")
+    r = sub.add_parser("report")
+    v = sub.add_parser("validate")
+    v.add_argument("runs")
+    v.add_argument("--threshold", type=float, default=0.25)
+    v.add_argument("--out", default=os.path.join(HERE, "results", "validation.json"))
+    for q in (p, r):
+        q.add_argument("--bench", default=DEFAULT_BENCH)
+        q.add_argument("--image", default="minbase")
+        q.add_argument("--containers", type=int, default=10000)
+        q.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8, 16, 1000])
+        q.add_argument("--out", default=os.path.join(HERE, "results", "model.json"))
+    args = p.parse_args(argv)
+    return validate(args) if args.cmd == "validate" else report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

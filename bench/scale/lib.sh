@@ -13,7 +13,7 @@
 # /usr/lib/python3.11), SCALE_STORE_SIZE (default 8G).
 
 SCALE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=../../test/e2e/lib.sh
+# shellcheck source=test/e2e/lib.sh
 . "$SCALE_DIR/../../test/e2e/lib.sh"
 STORAGED=${STORAGED:-$REPO/build/storaged/slacker-storaged}
 SCALE_LOAD=${SCALE_LOAD:-$REPO/build/bench/scale/slacker-scale-load}
@@ -68,7 +68,8 @@ scale_fixture() {
   e2e_wait_for storaged "$E2E_SPAWNED_PID" "$W/storaged.log" \
     curl -fsS -H "Authorization: Bearer $(cat "$SCALE_TOKEN")" "http://127.0.0.1:$port/v1/store"
   SCALE_URL=http://127.0.0.1:$port
-  mkdir -p -m 0700 "$SCALE_STORE/volumes/scale-seed"
+  mkdir -p "$SCALE_STORE/volumes/scale-seed"
+  chmod 0700 "$SCALE_STORE/volumes" "$SCALE_STORE/volumes/scale-seed"
   _scale_seed_volume "$SCALE_STORE/volumes/scale-seed/base.img"
   SCALE_SNAPSHOT=$("$SCALE_LOAD" --url "$SCALE_URL" --token-file "$SCALE_TOKEN" --store "$SCALE_STORE" \
     --mode publish --host scale-seed --layer base)
@@ -90,5 +91,33 @@ print(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "k
                   "cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()[0], "commit": commit,
                   "store": "XFS reflink=1 on a loop device (sparse image on the VM disk), storaged on loopback",
                   "image": sys.argv[2]}))
+EOF
+}
+
+# scale_combine RUNS_DIR OUT META_JSON SECONDS: the load client's reports <mode>-<N>.json
+# in RUNS_DIR as one measured.json (the model's input): per mode, the runs by N; the
+# samples of each call kept for N=1 only (the model's service-time distribution).
+scale_combine() {
+  mkdir -p "$(dirname "$2")"
+  python3 - "$@" <<'EOF'
+import json, os, sys
+runs_dir, out, meta, seconds = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), float(sys.argv[4])
+result = {"meta": dict(meta, seconds_per_run=seconds,
+                       client="build/bench/scale/slacker-scale-load (C++, storage_backend's rest backend)"),
+          "start": [], "commit": []}
+names = [n for n in os.listdir(runs_dir) if n.endswith(".json")]
+for name in sorted(names, key=lambda n: (n.split("-")[0], int(n.split("-")[1].split(".")[0]), n)):
+    r = json.load(open(os.path.join(runs_dir, name)))
+    for c in r["calls"].values():
+        if r["clients"] == 1:
+            c["samples_ms"] = [round(x, 3) for x in c["samples_ms"]]
+        else:
+            c.pop("samples_ms", None)
+    r.pop("per_client", None)
+    result[r["mode"]].append(r)
+with open(out, "w") as f:
+    json.dump(result, f, indent=1, sort_keys=True)
+    f.write("\n")
+print("wrote", out)
 EOF
 }

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -69,6 +70,7 @@ struct ClientLog {
   int errors = 0;
   std::string first_error;
   double busy_ms = 0;  // first sequence start to last sequence end
+  std::vector<Clock::time_point> ends;  // when each sequence ended
 };
 
 class Timer {
@@ -144,6 +146,7 @@ void RunClient(os::Os& os, const Options& o, int index, Clock::time_point deadli
     bool ok = o.mode == "start" ? StartOnce(**b, o, log->sequences, log) : CommitOnce(**b, host, vol, log);
     if (!ok) break;
     log->sequences++;
+    log->ends.push_back(Clock::now());
   }
   log->busy_ms = busy.Ms();
   if (o.mode == "commit") IgnoreError((*b)->RemoveVolume(vol), "the run's result does not depend on it");
@@ -174,14 +177,20 @@ std::vector<double> Thin(const std::vector<double>& v, size_t keep) {
   return out;
 }
 
-json Report(const Options& o, const std::vector<ClientLog>& logs, double wall_ms) {
+// Throughput: with --duration, the sequences that ended within it over its length (the
+// clients' last sequences, which end after it with fewer clients running, would bias it
+// low); with --count, all of them over the wall time.
+json Report(const Options& o, const std::vector<ClientLog>& logs, double wall_ms, Clock::time_point t0) {
   std::map<std::string, std::vector<double>> all;
-  int sequences = 0, errors = 0;
+  int sequences = 0, errors = 0, in_window = 0;
+  double window_s = o.count > 0 ? wall_ms / 1000 : o.duration_s;
+  auto window_end = t0 + std::chrono::milliseconds(static_cast<long long>(window_s * 1000));
   std::string first_error;
   json clients = json::array();
   for (const auto& l : logs) {
     for (const auto& [k, v] : l.ms) all[k].insert(all[k].end(), v.begin(), v.end());
     sequences += l.sequences;
+    for (auto t : l.ends) in_window += o.count > 0 || t <= window_end ? 1 : 0;
     errors += l.errors;
     if (first_error.empty()) first_error = l.first_error;
     clients.push_back({{"sequences", l.sequences}, {"busy_ms", l.busy_ms}});
@@ -192,12 +201,14 @@ json Report(const Options& o, const std::vector<ClientLog>& logs, double wall_ms
     calls[k]["samples_ms"] = Thin(v, 400);
   }
   int storaged_calls_per_seq = o.mode == "start" ? 2 : 1;
+  double load[1] = {0};
+  if (getloadavg(load, 1) != 1) load[0] = -1;  // the machine is shared: say how busy it was
   return {{"mode", o.mode}, {"clients", o.clients}, {"count_per_client", o.count},
-          {"wall_s", wall_ms / 1000}, {"sequences", sequences},
-          {"sequences_per_s", sequences / (wall_ms / 1000)},
-          {"storaged_ops_per_s", sequences * storaged_calls_per_seq / (wall_ms / 1000)},
+          {"wall_s", wall_ms / 1000}, {"sequences", sequences}, {"window_s", window_s},
+          {"sequences_in_window", in_window}, {"sequences_per_s", in_window / window_s},
+          {"storaged_ops_per_s", in_window * storaged_calls_per_seq / window_s},
           {"storaged_calls_per_sequence", storaged_calls_per_seq}, {"calls", calls}, {"per_client", clients},
-          {"errors", errors}, {"first_error", first_error}};
+          {"errors", errors}, {"first_error", first_error}, {"loadavg_1m_at_end", load[0]}};
 }
 
 int Publish(os::Os& os, const Options& o) {
@@ -253,11 +264,12 @@ int main(int argc, char** argv) {
   std::vector<ClientLog> logs(static_cast<size_t>(o.clients));
   auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<long long>(o.duration_s * 1000));
   Timer wall;
+  auto t0 = Clock::now();
   std::vector<std::thread> threads;
   for (int i = 0; i < o.clients; ++i)
     threads.emplace_back(RunClient, std::ref(*os), std::cref(o), i, deadline, &logs[static_cast<size_t>(i)]);
   for (auto& t : threads) t.join();
-  json report = Report(o, logs, wall.Ms());
+  json report = Report(o, logs, wall.Ms(), t0);
   std::string text = report.dump(1) + "\n";
   if (o.out.empty()) {
     std::fputs(text.c_str(), stdout);

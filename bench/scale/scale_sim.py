@@ -134,15 +134,21 @@ def fit_station(points, r1, max_servers=64):
     measurements. points: [(clients, ops_per_s, think_s)], think_s the client's own time
     per operation outside the request; r1: the mean request latency at one client (s).
     A request = latency (parallel: connect, HTTP, the client's CPU) + service at a
-    `servers`-server station, latency + service = r1. Minimises the squared log error of
-    the throughput over all points. Returns a dict with the fit and its residuals."""
+    `servers`-server station. The service time is searched up to 2 * r1: under load it
+    can exceed the one-client latency (CPU and fsync contention on the storage host);
+    the latency is r1 - service, at least 0. Minimises the squared log error of the
+    throughput over all points. Returns a dict with the fit and its residuals.
+    Identifiable: the capacity servers/service and the one-client latency. Under
+    Seidmann's approximation c servers of S are the same network as one server of S/c
+    plus a delay, so among equal fits the fewest servers win (storaged serialises its
+    mutations under one lock: one server is also what the code says)."""
     if not points or r1 <= 0:
         raise ValueError("need measurements and a positive one-client latency")
     best = None
     for servers in range(1, max_servers + 1):
-        for step in range(1, 101):
+        for step in range(1, 201):
             service = r1 * step / 100
-            latency = r1 - service
+            latency = max(0.0, r1 - service)
             err = 0.0
             for n, x_meas, think in points:
                 x, _ = mva_closed(n, service, servers, latency + think)

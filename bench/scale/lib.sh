@@ -10,7 +10,8 @@
 #
 # Environment: STORAGED, SCALE_LOAD (binaries; default $REPO/build/...), SCALE_SEED_TAR
 # (the image's root file system, default bench/run's cached minbase.tar, else a tree of
-# /usr/lib/python3.11), SCALE_STORE_SIZE (default 8G).
+# /usr/lib/python3.11), SCALE_STORE_SIZE (default 8G), SCALE_STORE_MEDIUM (disk or ram,
+# below; the scripts' --store-medium).
 
 SCALE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=test/e2e/lib.sh
@@ -53,11 +54,38 @@ _scale_seed_volume() {
   rm -rf "$tree"
 }
 
+# The store: XFS reflink=1 on a loop device over a sparse image, on the VM's disk
+# (SCALE_STORE_MEDIUM=disk, make_shared_store, as the e2e tests) or in RAM (=ram: the
+# image in /dev/shm, so an fsync costs a memory copy instead of a host fsync on a disk
+# other jobs share; the loop device is attached and detached here by its name).
+_scale_make_store() {
+  local dir=$1 size=${SCALE_STORE_SIZE:-8G} shm dev
+  case "${SCALE_STORE_MEDIUM:-disk}" in
+  disk)
+    make_shared_store "$dir" "$size"
+    SCALE_STORE_DESC="XFS reflink=1 on a loop device over a sparse image on the VM's disk"
+    ;;
+  ram)
+    shm=$(mktemp -d /dev/shm/slacker-scale.XXXXXX)
+    e2e_defer rm -rf "$shm"
+    truncate -s "$size" "$shm/store.img"
+    mkfs.xfs -q -m reflink=1 -s size=4096 "$shm/store.img"
+    dev=$(losetup -f --show "$shm/store.img")
+    e2e_defer losetup -d "$dev"
+    mkdir -p "$dir"
+    mount -o noatime "$dev" "$dir"
+    e2e_defer umount "$dir"
+    SCALE_STORE_DESC="XFS reflink=1 on a loop device over a sparse image in /dev/shm (RAM)"
+    ;;
+  *) echo "scale: SCALE_STORE_MEDIUM must be disk or ram" >&2; exit 2 ;;
+  esac
+}
+
 scale_fixture() {
   scale_require
   e2e_workdir
   SCALE_STORE=$W/store
-  make_shared_store "$SCALE_STORE" "${SCALE_STORE_SIZE:-8G}"
+  _scale_make_store "$SCALE_STORE"
   SCALE_TOKEN=$W/token
   head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$SCALE_TOKEN"
   chmod 0600 "$SCALE_TOKEN"
@@ -83,13 +111,13 @@ scale_load() {
 
 # The machine, for the results' "meta".
 scale_meta_json() {
-  python3 - "$REPO" "$SCALE_SEED_DESC" <<'EOF'
+  python3 - "$REPO" "$SCALE_SEED_DESC" "$SCALE_STORE_DESC" <<'EOF'
 import json, os, platform, subprocess, sys, time
 commit = subprocess.run(["git", "-C", sys.argv[1], "rev-parse", "--short", "HEAD"], capture_output=True,
                         text=True).stdout.strip()
 print(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "kernel": platform.release(),
                   "cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()[0], "commit": commit,
-                  "store": "XFS reflink=1 on a loop device (sparse image on the VM disk), storaged on loopback",
+                  "store": sys.argv[3] + "; storaged and clients on loopback",
                   "image": sys.argv[2]}))
 EOF
 }

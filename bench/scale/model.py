@@ -73,10 +73,14 @@ def storaged_inputs(measured):
     for r in runs:
         ops = r["storaged_calls_per_sequence"]
         rate = r["sequences_per_s"] or r["sequences"] / r["wall_s"]  # none ended in the window: whole run
+        if rate == 0:
+            continue  # no sequence ended at all (the machine stalled): no measurement
         per_client_cycle = r["clients"] / rate  # s per sequence
         request_s = r["calls"]["start"]["mean_ms"] / 1000
         think = max(0.0, (per_client_cycle - request_s) / ops)
         points.append((r["clients"], rate * ops, think))
+    if not points:
+        raise ValueError("measured.json: no 'start' run completed a sequence")
     fit = scale_sim.fit_station(points, r1)
     fit["one_client_latency_s"] = r1
     fit["think_s_per_op"] = sum(p[2] for p in points if p[0] == 1) / len(ones)

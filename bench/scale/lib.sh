@@ -149,3 +149,34 @@ with open(out, "w") as f:
 print("wrote", out)
 EOF
 }
+
+# scale_merge OUT REPORT...: the reports of several load-client processes that ran at the
+# same time (one client each, --duration) as one report of that many clients: sequences
+# and operations summed over the common window, latencies pooled.
+scale_merge() {
+  python3 - "$@" <<'EOF'
+import json, sys
+out, reports = sys.argv[1], [json.load(open(f)) for f in sys.argv[2:]]
+m = dict(reports[0])
+m["clients"] = sum(r["clients"] for r in reports)
+for k in ("sequences", "sequences_in_window", "errors"):
+    m[k] = sum(r[k] for r in reports)
+m["window_s"] = max(r["window_s"] for r in reports)
+m["wall_s"] = max(r["wall_s"] for r in reports)
+m["sequences_per_s"] = m["sequences_in_window"] / m["window_s"]
+m["storaged_ops_per_s"] = m["sequences_per_s"] * m["storaged_calls_per_sequence"]
+m["first_error"] = next((r["first_error"] for r in reports if r["first_error"]), "")
+calls = {}
+for name in {c for r in reports for c in r["calls"]}:
+    parts = [r["calls"][name] for r in reports if name in r["calls"]]
+    n = sum(p["n"] for p in parts)
+    samples = sorted(x for p in parts for x in p.get("samples_ms", []))
+    pct = lambda q: samples[min(len(samples) - 1, int(q / 100 * (len(samples) - 1) + 0.5))] if samples else 0
+    calls[name] = {"n": n, "mean_ms": sum(p["mean_ms"] * p["n"] for p in parts) / n if n else 0,
+                   "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99), "samples_ms": samples}
+m["calls"] = calls
+m["processes"] = len(reports)
+m.pop("per_client", None)
+json.dump(m, open(out, "w"), indent=1)
+EOF
+}

@@ -71,10 +71,10 @@ def storaged_inputs(measured):
     r1 = sum(one["clone"]["mean_ms"] + one["file_clone"]["mean_ms"] for one in ones) / (2000 * len(ones))
     points = []
     for r in runs:
+        if r["sequences"] == 0:
+            continue  # no sequence ended at all (the machine stalled): no measurement
         ops = r["storaged_calls_per_sequence"]
         rate = r["sequences_per_s"] or r["sequences"] / r["wall_s"]  # none ended in the window: whole run
-        if rate == 0:
-            continue  # no sequence ended at all (the machine stalled): no measurement
         per_client_cycle = r["clients"] / rate  # s per sequence
         request_s = r["calls"]["start"]["mean_ms"] / 1000
         think = max(0.0, (per_client_cycle - request_s) / ops)
@@ -365,7 +365,7 @@ def validate_one(run_dir, seed):
     preds = {name: simulate(w, w * k, st, bare, a, seed=seed, with_pull=False) for name, st in fits.items()}
     # A wrong structure, for contrast: storaged as parallel as its clients (64 servers).
     parallel = simulate(w, w * k, fits[""], bare, a, seed=seed, with_pull=False, servers=64)
-    measured_s = max(r["wall_s"] for r in reports)
+    measured_s = max(r.get("late_s", 0.0) + r["wall_s"] for r in reports)  # from the common start
     starts = sorted(x for r in reports for x in r["calls"]["start"]["samples_ms"])
     pred = preds[""]
     return {"workers": w, "starts_per_worker": k, "measured_s": measured_s,

@@ -18,6 +18,7 @@
 // bench/scale/measure and bench/scale/validate (bench/scale/README.md).
 #include <algorithm>
 #include <atomic>
+#include <barrier>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -50,6 +51,7 @@ constexpr const char* kUsage = R"(usage: slacker-scale-load --url URL --token-fi
   --duration S       run each client for S seconds (default 3) ...
   --count K          ... or K sequences per client (overrides --duration)
   --host-prefix P    host ids of the clients (default scale)
+  --start-at MS      begin the timed loop at this unix time in ms (several processes as one load)
   --host H --layer L publish: snapshot volumes/H/L.img and print the snapshot id
   --out FILE         write the results as JSON (default: stdout)
 )";
@@ -58,6 +60,7 @@ struct Options {
   std::string url, token_file, store, mode, snapshot, host_prefix = "scale", host, layer, out;
   int clients = 1;
   int count = 0;  // 0: run for duration_s
+  long long start_at_ms = 0;  // unix ms: begin the timed loop then (0: when set up)
   double duration_s = 3;
 };
 
@@ -130,21 +133,32 @@ bool KeepGoing(const Options& o, int done, Clock::time_point deadline) {
   return o.count > 0 ? done < o.count : Clock::now() < deadline;
 }
 
-void RunClient(os::Os& os, const Options& o, int index, Clock::time_point deadline, ClientLog* log) {
+// The clients start their timed loops together, after each one's setup (open, and for
+// commit the volume it snapshots): the barrier's completion sets the common start.
+struct Start {
+  Clock::time_point t0, deadline;
+};
+
+template <class Barrier>
+void RunClient(os::Os& os, const Options& o, int index, Barrier* ready, const Start* start, ClientLog* log) {
   std::string host = fmt::format("{}-{}", o.host_prefix, index);
   auto b = OpenAs(os, o, host);
+  std::string vol = "commitvol";
+  Timer setup;
+  bool ok = b.ok() && (o.mode != "commit" || Record(log, "setup_clone", setup, (*b)->CloneSnapshot(o.snapshot, vol)));
   if (!b.ok()) {
     log->errors++;
     log->first_error = "open: " + b.status().message();
+  }
+  if (!ok) {
+    ready->arrive_and_drop();
     return;
   }
-  std::string vol = "commitvol";
-  Timer setup;
-  if (o.mode == "commit" && !Record(log, "setup_clone", setup, (*b)->CloneSnapshot(o.snapshot, vol))) return;
+  ready->arrive_and_wait();
   Timer busy;
-  while (KeepGoing(o, log->sequences, deadline)) {
-    bool ok = o.mode == "start" ? StartOnce(**b, o, log->sequences, log) : CommitOnce(**b, host, vol, log);
-    if (!ok) break;
+  while (KeepGoing(o, log->sequences, start->deadline)) {
+    bool done = o.mode == "start" ? StartOnce(**b, o, log->sequences, log) : CommitOnce(**b, host, vol, log);
+    if (!done) break;
     log->sequences++;
     log->ends.push_back(Clock::now());
   }
@@ -242,6 +256,11 @@ Options ParseOptions(int argc, char** argv) {
   };
   int_flag("--clients", &o.clients, 1);
   int_flag("--count", &o.count, 1);
+  cli.Custom("--start-at", [&o](const std::string& v) {
+    SLACKER_ASSIGN_OR_RETURN(long long ms, ParseIntFlag("--start-at", v, 0, 1LL << 50));
+    o.start_at_ms = ms;
+    return Status::Ok();
+  });
   int duration = 3;
   int_flag("--duration", &duration, 1);
   ParseCommandLineOrExit(cli, {argv + 1, argv + argc}, "slacker-scale-load", kUsage, false);
@@ -262,14 +281,29 @@ int main(int argc, char** argv) {
   auto os = os::NewRealOs();
   if (o.mode == "publish") return Publish(*os, o);
   std::vector<ClientLog> logs(static_cast<size_t>(o.clients));
-  auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<long long>(o.duration_s * 1000));
-  Timer wall;
-  auto t0 = Clock::now();
+  Start start;
+  auto begin = [&start, &o]() noexcept {
+    // Several processes that make one load start their loops at the same moment.
+    auto wait = std::chrono::system_clock::time_point(std::chrono::milliseconds(o.start_at_ms)) -
+                std::chrono::system_clock::now();
+    if (o.start_at_ms > 0 && wait > wait.zero()) std::this_thread::sleep_for(wait);
+    start.t0 = Clock::now();
+    start.deadline = start.t0 + std::chrono::milliseconds(static_cast<long long>(o.duration_s * 1000));
+  };
+  std::barrier ready(o.clients, begin);
   std::vector<std::thread> threads;
   for (int i = 0; i < o.clients; ++i)
-    threads.emplace_back(RunClient, std::ref(*os), std::cref(o), i, deadline, &logs[static_cast<size_t>(i)]);
+    threads.emplace_back(RunClient<decltype(ready)>, std::ref(*os), std::cref(o), i, &ready, &start,
+                         &logs[static_cast<size_t>(i)]);
   for (auto& t : threads) t.join();
-  json report = Report(o, logs, wall.Ms(), t0);
+  if (start.t0 == Clock::time_point{}) begin();  // every client failed its setup
+  json report = Report(o, logs, Ms(Clock::now() - start.t0), start.t0);
+  // How late this process began after --start-at (it was still setting up).
+  auto late = std::chrono::system_clock::now() - std::chrono::system_clock::time_point(
+                                                      std::chrono::milliseconds(o.start_at_ms));
+  report["late_s"] = o.start_at_ms > 0 ? std::max(0.0, std::chrono::duration<double>(late).count() -
+                                                           report["wall_s"].get<double>())
+                                       : 0.0;
   std::string text = report.dump(1) + "\n";
   if (o.out.empty()) {
     std::fputs(text.c_str(), stdout);

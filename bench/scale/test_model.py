@@ -149,13 +149,18 @@ class Validation(unittest.TestCase):
         def run(n, ops, ms):
             calls = {k: {"mean_ms": ms, "samples_ms": [ms] * 5 if n == 1 else []} for k in ("clone", "file_clone")}
             calls["start"] = {"mean_ms": 2 * ms}
-            return {"clients": n, "sequences_per_s": ops / 2, "storaged_ops_per_s": ops,
-                    "storaged_calls_per_sequence": 2, "calls": calls}
+            return {"clients": n, "sequences_per_s": ops / 2, "storaged_ops_per_s": ops, "sequences": ops,
+                    "wall_s": 2.0, "storaged_calls_per_sequence": 2, "calls": calls}
         # A serial station of 5 ms: 200 ops/s at every N.
         m = {"start": [run(n, 200.0, 5.0 * n) for n in (1, 2, 4, 8)]}
         st = model.storaged_inputs(copy.deepcopy(m))
         self.assertEqual(st["servers"], 1)
         self.assertAlmostEqual(st["service_s"], 0.005, delta=0.0002)
+        # A run in which no sequence ended (the machine stalled) is no measurement.
+        stalled = run(64, 0.0, 5.0)
+        stalled.update(sequences=0, sequences_per_s=0.0, calls={})
+        m["start"].append(stalled)
+        self.assertEqual(model.storaged_inputs(m)["servers"], 1)
 
 
 if __name__ == "__main__":

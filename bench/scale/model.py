@@ -33,6 +33,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import scale_sim  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# slacker-storaged's default --max-connections: requests beyond it are refused (503) and
+# retried by the client, so at most this many contend inside it.
+STORAGED_MAX_CONNECTIONS = 128
 DEFAULT_MEASURED = os.path.join(HERE, "results", "measured.json")
 DEFAULT_BENCH = os.path.join(HERE, "..", "results", "latest.json")
 
@@ -81,7 +84,7 @@ def storaged_inputs(measured):
         points.append((r["clients"], rate * ops, think))
     if not points:
         raise ValueError("measured.json: no 'start' run completed a sequence")
-    fit = scale_sim.fit_station(points, r1)
+    fit = scale_sim.fit_storaged(points, r1, STORAGED_MAX_CONNECTIONS)
     fit["one_client_latency_s"] = r1
     fit["think_s_per_op"] = sum(p[2] for p in points if p[0] == 1) / len(ones)
     fit["samples_ms"] = samples
@@ -109,7 +112,7 @@ class Cluster:
     """One simulated run: W workers, C starts. Times in seconds."""
 
     def __init__(self, workers, containers, st, img, a, seed=1, service_scale=1.0, servers=None,
-                 with_pull=True, shared_reads=False):
+                 with_pull=True, shared_reads=False, contention=None):
         if workers < 1 or containers < 0:
             raise ValueError("need workers >= 1 and containers >= 0")
         if service_scale <= 0:
@@ -127,6 +130,8 @@ class Cluster:
         # x * latency/r1 of parallel time, then x * service/r1 at the station.
         self.service_frac = st["service_s"] / r1 * service_scale
         self.latency_frac = st["latency_s"] / r1
+        self.contention = st.get("contention", 0.0) if contention is None else contention
+        self.cap = st.get("cap", STORAGED_MAX_CONNECTIONS)
         self.think = st.get("think_s_per_op", 0.0)
         self.rtt = a["rtt_ms"] / 1000
         self.with_pull = with_pull
@@ -183,7 +188,9 @@ class Cluster:
             return
         x = self.rng.choice(self.samples)
         delay = x * self.latency_frac + self.rtt + self.think
-        service = x * self.service_frac
+        base = x * self.service_frac
+        beta, cap = self.contention, self.cap
+        service = lambda n: base * (1 + beta * (min(n, cap) - 1))  # noqa: E731
         self.sim.after(delay, lambda: self.storaged.submit(service, lambda: self._storaged_op(k + 1, t0, worker)))
 
     def _nfs_reads(self, t0, worker):
@@ -269,14 +276,16 @@ def simulate(workers, containers, st, img, a, **kw):
 
 WHAT_IFS = [
     ("as measured", {}),
-    ("storaged 16 servers (no global mutation lock, or 16 shards by snapshot)", {"servers": 16}),
-    ("storaged service 10x shorter (group-committed fsyncs, one call per start)", {"service_scale": 0.1}),
-    ("storaged 64 servers and service 10x shorter", {"servers": 64, "service_scale": 0.1}),
-    ("storaged out of the path (workers clone over NFSv4.2 CLONE)", {"service_scale": 1e-6}),
+    ("storaged without the contention measured here (clients on other hosts)", {"contention": 0.0}),
+    ("and 16 servers (no global mutation lock, or 16 shards by snapshot)", {"contention": 0.0, "servers": 16}),
+    ("and service 10x shorter (group-committed fsyncs, one call per start)", {"contention": 0.0,
+                                                                              "service_scale": 0.1}),
+    ("and 64 servers and service 10x shorter", {"contention": 0.0, "servers": 64, "service_scale": 0.1}),
+    ("storaged out of the path (workers clone over NFSv4.2 CLONE)", {"contention": 0.0, "service_scale": 1e-6}),
     ("storaged out of the path and the image's reads shared per worker and on the storage host",
-     {"service_scale": 1e-6, "shared_reads": True}),
-    ("storaged 64 servers, service 10x shorter, reads shared", {"servers": 64, "service_scale": 0.1,
-                                                               "shared_reads": True}),
+     {"contention": 0.0, "service_scale": 1e-6, "shared_reads": True}),
+    ("storaged 64 servers, service 10x shorter, no contention, reads shared",
+     {"contention": 0.0, "servers": 64, "service_scale": 0.1, "shared_reads": True}),
 ]
 
 
@@ -309,9 +318,11 @@ def report(args):
             "nfs_round_trips_per_start": {"value": "read_bytes / nfs_read_kib", "why": "not counted here"},
         }},
         "image": args.image, "containers": args.containers}
-    print(f"storaged fitted to {args.measured}: {st['servers']} server(s), service {st['service_s'] * 1000:.2f} ms,"
-          f" parallel part {st['latency_s'] * 1000:.2f} ms (rms log error {st['rms_log_error']:.3f});"
-          f" capacity {st['servers'] / st['service_s']:.0f} ops/s")
+    print(f"storaged fitted to {args.measured}: {st['servers']} server, service {st['service_s'] * 1000:.2f} ms"
+          f" at one request, +{st['contention']:.3f}x per request waiting (up to {st['cap']}), parallel part"
+          f" {st['latency_s'] * 1000:.2f} ms (mean abs log error {st['mean_abs_log_error']:.3f}); capacity"
+          f" {1 / st['service_s']:.0f} ops/s at one client, {1 / (st['service_s'] * (1 + st['contention'])):.0f}"
+          f" at 2, {1 / (st['service_s'] * (1 + st['contention'] * 15)):.0f} at 16")
     for k in ASSUMED:
         print(f"  assumed {k} = {a[k]}: {ASSUMED[k][1]}")
     print(f"\n{args.containers} starts of {args.image} (NFS {img['nfs_bytes'] / 1e6:.1f} MB/start, measured)")
@@ -364,7 +375,7 @@ def validate_one(run_dir, seed):
             for name in ("", "-before", "-after")}
     preds = {name: simulate(w, w * k, st, bare, a, seed=seed, with_pull=False) for name, st in fits.items()}
     # A wrong structure, for contrast: storaged as parallel as its clients (64 servers).
-    parallel = simulate(w, w * k, fits[""], bare, a, seed=seed, with_pull=False, servers=64)
+    parallel = simulate(w, w * k, fits[""], bare, a, seed=seed, with_pull=False, servers=64, contention=0.0)
     measured_s = max(r.get("late_s", 0.0) + r["wall_s"] for r in reports)  # from the common start
     starts = sorted(x for r in reports for x in r["calls"]["start"]["samples_ms"])
     pred = preds[""]
@@ -373,7 +384,8 @@ def validate_one(run_dir, seed):
             "parallel_storaged_error": parallel["all_started_s"] / measured_s - 1,
             "predicted_s_before_only": preds["-before"]["all_started_s"],
             "predicted_s_after_only": preds["-after"]["all_started_s"],
-            "capacity_ops_per_s": {n or "both": st["servers"] / st["service_s"] for n, st in fits.items()},
+            "capacity_ops_per_s": {n or "both": 1 / (st["service_s"] * (1 + 3 * st["contention"]))
+                                   for n, st in fits.items()},  # at 4 requests waiting
             "measured_start_p50_ms": percentile(starts, 50), "predicted_start_p50_ms": pred["start_p50_ms"],
             "measured_start_p95_ms": percentile(starts, 95), "predicted_start_p95_ms": pred["start_p95_ms"]}
 

@@ -2,10 +2,11 @@
 
 Stdlib only. Three pieces:
   Sim      an event list (time, then insertion order) and a clock, in seconds.
-  Station  c identical servers in front of one FIFO queue (a multi-server queue); it
-           keeps the numbers a bottleneck analysis needs (busy time, jobs, waits).
-  mva_*    the closed-network mean value analysis used to fit a station's service time
-           and parallelism to throughput measured with 1..64 closed-loop clients.
+  Station  c identical servers in front of one FIFO queue (a multi-server queue), with
+           an optionally load-dependent service time; it keeps the numbers a bottleneck
+           analysis needs (busy time, jobs, waits).
+  fit_storaged  one server with a load-dependent service time, fitted to throughput
+           measured with 1..64 closed-loop clients.
 """
 
 import collections
@@ -56,7 +57,9 @@ class Station:
         self.max_queue = 0
 
     def submit(self, service, done):
-        if service < 0 or math.isnan(service):
+        """service: seconds, or a function of the jobs present when its service begins
+        (itself included), for a load-dependent station."""
+        if not callable(service) and (service < 0 or math.isnan(service)):
             raise ValueError(f"station {self.name}: bad service time {service}")
         self.jobs += 1
         if self.busy < self.servers:
@@ -67,6 +70,10 @@ class Station:
 
     def _start(self, service, done, arrived):
         self.busy += 1
+        if callable(service):
+            service = service(self.busy + len(self.queue))
+            if service < 0 or math.isnan(service):
+                raise ValueError(f"station {self.name}: bad service time {service}")
         self.busy_time += service
         self.wait_total += self.sim.now - arrived
 
@@ -109,57 +116,34 @@ def open_queue(arrival_rate, service, servers, jobs, seed=1):
     return st.wait_total / st.jobs, sum(sojourn) / len(sojourn)
 
 
-def mva_closed(n, service, servers, delay):
-    """Throughput (jobs/s) and mean response time (s, excluding `delay`) of n customers
-    cycling through a delay station (`delay` s, no queueing: the clients' own time and
-    the parallel part of a request) and a `servers`-server station of mean service
-    `service` s. Exact MVA for one server; Seidmann's approximation for more (a queue
-    of service service/servers plus a pure delay of service*(servers-1)/servers)."""
-    if n < 1 or service <= 0 or servers < 1 or delay < 0:
-        raise ValueError("need n >= 1, service > 0, servers >= 1, delay >= 0")
-    d_queue = service / servers
-    d_fixed = service * (servers - 1) / servers
-    queue_len = 0.0
-    x = r = 0.0
-    for k in range(1, n + 1):
-        r_queue = d_queue * (1 + queue_len)
-        r = d_fixed + r_queue
-        x = k / (delay + r)
-        queue_len = x * r_queue
-    return x, r
+def fit_storaged(points, r1, cap):
+    """Fits storaged as one server whose service time grows with the requests present:
+    S(n) = S1 * (1 + beta * (min(n, cap) - 1)). One server: storaged/service.cc holds one
+    mutex across every mutation. beta: what each waiting request costs the one in service
+    (lock hand-over, thread wake-ups, CPU shared with the clients on a small machine); at
+    most `cap` requests are inside (its --max-connections; more are refused and retry).
+    points: [(clients, ops_per_s, think_s)] from closed-loop runs; r1: the mean request
+    latency at one client (s), of which r1 - S1 is parallel (connect, HTTP, the client).
+    The closed loop of N clients is taken at its bounds, X(N) = 1 / max((r1 + think) / N,
+    S(N)): the clients' own time is small beside a request (0.05 ms of 2-20 ms), so all N
+    wait at the server once N > 1. Least absolute deviations of log X over all points (a
+    stalled run on a shared machine moves it less than least squares)."""
+    if not points or r1 <= 0 or cap < 1:
+        raise ValueError("need measurements, a positive one-client latency and cap >= 1")
 
+    def predict(n, think, s1, beta):
+        return 1 / max((r1 + think) / n, s1 * (1 + beta * (min(n, cap) - 1)))
 
-def fit_station(points, r1, max_servers=64):
-    """Fits (servers, service, latency) of one storaged operation to closed-loop
-    measurements. points: [(clients, ops_per_s, think_s)], think_s the client's own time
-    per operation outside the request; r1: the mean request latency at one client (s).
-    A request = latency (parallel: connect, HTTP, the client's CPU) + service at a
-    `servers`-server station. The service time is searched up to 2 * r1: under load it
-    can exceed the one-client latency (CPU and fsync contention on the storage host);
-    the latency is r1 - service, at least 0. Minimises the squared log error of the
-    throughput over all points. Returns a dict with the fit and its residuals.
-    Identifiable: the capacity servers/service and the one-client latency. Under
-    Seidmann's approximation c servers of S are the same network as one server of S/c
-    plus a delay, so among equal fits the fewest servers win (storaged serialises its
-    mutations under one lock: one server is also what the code says)."""
-    if not points or r1 <= 0:
-        raise ValueError("need measurements and a positive one-client latency")
     best = None
-    for servers in range(1, max_servers + 1):
-        for step in range(1, 201):
-            service = r1 * step / 100
-            latency = max(0.0, r1 - service)
-            err = 0.0
-            for n, x_meas, think in points:
-                x, _ = mva_closed(n, service, servers, latency + think)
-                err += math.log(x / x_meas) ** 2
+    for step in range(1, 101):
+        s1 = r1 * step / 100
+        for b in range(0, 601):
+            beta = b / 200
+            err = sum(abs(math.log(predict(n, think, s1, beta) / x)) for n, x, think in points)
             if best is None or err < best[0] - 1e-12:
-                best = (err, servers, service, latency)
-    err, servers, service, latency = best
-    residuals = []
-    for n, x_meas, think in points:
-        x, _ = mva_closed(n, service, servers, latency + think)
-        residuals.append({"clients": n, "measured_ops_per_s": x_meas, "fitted_ops_per_s": x,
-                          "relative_error": x / x_meas - 1})
-    return {"servers": servers, "service_s": service, "latency_s": latency,
-            "rms_log_error": math.sqrt(err / len(points)), "residuals": residuals}
+                best = (err, s1, beta)
+    err, s1, beta = best
+    residuals = [{"clients": n, "measured_ops_per_s": x, "fitted_ops_per_s": predict(n, think, s1, beta),
+                  "relative_error": predict(n, think, s1, beta) / x - 1} for n, x, think in points]
+    return {"servers": 1, "service_s": s1, "contention": beta, "cap": cap, "latency_s": r1 - s1,
+            "mean_abs_log_error": err / len(points), "residuals": residuals}

@@ -17,7 +17,7 @@ import scale_sim  # noqa: E402
 
 def storaged(servers=1, service_ms=10.0, latency_ms=0.0, samples=None):
     r1 = (service_ms + latency_ms) / 1000
-    return {"servers": servers, "service_s": service_ms / 1000, "latency_s": latency_ms / 1000,
+    return {"servers": servers, "service_s": service_ms / 1000, "latency_s": latency_ms / 1000, "contention": 0.0,
             "one_client_latency_s": r1, "think_s_per_op": 0.0,
             "samples_ms": samples if samples is not None else [1000 * r1]}
 
@@ -49,40 +49,37 @@ class QueueClosedForms(unittest.TestCase):
         wq, _ = scale_sim.open_queue(lam, lambda: rng.expovariate(mu), c, 200000, seed=13)
         self.assertAlmostEqual(wq, expected, delta=0.1 * expected)
 
-    def test_mva_single_server_is_exact_closed_loop(self):
-        # One server, no delay: every customer beyond the first only queues; X = 1/S.
-        x, r = scale_sim.mva_closed(4, 0.01, 1, 0.0)
-        self.assertAlmostEqual(x, 100.0)
-        self.assertAlmostEqual(r, 0.04)
-        # One customer: X = 1 / (S + Z).
-        x, _ = scale_sim.mva_closed(1, 0.01, 1, 0.03)
-        self.assertAlmostEqual(x, 25.0)
+    def test_load_dependent_service_grows_with_jobs_present(self):
+        sim = scale_sim.Sim()
+        st = scale_sim.Station(sim, "s", 1)
+        seen, ends = [], []
+        for _ in range(3):  # three jobs at t=0: the first starts alone, the others queue
+            st.submit(lambda n: seen.append(n) or 0.01 * n, lambda: ends.append(sim.now))
+        sim.run()
+        self.assertEqual(seen, [1, 2, 1])  # jobs present when each service began
+        self.assertEqual([round(t, 6) for t in ends], [0.01, 0.03, 0.04])
 
 
 class Fit(unittest.TestCase):
-    def test_recovers_capacity_of_a_known_station(self):
-        # 4 servers of 8 ms + 2 ms of parallel latency. Under Seidmann's approximation that
-        # is the same closed network as 1 server of 2 ms + 8 ms: only the capacity (500
-        # ops/s) and the one-client latency are identifiable; the fit takes 1 server.
-        points = [(n, scale_sim.mva_closed(n, 0.008, 4, 0.002 + 0.0001)[0], 0.0001) for n in (1, 2, 4, 8, 16, 32, 64)]
-        fit = scale_sim.fit_station(points, 0.010)
-        self.assertAlmostEqual(fit["servers"] / fit["service_s"], 500.0, delta=5.0)
-        self.assertAlmostEqual(fit["service_s"] + fit["latency_s"], 0.010, delta=1e-9)
-        self.assertLess(fit["rms_log_error"], 0.01)
+    @staticmethod
+    def points(s1, beta, r1, cap=128, clients=(1, 2, 4, 8, 16, 32, 64)):
+        return [(n, 1 / max(r1 / n, s1 * (1 + beta * (min(n, cap) - 1))), 0.0) for n in clients]
 
-    def test_service_longer_than_one_client_latency_under_load(self):
-        # Contention: 10 ms at one client, but only 50 ops/s (20 ms each) under load.
-        points = [(1, 100.0, 0.0)] + [(n, 50.0, 0.0) for n in (4, 8, 16, 32)]
-        fit = scale_sim.fit_station(points, 0.010)
-        # Least squares over the five points: between the plateau (50) and N=1 (100),
-        # near the plateau that four of them show.
-        self.assertGreater(fit["service_s"], 0.010)
-        self.assertTrue(50.0 <= fit["servers"] / fit["service_s"] <= 60.0, fit)
-        self.assertEqual(fit["latency_s"], 0.0)
+    def test_recovers_a_known_contended_server(self):
+        fit = scale_sim.fit_storaged(self.points(0.004, 0.05, 0.005), 0.005, 128)
+        self.assertAlmostEqual(fit["service_s"], 0.004, delta=0.0001)
+        self.assertAlmostEqual(fit["contention"], 0.05, delta=0.006)
+        self.assertAlmostEqual(fit["latency_s"], 0.001, delta=0.0001)
+        self.assertLess(fit["mean_abs_log_error"], 0.02)
+
+    def test_recovers_a_server_without_contention(self):
+        fit = scale_sim.fit_storaged(self.points(0.010, 0.0, 0.010), 0.010, 128)
+        self.assertEqual(fit["contention"], 0.0)
+        self.assertAlmostEqual(fit["service_s"], 0.010, delta=0.0001)
 
     def test_rejects_empty_measurements(self):
         with self.assertRaises(ValueError):
-            scale_sim.fit_station([], 0.01)
+            scale_sim.fit_storaged([], 0.01, 128)
 
 
 class Edges(unittest.TestCase):
@@ -103,6 +100,14 @@ class Edges(unittest.TestCase):
         self.assertAlmostEqual(r["all_started_s"], 1000 * 2 * 0.010, delta=1e-6)
         self.assertEqual(r["saturates_first"], "storaged")
         self.assertAlmostEqual(r["stations"]["storaged"]["utilisation"], 1.0, places=6)
+
+    def test_contention_slows_a_queue_of_waiting_requests(self):
+        a = model.assumed({"rtt_ms": 0.0, "worker_concurrency": 1})
+        st = dict(storaged(service_ms=10.0), contention=0.1, cap=128)
+        alone = model.simulate(1, 10, st, IMAGE, a, with_pull=False)["all_started_s"]
+        crowd = model.simulate(10, 10, st, IMAGE, a, with_pull=False)["all_started_s"]
+        self.assertAlmostEqual(alone, 20 * 0.010, delta=1e-6)  # one at a time: no one waits
+        self.assertGreater(crowd, 1.5 * alone)  # the same 20 calls, with others waiting
 
     def test_link_saturates_when_reads_dominate(self):
         a = model.assumed({"rtt_ms": 0.0, "link_gbit_s": 1.0, "disk_gbyte_s": 100.0})
@@ -136,7 +141,7 @@ class Validation(unittest.TestCase):
         with self.assertRaises(ValueError):
             model.assumed({"no_such_input": 1})
         with self.assertRaises(ValueError):
-            scale_sim.mva_closed(0, 0.01, 1, 0)
+            scale_sim.fit_storaged([(1, 100.0, 0.0)], 0.01, 0)
         with self.assertRaises(ValueError):
             scale_sim.Sim().after(-1, lambda: None)
 

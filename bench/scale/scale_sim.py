@@ -116,7 +116,7 @@ def open_queue(arrival_rate, service, servers, jobs, seed=1):
     return st.wait_total / st.jobs, sum(sojourn) / len(sojourn)
 
 
-def fit_storaged(points, r1, cap):
+def fit_storaged(points, r1, cap, contention=True):
     """Fits storaged as one server whose service time grows with the requests present:
     S(n) = S1 * (1 + beta * (min(n, cap) - 1)). One server: storaged/service.cc holds one
     mutex across every mutation. beta: what each waiting request costs the one in service
@@ -124,6 +124,7 @@ def fit_storaged(points, r1, cap):
     most `cap` requests are inside (its --max-connections; more are refused and retry).
     points: [(clients, ops_per_s, think_s)] from closed-loop runs; r1: the mean request
     latency at one client (s), of which r1 - S1 is parallel (connect, HTTP, the client).
+    contention=False fits beta = 0: a server of fixed mean service time S1.
     The closed loop of N clients is taken at its bounds, X(N) = 1 / max((r1 + think) / N,
     S(N)): the clients' own time is small beside a request (0.05 ms of 2-20 ms), so all N
     wait at the server once N > 1. Least absolute deviations of log X over all points (a
@@ -135,9 +136,11 @@ def fit_storaged(points, r1, cap):
         return 1 / max((r1 + think) / n, s1 * (1 + beta * (min(n, cap) - 1)))
 
     best = None
-    for step in range(1, 101):
+    # Without contention, S1 may exceed the one-client latency: the server is slower
+    # under load than alone, and S1 is then its mean service time under load.
+    for step in range(1, 101 if contention else 201):
         s1 = r1 * step / 100
-        for b in range(0, 601):
+        for b in range(0, 601 if contention else 1):
             beta = b / 200
             err = sum(abs(math.log(predict(n, think, s1, beta) / x)) for n, x, think in points)
             if best is None or err < best[0] - 1e-12:
@@ -145,5 +148,5 @@ def fit_storaged(points, r1, cap):
     err, s1, beta = best
     residuals = [{"clients": n, "measured_ops_per_s": x, "fitted_ops_per_s": predict(n, think, s1, beta),
                   "relative_error": predict(n, think, s1, beta) / x - 1} for n, x, think in points]
-    return {"servers": 1, "service_s": s1, "contention": beta, "cap": cap, "latency_s": r1 - s1,
+    return {"servers": 1, "service_s": s1, "contention": beta, "cap": cap, "latency_s": max(0.0, r1 - s1),
             "mean_abs_log_error": err / len(points), "residuals": residuals}

@@ -55,7 +55,9 @@ slacker graphdriver plugin: every layer is an ext4 file system in a file on a sh
   --unmount-delay SEC a layer stays mounted SEC seconds after its last Put (default 10; 0:
                       unmount at Put): a container started again meanwhile reuses the
                       mount, and a container removed meanwhile is discarded without
-                      writing its file system back (driver/README.md "Start and stop")
+                      writing its file system back; on the local store it is also how
+                      long a spare volume (the next init layer's clone, mounted) is kept
+                      (driver/README.md "Start and stop")
   --log-level L       debug|info|warn|error (default info)
   --metrics-listen A  serve Prometheus metrics at GET /metrics on A: unix:/path.sock or
                       HOST:PORT (PORT alone binds 127.0.0.1); default off

@@ -523,7 +523,8 @@ int CmdGc(Flags& f) {
                 {"bytes", total}};
     if (scan) {
       out["registry"] = {{"url", f.registry}, {"repositories", scan->repositories}, {"manifests", scan->manifests},
-                         {"reference_blobs", scan->reference_blobs}, {"unreadable", scan->unreadable}};
+                         {"reference_blobs", scan->reference_blobs}, {"untagged", scan->untagged},
+                         {"unreadable", scan->unreadable}};
     }
     std::printf("%s\n", out.dump(2).c_str());
   } else {

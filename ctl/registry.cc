@@ -93,7 +93,8 @@ class RegistryClient {
     stream.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
     auto& res = parser.get();
     if (res.result() != http::status::ok) {
-      return Errorf(EIO, "GET http://{}:{}{}: HTTP {}", ep_.host, ep_.port, target, res.result_int());
+      return Errorf(res.result_int() == 404 ? ENOENT : EIO, "GET http://{}:{}{}: HTTP {}", ep_.host, ep_.port, target,
+                    res.result_int());
     }
     return std::move(res.body());
   }
@@ -112,7 +113,12 @@ class RegistryClient {
 
 Status ScanManifest(RegistryClient& client, const std::string& repo, const std::string& ref, int depth,
                     RegistryScan* scan) {
-  SLACKER_ASSIGN_OR_RETURN(json m, client.GetJson("/v2/" + repo + "/manifests/" + ref, kManifestAccept));
+  auto got = client.GetJson("/v2/" + repo + "/manifests/" + ref, kManifestAccept);
+  if (!got.ok() && got.status().code() == ENOENT && depth == 0) {
+    ++scan->untagged;  // the tag was deleted during the walk
+    return Status::Ok();
+  }
+  SLACKER_ASSIGN_OR_RETURN(json m, std::move(got));
   ++scan->manifests;
   if (m.contains("manifests") && m["manifests"].is_array() && depth == 0) {
     for (const auto& sub : m["manifests"]) {
@@ -190,8 +196,13 @@ Result<RegistryScan> ScanRegistry(const std::string& url) {
   SLACKER_ASSIGN_OR_RETURN(auto repos, ListPaged(client, "/v2/_catalog", "repositories"));
   for (const auto& repo : repos) {
     ++scan.repositories;
-    SLACKER_ASSIGN_OR_RETURN(auto tags, ListPaged(client, "/v2/" + repo + "/tags/list", "tags"));
-    for (const auto& tag : tags) {
+    auto tags = ListPaged(client, "/v2/" + repo + "/tags/list", "tags");
+    if (!tags.ok() && tags.status().code() == ENOENT) {
+      ++scan.untagged;
+      continue;
+    }
+    if (!tags.ok()) return tags.status();
+    for (const auto& tag : *tags) {
       SLACKER_RETURN_IF_ERROR(
           ScanManifest(client, repo, tag, 0, &scan).Context("registry " + url + " repository " + repo));
     }

@@ -1,9 +1,10 @@
 """The results JSON and the table of bench/run_cri.sh (CRI pull + start-to-ready).
 
 bench/run_cri.sh appends one line per sample to a TSV file:
-    IMAGE CONFIG NODE REP PULL_MS SANDBOX_MS CREATE_MS START_MS READY_MS UNPACKED
-(tab-separated; READY counts from the start of the pull; UNPACKED is the number of
-layers the node's slacker snapshotter unpacked during the sample, "-" on overlayfs) and
+    IMAGE CONFIG NODE REP PULL_MS SANDBOX_MS CREATE_MS START_MS READY_MS UNPACKED RESOLVED
+(tab-separated; READY counts from the start of the pull; UNPACKED and RESOLVED are the
+layers the node's slacker snapshotter unpacked from standard tars and the reference
+layers it resolved during the sample, "-" on overlayfs) and
 one line per image to a second file:
     IMAGE KIND REFERENCE_LAYER_BYTES STANDARD_LAYER_BYTES
 `python3 bench/crilib.py report SAMPLES IMAGES OUT.json [--reps N] [--fat-mib M]
@@ -23,9 +24,9 @@ from benchlib import median, percentile, ratio  # noqa: E402
 # Configurations in table order: (name, what the table calls it).
 CONFIGS = (
     ("overlayfs", "overlayfs, standard image"),
-    ("slk-std", "slacker, standard image (the store has it)"),
-    ("slk-ref", "slacker, image a slacker worker pushed (references)"),
-    ("slk-std-first", "slacker, standard image, first pull on the store"),
+    ("slk-std-first", "slacker, standard image, first on the store (unpack)"),
+    ("slk-std", "slacker, standard image, the store has it"),
+    ("slk-ref", "slacker, slacker-pushed image (references), first on the store"),
 )
 BASELINE = "overlayfs"
 # Per-sample times, in the samples file's column order.
@@ -33,8 +34,8 @@ TIMES = ("pull_ms", "sandbox_ms", "create_ms", "start_ms", "ready_ms")
 
 
 def parse_samples(lines):
-    """TSV lines -> list of sample dicts (image, config, node, rep, the TIMES, unpacked:
-    int or None, start_to_ready_ms = ready - pull). A malformed line raises ValueError
+    """TSV lines -> list of sample dicts (image, config, node, rep, the TIMES, unpacked
+    and resolved: int or None, start_to_ready_ms = ready - pull). A malformed line raises ValueError
     naming it."""
     out = []
     known = {c for c, _ in CONFIGS}
@@ -43,8 +44,8 @@ def parse_samples(lines):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split("\t")
-        if len(parts) != 10:
-            raise ValueError(f"samples line {i}: expected 10 tab-separated fields: {line!r}")
+        if len(parts) != 11:
+            raise ValueError(f"samples line {i}: expected 11 tab-separated fields: {line!r}")
         image, config, node, rep = parts[:4]
         if config not in known:
             raise ValueError(f"samples line {i}: unknown configuration {config!r}")
@@ -52,7 +53,8 @@ def parse_samples(lines):
             s = {"image": image, "config": config, "node": node, "rep": int(rep)}
             for name, v in zip(TIMES, parts[4:9]):
                 s[name] = int(v)
-            s["unpacked"] = None if parts[9] == "-" else int(parts[9])
+            for name, v in (("unpacked", parts[9]), ("resolved", parts[10])):
+                s[name] = None if v == "-" else int(v)
         except ValueError:
             raise ValueError(f"samples line {i}: a field is not a number: {line!r}") from None
         s["start_to_ready_ms"] = s["ready_ms"] - s["pull_ms"]
@@ -96,6 +98,7 @@ def build_report(samples, images, meta=None):
             for m in metrics:
                 cfg[m] = summarize([s[m] for s in ss])
             cfg["unpacked"] = [s["unpacked"] for s in ss]
+            cfg["resolved"] = [s["resolved"] for s in ss]
         base = img["configs"].get(BASELINE)
         img["ratios"] = {}
         for name, cfg in img["configs"].items():

@@ -15,10 +15,16 @@
 # REG/bench-NAME:1) and wo on overlay2 (standard tars: REG/std-bench-NAME:1); three
 # private containerd 1.6 with CRI (test/e2e/cri_lib.sh): s1 and s2 on slacker (own
 # snapshotters, the store wa uses), o1 on overlayfs. Configurations, per image:
-#   overlayfs  o1 pulls the standard image (download + unpack of every layer)
-#   slk-std    s2 pulls the standard image; after the first pull on the store (s2, once
-#              per image, reported apart) every layer comes from the store's index
-#   slk-ref    s1 pulls the image the slacker worker pushed (reference layers)
+#   overlayfs      o1 pulls the standard image (download + unpack of every layer)
+#   slk-std-first  s2 pulls the standard image as the first node on the store: download
+#                  + unpack into slacker snapshots (what every overlayfs pull costs)
+#   slk-std        s2 pulls the standard image that a node on the store has already
+#                  pulled: every layer comes from the store's index (no download)
+#   slk-ref        s1 pulls the image the slacker worker pushed (reference layers), as the
+#                  first node on the store: ~1 KiB per layer, resolved to the snapshots
+# "First node on the store": before the sample, the store's containerd name index
+# (store/containerd/names) forgets the image's chain ids, as on a store that never had
+# that image in containerd (the snapshots stay where they are).
 # A sample, on a node that has the pause image: PullImage, RunPodSandbox,
 # CreateContainer, StartContainer, until ready, then the pod and the image are removed
 # and containerd collects (content and snapshots), so the next sample pulls again. Ready:
@@ -171,26 +177,53 @@ wait_ready() {
   fail "$name on $node not ready after 60 s"
 }
 
-# unpacked NODE: layers NODE's snapshotter has unpacked from standard tars so far
-# (commits that were not reference resolutions; slacker only).
-unpacked() {
-  local log
+# chain_ids REPO TAG: the image's layer chain ids (containerd's snapshot names), from
+# the config blob in the registry.
+chain_ids() {
+  local config
+  config=$(curl -fsS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$REG/v2/$1/manifests/$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"]["digest"])')
+  curl -fsS "http://$REG/v2/$1/blobs/$config" | python3 -c '
+import hashlib, json, sys
+chain = None
+for d in json.load(sys.stdin)["rootfs"]["diff_ids"]:
+    chain = d if chain is None else "sha256:" + hashlib.sha256(f"{chain} {d}".encode()).hexdigest()
+    print(chain)'
+}
+# forget_image REF: remove the image's chain ids from the store's containerd name index.
+forget_image() {
+  local repo=${1#*/} c f
+  for c in $(chain_ids "${repo%:*}" "${repo##*:}"); do
+    for f in "$W"/store/containerd/names/*.json; do
+      [ -e "$f" ] || continue
+      ! grep -q "\"name\":\"$c\"" "$f" || rm -f "$f"
+    done
+  done
+}
+
+# layer_events NODE: "UNPACKED RESOLVED": layers NODE's snapshotter has unpacked from
+# standard tars and reference layers it has resolved, so far ("- -" on overlayfs).
+layer_events() {
+  local log c r
   case "$1" in
     s1) log=$W/$SNAP_S1-snapshotter.log ;;
     s2) log=$W/$SNAP_S2-snapshotter.log ;;
     *)
-      echo -
+      echo - -
       return
       ;;
   esac
-  echo $(($(grep -c 'event=commit ' "$log") - $(grep -c 'event=commit_reference ' "$log")))
+  c=$(grep -c 'event=commit ' "$log" || true)
+  r=$(grep -c 'event=commit_reference ' "$log" || true)
+  echo "$((c - r)) $r"
 }
 
 # sample NODE REF NAME POD: one pull + start-to-ready of bench image NAME as REF; prints
-# "PULL SANDBOX CREATE START READY UNPACKED" (ms; READY counts from the pull's start;
-# UNPACKED: layers the node's snapshotter unpacked meanwhile, - on overlayfs).
+# "PULL SANDBOX CREATE START READY UNPACKED RESOLVED" (ms; READY counts from the pull's start;
+# UNPACKED RESOLVED: layers the node's snapshotter unpacked and references it resolved
+# meanwhile, - on overlayfs).
 sample() {
-  local node=$1 ref=$2 name=$3 pod=$4 port="" mount="" u0 t0 t1 t2 ids pod_id cid lease steps
+  local node=$1 ref=$2 name=$3 pod=$4 port="" mount="" u0 r0 u1 r1 t0 t1 t2 ids pod_id cid lease steps
   local cmd=()
   case "$(bench_image_kind "$name")" in
     batch)
@@ -207,7 +240,7 @@ sample() {
       cmd=(/usr/local/bin/bench-loop.sh)
       ;;
   esac
-  u0=$(unpacked "$node")
+  read -r u0 r0 <<<"$(layer_events "$node")"
   t0=$(now_ms)
   cri "$node" pull "$ref" >/dev/null || fail "PullImage $ref on $node" || return
   t1=$(now_ms)
@@ -220,33 +253,49 @@ sample() {
   cri "$node" rmi "$ref"
   lease=$(c "$node" leases create | awk '{print $1}')
   c "$node" leases delete --sync "$lease" >/dev/null
-  if [ "$u0" = - ]; then u0=-; else u0=$(($(unpacked "$node") - u0)); fi
-  echo "$((t1 - t0)) $steps $((t2 - t0)) $u0"
+  read -r u1 r1 <<<"$(layer_events "$node")"
+  if [ "$u0" != - ]; then
+    u1=$((u1 - u0))
+    r1=$((r1 - r0))
+  fi
+  echo "$((t1 - t0)) $steps $((t2 - t0)) $u1 $r1"
 }
 
 samples=$W/cri-samples.tsv
 : >"$samples"
 # record CONFIG NODE IMAGE REP POD: one sample, appended to the samples file as
-# IMAGE CONFIG NODE REP PULL SANDBOX CREATE START READY UNPACKED.
+# IMAGE CONFIG NODE REP PULL SANDBOX CREATE START READY UNPACKED RESOLVED.
 record() {
-  local cfg=$1 node=$2 img=$3 rep=$4 pod=$5 ref r
+  local cfg=$1 node=$2 img=$3 rep=$4 pod=$5 ref r f
   case "$cfg" in
     slk-ref) ref=$REG/bench-$img:1 ;;
     *) ref=$REG/std-bench-$img:1 ;;
   esac
+  case "$cfg" in *-first | slk-ref) forget_image "$ref" ;; esac
   r=$(sample "$node" "$ref" "$img" "$pod") || { log "sample $rep of $img on $node ($cfg) failed"; exit 1; }
+  # What each configuration claims to measure, checked from the snapshotter's log.
+  read -r -a f <<<"$r"
+  case "$cfg" in
+    slk-std-first) [ "${f[5]}" -gt 0 ] || fail "$cfg $img: s2 unpacked no layer: the index still had it" ;;
+    slk-std) [ "${f[5]}" = 0 ] || fail "$cfg $img: s2 unpacked ${f[5]} layers the store has" ;;
+    slk-ref) [ "${f[5]}" = 0 ] && [ "${f[6]}" -gt 0 ] || fail "$cfg $img: s1 unpacked ${f[5]}, resolved ${f[6]} references" ;;
+  esac || exit 1
   printf '%s\t%s\t%s\t%s\t%s\n' "$img" "$cfg" "$node" "$rep" "${r// /$'\t'}" | tee -a "$samples" >&2
 }
 
-# The first pull of each standard image on the store: s2 unpacks what the store lacks.
-for img in "${images[@]}"; do record slk-std-first s2 "$img" 0 "first-$img"; done
-configs=("o1 overlayfs" "s2 slk-std" "s1 slk-ref")
+# Warm-up (not recorded): s2 pulls each standard image once, so that slk-std finds it
+# in the store's index from the first rep on, and the registry's blobs are in the page
+# cache for every configuration alike.
+for img in "${images[@]}"; do
+  sample s2 "$REG/std-bench-$img:1" "$img" "warm-$img" >/dev/null || fail "warm-up pull of $img on s2" || exit 1
+done
+configs=("o1 overlayfs" "s2 slk-std-first" "s2 slk-std" "s1 slk-ref")
 for ((rep = 1; rep <= reps; rep++)); do
   log "rep $rep of $reps"
   for img in "${images[@]}"; do
-    for ((k = 0; k < 3; k++)); do
-      read -r node cfg <<<"${configs[$(((rep + k) % 3))]}"
-      record "$cfg" "$node" "$img" "$rep" "p$rep-$node-$img"
+    for ((k = 0; k < ${#configs[@]}; k++)); do
+      read -r node cfg <<<"${configs[$(((rep + k) % ${#configs[@]}))]}"
+      record "$cfg" "$node" "$img" "$rep" "p$rep-$node-$cfg-$img"
     done
   done
 done

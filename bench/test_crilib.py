@@ -11,15 +11,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import crilib  # noqa: E402
 
 
-def line(image, config, node, rep, pull, sandbox, create, start, ready, unpacked):
-    return "\t".join(str(x) for x in (image, config, node, rep, pull, sandbox, create, start, ready, unpacked))
+def line(image, config, node, rep, pull, sandbox, create, start, ready, unpacked, resolved=None):
+    if resolved is None:
+        resolved = "-" if unpacked == "-" else 0
+    return "\t".join(str(x) for x in (image, config, node, rep, pull, sandbox, create, start, ready, unpacked,
+                                       resolved))
 
 
 SAMPLES = [
     line("minbase", "slk-std-first", "s2", 0, 900, 50, 60, 70, 1300, 1),
     line("minbase", "overlayfs", "o1", 1, 1000, 100, 100, 100, 1500, "-"),
     line("minbase", "slk-std", "s2", 1, 200, 150, 150, 100, 900, 0),
-    line("minbase", "slk-ref", "s1", 1, 100, 150, 150, 100, 800, 0),
+    line("minbase", "slk-ref", "s1", 1, 100, 150, 150, 100, 800, 0, 1),
     line("minbase", "overlayfs", "o1", 2, 3000, 100, 100, 100, 3400, "-"),
     line("minbase", "slk-std", "s2", 2, 400, 150, 150, 100, 1000, 0),
     line("minbase", "slk-ref", "s1", 2, 300, 150, 150, 100, 1000, 0),
@@ -35,6 +38,8 @@ class ParseTest(unittest.TestCase):
         self.assertIsNone(s[1]["unpacked"])
         self.assertEqual(s[0]["unpacked"], 1)
         self.assertEqual(s[2]["start_to_ready_ms"], 700)
+        self.assertEqual(s[3]["resolved"], 1)
+        self.assertIsNone(s[1]["resolved"])
 
     def test_rejects_malformed_lines(self):
         for bad in ("minbase\toverlayfs\to1\t1\t2\t3", line("m", "zfs", "o1", 1, 1, 1, 1, 1, 1, "-"),
@@ -76,8 +81,8 @@ class ReportTest(unittest.TestCase):
         rows = crilib.format_table(self.report).splitlines()
         self.assertEqual(len(rows), 2 + 4)
         self.assertIn("overlayfs, standard image", rows[2])
-        self.assertIn("first pull on the store", rows[5])
-        self.assertIn("| 2.72x |", rows[4])
+        self.assertIn("first on the store (unpack)", rows[3])
+        self.assertIn("| 2.72x |", rows[5])
 
 
 class CommandTest(unittest.TestCase):

@@ -8,7 +8,7 @@ layers it resolved during the sample, "-" on overlayfs) and
 one line per image to a second file:
     IMAGE KIND REFERENCE_LAYER_BYTES STANDARD_LAYER_BYTES
 `python3 bench/crilib.py report SAMPLES IMAGES OUT.json [--reps N] [--fat-mib M]
-[--conditions TEXT]` writes OUT.json and prints the table (markdown). Medians and p95
+[--conditions TEXT] [--failures FILE]` writes OUT.json and prints the table (markdown). Medians and p95
 are benchlib's; ratios are overlayfs's median / the slacker configuration's median in
 the same run (above 1: slacker is faster). Unit tests: bench/test_crilib.py.
 """
@@ -145,6 +145,7 @@ def main(argv):
     p.add_argument("--reps", type=int)
     p.add_argument("--fat-mib", type=int)
     p.add_argument("--conditions", default="")
+    p.add_argument("--failures", help="IMAGE CONFIG NODE REP lines: samples that failed once (retried)")
     a = p.parse_args(argv[1:])
     with open(a.samples) as f:
         samples = parse_samples(f)
@@ -154,6 +155,10 @@ def main(argv):
             "ratio": "overlayfs median / this configuration's median (above 1: slacker faster)"}
     report = build_report(samples, images, meta)
     report["samples"] = samples
+    report["failed_once"] = []
+    if a.failures:
+        with open(a.failures) as f:
+            report["failed_once"] = [ln.rstrip("\n").split("\t") for ln in f if ln.strip()]
     tmp = a.out + ".tmp"
     with open(tmp, "w") as f:
         json.dump(report, f, indent=1, sort_keys=True)
@@ -161,6 +166,8 @@ def main(argv):
     os.replace(tmp, a.out)
     print(f"CRI pull + start-to-ready (ms; start = ready - pull), {a.conditions}")
     print(format_table(report))
+    for fl in report["failed_once"]:
+        print("failed once, then measured again: " + " ".join(fl))
     print(f"\nwrote {a.out}")
     return 0
 

@@ -144,8 +144,9 @@ done
 
 SNAP_S1=s1$$b
 SNAP_S2=s2$$b
-start_snapshotter "$SNAP_S1" --store "$W/store" --log-level info
-start_snapshotter "$SNAP_S2" --store "$W/store" --log-level info
+# CRI_SNAPSHOTTER_LOG_LEVEL=debug: the snapshotters log each call's latency (event=rpc).
+start_snapshotter "$SNAP_S1" --store "$W/store" --log-level "${CRI_SNAPSHOTTER_LOG_LEVEL:-info}"
+start_snapshotter "$SNAP_S2" --store "$W/store" --log-level "${CRI_SNAPSHOTTER_LOG_LEVEL:-info}"
 start_cri_ctrd s1 "$SNAP_S1"
 start_cri_ctrd s2 "$SNAP_S2"
 start_cri_ctrd o1 none overlayfs # no proxy snapshotter at that socket: never used
@@ -154,9 +155,11 @@ for n in s1 s2 o1; do cri "$n" pull "$REG/pause:1" >/dev/null; done
 # wait_ready NODE CID NAME POD PORT: until the container of bench image NAME is ready
 # (see the header); fails after 60 s or on a wrong output.
 wait_ready() {
-  local node=$1 cid=$2 name=$3 pod=$4 port=$5 i st body
-  for ((i = 0; i < 6000; i++)); do
-    case "$(bench_image_kind "$name")" in
+  local node=$1 cid=$2 name=$3 pod=$4 port=$5 kind deadline st body i=0
+  kind=$(bench_image_kind "$name")
+  deadline=$(($(now_ms) + 60000))
+  while [ "$(now_ms)" -lt "$deadline" ]; do
+    case "$kind" in
       batch)
         st=$(cri "$node" inspect "$cid")
         if [ "$(field state <<<"$st")" = exited ]; then
@@ -172,9 +175,27 @@ wait_ready() {
         ;;
       loop) [ ! -s "$W/ready/$pod/ready" ] || return 0 ;;
     esac
+    # A service that exited will never be ready.
+    if [ "$kind" != batch ] && [ $((++i % 50)) = 0 ] && [ "$(cri "$node" inspect "$cid" | field state)" = exited ]; then
+      break
+    fi
     sleep 0.01
   done
-  fail "$name on $node not ready after 60 s"
+  fail "$name on $node not ready after 60 s: $(cri "$node" inspect "$cid" | tr '\n' ' ')" \
+    "log: $(tail -5 "$W/pods/$pod/c/0.log" 2>/dev/null | tr '\n' ' ')"
+}
+
+# node_reset NODE REF: after a failed sample, remove NODE's pods (every pod there is the
+# bench's) and REF, and collect, so that the next sample starts as the others do.
+node_reset() {
+  local id lease
+  for id in $(cri "$1" pods | sed -n 's/^pod=\([^ ]*\).*/\1/p'); do
+    cri "$1" stopp "$id" || true
+    cri "$1" rmp "$id" || true
+  done
+  cri "$1" rmi "$2" 2>/dev/null || true
+  lease=$(c "$1" leases create | awk '{print $1}')
+  c "$1" leases delete --sync "$lease" >/dev/null || true
 }
 
 # chain_ids REPO TAG: the image's layer chain ids (containerd's snapshot names), from
@@ -272,7 +293,15 @@ record() {
     *) ref=$REG/std-bench-$img:1 ;;
   esac
   case "$cfg" in *-first | slk-ref) forget_image "$ref" ;; esac
-  r=$(sample "$node" "$ref" "$img" "$pod") || { log "sample $rep of $img on $node ($cfg) failed"; exit 1; }
+  # A failed sample is reported (failures file, and the JSON) and tried once more; a
+  # second failure ends the run.
+  if ! r=$(sample "$node" "$ref" "$img" "$pod"); then
+    log "sample $rep of $img on $node ($cfg) failed; once more"
+    printf '%s\t%s\t%s\t%s\n' "$img" "$cfg" "$node" "$rep" >>"$W/failures.tsv"
+    node_reset "$node" "$ref"
+    case "$cfg" in *-first | slk-ref) forget_image "$ref" ;; esac
+    r=$(sample "$node" "$ref" "$img" "$pod-again") || { log "sample $rep of $img on $node ($cfg) failed again"; exit 1; }
+  fi
   # What each configuration claims to measure, checked from the snapshotter's log.
   read -r -a f <<<"$r"
   case "$cfg" in
@@ -303,5 +332,6 @@ done
 conditions="$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end, $(date -u +%FT%TZ)"
 mkdir -p "$out"
 cp "$samples" "$out/cri-latest-samples.tsv"
+touch "$W/failures.tsv"
 python3 "$here/crilib.py" report "$samples" "$meta" "$out/cri-latest.json" \
-  --reps "$reps" --fat-mib "$BENCH_FAT_MIB" --conditions "$conditions"
+  --reps "$reps" --fat-mib "$BENCH_FAT_MIB" --conditions "$conditions" --failures "$W/failures.tsv"

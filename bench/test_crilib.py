@@ -88,13 +88,15 @@ class ReportTest(unittest.TestCase):
 class CommandTest(unittest.TestCase):
     def test_report_writes_json(self):
         with tempfile.TemporaryDirectory() as d:
-            sp, ip, out = (os.path.join(d, n) for n in ("s.tsv", "i.tsv", "cri.json"))
+            sp, ip, fp, out = (os.path.join(d, n) for n in ("s.tsv", "i.tsv", "f.tsv", "cri.json"))
+            with open(fp, "w") as f:
+                f.write("http\tslk-std-first\ts2\t1\n")
             with open(sp, "w") as f:
                 f.write("\n".join(SAMPLES) + "\n")
             with open(ip, "w") as f:
                 f.write("\n".join(IMAGES) + "\n")
             r = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "crilib.py"),
-                                "report", sp, ip, out, "--reps", "2", "--conditions", "test"],
+                                "report", sp, ip, out, "--reps", "2", "--conditions", "test", "--failures", fp],
                                capture_output=True, text=True)
             self.assertEqual(r.returncode, 0, r.stderr)
             with open(out) as f:
@@ -102,6 +104,8 @@ class CommandTest(unittest.TestCase):
             self.assertEqual(data["reps"], 2)
             self.assertEqual(len(data["samples"]), 7)
             self.assertIn("| minbase |", r.stdout)
+            self.assertEqual(data["failed_once"], [["http", "slk-std-first", "s2", "1"]])
+            self.assertIn("failed once, then measured again: http slk-std-first s2 1", r.stdout)
 
 
 if __name__ == "__main__":

@@ -198,19 +198,6 @@ node_reset() {
   c "$1" leases delete --sync "$lease" >/dev/null || true
 }
 
-# chain_ids REPO TAG: the image's layer chain ids (containerd's snapshot names), from
-# the config blob in the registry.
-chain_ids() {
-  local config
-  config=$(curl -fsS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-    "http://$REG/v2/$1/manifests/$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"]["digest"])')
-  curl -fsS "http://$REG/v2/$1/blobs/$config" | python3 -c '
-import hashlib, json, sys
-chain = None
-for d in json.load(sys.stdin)["rootfs"]["diff_ids"]:
-    chain = d if chain is None else "sha256:" + hashlib.sha256(f"{chain} {d}".encode()).hexdigest()
-    print(chain)'
-}
 # forget_image REF: remove the image's chain ids from the store's containerd name index.
 forget_image() {
   local repo=${1#*/} c f

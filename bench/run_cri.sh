@@ -8,7 +8,7 @@
 #
 # Default: 5 samples of each, the five images without fat (add it with --images; its
 # layer is BENCH_FAT_MIB MiB, 256 here by default); OUT/cri-latest.json (default
-# bench/results). Build slackerd, slacker-snapshotter, slacker-cri and slackerctl first.
+# bench/results). Build slackerd, slacker-snapshotter and slacker-cri first (build/).
 #
 # One private registry; two private dockerds that build every image (bench/images.sh,
 # `docker build`, as bench/run does): wa on slacker (its layers push as reference tars:

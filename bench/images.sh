@@ -42,6 +42,19 @@ bench_image_kind() {
   esac
 }
 
+# bench_batch_cmd NAME: BENCH_CMD = the workload of batch image NAME (it prints bench-ok
+# and exits).
+# shellcheck disable=SC2034 # used by bench/run and bench/run_cri.sh
+BENCH_CMD=()
+# shellcheck disable=SC2034
+bench_batch_cmd() {
+  case "$1" in
+    python3) BENCH_CMD=(python3 -c 'print("bench-ok")') ;;
+    gcc) BENCH_CMD=(sh -c 'printf "#include <stdio.h>\nint main(void){puts(\"bench-ok\");return 0;}\n" >/tmp/h.c && gcc -o /tmp/h /tmp/h.c && /tmp/h') ;;
+    *) BENCH_CMD=(sh -c 'echo bench-ok') ;;
+  esac
+}
+
 # bench_rootfs_tar NAME: path of the cached rootfs tarball of a debootstrap image
 # (minbase, python3, gcc), building it on first use.
 bench_rootfs_tar() {

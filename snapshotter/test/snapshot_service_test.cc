@@ -15,6 +15,7 @@
 
 #include "common/files.h"
 #include "common/io.h"
+#include "common/log.h"
 #include "os/fake_os.h"
 #include "registry_shim/reference.h"
 #include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
@@ -621,6 +622,25 @@ TEST_F(GrpcServiceTest, PrepareCommitStatListOverTheWire) {
   google::protobuf::Empty e;
   grpc::ClientContext rctx;
   EXPECT_EQ(stub_->Remove(&rctx, rreq, &e).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+// At debug level every call logs its latency (how bench/README.md reads the snapshotter's
+// share of a CRI pull or pod start); at info level nothing is logged for a call that worked.
+TEST_F(GrpcServiceTest, LogsEachCallsLatencyAtDebugOnly) {
+  pb::PrepareSnapshotResponse resp;
+  testing::internal::CaptureStderr();
+  log::SetLevel(log::Level::kDebug);
+  grpc::Status prepared = Prepare("default/1/k", "", &resp);
+  grpc::Status again = Prepare("default/1/k", "", &resp);
+  log::SetLevel(log::Level::kInfo);
+  ASSERT_TRUE(Commit("default/2/c", "default/1/k").ok());
+  std::string err = testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(prepared.ok());
+  EXPECT_EQ(again.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_NE(err.find("event=rpc rpc=Prepare key=default/1/k ms="), std::string::npos) << err;
+  EXPECT_NE(err.find(" code=0"), std::string::npos) << err;
+  EXPECT_NE(err.find(" code=" + std::to_string(EEXIST)), std::string::npos) << err;
+  EXPECT_EQ(err.find("rpc=Commit"), std::string::npos) << "logged at info level: " << err;
 }
 
 TEST_F(GrpcServiceTest, ListHonoursFilters) {

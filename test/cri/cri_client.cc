@@ -14,8 +14,9 @@
 //   rmi IMAGE
 //   runp [pod flags]                  prints pod_id=
 //   inspectp ID | stopp ID | rmp ID
-//   create --pod ID --name N --image IMG [--log-path REL] [pod flags] [--] CMD...
-//                                     prints container_id=
+//   create --pod ID --name N --image IMG [--log-path REL] [--mount HOST:CTR[,HOST:CTR...]]
+//          [pod flags] [--] CMD...     prints container_id=; --mount binds host directories
+//                                     read-write (what kubelet sends for an emptyDir)
 //   start ID | stop ID [--grace S] | rm ID | inspect ID | exec ID CMD...
 //   stats ID                          the writable layer's usage (kubelet's ephemeral storage)
 // Pod flags: --pod-name N --pod-uid U --pod-ns NS --log-dir DIR --cgroup-parent CG
@@ -93,6 +94,18 @@ std::string Need(const Args& a, const std::string& name) {
   auto it = a.flags.find(name);
   if (it == a.flags.end()) Usage(a.command + ": --" + name + " is required");
   return it->second;
+}
+
+// Split("a,b", ',') = {"a", "b"}; Split("", ',') = {}.
+std::vector<std::string> Split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  for (size_t start = 0; start < s.size();) {
+    size_t end = s.find(sep, start);
+    if (end == std::string::npos) end = s.size();
+    out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
 }
 
 std::string Arg(const Args& a, size_t n, const std::string& what) {
@@ -299,6 +312,15 @@ int Run(const Args& a) {
     cfg->mutable_image()->set_image(Need(a, "image"));
     for (const auto& s : a.tail) cfg->add_command(s);
     cfg->set_log_path(Flag(a, "log-path", Need(a, "name") + "/0.log"));
+    for (const auto& spec : Split(Flag(a, "mount", ""), ',')) {
+      auto colon = spec.find(':');
+      if (colon == std::string::npos || colon == 0 || colon + 1 == spec.size()) {
+        Usage("create: --mount wants HOST:CONTAINER, got " + spec);
+      }
+      auto* m = cfg->add_mounts();
+      m->set_host_path(spec.substr(0, colon));
+      m->set_container_path(spec.substr(colon + 1));
+    }
     auto* ns = cfg->mutable_linux()->mutable_security_context()->mutable_namespace_options();
     ns->set_network(cri::NODE);
     ns->set_pid(cri::CONTAINER);

@@ -27,7 +27,7 @@ METHODS = {
 # windows, metrics, ...): fields of these types are omitted.
 DROP = {
     "LinuxContainerResources", "WindowsContainerConfig",
-    "WindowsPodSandboxConfig", "Device", "Mount", "LinuxPodSandboxStats", "PodSandboxStats",
+    "WindowsPodSandboxConfig", "Device", "LinuxPodSandboxStats", "PodSandboxStats",
     "CpuUsage", "MemoryUsage", "SecurityProfile", "Capability", "Int64Value", "LinuxSandboxSecurityContext_selinux",
     "SELinuxOption", "HugepageLimit", "WindowsSandboxSecurityContext", "PortMapping",
     "DNSConfig", "LinuxPodSandboxConfig_resources", "PodIP", "PodSandboxNetworkStatus",

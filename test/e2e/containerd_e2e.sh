@@ -86,19 +86,6 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 store_used_kib() { sync -f "$W/store"; df -k --output=used "$W/store" | tail -1 | tr -d ' '; }
 store_snapshots() { find "$W/store/snapshots" -name '*.img' | wc -l; }
 
-# chain_ids REPO TAG: the image's layer chain ids (identity.ChainID over the diff ids).
-chain_ids() {
-  local cfg
-  cfg=$(curl -fsS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-    "http://$REG/v2/$1/manifests/$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"]["digest"])')
-  curl -fsS "http://$REG/v2/$1/blobs/$cfg" | python3 -c '
-import hashlib, json, sys
-chain = None
-for d in json.load(sys.stdin)["rootfs"]["diff_ids"]:
-    chain = d if chain is None else "sha256:" + hashlib.sha256((chain + " " + d).encode()).hexdigest()
-    print(chain)'
-}
-
 # --- setup: a shared store; a slacker dockerd worker pushes a standard and a reference image
 
 make_shared_store "$W/store"

@@ -5,8 +5,8 @@
 # snapshot annotations on. Pods are host-network (no CNI). The client, test/cri
 # (slacker-cri), makes kubelet's calls.
 #   1. version/status; pull of a standard image; a pod (its pause image from the local
-#      registry) running a container whose output is checked in its CRI log file; stop and
-#      remove; ImageStatus
+#      registry) running a container whose output is checked in its CRI log file and in a
+#      host directory bound into it (an emptyDir); stop and remove; ImageStatus
 #   2. pull of an image a slacker dockerd pushed whose layer is a reference to 64 MiB of
 #      data: downloads only the reference tar (bytes counted in the registry's log), no
 #      snapshot is created on the store and the store grows by KiB; a container reads the
@@ -86,8 +86,12 @@ case_pull_standard_image_and_run_pod() {
   [ "$(field size <<<"$out")" -gt 0 ] || fail "ImageStatus size is 0: $out"
   grep -q "event=commit " "$W/$C1-snapshotter.log" || fail "the snapshotter committed no layer"
   t0=$(now_ms)
+  # A host directory bound as kubelet binds an emptyDir: what the container writes there
+  # is on the host.
+  mkdir -p "$W/pods/vol-p1"
   # shellcheck disable=SC2016 # expanded by the container's shell: proves it ran there
-  ids=$(run_pod_container c1 p1 "$REG/base:1" hello sh -c 'echo hello-$((6*7)); ls /bin/busybox; echo to-stderr >&2')
+  ids=$(CRI_MOUNT="$W/pods/vol-p1:/vol" run_pod_container c1 p1 "$REG/base:1" hello \
+    sh -c 'echo hello-$((6*7)); ls /bin/busybox; echo to-stderr >&2; echo in-volume > /vol/f')
   read -r pod_id cid <<<"$ids"
   code=$(wait_exited c1 "$cid")
   e2e_log "CRI RunPodSandbox + create + start + exit (base:1): $(($(now_ms) - t0)) ms"
@@ -100,6 +104,7 @@ case_pull_standard_image_and_run_pod() {
   assert_eq "hello-42
 /bin/busybox" "$(log_lines "$W/pods/p1/hello/0.log" stdout)" "container stdout in its CRI log"
   assert_eq "to-stderr" "$(log_lines "$W/pods/p1/hello/0.log" stderr)" "container stderr in its CRI log"
+  assert_eq in-volume "$(cat "$W/pods/vol-p1/f" 2>&1)" "file the container wrote to its host-path mount"
   # The container's and the sandbox's root file systems are slacker snapshots.
   c c1 containers info "$cid" | grep -q '"Snapshotter": "slacker"' || fail "container not on slacker"
   c c1 containers info "$pod_id" | grep -q '"Snapshotter": "slacker"' || fail "sandbox not on slacker"

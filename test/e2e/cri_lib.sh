@@ -153,19 +153,26 @@ layer_digests() {
 }
 
 # run_pod_container NODE POD IMAGE NAME CMD...: RunPodSandbox, CreateContainer,
-# StartContainer as kubelet does; prints "POD_ID CONTAINER_ID".
+# StartContainer as kubelet does; prints "POD_ID CONTAINER_ID". CRI_MOUNT=HOST:CTR[,...]
+# (optional) binds host directories into the container, as kubelet does for an emptyDir.
+# CRI_STEP_MS (optional, a file): "SANDBOX_MS CREATE_MS START_MS" of the three calls.
 run_pod_container() {
-  local node=$1 pod=$2 image=$3 name=$4 pod_id cid
+  local node=$1 pod=$2 image=$3 name=$4 pod_id cid t0 t1 t2 t3
   shift 4
   mkdir -p "$W/pods/$pod"
+  t0=$(now_ms)
   # shellcheck disable=SC2046 # pod_flags is a word list
   pod_id=$(cri "$node" runp $(pod_flags "$pod") | field pod_id)
   [ -n "$pod_id" ] || fail "RunPodSandbox $pod on $node returned no id" || return
+  t1=$(now_ms)
   # shellcheck disable=SC2046
-  cid=$(cri "$node" create --pod "$pod_id" --name "$name" --image "$image" $(pod_flags "$pod") -- "$@" |
-    field container_id)
+  cid=$(cri "$node" create --pod "$pod_id" --name "$name" --image "$image" \
+    ${CRI_MOUNT:+--mount "$CRI_MOUNT"} $(pod_flags "$pod") -- "$@" | field container_id)
   [ -n "$cid" ] || fail "CreateContainer $name on $node returned no id" || return
+  t2=$(now_ms)
   cri "$node" start "$cid"
+  t3=$(now_ms)
+  [ -z "${CRI_STEP_MS:-}" ] || echo "$((t1 - t0)) $((t2 - t1)) $((t3 - t2))" >"$CRI_STEP_MS"
   echo "$pod_id $cid"
 }
 

@@ -673,6 +673,20 @@ EOF
 
 stop_registry() { e2e_stop registry registry 15 || true; }
 
+# chain_ids REPO TAG: the layer chain ids (containerd's snapshot names: identity.ChainID
+# over the diff ids) of image REPO:TAG in the local registry $REG, from its config blob.
+chain_ids() {
+  local cfg
+  cfg=$(curl -fsS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$REG/v2/$1/manifests/$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"]["digest"])')
+  curl -fsS "http://$REG/v2/$1/blobs/$cfg" | python3 -c '
+import hashlib, json, sys
+chain = None
+for d in json.load(sys.stdin)["rootfs"]["diff_ids"]:
+    chain = d if chain is None else "sha256:" + hashlib.sha256((chain + " " + d).encode()).hexdigest()
+    print(chain)'
+}
+
 # ---------------------------------------------------------------------------
 # images
 

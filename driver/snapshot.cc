@@ -57,6 +57,7 @@ Result<std::string> SlackerDriver::TakeSnapshot(Layer& layer, bool mounted) {
   const std::string& id = layer.rec.id;
   nlohmann::json meta = {{"parent_layer", layer.rec.parent}, {"source", "commit"},
                          {"layer", id}, {"host", opts_.host_id}};
+  if (!layer.rec.lower.empty()) return TakeFoldedSnapshot(layer, mounted, meta);  // overlay.cc
   if (!mounted) {
     if (!LoopsBacking(backend_.VolumePath(id)).empty()) {
       // Our mount is gone but the file system lives on (a copy of the mount in another

@@ -50,6 +50,7 @@ Result<std::string> SlackerDriver::AcquireLower(const std::string& snap) {
     }
     lower.mount.emplace(std::move(mount).value());
     Count(&Counters::lower_mounts);
+    log::Info("lower_mounted", {{"snapshot", snap}, {"device", lower.mount->device()}});
   }
   ++lower.refs;
   return lower.mount->target();
@@ -73,6 +74,7 @@ void SlackerDriver::UnmountIdleLowers(bool keep_held) {
       continue;
     }
     if (lower.mount) {
+      log::Info("lower_unmount", {{"snapshot", it->first}});
       Status s = lower.mount->Unmount(loopdev::BusyPolicy::kDetach);
       if (!s.ok()) log::Warn("lower_unmount_failed", {{"snapshot", it->first}, {"err", s.message()}});
     }
@@ -100,6 +102,7 @@ Status SlackerDriver::AttachOverlay(Layer& layer) {
   layer.overlaid = true;
   layer.lower_held = lower;
   Count(&Counters::overlay_mounts);
+  log::Debug("overlay_mounted", {{"layer", id}, {"lower", lower}});
   return Status::Ok();
 }
 

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -160,7 +162,39 @@ class Folder {
   }
 };
 
+Status SumUpper(int dir_fd, int depth, std::set<std::pair<dev_t, ino_t>>& seen, int64_t& total) {
+  if (depth > kMaxFoldDepth) return Errorf(EINVAL, "the layer's upper directory is deeper than {} levels", kMaxFoldDepth);
+  SLACKER_ASSIGN_OR_RETURN(auto names, ListDirFd(dir_fd, "the upper directory"));
+  for (const auto& n : names) {
+    struct stat st;
+    if (::fstatat(dir_fd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::FromErrno(errno, "stat " + n);
+    if (S_ISDIR(st.st_mode)) {
+      SLACKER_ASSIGN_OR_RETURN(UniqueFd sub, OpenDirAt(dir_fd, n));
+      SLACKER_RETURN_IF_ERROR(SumUpper(sub.get(), depth + 1, seen, total));
+      continue;
+    }
+    if (IsWhiteout(st)) continue;
+    if (st.st_nlink > 1 && !seen.insert({st.st_dev, st.st_ino}).second) continue;
+    total += st.st_size;
+  }
+  return Status::Ok();
+}
+
 }  // namespace
+
+Result<int64_t> UpperBytes(int root_fd) {
+  int fd = ::openat(root_fd, (std::string(kOverlayDirName) + "/" + kOverlayUpperName).c_str(),
+                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return int64_t{0};
+    return Status::FromErrno(errno, "open the upper directory");
+  }
+  UniqueFd upper(fd);
+  std::set<std::pair<dev_t, ino_t>> seen;
+  int64_t total = 0;
+  SLACKER_RETURN_IF_ERROR(SumUpper(upper.get(), 0, seen, total));
+  return total;
+}
 
 Status FoldOverlay(int root_fd) {
   struct stat st;

@@ -34,4 +34,9 @@ inline constexpr int kMaxFoldDepth = 1024;
 // nothing to fold.
 Status FoldOverlay(int root_fd);
 
+// What the layer wrote, as overlay2 counts a layer's size (its upper directory): the
+// sizes of the upper's files and links, each inode once, whiteouts and directories not
+// counted. `root_fd` as for FoldOverlay; 0 when there is no upper.
+Result<int64_t> UpperBytes(int root_fd);
+
 }  // namespace slacker::driver

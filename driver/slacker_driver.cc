@@ -293,6 +293,17 @@ Result<std::vector<Change>> SlackerDriver::Changes(const std::string& id, const 
 
 Result<int64_t> SlackerDriver::DiffSize(const std::string& id, const std::string& parent) {
   SLACKER_ASSIGN_OR_RETURN(std::string base, BaseOf(id, parent, "diff size"));
+  if (auto layer = layers_.Find(id)) {
+    MutexLock l(layer->mu);
+    if (!layer->rec.lower.empty() && layer->rec.has_volume && base == layer->rec.parent) {
+      // Overlay form: the size of its upper (as overlay2's DiffSize).
+      SLACKER_ASSIGN_OR_RETURN(std::string root, GetLocked(*layer));
+      auto bytes = DiffBytesAgainstParent(*layer, root);
+      Status put = PutLocked(*layer, false);
+      if (bytes.ok()) SLACKER_RETURN_IF_ERROR(put);
+      return bytes;
+    }
+  }
   SLACKER_ASSIGN_OR_RETURN(auto view, OpenView(id));
   SLACKER_ASSIGN_OR_RETURN(auto changes, ChangesAgainst(view->path(), base));
   return ChangesSize(view->path(), changes);

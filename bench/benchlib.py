@@ -33,6 +33,7 @@ TIME_METRICS = (
     ("restart_ms", "start, stopped container"),
     ("stop_ms", "stop"),
     ("rm_ms", "rm"),
+    ("commit_ms", "commit of a one-file change"),
 )
 
 # Headline ratios (overlay2 time / slacker time) and the targets of issue 6.
@@ -51,6 +52,7 @@ RATIO_METRICS = (
     ("restart", "restart_ms", 1 / 1.1),
     ("stop", "stop_ms", 1 / 1.1),
     ("rm", "rm_ms", 1 / 1.1),
+    ("commit", "commit_ms", None),
 )
 
 # The paper's development cycle pushes and pulls whole images (an empty registry, a

@@ -88,6 +88,7 @@ Result<DaemonCore> OpenDaemonCore(const char* program, const StoreFlags& flags, 
     }
     opts.park_time = std::chrono::milliseconds(static_cast<int64_t>(sec * 1000));
   }
+  opts.share_page_cache = flags.share_page_cache;
   *step = "read cluster key";
   SLACKER_ASSIGN_OR_RETURN(opts.trust, LoadReferenceTrust(keys, core.store.backend->root(), &opts.reload_keys));
   *step = "create driver state directory";

@@ -58,6 +58,11 @@ slacker graphdriver plugin: every layer is an ext4 file system in a file on a sh
                       writing its file system back; on the local store it is also how
                       long a spare volume (the next init layer's clone, mounted) is kept
                       (driver/README.md "Start and stop")
+  --share-page-cache  containers share their image's page cache: a container layer is an
+                      overlay of the image's snapshot, mounted read-only once per host,
+                      and of an upper directory in its own volume; commits fold the upper
+                      into a clone (same snapshots, same references). Default off
+                      (driver/README.md "Shared page cache")
   --log-level L       debug|info|warn|error (default info)
   --metrics-listen A  serve Prometheus metrics at GET /metrics on A: unix:/path.sock or
                       HOST:PORT (PORT alone binds 127.0.0.1); default off
@@ -95,6 +100,7 @@ int main(int argc, char** argv) {
   cli.String("--max-spool", &flags.store.max_spool);
   cli.String("--unmount-delay", &flags.store.unmount_delay);
   cli.Switch("--allow-unsigned-references", &flags.keys.allow_unsigned_references);
+  cli.Switch("--share-page-cache", &flags.store.share_page_cache);
   ParseCommandLineOrExit(cli, {argv + 1, argv + argc}, "slackerd", kUsage, /*positional_allowed=*/false);
   if (!cmd::ApplyLogLevel("slackerd", flags.log_level)) return 2;
   Result<plugin::MetricsAddress> metrics_at = plugin::MetricsAddress{};

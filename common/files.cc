@@ -118,7 +118,7 @@ Status RemoveFileIfExists(const std::string& path) {
   return Status::Ok();
 }
 
-static Status RemoveTreeAt(int parent_fd, const char* name, dev_t dev) {
+static Status RemoveTreeOnDev(int parent_fd, const char* name, dev_t dev) {
   struct stat st;
   if (::fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return Status::Ok();
@@ -144,7 +144,7 @@ static Status RemoveTreeAt(int parent_fd, const char* name, dev_t dev) {
   }
   Status st_out;
   for (const auto& n : names) {
-    Status s = RemoveTreeAt(::dirfd(d), n.c_str(), dev);
+    Status s = RemoveTreeOnDev(::dirfd(d), n.c_str(), dev);
     if (!s.ok()) {
       st_out = s.Context(name);
       break;
@@ -163,7 +163,13 @@ Status RemoveTree(const std::string& path) {
     if (errno == ENOENT) return Status::Ok();
     return Status::FromErrno(errno, "stat " + path);
   }
-  return RemoveTreeAt(AT_FDCWD, path.c_str(), st.st_dev).Context("remove " + path);
+  return RemoveTreeOnDev(AT_FDCWD, path.c_str(), st.st_dev).Context("remove " + path);
+}
+
+Status RemoveTreeAt(int dir_fd, const std::string& name) {
+  struct stat st;
+  if (::fstat(dir_fd, &st) != 0) return Status::FromErrno(errno, "stat the directory of " + name);
+  return RemoveTreeOnDev(dir_fd, name.c_str(), st.st_dev).Context("remove " + name);
 }
 
 bool PathExists(const std::string& path) {
@@ -309,6 +315,13 @@ Result<std::string> ReadFdAtMost(int fd, size_t limit, const std::string& what) 
     if (static_cast<size_t>(n) > limit - out.size()) return Errorf(EFBIG, "{} is larger than {} bytes", what, limit);
     out.append(buf, static_cast<size_t>(n));
   }
+}
+
+Result<std::string> ReadFileBeneath(const std::string& dir, const std::string& rel, size_t limit) {
+  UniqueFd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!d.valid()) return Status::FromErrno(errno, "open " + dir);
+  SLACKER_ASSIGN_OR_RETURN(UniqueFd f, OpenRegularBeneath(d.get(), rel, O_RDONLY));
+  return ReadFdAtMost(f.get(), limit, rel);
 }
 
 Status AtomicWriteFileAt(int dir_fd, const std::string& name, std::string_view content, unsigned mode) {

@@ -70,9 +70,16 @@ Result<std::vector<std::string>> ListDirFd(int dir_fd, const std::string& what);
 Result<std::string> ReadFdToString(int fd, const std::string& what);
 // What is left to read from `fd` when it is at most `limit` bytes, else EFBIG.
 Result<std::string> ReadFdAtMost(int fd, size_t limit, const std::string& what);
+// The regular file `rel` beneath the directory `dir` (OpenRegularBeneath's rules), when it
+// holds at most `limit` bytes, else EFBIG.
+Result<std::string> ReadFileBeneath(const std::string& dir, const std::string& rel, size_t limit);
 // AtomicWriteFile of `name` inside the open directory `dir_fd`: a temporary created
 // O_EXCL beside it with exactly `mode`, fsync, renameat, fsync of the directory.
 Status AtomicWriteFileAt(int dir_fd, const std::string& name, std::string_view content, unsigned mode);
+// rm -rf of the entry `name` of the open directory `dir_fd` (a file, link or whole tree),
+// never following a link and never crossing into another file system (EBUSY); a missing
+// entry is OK.
+Status RemoveTreeAt(int dir_fd, const std::string& name);
 // unlinkat(dir_fd, name); a missing entry is OK. A link is removed, never followed.
 Status UnlinkAtIfExists(int dir_fd, const std::string& name, const std::string& what);
 

@@ -37,6 +37,12 @@ bool IsStateTempName(std::string_view name) {
 std::string MountsDir(const std::string& state) { return JoinPath(state, "mnt"); }
 std::string MountPoint(const std::string& state, const std::string& id) { return JoinPath(MountsDir(state), id); }
 std::string ViewsDir(const std::string& state) { return JoinPath(state, "views"); }
+std::string OverlaysDir(const std::string& state) { return JoinPath(state, "root"); }
+std::string OverlayPoint(const std::string& state, const std::string& id) { return JoinPath(OverlaysDir(state), id); }
+std::string LowersDir(const std::string& state) { return JoinPath(state, "lower"); }
+std::string LowerPoint(const std::string& state, const std::string& snapshot) {
+  return JoinPath(LowersDir(state), snapshot);
+}
 std::string CtlViewsDir(const std::string& state) { return JoinPath(state, "ctl-views"); }
 std::string EmptyDir(const std::string& state) { return JoinPath(state, "empty"); }
 std::string SpoolDir(const std::string& state) { return JoinPath(state, "spool"); }

@@ -8,7 +8,10 @@
 //   layers/<id>.json        a layer's record (driver/layer_record.h)
 //   layers/<id>.removing    the record of a layer whose teardown runs after Remove
 //   layers/<id>.ref         the reference tar a layer was applied from (Diff replays it)
-//   mnt/<id>                a layer's mount point
+//   mnt/<id>                a layer's mount point (its volume's ext4)
+//   root/<id>               a layer in overlay form: its overlay, what Get returns
+//   lower/<snapshot>        a snapshot mounted read-only once per host: the lower of
+//                           every overlay-form layer cloned from it
 //   views/<random>          slackerd's read-only views (recovery unmounts them all)
 //   ctl-views/<pid>-<rnd>   slackerctl's read-only mounts
 //   empty/                  an empty directory: the view of a layer with no snapshot
@@ -45,6 +48,10 @@ bool IsStateTempName(std::string_view name);
 std::string MountsDir(const std::string& state);
 std::string MountPoint(const std::string& state, const std::string& id);
 std::string ViewsDir(const std::string& state);
+std::string OverlaysDir(const std::string& state);
+std::string OverlayPoint(const std::string& state, const std::string& id);
+std::string LowersDir(const std::string& state);
+std::string LowerPoint(const std::string& state, const std::string& snapshot);
 std::string CtlViewsDir(const std::string& state);
 std::string EmptyDir(const std::string& state);
 std::string SpoolDir(const std::string& state);

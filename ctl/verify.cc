@@ -121,10 +121,10 @@ Result<VerifyReport> Verify(os::Os& os, const storage_backend::Backend& store, c
   auto volumes = store.ListVolumes();
   if (!volumes.ok()) return volumes.status().Context("list this host's volumes");
   for (const auto& v : *volumes) {
-    // A spare volume (driver/spares.cc): slackerd's cache of the next init layer's clone,
-    // made, mounted and discarded by it at any moment; a leftover of a crash is removed by
-    // its next start, as any volume no record claims.
-    if (storage_backend::IsSpareVolumeName(v)) continue;
+    // A spare volume (driver/spares.cc: slackerd's cache of the next init layer's clone)
+    // or a fold volume (driver/overlay.cc): made and discarded by slackerd at any moment;
+    // a leftover of a crash is removed by its next start, as any volume no record claims.
+    if (storage_backend::IsTransientVolumeName(v)) continue;
     if (!claimed_volumes.count(v)) {
       problem("volume " + v, fmt::format("{} has no layer record claiming it; slackerd deletes it on its next "
                                          "start, or delete it by hand when slackerd is stopped",
@@ -139,7 +139,7 @@ Result<VerifyReport> Verify(os::Os& os, const storage_backend::Backend& store, c
   if (auto names = ListDir(volumes_dir); names.ok()) {
     for (const auto& f : *names) {
       auto layer = storage_backend::LayerOfVolumeCloneTemp(f);
-      if (!layer || storage_backend::IsSpareVolumeName(*layer)) continue;  // a spare being made
+      if (!layer || storage_backend::IsTransientVolumeName(*layer)) continue;  // a spare or fold being made
       problem("volume " + *layer,
               fmt::format("{} is the leftover of an interrupted clone; slackerd deletes it on its next start, or "
                           "delete it by hand when slackerd is stopped",

@@ -157,6 +157,12 @@ Result<int64_t> SlackerDriver::ApplyReference(Layer& layer, const std::string& b
 
 Status SlackerDriver::ReadyForContent(Layer& layer, const std::string& what) {
   if (layer.refs > 0) return Errorf(EBUSY, "{}: the layer is mounted", what);
+  if (layer.rec.has_volume && !layer.rec.lower.empty()) {
+    // dockerd applies only into new image layers; a container layer's content is its
+    // overlay, which a tar unpacked into the volume's root would bypass.
+    return Errorf(EINVAL, "{}: it is a container layer in overlay form (--share-page-cache), written through "
+                  "Get; apply a diff to a new layer instead", what);
+  }
   if (layer.parked) SLACKER_RETURN_IF_ERROR(UnmountLocked(layer).Context(what));
   return Status::Ok();
 }

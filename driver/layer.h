@@ -47,6 +47,10 @@ struct Layer {
   // Parked, synced and its file cloned ahead for a hand-over ("<id>.img.handover" on the
   // store, Backend::PrepareHandOver): valid while it stays parked (Unpark discards it).
   bool handover_prepared GUARDED_BY(mu) = false;
+  // Overlay form (rec.lower): the overlay is mounted at the layer's overlay point, on the
+  // volume's mount and the shared read-only mount of `lower_held` (driver/overlay.cc).
+  bool overlaid GUARDED_BY(mu) = false;
+  std::string lower_held GUARDED_BY(mu);
 
   bool mounted() const REQUIRES(mu) { return refs > 0 || parked; }
 

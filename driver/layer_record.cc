@@ -28,6 +28,7 @@ std::string LayerRecord::ToJson() const {
                       {"size_bytes", size_bytes},
                       {"diff_size", diff_size}};
   if (!chain_id.empty()) j["chain_id"] = chain_id;
+  if (!lower.empty()) j["lower"] = lower;
   return j.dump() + "\n";
 }
 
@@ -51,6 +52,7 @@ Result<LayerRecord> LayerRecord::FromJson(const std::string& text) {
     r.size_bytes = j.value("size_bytes", uint64_t{0});
     r.diff_size = j.value("diff_size", int64_t{0});
     r.chain_id = j.value("chain_id", "");
+    r.lower = j.value("lower", "");
   } catch (const nlohmann::json::exception& e) {
     return Errorf(EINVAL, "layer record: {}", e.what());
   }

@@ -34,6 +34,12 @@ struct LayerRecord {
   // (registry_shim/FORMAT.md). "" = not known yet (records of earlier releases, layers
   // written through Get before ApplyDiff): computed from Diff on first use.
   std::string chain_id;
+  // Read-write layers in overlay form (DriverOptions::share_page_cache): the snapshot
+  // this layer's volume was cloned from, mounted read-only once per host as the lower of
+  // the layer's overlay. The volume's root is that snapshot's tree, untouched; what the
+  // layer wrote is in <volume>/.slacker-overlay/upper (driver/README.md "Shared page
+  // cache"). "" = the volume's root is the layer's content (every layer before it).
+  std::string lower;
 
   std::string ToJson() const;
   static Result<LayerRecord> FromJson(const std::string& text);

@@ -61,35 +61,45 @@ Result<std::string> SlackerDriver::Get(const std::string& id, const std::string&
 }
 
 Result<std::string> SlackerDriver::GetLocked(Layer& layer) {
+  SLACKER_RETURN_IF_ERROR(MountLocked(layer));
+  if (!layer.rec.lower.empty() && !layer.overlaid) {
+    Status s = AttachOverlay(layer);
+    if (!s.ok()) {
+      if (--layer.refs <= 0) IgnoreError(UnmountLocked(layer), "the overlay error is what the caller must see");
+      return s;
+    }
+  }
+  return LayerPath(layer);
+}
+
+Status SlackerDriver::MountLocked(Layer& layer) {
   std::string mnt = MountPath(layer.rec.id);
   if (layer.refs > 0) {
     ++layer.refs;
-    return mnt;
+    return Status::Ok();
   }
   if (layer.parked) {
     // The mount its last Put left parked: the same file system, nothing to do.
     Unpark(layer);
     layer.refs = 1;
     Count(&Counters::parked_reuses);
-    return mnt;
+    return Status::Ok();
   }
   SLACKER_RETURN_IF_ERROR(MakeDirs(mnt, 0755));
   if (!layer.rec.has_volume && !layer.rec.snapshot.empty() && layer.rec.kind == LayerKind::kImage) {
-    SLACKER_RETURN_IF_ERROR(MountSnapshot(layer));
-    return mnt;
+    return MountSnapshot(layer);
   }
   bool fresh = false;  // the volume file is made by this Get: no loop device can hold it
   if (!layer.rec.has_volume) {
     SLACKER_ASSIGN_OR_RETURN(bool taken, TakeOverParentMount(layer));
-    if (taken) return mnt;
+    if (taken) return Status::Ok();
     if (!layer.rec.has_volume) {
       SLACKER_ASSIGN_OR_RETURN(bool mounted, MaterializeVolume(layer));
-      if (mounted) return mnt;
+      if (mounted) return Status::Ok();
       fresh = true;
     }
   }
-  SLACKER_RETURN_IF_ERROR(MountVolume(layer, fresh));
-  return mnt;
+  return MountVolume(layer, fresh);
 }
 
 // An image layer: its snapshot mounted read-only where it lives. Never cloned.
@@ -112,16 +122,20 @@ Result<bool> SlackerDriver::MaterializeVolume(Layer& layer) {
   const std::string& id = layer.rec.id;
   std::string base;
   bool from_parent_volume = false;
+  std::string lower;  // overlay form: the snapshot the volume's root is a clone of
   if (!layer.rec.snapshot.empty()) {
     base = layer.rec.snapshot;
   } else if (!layer.rec.parent.empty()) {
-    SLACKER_ASSIGN_OR_RETURN(from_parent_volume, CloneIdleParentVolume(layer));
+    SLACKER_ASSIGN_OR_RETURN(auto parent_lower, CloneIdleParentVolume(layer));
+    from_parent_volume = parent_lower.has_value();
+    if (from_parent_volume) lower = *parent_lower;
     if (!from_parent_volume) {
       SLACKER_ASSIGN_OR_RETURN(base, ContentSnapshot(layer.rec.parent));
     }
   }
+  if (!from_parent_volume && WantsOverlay(layer.rec, base)) lower = base;
   if (!from_parent_volume && !base.empty()) {
-    SLACKER_ASSIGN_OR_RETURN(SpareUse spare, AdoptSpare(layer, base));
+    SLACKER_ASSIGN_OR_RETURN(SpareUse spare, AdoptSpare(layer, base, lower));
     if (spare != SpareUse::kNone) {
       QueueSpareFill(layer.rec, base);
       return spare == SpareUse::kMounted;
@@ -135,6 +149,7 @@ Result<bool> SlackerDriver::MaterializeVolume(Layer& layer) {
   LayerRecord next = layer.rec;
   next.has_volume = true;
   next.dirty = from_parent_volume || base.empty() || base != layer.rec.snapshot;
+  next.lower = lower;
   Status s = Persist(next);
   if (!s.ok()) {
     IgnoreError(backend_.RemoveVolume(id), "rollback: the Persist error is what the caller must see; a stray volume is removed at the next start");
@@ -154,13 +169,13 @@ Result<bool> SlackerDriver::MaterializeVolume(Layer& layer) {
 // (committed journal; the child's rw mount replays it) and its file is cloned directly.
 // Returns false (use the parent's content snapshot) when the parent is held, has no
 // volume, has a current snapshot anyway, or the child wants its own size.
-Result<bool> SlackerDriver::CloneIdleParentVolume(Layer& child) {
-  if (child.rec.size_bytes != 0) return false;  // quota: resized from a snapshot (quota.cc)
+Result<std::optional<std::string>> SlackerDriver::CloneIdleParentVolume(Layer& child) {
+  if (child.rec.size_bytes != 0) return std::optional<std::string>();  // quota: resized from a snapshot (quota.cc)
   auto parent = layers_.Find(child.rec.parent);
-  if (!parent) return false;
+  if (!parent) return std::optional<std::string>();
   MutexLock l(parent->mu);  // child → parent order
-  if (!parent->rec.has_volume || parent->refs > 0 || parent->removed) return false;
-  if (!parent->rec.dirty && !parent->rec.snapshot.empty()) return false;  // cloning that costs no freeze
+  if (!parent->rec.has_volume || parent->refs > 0 || parent->removed) return std::optional<std::string>();
+  if (!parent->rec.dirty && !parent->rec.snapshot.empty()) return std::optional<std::string>();  // cloning that costs no freeze
   const std::string& pid = parent->rec.id;
   if (parent->parked && parent->mounted_rw) {
     SLACKER_RETURN_IF_ERROR(os_.SyncFs(MountPath(pid)).Context("sync layer " + pid + " before cloning it"));
@@ -169,7 +184,7 @@ Result<bool> SlackerDriver::CloneIdleParentVolume(Layer& child) {
   SLACKER_RETURN_IF_ERROR(backend_.CloneFile(backend_.VolumePath(pid), backend_.VolumePath(child.rec.id))
                               .Context(fmt::format("clone the volume of layer {} for layer {}", pid, child.rec.id)));
   log::Debug("clone_parent_volume", {{"layer", child.rec.id}, {"parent", pid}});
-  return true;
+  return std::optional<std::string>(parent->rec.lower);  // the clone is in the parent's form, on the parent's lower
 }
 
 // dockerd's container layer: its first Get comes right after its `-init` layer's Put
@@ -210,6 +225,7 @@ Result<bool> SlackerDriver::TakeOverParentMount(Layer& child) {
   LayerRecord cnext = child.rec;
   cnext.has_volume = true;
   cnext.dirty = true;
+  cnext.lower = parent->rec.lower;  // the same volume, in the same form
   if (Status s = Persist(cnext); !s.ok()) {
     // The parent's mount is now the file system of a file no record claims: flush and
     // unmount it, delete that file. The parent keeps its clone.
@@ -251,6 +267,12 @@ Status SlackerDriver::MoveParentMount(Layer& parent, Layer& child) {
   child.refs = 1;
   child.current.Mounted(child.rec, SampleWrites(loop, cmnt));
   Count(&Counters::rw_mounts);
+  if (Status o = MoveOverlay(parent, child); !o.ok()) {
+    // The child's Get mounts an overlay of its own (GetLocked), the parent's goes.
+    log::Warn("handover_overlay_move_failed", {{"layer", child.rec.id}, {"err", o.message()}});
+    IgnoreError(DetachOverlay(child), "GetLocked mounts the child's overlay");
+    IgnoreError(DetachOverlay(parent), "a parent's overlay left mounted is unmounted at the next start");
+  }
   return Status::Ok();
 }
 
@@ -326,6 +348,10 @@ Status SlackerDriver::UnmountLocked(Layer& layer) {
   const std::string& id = layer.rec.id;
   layer.refs = 0;
   std::string mnt = MountPath(id);
+  if (Status o = DetachOverlay(layer); !o.ok()) {
+    if (!layer.parked) layer.refs = 1;  // still held, as before the Put
+    return o.Context("put layer " + id);
+  }
   bool clean = false;
   if (layer.mounted_rw) {
     // "Clean" is decided while frozen, after the flush: a write that lands between a
@@ -377,6 +403,7 @@ Status SlackerDriver::DiscardMount(const std::string& id, bool rw, std::optional
 
 Status SlackerDriver::DiscardMountLocked(Layer& layer) {
   const std::string& id = layer.rec.id;
+  SLACKER_RETURN_IF_ERROR(DetachOverlay(layer).Context("unmount layer " + id));
   Status s = DiscardMount(id, layer.mounted_rw, layer.mount);
   if (!s.ok()) return s.Context("unmount layer " + id);
   Unpark(layer);

@@ -181,6 +181,9 @@ Status SlackerDriver::RemoveDeferred(Layer& layer) {
   t.mounted = layer.mounted();
   t.rw = layer.mounted_rw;
   t.volume = layer.rec.has_volume;
+  if (layer.overlaid) t.overlay_lower = layer.lower_held;
+  layer.overlaid = false;
+  layer.lower_held.clear();
   if (layer.mount) t.mount.emplace(std::move(*layer.mount));
   Unpark(layer);
   layer.mount.reset();
@@ -204,6 +207,13 @@ Status SlackerDriver::RemoveDeferred(Layer& layer) {
 // next start-up unmounts and deletes what is left (and slackerctl verify reports it).
 void SlackerDriver::TearDown(Teardown& t) {
   std::string mnt = MountPath(t.id);
+  if (!t.overlay_lower.empty()) {
+    std::string point = common::OverlayPoint(opts_.state_dir, t.id);
+    Status s = loopdev::UnmountPath(os_, point, loopdev::BusyPolicy::kDetach);
+    if (!s.ok()) log::Error("teardown_overlay_unmount_failed", {{"layer", t.id}, {"err", s.message()}});
+    ::rmdir(point.c_str());
+    ReleaseLower(t.overlay_lower);
+  }
   if (t.mounted) {
     Status s = DiscardMount(t.id, t.rw, t.mount);
     if (!s.ok()) {

@@ -26,6 +26,7 @@ Status SlackerDriver::Recover() {
   SLACKER_RETURN_IF_ERROR(LoadRecords());
   std::set<std::string> mounted_sources;  // "/dev/loopN" of the mounts kept
   SLACKER_RETURN_IF_ERROR(AdoptMounts(mounted_sources));
+  SLACKER_RETURN_IF_ERROR(AdoptOverlays());
   RemoveStrayCloneTempFiles();
   RemoveStrayVolumes(mounted_sources);
   DetachIdleLoops(mounted_sources);
@@ -143,6 +144,53 @@ Status SlackerDriver::AdoptMounts(std::set<std::string>& mounted_sources) {
     }
     mounted_sources.insert(m.source);
     log::Info("recover_mounted_layer", {{"layer", id}, {"device", m.source}});
+  }
+  return Status::Ok();
+}
+
+// Overlay form: the shared lowers are adopted (idle ones stay mounted: a warm page
+// cache, unmounted at Cleanup); an overlay is kept when its layer's volume mount was
+// adopted (a running container uses it), else unmounted.
+Status SlackerDriver::AdoptOverlays() {
+  SLACKER_ASSIGN_OR_RETURN(auto mounts, loopdev::ReadMountInfo(os_));
+  std::string lower_prefix = common::LowersDir(opts_.state_dir) + "/";
+  std::string overlay_prefix = common::OverlaysDir(opts_.state_dir) + "/";
+  for (const auto& m : mounts) {
+    if (!m.mount_point.starts_with(lower_prefix)) continue;
+    std::string snap = m.mount_point.substr(lower_prefix.size());
+    int index = -1;
+    if (std::sscanf(m.source.c_str(), "/dev/loop%d", &index) != 1) index = -1;
+    MutexLock l(lowers_mu_);
+    Lower& lower = lowers_[snap];
+    if (lower.mount) lower.mount->Release();  // stacked: own the topmost
+    lower.mount.emplace(loopdev::MountedImage::Adopt(os_, m.mount_point, m.source, index));
+    log::Info("recover_lower", {{"snapshot", snap}, {"device", m.source}});
+  }
+  for (const auto& m : mounts) {
+    if (!m.mount_point.starts_with(overlay_prefix)) continue;
+    std::string id = m.mount_point.substr(overlay_prefix.size());
+    auto layer = layers_.Find(id);
+    bool keep = false;
+    if (layer) {
+      MutexLock l(layer->mu);
+      if (layer->mount && layer->mounted_rw && !layer->rec.lower.empty() && !layer->overlaid) {
+        MutexLock ll(lowers_mu_);
+        auto it = lowers_.find(layer->rec.lower);
+        if (it != lowers_.end() && it->second.mount) {
+          ++it->second.refs;
+          layer->overlaid = true;
+          layer->lower_held = layer->rec.lower;
+          keep = true;
+        }
+      }
+    }
+    if (keep) {
+      log::Info("recover_overlay", {{"layer", id}});
+      continue;
+    }
+    log::Warn("recover_unmount_overlay", {{"path", m.mount_point}});
+    IgnoreError(loopdev::UnmountPath(os_, m.mount_point, loopdev::BusyPolicy::kDetach), "recovery goes on; an overlay left mounted is reported by slackerctl verify");
+    ::rmdir(m.mount_point.c_str());
   }
   return Status::Ok();
 }

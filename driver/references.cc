@@ -43,6 +43,14 @@ Result<std::string> SlackerDriver::ReadReferenceFile(const std::string& id) {
       return Errorf(ENOENT, "layer {} has no content of its own (no volume, no snapshot)", id);
     return read(backend_.SnapshotPath(layer->rec.snapshot));
   }
+  if (!layer->rec.lower.empty()) {
+    // Overlay form: the content is the overlay's, read through it.
+    SLACKER_ASSIGN_OR_RETURN(std::string root, GetLocked(*layer));
+    auto body = ReadFileBeneath(root, std::string(registry_shim::kReferenceTarEntryName),
+                                registry_shim::kMaxReferenceBody);
+    SLACKER_RETURN_IF_ERROR(PutLocked(*layer, false));
+    return body;
+  }
   SLACKER_RETURN_IF_ERROR(ReplayJournalLocked(*layer));  // libext2fs does not replay a journal
   if (!layer->mounted() || !layer->mounted_rw) return read(backend_.VolumePath(id));
   std::string mnt = MountPath(id);

@@ -61,14 +61,19 @@ SlackerDriver::~SlackerDriver() {
     // mounts stay for the next Open to adopt.
     if (layer->mount) layer->mount->Release();
   }
+  UnmountIdleLowers(/*keep_held=*/true);
 }
 
 Result<std::unique_ptr<SlackerDriver>> SlackerDriver::Open(os::Os& os, Backend& backend,
                                                            DriverOptions options) {
   if (options.host_id.empty()) return Errorf(EINVAL, "host id must not be empty");
   const std::string& state = options.state_dir;
+  if (options.share_page_cache && state.find_first_of(",:\\") != std::string::npos) {
+    return Errorf(EINVAL, "--share-page-cache: the state directory {:?} has a ',', ':' or '\\', which overlayfs "
+                  "cannot take in its mount options", state);
+  }
   for (const std::string& dir : {common::LayersDir(state), common::MountsDir(state), common::ViewsDir(state),
-                                 common::SpoolDir(state)}) {
+                                 common::SpoolDir(state), common::OverlaysDir(state), common::LowersDir(state)}) {
     SLACKER_RETURN_IF_ERROR(MakeDirs(dir, 0700));
     // The parents of mount points are root's alone (an older release made them 0755):
     // a mounted layer's root is 0755 for the container, so only its parent keeps others out.
@@ -207,7 +212,7 @@ Result<std::map<std::string, std::string>> SlackerDriver::GetMetadata(const std:
   };
   if (layer->rec.has_volume) m["Volume"] = backend_.VolumePath(id);
   if (!layer->rec.snapshot.empty()) m["SnapshotFile"] = backend_.SnapshotPath(layer->rec.snapshot);
-  if (layer->refs > 0) m["MergedDir"] = MountPath(id);
+  if (layer->refs > 0) m["MergedDir"] = LayerPath(*layer);
   return m;
 }
 
@@ -288,6 +293,17 @@ Result<std::vector<Change>> SlackerDriver::Changes(const std::string& id, const 
 
 Result<int64_t> SlackerDriver::DiffSize(const std::string& id, const std::string& parent) {
   SLACKER_ASSIGN_OR_RETURN(std::string base, BaseOf(id, parent, "diff size"));
+  if (auto layer = layers_.Find(id)) {
+    MutexLock l(layer->mu);
+    if (!layer->rec.lower.empty() && layer->rec.has_volume && base == layer->rec.parent) {
+      // Overlay form: the size of its upper (as overlay2's DiffSize).
+      SLACKER_ASSIGN_OR_RETURN(std::string root, GetLocked(*layer));
+      auto bytes = DiffBytesAgainstParent(*layer, root);
+      Status put = PutLocked(*layer, false);
+      if (bytes.ok()) SLACKER_RETURN_IF_ERROR(put);
+      return bytes;
+    }
+  }
   SLACKER_ASSIGN_OR_RETURN(auto view, OpenView(id));
   SLACKER_ASSIGN_OR_RETURN(auto changes, ChangesAgainst(view->path(), base));
   return ChangesSize(view->path(), changes);
@@ -306,6 +322,7 @@ Status SlackerDriver::Cleanup() {
     if (!s.ok() && first.ok()) first = s;
   }
   DiscardAllSpares();
+  UnmountIdleLowers(/*keep_held=*/false);
   log::Info("cleanup");
   return first;
 }
@@ -343,6 +360,10 @@ std::vector<std::pair<std::string, double>> SlackerDriver::Metrics() {
       {"slacker_prepared_handovers_used_total", c.prepared_handovers_used},
       {"slacker_spares_made_total", c.spares_made},
       {"slacker_spare_hits_total", c.spare_hits},
+      {"slacker_overlay_mounts_total", c.overlay_mounts},
+      {"slacker_lower_mounts_total", c.lower_mounts},
+      {"slacker_folds_total", c.folds},
+      {"slacker_lowers_mounted", LowersMounted()},
       {"slacker_teardowns_pending", TeardownsPending()},
       {"slacker_layers", all.size()},
       {"slacker_layers_mounted", mounted},

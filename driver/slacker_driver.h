@@ -26,6 +26,8 @@
 #include <string>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "common/mutex.h"
 #include "common/state_layout.h"
 #include "driver/claims.h"
@@ -59,6 +61,12 @@ struct DriverOptions {
   // Non-zero also defers a removed layer's teardown: Remove deletes the record and
   // returns; the reaper thread discards the mount and deletes the volume file right after.
   std::chrono::milliseconds park_time{0};
+  // Overlay form for read-write layers cloned from a snapshot (slackerd
+  // --share-page-cache; driver/README.md "Shared page cache"): each such layer is an
+  // overlay of its image's snapshot, mounted read-only once per host, and an upper
+  // directory in its own volume, so the containers of one image share one page cache.
+  // Snapshots fold the upper into a clone: their format does not change.
+  bool share_page_cache = false;
 };
 
 class LayerView;
@@ -113,6 +121,9 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
     uint64_t spares_made = 0;  // spare volumes the preparer made ready
     uint64_t spare_hits = 0;   // first Gets that took a spare (no clone, attach or mount)
     uint64_t journal_replays = 0;  // unmounted volumes mounted rw to replay their journal first
+    uint64_t overlay_mounts = 0;   // overlays mounted (overlay form)
+    uint64_t lower_mounts = 0;     // snapshots mounted as a shared lower
+    uint64_t folds = 0;            // snapshots of overlay-form layers (upper folded into a clone)
   };
   Counters counters() const;
   // Blocks until every deferred teardown of a removed layer is done (Cleanup, tests).
@@ -138,10 +149,14 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
   void RemoveOrphanInitLayers();
   void RemoveFinishedRemovals();
   Status ReconcileMarkers();
+  // Shared lowers and overlays (overlay form) a previous run left mounted.
+  Status AdoptOverlays();
   std::vector<int> LoopsBacking(const std::string& file);
 
   // mounts.cc: Get/Put, the layer's mount and read views.
   Result<std::string> GetLocked(Layer& layer) REQUIRES(layer.mu);
+  // GetLocked without the overlay: the volume's (or snapshot's) mount.
+  Status MountLocked(Layer& layer) REQUIRES(layer.mu);
   Status PutLocked(Layer& layer, bool force) REQUIRES(layer.mu);
   // Writes everything back, unmounts, and records whether the volume still equals its
   // snapshot. For a held mount too (Cleanup, Remove's fallback).
@@ -159,6 +174,7 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
     bool mounted = false;     // something is mounted at the layer's mount point
     bool rw = false;          // ... its volume, read-write: shut down, not written back
     bool volume = false;      // the volume file is deleted after the unmount
+    std::string overlay_lower;  // an overlay on this lower is unmounted first
   };
   Status RemoveDeferred(Layer& layer) REQUIRES(layer.mu) EXCLUDES(park_mu_);
   void TearDown(Teardown& t);
@@ -199,7 +215,9 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
   void DiscardSpare(Spare& spare);
   std::vector<Spare> ExpiredSparesLocked(bool all) REQUIRES(park_mu_);
   void DiscardAllSpares() EXCLUDES(park_mu_);
-  Result<SpareUse> AdoptSpare(Layer& layer, const std::string& base) REQUIRES(layer.mu) EXCLUDES(park_mu_);
+  // `lower`: the record's lower (overlay form), "" for none.
+  Result<SpareUse> AdoptSpare(Layer& layer, const std::string& base, const std::string& lower) REQUIRES(layer.mu)
+      EXCLUDES(park_mu_);
   // Mounts ext4 from `file` at `target`, through the loop device that already backs the
   // file if there is one (never a second file system on one file).
   // `fresh`: this call made `file` (a new inode no loop device can hold yet), so the scan
@@ -210,7 +228,8 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
   Status MountVolume(Layer& layer, bool fresh = false) REQUIRES(layer.mu);
   // True: the volume is also mounted (a spare taken over).
   Result<bool> MaterializeVolume(Layer& layer) REQUIRES(layer.mu);
-  Result<bool> CloneIdleParentVolume(Layer& child) REQUIRES(child.mu);
+  // The parent's lower when its volume was cloned (nullopt: not cloned).
+  Result<std::optional<std::string>> CloneIdleParentVolume(Layer& child) REQUIRES(child.mu);
   // The container layer's first Get takes over its parked parent's live file system (the
   // hand-over); false when the conditions do not hold (then the caller clones).
   Result<bool> TakeOverParentMount(Layer& child) REQUIRES(child.mu);
@@ -222,6 +241,24 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
   // The write counter of `loop_index` after a syncfs of `mountpoint`.
   Result<uint64_t> SampleWrites(int loop_index, const std::string& mountpoint);
   Result<std::unique_ptr<LayerView>> OpenView(const std::string& id);
+
+  // overlay.cc: overlay form (DriverOptions::share_page_cache).
+  bool WantsOverlay(const LayerRecord& rec, const std::string& base) const;
+  // Where the layer's content is mounted: its overlay, or its volume's mount.
+  std::string LayerPath(const Layer& layer) const REQUIRES(layer.mu);
+  // Snapshot `snap` mounted read-only at <state>/lower/<snap> (once; counted).
+  Result<std::string> AcquireLower(const std::string& snap) EXCLUDES(lowers_mu_);
+  void ReleaseLower(const std::string& snap) EXCLUDES(lowers_mu_);
+  // Unmounts the lowers no overlay uses; keep_held: the others stay mounted for the next
+  // Open (the driver's exit).
+  void UnmountIdleLowers(bool keep_held) EXCLUDES(lowers_mu_);
+  size_t LowersMounted() EXCLUDES(lowers_mu_);
+  Status AttachOverlay(Layer& layer) REQUIRES(layer.mu);
+  Status MountOverlay(const std::string& id, const std::string& lowerdir);
+  Status DetachOverlay(Layer& layer) REQUIRES(layer.mu);
+  Status MoveOverlay(Layer& parent, Layer& child) REQUIRES(parent.mu, child.mu);
+  Result<std::string> TakeFoldedSnapshot(Layer& layer, bool mounted, const nlohmann::json& meta) REQUIRES(layer.mu);
+  Result<std::string> FoldAndPromote(const std::string& tmp, const nlohmann::json& meta);
 
   // snapshot.cc: the layer's snapshot and what Diff returns.
   Result<std::string> SnapshotLocked(Layer& layer) REQUIRES(layer.mu);
@@ -298,6 +335,14 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
   std::map<std::string, Spare> spares_ GUARDED_BY(park_mu_);  // base snapshot -> its spare
   std::set<std::string> spare_fills_ GUARDED_BY(park_mu_);    // base snapshots queued or in progress
   std::condition_variable_any prepare_cv_;
+  // Shared lowers (overlay.cc): snapshot -> its read-only mount and the overlays on it.
+  // A leaf lock but for the mount it makes (never takes a layer's mutex).
+  struct Lower {
+    std::optional<loopdev::MountedImage> mount;
+    int refs = 0;
+  };
+  common::Mutex lowers_mu_;
+  std::map<std::string, Lower> lowers_ GUARDED_BY(lowers_mu_);
   bool prepare_handovers_ = false;  // set by Open before the preparer starts
   std::thread preparer_;  // started by Open when park_time > 0 and the store hands volumes over
 };

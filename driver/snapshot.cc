@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "driver/changes.h"
 #include "driver/layer_view.h"
+#include "driver/overlay_fold.h"
 #include "driver/slacker_driver.h"
 #include "loopdev/freeze.h"
 #include "loopdev/loop_device.h"
@@ -57,6 +58,7 @@ Result<std::string> SlackerDriver::TakeSnapshot(Layer& layer, bool mounted) {
   const std::string& id = layer.rec.id;
   nlohmann::json meta = {{"parent_layer", layer.rec.parent}, {"source", "commit"},
                          {"layer", id}, {"host", opts_.host_id}};
+  if (!layer.rec.lower.empty()) return TakeFoldedSnapshot(layer, mounted, meta);  // overlay.cc
   if (!mounted) {
     if (!LoopsBacking(backend_.VolumePath(id)).empty()) {
       // Our mount is gone but the file system lives on (a copy of the mount in another
@@ -112,6 +114,13 @@ Result<uint64_t> SlackerDriver::SnapshotDiffBytes(Layer& layer, const std::strin
 }
 
 Result<int64_t> SlackerDriver::DiffBytesAgainstParent(Layer& layer, const std::string& layer_root) {
+  if (!layer.rec.lower.empty() && layer.mounted_rw) {
+    // Overlay form: what the layer wrote is its upper, counted as overlay2 counts a
+    // layer (no tree walk of the parent, no mount of it).
+    UniqueFd root(::open(MountPath(layer.rec.id).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!root.valid()) return Status::FromErrno(errno, "open the volume of layer " + layer.rec.id);
+    return UpperBytes(root.get());
+  }
   SLACKER_ASSIGN_OR_RETURN(auto changes, ChangesAgainst(layer_root, layer.rec.parent));
   return ChangesSize(layer_root, changes);
 }

@@ -113,7 +113,8 @@ void SlackerDriver::DiscardAllSpares() {
 // The layer's first Get would clone `base`: take the spare of it instead. kNone: no
 // spare, or it could not be used (the caller clones); kVolume: the spare's file is the
 // layer's volume, recorded, but its mount could not be moved (the caller mounts it).
-Result<SlackerDriver::SpareUse> SlackerDriver::AdoptSpare(Layer& layer, const std::string& base) {
+Result<SlackerDriver::SpareUse> SlackerDriver::AdoptSpare(Layer& layer, const std::string& base,
+                                                          const std::string& lower) {
   if (!WantsSpare(layer.rec)) return SpareUse::kNone;
   auto spare = TakeSpare(base);
   if (!spare) return SpareUse::kNone;
@@ -135,6 +136,7 @@ Result<SlackerDriver::SpareUse> SlackerDriver::AdoptSpare(Layer& layer, const st
   LayerRecord next = layer.rec;
   next.has_volume = true;
   next.dirty = true;
+  next.lower = lower;
   if (Status p = Persist(next); !p.ok()) {
     IgnoreError(DiscardMount(spare->id, true, spare->mount), "rollback; start-up unmounts what is left");
     ::rmdir(MountPath(spare->id).c_str());

@@ -13,6 +13,7 @@ namespace {
 constexpr std::string_view kVolumeCloneTempMark = ".img.tmp-";
 constexpr std::string_view kHandOverSuffix = ".img.handover";
 constexpr std::string_view kSparePrefix = "_spare-";
+constexpr std::string_view kFoldPrefix = "_fold-";
 
 bool IsLowerHex(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
@@ -56,9 +57,14 @@ std::string VolumeFile(const std::string& host, const std::string& layer) {
 }
 std::string VolumeHandOverName(const std::string& layer) { return layer + std::string(kHandOverSuffix); }
 std::string NewSpareVolumeName() { return std::string(kSparePrefix) + RandomHex(8); }
-bool IsSpareVolumeName(std::string_view layer) {
-  return layer.size() == kSparePrefix.size() + 16 && layer.substr(0, kSparePrefix.size()) == kSparePrefix &&
-         IsLowerHex(layer.substr(kSparePrefix.size()));
+static bool IsPrefixedHex16(std::string_view layer, std::string_view prefix) {
+  return layer.size() == prefix.size() + 16 && layer.substr(0, prefix.size()) == prefix &&
+         IsLowerHex(layer.substr(prefix.size()));
+}
+bool IsSpareVolumeName(std::string_view layer) { return IsPrefixedHex16(layer, kSparePrefix); }
+std::string NewFoldVolumeName() { return std::string(kFoldPrefix) + RandomHex(8); }
+bool IsTransientVolumeName(std::string_view layer) {
+  return IsSpareVolumeName(layer) || IsPrefixedHex16(layer, kFoldPrefix);
 }
 
 std::string HostRefsDir(const std::string& host) { return fmt::format("{}/{}", kRefsDir, host); }

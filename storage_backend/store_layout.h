@@ -87,6 +87,12 @@ std::string VolumeHandOverName(const std::string& layer);
 // start-up removes one a crash left). New: a random one.
 std::string NewSpareVolumeName();
 bool IsSpareVolumeName(std::string_view layer);
+// A fold volume's layer name, "_fold-<16 hex>" (driver/overlay.cc: the private clone of
+// an overlay-form layer's volume that is folded into its snapshot). No record claims it.
+std::string NewFoldVolumeName();
+// A spare or a fold volume: slackerd makes and deletes them at any moment; start-up
+// removes one a crash left.
+bool IsTransientVolumeName(std::string_view layer);
 // refs/<host>
 std::string HostRefsDir(const std::string& host);
 // refs/<host>/<snap>

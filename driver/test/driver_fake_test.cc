@@ -87,6 +87,7 @@ class DriverFakeTest : public ::testing::Test {
     o.max_spool_bytes = max_spool_bytes;
     o.park_time = park_time;
     o.trust = trust_;
+    o.share_page_cache = share_page_cache_;
     auto d = SlackerDriver::Open(os_, *backend_, o);
     ASSERT_TRUE(d.ok()) << d.status().message();
     driver_ = std::move(d).value();
@@ -102,6 +103,7 @@ class DriverFakeTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.status().message();
     return s.ok() ? Drain(**s) : "";
   }
+  bool share_page_cache_ = false;
   std::string MountFlagsOf(const std::string& path) {
     for (const auto& m : os_.Mounts())
       if (m.target == path) return (m.flags & MS_RDONLY) ? "ro" : "rw";
@@ -1298,4 +1300,71 @@ TEST_F(DriverFakeTest, GetRefusesWhenTheLiveFileSystemCannotBeJoined) {
       << again.status().message();
 }
 
+}  // namespace slacker::driver
+
+namespace slacker::driver {
+namespace {
+
+int MountsUnder(os::FakeOs& os, const std::string& dir) {
+  int n = 0;
+  for (const auto& m : os.Mounts()) n += m.target.starts_with(dir + "/");
+  return n;
+}
+
+// --share-page-cache: a container layer cloned from a snapshot is an overlay of the
+// snapshot's one read-only mount (shared by every such layer) and an upper in its own
+// volume; Put unmounts the overlay with the volume; the lower stays until Cleanup; a
+// snapshot of it is folded from a clone.
+TEST_F(DriverFakeTest, OverlayFormSharesOneLowerMountPerSnapshot) {
+  share_page_cache_ = true;
+  Reopen();
+  const std::string state = dir_ + "/state";
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("base")).ok());
+  auto p = driver_->Get("base", "");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(*p, state + "/mnt/base") << "no parent snapshot: the volume itself";
+  ASSERT_TRUE(driver_->Put("base").ok());
+  DiffBytes("base");
+  for (const char* id : {"c1", "c2"}) {
+    ASSERT_TRUE(driver_->CreateReadWrite(Req(id, "base")).ok());
+    auto got = driver_->Get(id, "");
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    EXPECT_EQ(*got, state + "/root/" + id);
+  }
+  EXPECT_EQ(MountsUnder(os_, state + "/lower"), 1) << "one lower for both";
+  EXPECT_EQ(MountFlagsOf(state + "/lower/" + [&] {
+              for (const auto& m : os_.Mounts())
+                if (m.target.starts_with(state + "/lower/")) return m.target.substr(state.size() + 7);
+              return std::string();
+            }()),
+            "ro");
+  std::string data;
+  for (const auto& m : os_.Mounts())
+    if (m.target == state + "/root/c1") data = m.fstype + " " + m.data;
+  EXPECT_NE(data.find("overlay lowerdir=" + state + "/lower/"), std::string::npos) << data;
+  EXPECT_NE(data.find("upperdir=" + state + "/mnt/c1/.slacker-overlay/upper"), std::string::npos) << data;
+  EXPECT_NE(data.find("index=off"), std::string::npos) << data;
+
+  ASSERT_TRUE(driver_->Put("c1").ok());
+  EXPECT_FALSE(os_.IsMounted(state + "/root/c1"));
+  EXPECT_FALSE(os_.IsMounted(state + "/mnt/c1"));
+  EXPECT_EQ(MountsUnder(os_, state + "/lower"), 1) << "c2 still uses it";
+
+  DiffBytes("c2");  // a snapshot of a mounted overlay-form layer: folded from a clone
+  EXPECT_EQ(driver_->counters().folds, 1u);
+  EXPECT_EQ(driver_->counters().lower_mounts, 1u);
+  ASSERT_TRUE(driver_->Put("c2").ok());
+  EXPECT_EQ(MountsUnder(os_, state + "/lower"), 1) << "an idle lower stays: a warm page cache";
+  ASSERT_TRUE(driver_->Cleanup().ok());
+  EXPECT_EQ(MountsUnder(os_, state + "/lower"), 0) << "Cleanup unmounts idle lowers";
+  // A restart: the layer keeps its form; its Get mounts the overlay again.
+  Reopen();
+  auto again = driver_->Get("c1", "");
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(*again, state + "/root/c1");
+  EXPECT_TRUE(os_.IsMounted(state + "/root/c1"));
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
+}  // namespace
 }  // namespace slacker::driver

@@ -1,6 +1,7 @@
 // The decisions of snapshot caching, without any I/O: samples of the loop device's write
 // counter go in, "is the last snapshot still the content" comes out.
 #include "driver/snapshot_currency.h"
+#include "driver/layer_record.h"
 
 #include <gtest/gtest.h>
 
@@ -77,6 +78,27 @@ TEST(SnapshotCurrencyTest, AnAdoptedMountIsUnknown) {
   c.Forget();
   EXPECT_FALSE(c.CurrentWhileMounted(Rec(true, "s1"), uint64_t{100}));
   EXPECT_FALSE(c.CleanWhenFrozen(100 + kFreezeWriteSectors));
+}
+
+}  // namespace
+}  // namespace slacker::driver
+
+namespace slacker::driver {
+namespace {
+
+// Overlay form's record field: written only when set, so a record of an earlier release
+// (no "lower") reads as a volume whose root is its content, and one in overlay form keeps
+// its lower across a restart.
+TEST(LayerRecordLower, RoundTripsAndDefaultsToNone) {
+  auto old = LayerRecord::FromJson(R"({"format":1,"id":"a","kind":"rw","has_volume":true})");
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(old->lower, "");
+  EXPECT_EQ(old->ToJson().find("lower"), std::string::npos);
+  LayerRecord r = *old;
+  r.lower = "0123abcd";
+  auto back = LayerRecord::FromJson(r.ToJson());
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->lower, "0123abcd");
 }
 
 }  // namespace

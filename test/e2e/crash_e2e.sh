@@ -104,6 +104,13 @@ assert_no_leaks() {
   mapfile -t left < <(dk w1 ps -aq)
   [ "${#left[@]}" -eq 0 ] || dk w1 rm -f "${left[@]}" >/dev/null
   e2e_settle "$STATE"
+  if [ -n "${SHARED_LOWERS:-}" ]; then
+    # Overlay form: the image snapshots' read-only lowers stay mounted (a warm page cache)
+    # until dockerd's Cleanup; nothing else may be left.
+    restart_dockerd w1
+    assert_eq "" "$(e2e_mounts_under "$STATE/lower")" "shared lowers after dockerd's Cleanup"
+    assert_eq "" "$(e2e_mounts_under "$STATE/root")" "overlays"
+  fi
   assert_eq "" "$(e2e_mounts_under "$STATE/mnt" | e2e_no_spares)" "mounts under $STATE/mnt"
   assert_eq "" "$(e2e_mounts_under "$STATE/views")" "mounts under $STATE/views"
   assert_eq "" "$(e2e_loops_under "$STATE/store" | e2e_no_spares)" "loop devices backed by store files"
@@ -184,6 +191,15 @@ diff_case() {
   after_crash
 }
 
+# share_diff_case POINT: diff_case for a container in overlay form (driver/README.md
+# "Shared page cache"): slackerd runs with --share-page-cache until the crash and comes
+# back without it (a layer keeps its form whatever the option says).
+share_diff_case() {
+  stop_slackerd "$A"
+  start_slackerd "$A" --share-page-cache
+  SHARED_LOWERS=1 diff_case "$1"
+}
+
 # remove_case POINT: docker rm of a stopped container.
 remove_case() {
   dk w1 run --network none --name rc bb:1 sh -c 'echo x >/y' >/dev/null
@@ -233,6 +249,9 @@ for p in apply.mid_spool apply.mid_extract apply.before_record; do
 done
 for p in diff.while_frozen diff.after_snapshot; do
   run_case "$p" diff_case "$p"
+done
+for p in fold.after_fold diff.while_frozen; do
+  run_case "share $p" share_diff_case "$p"
 done
 for p in remove.after_volume remove.after_record; do
   run_case "$p" remove_case "$p"

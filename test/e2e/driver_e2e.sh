@@ -4,6 +4,8 @@
 #   test/e2e/driver_e2e.sh            # slacker: slackerd ($SLACKERD) as a legacy plugin
 #   test/e2e/driver_e2e.sh overlay2   # the same scenarios on dockerd's overlay2, to
 #                                     # validate the test logic itself
+#   test/e2e/driver_e2e.sh share      # slacker with --share-page-cache (overlay form),
+#                                     # plus the shared page cache case
 #
 # Root only. Each run lives in /var/tmp/slacker-e2e.XXXXXX and leaves nothing behind.
 # Output: one PASS/FAIL/SKIP line per case, then "N passed, N failed"; exit status 0
@@ -27,10 +29,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
 MODE=${1:-slacker}
+SLK_ARGS=() # slackerd arguments of both workers
 case "$MODE" in
   slacker | overlay2) ;;
+  share) SLK_ARGS=(--share-page-cache) ;;
   *)
-    echo "usage: $0 [overlay2]" >&2
+    echo "usage: $0 [overlay2|share]" >&2
     exit 2
     ;;
 esac
@@ -42,14 +46,17 @@ P2=slk$$b
 e2e_workdir
 echo "driver_e2e: mode $MODE, work dir $W"
 
+# is_slacker: slacker, in either form.
+is_slacker() { [ "$MODE" != overlay2 ]; }
+
 # ---------------------------------------------------------------------------
 # setup
 
 setup_w1() {
-  if [ "$MODE" = slacker ]; then
+  if is_slacker; then
     local store=()
     [ -z "${E2E_STORE:-}" ] || store=(--store "$E2E_STORE")
-    start_slackerd "$P1" "${store[@]}"
+    start_slackerd "$P1" "${store[@]}" "${SLK_ARGS[@]}"
     D1=$P1
   else
     D1=overlay2
@@ -299,7 +306,7 @@ case_dockerd_restart() {
 # Slacker only: the plugin restarts while dockerd keeps running. dockerd does not send
 # Init again, so slackerd must come back with what it persisted.
 case_plugin_restart() {
-  if [ "$MODE" != slacker ]; then
+  if ! is_slacker; then
     echo "  (slacker only)"
     return 77
   fi
@@ -336,12 +343,12 @@ case_push_pull() {
   local reg img w2drv
   reg=$(registry)
   img=$reg/e2e/build:1
-  if [ "$MODE" = slacker ]; then
+  if is_slacker; then
     # Worker 2 shares worker 1's store (or E2E_STORE).
     local shared=${E2E_STORE:-$(slackerd_state "$P1")/store}
     mountpoint -q "$shared" || [ -n "${E2E_STORE:-}" ] ||
       fail "worker 1's store $shared is not a mount point; cannot share it with worker 2"
-    start_slackerd "$P2" --store "$shared"
+    start_slackerd "$P2" --store "$shared" "${SLK_ARGS[@]}"
     w2drv=$P2
   else
     w2drv=overlay2
@@ -361,6 +368,95 @@ case_push_pull() {
   assert_eq hello "$(dk w2 run --rm --network none "$reg/e2e/busybox:base" echo hello)" "base on w2"
 }
 
+# loop_reads: "DEVICE BACKING-FILE BYTES-READ" of every loop device ("-": detached).
+# A device's counters survive a detach and its next attach: compare by device.
+loop_reads() {
+  local d file
+  for d in /sys/block/loop*; do
+    [ -e "$d/stat" ] || continue
+    file=$(cat "$d/loop/backing_file" 2>/dev/null || echo -)
+    echo "/dev/${d##*/} ${file// /_} $(awk '{printf "%d", $3 * 512}' "$d/stat")"
+  done
+}
+
+# reads_between DIR BEFORE AFTER: bytes read between two loop_reads samples by the
+# devices that back a file under DIR in AFTER. Those that read more than 1 MiB are
+# listed on stderr.
+reads_between() {
+  awk -v dir="$1/" 'NR == FNR { before[$1] = $3; next }
+       index($2, dir) == 1 { d = $3 - before[$1]; total += d
+         if (d > 1048576) printf "    %s %s: %d MiB\n", $1, $2, d / 1048576 > "/dev/stderr" }
+       END { printf "%d\n", total }' <(echo "$2") <(echo "$3")
+}
+
+cached_bytes() { awk '/^Cached:/ {printf "%d\n", $2 * 1024}' /proc/meminfo; }
+
+# Issue 20: a second container of an image reads a 256 MiB file the first one read. In
+# overlay form (share mode) both read it through the image snapshot's one read-only
+# mount: the second reads nothing from the store and grows the page cache by less than
+# a tenth of the file; so does a warm run after both are gone. The plain slacker mode
+# prints its numbers (each container is its own clone: it reads the file again).
+case_shared_page_cache() {
+  if ! is_slacker; then
+    echo "  (slacker only)"
+    return 77
+  fi
+  local sdir=${E2E_STORE:-$(slackerd_state "$P1")/store} mib=256 limit r0 c0 sum_a sum_b sum_w read grown
+  limit=$(((mib << 20) / 10))
+  dk w1 run --name pc-mk --network none "$BASE" \
+    sh -c "dd if=/dev/urandom of=/big bs=1M count=$mib 2>/dev/null" >/dev/null
+  dk w1 commit pc-mk e2e/big:1 >/dev/null
+  dk w1 rm pc-mk >/dev/null
+  dk w1 run -d --name pc-a --network none e2e/big:1 sleep 100000 >/dev/null
+  sum_a=$(dk w1 exec pc-a md5sum /big)
+  if [ "$MODE" = share ]; then
+    local overlays
+    overlays=$(findmnt -rn -t overlay -o TARGET | grep -c "^$(slackerd_state "$P1")/root/" || true)
+    [ "$overlays" -ge 1 ] || fail "no overlay mounted under $(slackerd_state "$P1")/root while pc-a runs"
+  fi
+  sync
+  # Sampled while the container runs: a loop device's backing file is gone once it stops.
+  dk w1 run -d --name pc-b --network none e2e/big:1 sleep 100000 >/dev/null
+  r0=$(loop_reads)
+  c0=$(cached_bytes)
+  # The page cache the read brought in is charged to the container's memory cgroup.
+  local out charged
+  out=$(dk w1 exec pc-b sh -c 'md5sum /big; cat /sys/fs/cgroup/memory/memory.stat 2>/dev/null ||
+    cat /sys/fs/cgroup/memory.stat')
+  sum_b=$(echo "$out" | head -1)
+  charged=$(echo "$out" | awk '$1 == "cache" || $1 == "file" {print $2; exit}')
+  read=$(reads_between "$sdir" "$r0" "$(loop_reads)")
+  grown=$(($(cached_bytes) - c0))
+  [ -n "$charged" ] || fail "no page cache figure in pc-b's memory.stat: $out"
+  assert_eq "${sum_a%% *}" "${sum_b%% *}" "md5 of /big in the second container"
+  echo "  second container: read $((read >> 20)) MiB from the store, brought $((charged >> 20)) MiB into the page cache (charged to its cgroup; the host's grew $((grown >> 20)) MiB meanwhile) ($mib MiB file)"
+  # slackerd restarts under running containers: it adopts their overlays and the shared
+  # lower, and a commit of a running container still has what it wrote.
+  restart_slackerd "$P1"
+  dk w1 exec pc-a sh -c 'echo after-restart > /marker && rm /bin/true' >/dev/null
+  dk w1 commit pc-a e2e/big:2 >/dev/null
+  assert_eq after-restart "$(dk w1 run --rm --network none e2e/big:2 cat /marker)" "/marker in a commit after the restart"
+  assert_eq gone "$(dk w1 run --rm --network none e2e/big:2 sh -c '[ -e /bin/true ] || echo gone')" \
+    "/bin/true deleted in the commit"
+  assert_eq "${sum_a%% *}" "$(dk w1 exec pc-b md5sum /big | cut -d' ' -f1)" "md5 of /big in pc-b after the restart"
+  dk w1 rmi e2e/big:2 >/dev/null
+  dk w1 rm -f pc-a pc-b >/dev/null
+  dk w1 run -d --name pc-w --network none e2e/big:1 sleep 100000 >/dev/null
+  r0=$(loop_reads)
+  sum_w=$(dk w1 exec pc-w md5sum /big)
+  local warm
+  warm=$(reads_between "$sdir" "$r0" "$(loop_reads)")
+  dk w1 rm -f pc-w >/dev/null
+  assert_eq "${sum_a%% *}" "${sum_w%% *}" "md5 of /big in the warm run"
+  echo "  warm run after both: read $((warm >> 20)) MiB from the store"
+  dk w1 rmi e2e/big:1 >/dev/null
+  if [ "$MODE" = share ]; then
+    [ "$read" -lt "$limit" ] || fail "the second container read $read bytes from the store (limit $limit)"
+    [ "$charged" -lt "$limit" ] || fail "the second container brought $charged bytes into the page cache (limit $limit)"
+    [ "$warm" -lt "$limit" ] || fail "the warm run read $warm bytes from the store (limit $limit)"
+  fi
+}
+
 case_buildkit() {
   e2e_skip_loud "BuildKit: Debian 12's docker CLI needs the buildx plugin, which Debian \
 does not ship, so DOCKER_BUILDKIT=1 cannot run here (PROTOCOL.md, BuildKit sequence)"
@@ -374,14 +470,14 @@ case_no_leaks() {
   stop_dockerd w2 || bad=1
   dk w1 rm -f cr >/dev/null 2>&1 || true
   stop_dockerd w1 || bad=1
-  if [ "$MODE" = slacker ]; then
+  if is_slacker; then
     stop_slackerd "$P2" || bad=1
     stop_slackerd "$P1" || bad=1
   fi
   stop_registry
   [ "$bad" = 0 ] || fail "a daemon did not stop cleanly (see the log lines above)"
   [ "${E2E_OVERLAY_XFS:-0}" != 1 ] || [ "$MODE" != overlay2 ] || umount "$W/w1"
-  if [ "$MODE" = slacker ]; then
+  if is_slacker; then
     # The embedded store stays mounted by design (lib.sh release_embedded_store).
     m=$(e2e_mounts_under "$W" | grep -vxF "$(slackerd_state "$P1")/store" || true)
     assert_eq "" "$m" "mounts left under $W (besides the embedded store)"
@@ -414,6 +510,7 @@ run_case "save/load round trip" case_save_load
 run_case "dockerd restart" case_dockerd_restart
 run_case "plugin restart under dockerd" case_plugin_restart
 run_case "storage-opt size=64M quota" case_storage_opt_size
+run_case "shared page cache" case_shared_page_cache
 run_case "push/pull between workers" case_push_pull
 run_case "buildkit build" case_buildkit
 run_case "stop all, no leaks" case_no_leaks

@@ -104,18 +104,25 @@ def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs))
 
 
-def parse_samples(lines):
-    """TSV lines -> {image: {driver: {metric: [values in rep order]}}}, images in
-    first-seen order. Blank lines and '#' comments are skipped; a malformed line
-    raises ValueError naming it."""
-    out = {}
+def tsv_rows(lines, fields):
+    """(line number, line, its tab-separated fields) of each line but blank ones and '#'
+    comments; a line without exactly `fields` fields raises ValueError naming it."""
     for i, line in enumerate(lines, 1):
         line = line.rstrip("\n")
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split("\t")
-        if len(parts) != 5:
-            raise ValueError(f"samples line {i}: expected 5 tab-separated fields: {line!r}")
+        if len(parts) != fields:
+            raise ValueError(f"samples line {i}: expected {fields} tab-separated fields: {line!r}")
+        yield i, line, parts
+
+
+def parse_samples(lines):
+    """TSV lines -> {image: {driver: {metric: [values in rep order]}}}, images in
+    first-seen order. Blank lines and '#' comments are skipped; a malformed line
+    raises ValueError naming it."""
+    out = {}
+    for i, line, parts in tsv_rows(lines, 5):
         image, driver, metric, rep, value = parts
         if driver not in DRIVERS:
             raise ValueError(f"samples line {i}: unknown driver {driver!r}")

@@ -19,7 +19,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import median, percentile, ratio  # noqa: E402
+from benchlib import median, percentile, ratio, tsv_rows  # noqa: E402
 
 # Configurations in table order: (name, what the table calls it).
 CONFIGS = (
@@ -39,13 +39,7 @@ def parse_samples(lines):
     naming it."""
     out = []
     known = {c for c, _ in CONFIGS}
-    for i, line in enumerate(lines, 1):
-        line = line.rstrip("\n")
-        if not line.strip() or line.startswith("#"):
-            continue
-        parts = line.split("\t")
-        if len(parts) != 11:
-            raise ValueError(f"samples line {i}: expected 11 tab-separated fields: {line!r}")
+    for i, line, parts in tsv_rows(lines, 11):
         image, config, node, rep = parts[:4]
         if config not in known:
             raise ValueError(f"samples line {i}: unknown configuration {config!r}")

@@ -2,6 +2,7 @@
 # moby's graphdriver conformance suite (graphtest) against slackerd.
 #
 #   test/e2e/conformance.sh [go test args, e.g. -run CreateSnap]
+#   CONFORMANCE_SLACKERD_ARGS=--share-page-cache test/e2e/conformance.sh
 #
 # Starts slackerd ($SLACKERD, default build/cmd/slackerd) with a private state dir and
 # its own embedded store under /var/tmp/slacker-e2e.XXXXXX, runs the repository's
@@ -24,7 +25,13 @@ export E2E_PLUGIN_SPEC=0
 e2e_workdir
 echo "conformance: work dir $W, slackerd $SLACKERD"
 
-setup() { start_slackerd "$NAME"; }
+# CONFORMANCE_SLACKERD_ARGS: more slackerd options (e.g. --share-page-cache), split on
+# spaces.
+setup() {
+  local extra=()
+  read -r -a extra <<<"${CONFORMANCE_SLACKERD_ARGS:-}"
+  start_slackerd "$NAME" "${extra[@]}"
+}
 
 graphtest() {
   local out=$W/graphtest.out rc=0

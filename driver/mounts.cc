@@ -374,7 +374,7 @@ Status SlackerDriver::UnmountLocked(Layer& layer) {
   }
   Unpark(layer);
   layer.mount.reset();
-  if (clean && !LoopsBacking(backend_.VolumePath(id)).empty()) {
+  if (clean && !LoopsBacking(backend_.VolumePath(id), loopdev::Deleted::kNo).empty()) {
     // The file system outlives our unmount (a busy mount detached lazily, or a copy of the
     // mount in another mount namespace): it can still be written.
     log::Warn("put_file_system_still_alive", {{"layer", id}});

@@ -258,7 +258,7 @@ Result<loopdev::MountedImage> SlackerDriver::MountFile(const std::string& file, 
   // deleted file of that name, not this one. The scan reads every loop device's sysfs
   // entry (~3 ms with 50 of them, on each container's first Get).
   if (fresh) return loopdev::MountedImage::Mount(os_, file, target, options);
-  std::vector<int> live = LoopsBacking(file);
+  std::vector<int> live = LoopsBacking(file, loopdev::Deleted::kNo);
   if (live.empty()) return loopdev::MountedImage::Mount(os_, file, target, options);
   std::string dev = fmt::format("/dev/loop{}", live.front());
   log::Warn("mount_joins_live_loop", {{"file", file}, {"device", dev}});

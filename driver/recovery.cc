@@ -122,7 +122,7 @@ Status SlackerDriver::AdoptMounts(std::set<std::string>& mounted_sources) {
       // The file system of another file (a hand-over interrupted before the parent's
       // mount moved to the child): adopting it as this layer's would let a discard of
       // this layer shut down the other layer's file system.
-      auto backing = LoopsBacking(backend_.VolumePath(id));
+      auto backing = LoopsBacking(backend_.VolumePath(id), loopdev::Deleted::kNo);
       if (std::find(backing.begin(), backing.end(), index) == backing.end()) {
         log::Warn("recover_unmount_foreign", {{"layer", id}, {"path", m.mount_point}, {"device", m.source}});
         IgnoreError(loopdev::UnmountPath(os_, m.mount_point, loopdev::BusyPolicy::kDetach), "recovery goes on; a mount left is reported by slackerctl verify");
@@ -273,8 +273,8 @@ Status SlackerDriver::ReconcileMarkers() {
   return claims_.Reconcile(uses);
 }
 
-std::vector<int> SlackerDriver::LoopsBacking(const std::string& file) {
-  auto loops = loopdev::FindLoopsBacking(os_, file);
+std::vector<int> SlackerDriver::LoopsBacking(const std::string& file, loopdev::Deleted deleted) {
+  auto loops = loopdev::FindLoopsBacking(os_, file, deleted);
   if (!loops.ok()) {
     log::Warn("find_loops_failed", {{"file", file}, {"err", loops.status().message()}});
     return {};

@@ -34,6 +34,7 @@
 #include "driver/graph_driver.h"
 #include "driver/layer.h"
 #include "driver/layer_record.h"
+#include "loopdev/loop_device.h"
 #include "os/os.h"
 #include "registry_shim/reference.h"
 #include "storage_backend/backend.h"
@@ -151,7 +152,9 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
   Status ReconcileMarkers();
   // Shared lowers and overlays (overlay form) a previous run left mounted.
   Status AdoptOverlays();
-  std::vector<int> LoopsBacking(const std::string& file);
+  // Loop devices backing `file`; kToo: also those of a deleted file that had its path
+  // (cleanup), kNo: only `file` itself (is it in use).
+  std::vector<int> LoopsBacking(const std::string& file, loopdev::Deleted deleted = loopdev::Deleted::kToo);
 
   // mounts.cc: Get/Put, the layer's mount and read views.
   Result<std::string> GetLocked(Layer& layer) REQUIRES(layer.mu);

@@ -60,7 +60,7 @@ Result<std::string> SlackerDriver::TakeSnapshot(Layer& layer, bool mounted) {
                          {"layer", id}, {"host", opts_.host_id}};
   if (!layer.rec.lower.empty()) return TakeFoldedSnapshot(layer, mounted, meta);  // overlay.cc
   if (!mounted) {
-    if (!LoopsBacking(backend_.VolumePath(id)).empty()) {
+    if (!LoopsBacking(backend_.VolumePath(id), loopdev::Deleted::kNo).empty()) {
       // Our mount is gone but the file system lives on (a copy of the mount in another
       // mount namespace): it was flushed at our Put, later writes may be missing.
       log::Warn("snapshot_of_volume_still_in_use", {{"layer", id},

@@ -84,7 +84,7 @@ Status LoopDevice::Detach() {
   return s;
 }
 
-Result<std::vector<int>> FindLoopsBacking(os::Os& os, const std::string& file) {
+Result<std::vector<int>> FindLoopsBacking(os::Os& os, const std::string& file, Deleted deleted) {
   std::string want = Canonical(file);
   SLACKER_ASSIGN_OR_RETURN(auto entries, os.ListKernelDir("/sys/block"));
   std::vector<int> out;
@@ -96,7 +96,10 @@ Result<std::vector<int>> FindLoopsBacking(os::Os& os, const std::string& file) {
     if (!backing.ok()) continue;  // not bound (or unbound meanwhile)
     std::string path = *backing;
     while (!path.empty() && (path.back() == '\n' || path.back() == '\r')) path.pop_back();
-    if (path.ends_with(kDeletedSuffix)) path.resize(path.size() - kDeletedSuffix.size());
+    if (path.ends_with(kDeletedSuffix)) {
+      if (deleted == Deleted::kNo) continue;
+      path.resize(path.size() - kDeletedSuffix.size());
+    }
     if (path == want || Canonical(path) == want) out.push_back(index);
   }
   std::sort(out.begin(), out.end());

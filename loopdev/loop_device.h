@@ -52,8 +52,12 @@ std::string LoopPath(int index);
 // /sys/block/loop*/loop/backing_file and compared as canonical paths. A loop whose
 // backing file was unlinked (the kernel appends " (deleted)") still matches its old path:
 // it is an orphan of that path (e.g. a removed volume still mounted) and callers that look
-// for loops to release want it too. Unbound devices are skipped.
-Result<std::vector<int>> FindLoopsBacking(os::Os& os, const std::string& file);
+// for loops to release want it too (Deleted::kToo). Callers that ask whether `file`
+// itself is in use — to join its live file system, or to know whether it outlives an
+// unmount — pass Deleted::kNo: a file made since at that path is another inode, and the
+// orphan's file system is not its. Unbound devices are skipped.
+enum class Deleted { kToo, kNo };
+Result<std::vector<int>> FindLoopsBacking(os::Os& os, const std::string& file, Deleted deleted = Deleted::kToo);
 
 // Sectors written through /dev/loop<index> since it was bound: field 7 of
 // /sys/block/loopN/stat. Compare two samples to learn whether anything was written.

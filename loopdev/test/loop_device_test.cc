@@ -1,6 +1,8 @@
 // LoopDevice attach/detach, FindLoopsBacking and WriteSectors on FakeOs.
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <gtest/gtest.h>
 
 #include "common/files.h"
@@ -73,6 +75,24 @@ TEST_F(LoopFakeTest, FindLoopsBackingMatchesCanonicalPaths) {
   auto found = FindLoopsBacking(os_, dir_ + "/link.img");
   ASSERT_TRUE(found.ok()) << found.status().message();
   EXPECT_EQ(*found, (std::vector<int>{0, 2}));
+}
+
+// A loop device still holding a deleted file matches that path for cleanup only: the file
+// made since at the same path is another inode, whose file system it is not.
+TEST_F(LoopFakeTest, ALoopOfADeletedFileIsNotTheNewFileAtItsPath) {
+  auto l0 = LoopDevice::Attach(os_, a_, os::LoopConfig{});  // held while the test runs
+  ASSERT_TRUE(l0.ok());
+  // The kernel's loop device holds the file open: its inode cannot be reused.
+  UniqueFd held(::open(a_.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(held.valid());
+  ASSERT_EQ(::unlink(a_.c_str()), 0);
+  ASSERT_TRUE(AtomicWriteFile(a_, "a again", false).ok());
+  auto live = FindLoopsBacking(os_, a_, Deleted::kNo);
+  ASSERT_TRUE(live.ok()) << live.status().message();
+  EXPECT_TRUE(live->empty());
+  auto all = FindLoopsBacking(os_, a_);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(*all, std::vector<int>{0});
 }
 
 TEST_F(LoopFakeTest, FindLoopsBackingOfAnUnusedFileIsEmpty) {

@@ -133,7 +133,7 @@ Result<bool> SlackerDriver::MaterializeVolume(Layer& layer) {
       SLACKER_ASSIGN_OR_RETURN(base, ContentSnapshot(layer.rec.parent));
     }
   }
-  if (!from_parent_volume && WantsOverlay(layer.rec, base)) lower = base;
+  if (!from_parent_volume && WantsOverlay(layer.rec, base) && LowerCanHoldOverlay(base)) lower = base;
   if (!from_parent_volume && !base.empty()) {
     SLACKER_ASSIGN_OR_RETURN(SpareUse spare, AdoptSpare(layer, base, lower));
     if (spare != SpareUse::kNone) {

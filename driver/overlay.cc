@@ -88,6 +88,21 @@ size_t SlackerDriver::LowersMounted() {
   return lowers_.size();
 }
 
+// A snapshot whose own root has a ".slacker-overlay" (an image can have any name) would
+// give its clones' overlays the image's directory as their upper: such layers keep the
+// plain form. Mounts the lower (the overlay that follows uses it).
+bool SlackerDriver::LowerCanHoldOverlay(const std::string& snap) {
+  auto dir = AcquireLower(snap);
+  if (!dir.ok()) {
+    log::Warn("lower_mount_failed", {{"snapshot", snap}, {"err", dir.status().message()}, {"form", "plain"}});
+    return false;
+  }
+  bool clash = PathExists(JoinPath(*dir, kOverlayDirName));
+  ReleaseLower(snap);
+  if (clash) log::Warn("overlay_name_in_image", {{"snapshot", snap}, {"name", kOverlayDirName}, {"form", "plain"}});
+  return !clash;
+}
+
 // REQUIRES the volume mounted read-write at MountPath. The upper directory is made with
 // the snapshot root's owner, mode and times: overlayfs shows the upper's for "/".
 Status SlackerDriver::AttachOverlay(Layer& layer) {

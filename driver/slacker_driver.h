@@ -247,6 +247,9 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
 
   // overlay.cc: overlay form (DriverOptions::share_page_cache).
   bool WantsOverlay(const LayerRecord& rec, const std::string& base) const;
+  // False when snapshot `snap` cannot be a lower (its root has the overlay's directory
+  // name, or it does not mount): its clones keep the plain form.
+  bool LowerCanHoldOverlay(const std::string& snap) EXCLUDES(lowers_mu_);
   // Where the layer's content is mounted: its overlay, or its volume's mount.
   std::string LayerPath(const Layer& layer) const REQUIRES(layer.mu);
   // Snapshot `snap` mounted read-only at <state>/lower/<snap> (once; counted).

@@ -1366,5 +1366,27 @@ TEST_F(DriverFakeTest, OverlayFormSharesOneLowerMountPerSnapshot) {
   ASSERT_TRUE(driver_->Put("c1").ok());
 }
 
+// An image whose root has the overlay's directory name keeps its containers in the plain
+// form (its own directory would otherwise be their upper).
+TEST_F(DriverFakeTest, AnImageWithTheOverlayDirectoryNameKeepsThePlainForm) {
+  share_page_cache_ = true;
+  Reopen();
+  const std::string state = dir_ + "/state";
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("base")).ok());
+  ASSERT_TRUE(driver_->Get("base", "").ok());
+  ASSERT_TRUE(driver_->Put("base").ok());
+  DiffBytes("base");
+  auto meta = driver_->GetMetadata("base");
+  ASSERT_TRUE(meta.ok());
+  // The fake mounts nothing: the lower's mount point is where the snapshot's root shows.
+  ASSERT_TRUE(MakeDirs(state + "/lower/" + meta->at("Snapshot") + "/.slacker-overlay", 0755).ok());
+  ASSERT_TRUE(driver_->CreateReadWrite(Req("c1", "base")).ok());
+  auto got = driver_->Get("c1", "");
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  EXPECT_EQ(*got, state + "/mnt/c1");
+  EXPECT_FALSE(os_.IsMounted(state + "/root/c1"));
+  ASSERT_TRUE(driver_->Put("c1").ok());
+}
+
 }  // namespace
 }  // namespace slacker::driver

@@ -34,6 +34,7 @@ struct StoreFlags {
   std::string nfs_bridge = {};  // slacker-nfs-fuse binary; "" finds it (BridgePath)
   std::string max_spool = {};   // DriverOptions::max_spool_bytes as a size ("" = default)
   std::string unmount_delay = {};  // DriverOptions::park_time in seconds ("" = 0)
+  std::string prefetch = {};       // DriverOptions::prefetch: "on" or "off" ("" = off)
 };
 
 // The store part of the flags, for storage_backend::OpenStore.

@@ -58,6 +58,10 @@ slacker graphdriver plugin: every layer is an ext4 file system in a file on a sh
                       writing its file system back; on the local store it is also how
                       long a spare volume (the next init layer's clone, mounted) is kept
                       (driver/README.md "Start and stop")
+  --prefetch on|off   start-up prefetch (default on): the first start of an image's
+                      container records what it reads as a trace beside the image's
+                      snapshot on the store; later cold starts on any worker read it ahead
+                      in parallel (driver/README.md "Start-up prefetch")
   --log-level L       debug|info|warn|error (default info)
   --metrics-listen A  serve Prometheus metrics at GET /metrics on A: unix:/path.sock or
                       HOST:PORT (PORT alone binds 127.0.0.1); default off
@@ -69,7 +73,7 @@ struct Flags {
   std::string log_level = "info";
   std::string metrics_listen;  // "" = no metrics endpoint
   slacker::cmd::KeyFlags keys;
-  slacker::cmd::StoreFlags store{.state = "/var/lib/slacker", .unmount_delay = "10"};
+  slacker::cmd::StoreFlags store{.state = "/var/lib/slacker", .unmount_delay = "10", .prefetch = "on"};
 };
 
 int Fail(const slacker::Status& s, const char* what) {
@@ -94,6 +98,7 @@ int main(int argc, char** argv) {
   cli.String("--nfs-bridge", &flags.store.nfs_bridge);
   cli.String("--max-spool", &flags.store.max_spool);
   cli.String("--unmount-delay", &flags.store.unmount_delay);
+  cli.String("--prefetch", &flags.store.prefetch);
   cli.Switch("--allow-unsigned-references", &flags.keys.allow_unsigned_references);
   ParseCommandLineOrExit(cli, {argv + 1, argv + argc}, "slackerd", kUsage, /*positional_allowed=*/false);
   if (!cmd::ApplyLogLevel("slackerd", flags.log_level)) return 2;

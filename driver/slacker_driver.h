@@ -32,6 +32,7 @@
 #include "driver/graph_driver.h"
 #include "driver/layer.h"
 #include "driver/layer_record.h"
+#include "driver/prefetch.h"
 #include "os/os.h"
 #include "registry_shim/reference.h"
 #include "storage_backend/backend.h"
@@ -59,6 +60,8 @@ struct DriverOptions {
   // Non-zero also defers a removed layer's teardown: Remove deletes the record and
   // returns; the reaper thread discards the mount and deletes the volume file right after.
   std::chrono::milliseconds park_time{0};
+  // Start-up prefetch by record and replay (driver/prefetch.h): off unless enabled.
+  PrefetchOptions prefetch;
 };
 
 class LayerView;
@@ -115,6 +118,7 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
     uint64_t journal_replays = 0;  // unmounted volumes mounted rw to replay their journal first
   };
   Counters counters() const;
+  PrefetchStats prefetch_stats() const { return prefetch_->stats(); }
   // Blocks until every deferred teardown of a removed layer is done (Cleanup, tests).
   void AwaitTeardowns() EXCLUDES(park_mu_);
 
@@ -141,6 +145,12 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
   std::vector<int> LoopsBacking(const std::string& file);
 
   // mounts.cc: Get/Put, the layer's mount and read views.
+  // A container layer's volume was just mounted: prefetch what its image's containers
+  // read at start, or record it (prefetch.h). Not for init layers or sized volumes.
+  void StartPrefetch(Layer& layer) REQUIRES(layer.mu);
+  // The image snapshot a container layer's volume was cloned from (its parent's, or its
+  // `-init` parent's parent's), "" when none.
+  std::string ImageOrigin(const std::string& parent);
   Result<std::string> GetLocked(Layer& layer) REQUIRES(layer.mu);
   Status PutLocked(Layer& layer, bool force) REQUIRES(layer.mu);
   // Writes everything back, unmounts, and records whether the volume still equals its
@@ -300,6 +310,7 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
   std::condition_variable_any prepare_cv_;
   bool prepare_handovers_ = false;  // set by Open before the preparer starts
   std::thread preparer_;  // started by Open when park_time > 0 and the store hands volumes over
+  std::unique_ptr<Prefetcher> prefetch_;  // threads only when DriverOptions::prefetch.enabled
 };
 
 }  // namespace slacker::driver

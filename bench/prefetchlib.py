@@ -6,7 +6,7 @@ kept as it is).
     python3 bench/prefetchlib.py SAMPLES.tsv LATEST.json [META_JSON]
 
 SAMPLES lines: IMAGE<TAB>RTT_MS<TAB>CONDITION<TAB>METRIC<TAB>REP<TAB>VALUE, CONDITION one
-of CONDITIONS. Pure functions are unit-tested by bench/test_prefetchlib.py.
+of CONDITIONS (RTT_MS is the delay the proxy was set to; "link"/"rtt_ms" is what it gave). Pure functions are unit-tested by bench/test_prefetchlib.py.
 """
 
 import json
@@ -15,8 +15,8 @@ import sys
 
 from benchlib import median
 
-CONDITIONS = ("slacker", "slacker+trace", "overlay2")
-METRICS = ("run_ms", "read_bytes")
+CONDITIONS = ("slacker", "slacker+trace", "overlay2", "link")
+METRICS = ("run_ms", "read_bytes", "rtt_ms")  # rtt_ms: of "link", the measured round trip
 
 # What the seeds (shared/seeds/001*, 002*) publish, quoted beside our figures.
 PUBLISHED = {
@@ -78,7 +78,9 @@ def format_table(report):
     rows = [f"{'image':8} {'RTT':>6} {'condition':14} {'run ms':>8} {'read':>10} {'n':>3}"]
     for image, rtts in report["images"].items():
         for rtt, r in rtts.items():
-            for cond in CONDITIONS:
+            if "link" in r:
+                rows.append(f"{image:8} {rtt[4:]:>6} measured round trip {r['link']['rtt_ms']:.2f} ms")
+            for cond in CONDITIONS[:3]:
                 c = r.get(cond)
                 if not c:
                     continue

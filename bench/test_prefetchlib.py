@@ -20,7 +20,7 @@ ROWS = [
     ("py", "2", "slacker+trace", "run_ms", 1, 1000), ("py", "2", "slacker+trace", "run_ms", 2, 1400),
     ("py", "2", "slacker+trace", "run_ms", 3, 1200),
     ("py", "2", "slacker", "read_bytes", 1, 100), ("py", "2", "slacker+trace", "read_bytes", 1, 120),
-    ("py", "2", "overlay2", "run_ms", 1, 600),
+    ("py", "2", "overlay2", "run_ms", 1, 600), ("py", "2", "link", "rtt_ms", 1, 2.4),
 ]
 
 
@@ -35,7 +35,9 @@ class PrefetchReportTest(unittest.TestCase):
         self.assertAlmostEqual(c["trace_read_ratio"], 1.2)
         self.assertAlmostEqual(c["trace_vs_overlay2"], 2.0)
         self.assertIn("dadi_trace_prefetch", r["published"])
+        self.assertEqual(c["link"]["rtt_ms"], 2.4)
         self.assertIn("speed-up 2.33x", prefetchlib.format_table(r))
+        self.assertIn("measured round trip 2.40 ms", prefetchlib.format_table(r))
 
     def test_garbage_is_refused(self):
         for bad in ["py\t2\tslacker\trun_ms\t1\n", "py\t2\tzfs\trun_ms\t1\t5\n", "py\tx\tslacker\trun_ms\t1\t5\n"]:

@@ -179,8 +179,10 @@ void Prefetcher::Load(const std::shared_ptr<Session>& s) {
     Add(&PrefetchStats::traces_rejected);
     log::Warn("prefetch_trace_unreadable", {{"snapshot", s->snap}, {"err", bytes.status().message()}});
   }
-  Add(valid ? &PrefetchStats::trace_hits : &PrefetchStats::trace_misses);
   MutexLock l(mu_);
+  // Counted once the session's next phase is set: a caller that saw the count then
+  // settles a session that is replaying or waiting to record (the root tests rely on it).
+  Add(valid ? &PrefetchStats::trace_hits : &PrefetchStats::trace_misses);
   if (s->phase != Phase::kLoad) return;  // settled meanwhile
   if (valid && trace.extents.empty()) return;  // nothing to read; the caller finishes it
   if (valid) {

@@ -141,7 +141,7 @@ TEST_F(PrefetchRootTest, ADamagedTraceIsIgnoredAndRecordedAnew) {
   Prefetcher p(*store_, Options());
   auto m = Clone("c1");
   p.Start("c1", snap_, Mnt("c1"), m.loop_index());
-  WaitFor([&] { return p.stats().traces_rejected == 1; });
+  WaitFor([&] { return p.stats().traces_rejected == 1 && p.stats().trace_misses == 1; });
   ReadAll(Mnt("c1") + "/b");
   p.Settle("c1");
   EXPECT_EQ(p.stats().bytes, 0u);

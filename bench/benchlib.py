@@ -432,6 +432,21 @@ def format_plugin_latency(latency, title="plugin calls (slackerd metrics)"):
     return "\n".join(lines)
 
 
+# Keys of latest.json that other scripts write (bench/prefetch: "prefetch"): a new run of
+# bench/run keeps them.
+KEPT_KEYS = ("prefetch",)
+
+
+def kept_keys(path):
+    """The KEPT_KEYS of the JSON at path ({} if it is missing or unreadable)."""
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return {k: old[k] for k in KEPT_KEYS if isinstance(old, dict) and k in old}
+
+
 def main(argv):
     if len(argv) < 4 or argv[1] != "report":
         print("usage: benchlib.py report SAMPLES.tsv OUTDIR [META_JSON]", file=sys.stderr)
@@ -448,6 +463,7 @@ def main(argv):
             report.setdefault("plugin_latency", {})[worker] = plugin_latency(b.read(), a.read())
     outdir = argv[3]
     os.makedirs(outdir, exist_ok=True)
+    report.update(kept_keys(os.path.join(outdir, "latest.json")))
     tmp = os.path.join(outdir, "latest.json.tmp")
     with open(tmp, "w") as f:
         json.dump(report, f, indent=1, sort_keys=True)

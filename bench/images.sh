@@ -138,3 +138,53 @@ EOF
       ;;
   esac
 }
+
+# --- shared by the bench scripts that source this file (bench/run, bench/prefetch) ---
+now_ns() { date +%s%N; }
+# timed CMD...: run CMD in this shell; T = its wall time in ms.
+T=0
+timed() {
+  local t0
+  t0=$(now_ns)
+  "$@"
+  T=$((($(now_ns) - t0) / 1000000))
+}
+drop_caches() {
+  sync
+  echo 3 >/proc/sys/vm/drop_caches
+}
+# dev_read_bytes DEV: bytes read from block device DEV since it was attached.
+# (Bash arithmetic: mawk prints products over 2^31 as 2.1e+09.)
+dev_read_bytes() {
+  local _r _m sectors
+  read -r _r _m sectors _ <"/sys/block/${1#/dev/}/stat"
+  echo $((sectors * 512))
+}
+loop_of() { losetup -n -O NAME -j "$1" | head -n1 | tr -d ' '; }
+# batch_cmd REF: CMD = the workload of a batch image (it prints bench-ok and exits).
+# shellcheck disable=SC2034 # used by the scripts that source this file
+CMD=()
+# shellcheck disable=SC2034 # CMD: as above
+batch_cmd() {
+  case "$1" in
+    */bench-python3:*) CMD=(python3 -c 'print("bench-ok")') ;;
+    */bench-gcc:*) CMD=(sh -c 'printf "#include <stdio.h>\nint main(void){puts(\"bench-ok\");return 0;}\n" >/tmp/h.c && gcc -o /tmp/h /tmp/h.c && /tmp/h') ;;
+    *) CMD=(sh -c 'echo bench-ok') ;;
+  esac
+}
+
+# build_image WORKER NAME: `docker build` bench image NAME (and the one it is FROM) on
+# WORKER as $REG/bench-NAME:1 unless it has it (not timed; logged). Needs dk, REG, W, log.
+build_image() {
+  local w=$1 name=$2 base ctx
+  base=$(bench_image_base "$name")
+  if [ -n "$base" ] && [ -z "$(dk "$w" images -q "$REG/bench-$base:1")" ]; then
+    build_image "$w" "$base"
+  fi
+  [ -z "$(dk "$w" images -q "$REG/bench-$name:1")" ] || return 0
+  ctx=$W/ctx/$name
+  [ -d "$ctx" ] || bench_build_context "$name" "$ctx" "$REG"
+  log "  building $name on $w"
+  timed dk "$w" build -q --network none -t "$REG/bench-$name:1" "$ctx" >/dev/null
+  log "  built $name on $w in $T ms"
+}

@@ -183,6 +183,22 @@ class CommandLineTest(unittest.TestCase):
             self.assertEqual(r["samples"]["x"]["slacker"]["push_ms"], [4])
             self.assertIn("100x", p.stdout)
 
+    def test_report_keeps_the_prefetch_key_of_the_previous_latest_json(self):
+        with tempfile.TemporaryDirectory() as d:
+            samples = os.path.join(d, "s.tsv")
+            with open(samples, "w") as f:
+                f.writelines(tsv([("x", "overlay2", "push_ms", 1, 400), ("x", "slacker", "push_ms", 1, 4)]))
+            with open(os.path.join(d, "latest.json"), "w") as f:
+                json.dump({"prefetch": {"images": {"x": 1}}, "ratios": {"push": 1}}, f)
+            env = dict(os.environ, PATH="/nonexistent")
+            p = subprocess.run([sys.executable, benchlib.__file__, "report", samples, d],
+                               capture_output=True, text=True, env=env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(os.path.join(d, "latest.json")) as f:
+                r = json.load(f)
+            self.assertEqual(r["prefetch"], {"images": {"x": 1}})
+            self.assertAlmostEqual(r["ratios"]["push"], 100)  # the rest is the new run's
+
     def test_report_rejects_bad_samples(self):
         with tempfile.TemporaryDirectory() as d:
             samples = os.path.join(d, "s.tsv")

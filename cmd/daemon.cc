@@ -89,6 +89,12 @@ Result<DaemonCore> OpenDaemonCore(const char* program, const StoreFlags& flags, 
     opts.park_time = std::chrono::milliseconds(static_cast<int64_t>(sec * 1000));
   }
   opts.share_page_cache = flags.share_page_cache;
+  if (!flags.prefetch.empty()) {
+    *step = "parse --prefetch";
+    if (flags.prefetch != "on" && flags.prefetch != "off")
+      return Errorf(EINVAL, "--prefetch {:?}: want on or off", flags.prefetch);
+    opts.prefetch.enabled = flags.prefetch == "on";
+  }
   *step = "read cluster key";
   SLACKER_ASSIGN_OR_RETURN(opts.trust, LoadReferenceTrust(keys, core.store.backend->root(), &opts.reload_keys));
   *step = "create driver state directory";

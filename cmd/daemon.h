@@ -35,6 +35,7 @@ struct StoreFlags {
   std::string max_spool = {};   // DriverOptions::max_spool_bytes as a size ("" = default)
   std::string unmount_delay = {};  // DriverOptions::park_time in seconds ("" = 0)
   bool share_page_cache = false;   // DriverOptions::share_page_cache
+  std::string prefetch = {};       // DriverOptions::prefetch: "on" or "off" ("" = off)
 };
 
 // The store part of the flags, for storage_backend::OpenStore.

@@ -63,6 +63,10 @@ slacker graphdriver plugin: every layer is an ext4 file system in a file on a sh
                       and of an upper directory in its own volume; commits fold the upper
                       into a clone (same snapshots, same references). Default off
                       (driver/README.md "Shared page cache")
+  --prefetch on|off   start-up prefetch (default on): the first start of an image's
+                      container records what it reads as a trace beside the image's
+                      snapshot on the store; later cold starts on any worker read it ahead
+                      in parallel (driver/README.md "Start-up prefetch")
   --log-level L       debug|info|warn|error (default info)
   --metrics-listen A  serve Prometheus metrics at GET /metrics on A: unix:/path.sock or
                       HOST:PORT (PORT alone binds 127.0.0.1); default off
@@ -74,7 +78,7 @@ struct Flags {
   std::string log_level = "info";
   std::string metrics_listen;  // "" = no metrics endpoint
   slacker::cmd::KeyFlags keys;
-  slacker::cmd::StoreFlags store{.state = "/var/lib/slacker", .unmount_delay = "10"};
+  slacker::cmd::StoreFlags store{.state = "/var/lib/slacker", .unmount_delay = "10", .prefetch = "on"};
 };
 
 int Fail(const slacker::Status& s, const char* what) {
@@ -99,6 +103,7 @@ int main(int argc, char** argv) {
   cli.String("--nfs-bridge", &flags.store.nfs_bridge);
   cli.String("--max-spool", &flags.store.max_spool);
   cli.String("--unmount-delay", &flags.store.unmount_delay);
+  cli.String("--prefetch", &flags.store.prefetch);
   cli.Switch("--allow-unsigned-references", &flags.keys.allow_unsigned_references);
   cli.Switch("--share-page-cache", &flags.store.share_page_cache);
   ParseCommandLineOrExit(cli, {argv + 1, argv + argc}, "slackerd", kUsage, /*positional_allowed=*/false);

@@ -92,14 +92,41 @@ Status SlackerDriver::MountLocked(Layer& layer) {
   bool fresh = false;  // the volume file is made by this Get: no loop device can hold it
   if (!layer.rec.has_volume) {
     SLACKER_ASSIGN_OR_RETURN(bool taken, TakeOverParentMount(layer));
-    if (taken) return Status::Ok();
-    if (!layer.rec.has_volume) {
-      SLACKER_ASSIGN_OR_RETURN(bool mounted, MaterializeVolume(layer));
-      if (mounted) return Status::Ok();
+    bool mounted = taken;
+    if (!taken && !layer.rec.has_volume) {
+      SLACKER_ASSIGN_OR_RETURN(mounted, MaterializeVolume(layer));
       fresh = true;
     }
+    if (mounted) {
+      StartPrefetch(layer);
+      return Status::Ok();
+    }
   }
-  return MountVolume(layer, fresh);
+  SLACKER_RETURN_IF_ERROR(MountVolume(layer, fresh));
+  StartPrefetch(layer);
+  return Status::Ok();
+}
+
+void SlackerDriver::StartPrefetch(Layer& layer) {
+  if (!prefetch_->enabled() || !layer.mounted_rw || layer.rec.size_bytes != 0 || layer.rec.id.ends_with("-init"))
+    return;
+  // Overlay form: what the container reads and did not write comes from the image's
+  // shared lower, not from its volume, whose caches a trace records and a replay fills.
+  if (!layer.rec.lower.empty()) return;
+  std::string snap = ImageOrigin(layer.rec.parent);
+  if (!snap.empty()) prefetch_->Start(layer.rec.id, snap, MountPath(layer.rec.id), layer.loop_index());
+}
+
+std::string SlackerDriver::ImageOrigin(const std::string& parent) {
+  auto p = layers_.Find(parent);
+  if (!p) return "";
+  MutexLock l(p->mu);  // child → parent order
+  if (p->rec.kind == LayerKind::kImage) return p->rec.snapshot;
+  if (!p->rec.id.ends_with("-init") || !p->rec.snapshot.empty() || p->rec.parent.empty()) return "";
+  auto image = layers_.Find(p->rec.parent);
+  if (!image) return "";
+  MutexLock g(image->mu);
+  return image->rec.kind == LayerKind::kImage ? image->rec.snapshot : "";
 }
 
 // An image layer: its snapshot mounted read-only where it lives. Never cloned.
@@ -346,6 +373,7 @@ Status SlackerDriver::PutLocked(Layer& layer, bool force) {
 
 Status SlackerDriver::UnmountLocked(Layer& layer) {
   const std::string& id = layer.rec.id;
+  prefetch_->Settle(id);  // its pins must not keep the file system alive past the unmount
   layer.refs = 0;
   std::string mnt = MountPath(id);
   if (Status o = DetachOverlay(layer); !o.ok()) {
@@ -391,6 +419,7 @@ Status SlackerDriver::UnmountLocked(Layer& layer) {
 
 Status SlackerDriver::DiscardMount(const std::string& id, bool rw, std::optional<loopdev::MountedImage>& mount) {
   std::string mnt = MountPath(id);
+  prefetch_->Settle(id);
   if (rw) {
     // Its file is deleted next: nothing it holds is needed, so nothing is written back.
     // Without this the unmount flushes the file system and its journal (syncs that made a

@@ -32,7 +32,8 @@ bool ValidLayerId(const std::string& id) {
 }  // namespace
 
 SlackerDriver::SlackerDriver(os::Os& os, Backend& backend, DriverOptions options)
-    : os_(os), backend_(backend), opts_(std::move(options)), claims_(backend) {
+    : os_(os), backend_(backend), opts_(std::move(options)), claims_(backend),
+      prefetch_(std::make_unique<Prefetcher>(backend, opts_.prefetch)) {
   default_size_at_start_ = opts_.default_size;
   MutexLock c(config_mu_);
   default_size_ = opts_.default_size;
@@ -340,6 +341,7 @@ Result<std::vector<LayerSnapshot>> SlackerDriver::ListLayers() {
 std::vector<std::pair<std::string, double>> SlackerDriver::Metrics() {
   std::vector<std::shared_ptr<Layer>> all = layers_.All();
   Counters c = counters();
+  PrefetchStats pf = prefetch_->stats();
   size_t mounted = 0;
   for (auto& layer : all) {
     // TryLock: an ApplyDiff holds the layer's mutex for minutes, a scrape must not wait.
@@ -365,6 +367,13 @@ std::vector<std::pair<std::string, double>> SlackerDriver::Metrics() {
       {"slacker_folds_total", c.folds},
       {"slacker_lowers_mounted", LowersMounted()},
       {"slacker_teardowns_pending", TeardownsPending()},
+      {"slacker_prefetch_trace_hits_total", pf.trace_hits},
+      {"slacker_prefetch_trace_misses_total", pf.trace_misses},
+      {"slacker_prefetch_traces_rejected_total", pf.traces_rejected},
+      {"slacker_prefetch_traces_recorded_total", pf.traces_recorded},
+      {"slacker_prefetch_extents_total", pf.extents},
+      {"slacker_prefetch_bytes_total", pf.bytes},
+      {"slacker_prefetch_cancelled_total", pf.cancelled},
       {"slacker_layers", all.size()},
       {"slacker_layers_mounted", mounted},
   };

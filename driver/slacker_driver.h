@@ -35,6 +35,7 @@
 #include "driver/layer.h"
 #include "driver/layer_record.h"
 #include "loopdev/loop_device.h"
+#include "driver/prefetch.h"
 #include "os/os.h"
 #include "registry_shim/reference.h"
 #include "storage_backend/backend.h"
@@ -68,6 +69,8 @@ struct DriverOptions {
   // directory in its own volume, so the containers of one image share one page cache.
   // Snapshots fold the upper into a clone: their format does not change.
   bool share_page_cache = false;
+  // Start-up prefetch by record and replay (driver/prefetch.h): off unless enabled.
+  PrefetchOptions prefetch;
 };
 
 class LayerView;
@@ -127,6 +130,7 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
     uint64_t folds = 0;            // snapshots of overlay-form layers (upper folded into a clone)
   };
   Counters counters() const;
+  PrefetchStats prefetch_stats() const { return prefetch_->stats(); }
   // Blocks until every deferred teardown of a removed layer is done (Cleanup, tests).
   void AwaitTeardowns() EXCLUDES(park_mu_);
 
@@ -157,6 +161,12 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
   std::vector<int> LoopsBacking(const std::string& file, loopdev::Deleted deleted = loopdev::Deleted::kToo);
 
   // mounts.cc: Get/Put, the layer's mount and read views.
+  // A container layer's volume was just mounted: prefetch what its image's containers
+  // read at start, or record it (prefetch.h). Not for init layers or sized volumes.
+  void StartPrefetch(Layer& layer) REQUIRES(layer.mu);
+  // The image snapshot a container layer's volume was cloned from (its parent's, or its
+  // `-init` parent's parent's), "" when none.
+  std::string ImageOrigin(const std::string& parent);
   Result<std::string> GetLocked(Layer& layer) REQUIRES(layer.mu);
   // GetLocked without the overlay: the volume's (or snapshot's) mount.
   Status MountLocked(Layer& layer) REQUIRES(layer.mu);
@@ -351,6 +361,7 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
   std::map<std::string, Lower> lowers_ GUARDED_BY(lowers_mu_);
   bool prepare_handovers_ = false;  // set by Open before the preparer starts
   std::thread preparer_;  // started by Open when park_time > 0 and the store hands volumes over
+  std::unique_ptr<Prefetcher> prefetch_;  // threads only when DriverOptions::prefetch.enabled
 };
 
 }  // namespace slacker::driver

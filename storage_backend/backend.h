@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -140,6 +141,13 @@ class Backend {
   virtual bool SnapshotExists(const std::string& snap) const = 0;
   // Parses snapshots/<snap>.json. ENOENT if missing, EINVAL if not a JSON object.
   virtual Result<nlohmann::json> ReadSnapshotMeta(const std::string& snap) const = 0;
+  // The snapshot's start-up read trace, snapshots/<snap>.trace (driver/prefetch_trace.h;
+  // opaque here, untrusted: the caller validates it). ENOENT if there is none, EFBIG if it
+  // is larger than `limit`, ELOOP/EINVAL if a link or a non-regular file sits there.
+  virtual Result<std::string> ReadSnapshotTrace(const std::string& snap, size_t limit) const = 0;
+  // Publishes it (temporary beside it, fsync, rename: readers see the old or the new one
+  // whole), replacing an older one. ENOENT if the snapshot's image is not published.
+  virtual Status WriteSnapshotTrace(const std::string& snap, std::string_view bytes) = 0;
   // Creates refs/<host>/<snap> (durably); idempotent.
   virtual Status AddRef(const std::string& snap) = 0;
   // Removes refs/<host>/<snap>; a missing marker is OK.

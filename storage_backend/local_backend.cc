@@ -278,6 +278,20 @@ class LocalBackend : public Backend {
     return j;
   }
 
+  Result<std::string> ReadSnapshotTrace(const std::string& snap, size_t limit) const override {
+    if (!IsValidSnapshotId(snap)) return Errorf(EINVAL, "read trace of snapshot {}: invalid snapshot id", snap);
+    SLACKER_ASSIGN_OR_RETURN(UniqueFd fd, OpenRegularBeneath(root_fd_.get(), SnapshotFile(snap, kTraceSuffix), O_RDONLY));
+    return ReadFdAtMost(fd.get(), limit, SnapshotFilePath(snap, kTraceSuffix));
+  }
+
+  Status WriteSnapshotTrace(const std::string& snap, std::string_view bytes) override {
+    if (!IsValidSnapshotId(snap)) return Errorf(EINVAL, "write trace of snapshot {}: invalid snapshot id", snap);
+    if (!SnapshotExists(snap)) return Errorf(ENOENT, "write trace of snapshot {}: snapshot not found", snap);
+    SLACKER_ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(root_fd_.get(), kSnapshotsDir, O_RDONLY | O_DIRECTORY));
+    return AtomicWriteFileAt(dir.get(), snap + kTraceSuffix, bytes, kFileMode)
+        .Context("write trace of snapshot " + snap);
+  }
+
   Status AddRef(const std::string& snap) override {
     if (!IsValidSnapshotId(snap)) return Errorf(EINVAL, "add ref to snapshot {}: invalid snapshot id", snap);
     std::string path = JoinPath(RefsDir(), snap);

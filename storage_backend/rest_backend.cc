@@ -251,6 +251,13 @@ class RestBackend : public Backend {
 
   bool SnapshotExists(const std::string& snap) const override { return files_->SnapshotExists(snap); }
   Result<json> ReadSnapshotMeta(const std::string& snap) const override { return files_->ReadSnapshotMeta(snap); }
+  // The trace is a plain file: read and written through the view, as the indexes.
+  Result<std::string> ReadSnapshotTrace(const std::string& snap, size_t limit) const override {
+    return files_->ReadSnapshotTrace(snap, limit);
+  }
+  Status WriteSnapshotTrace(const std::string& snap, std::string_view bytes) override {
+    return files_->WriteSnapshotTrace(snap, bytes);
+  }
   Status AddRef(const std::string& snap) override { return files_->AddRef(snap); }
   Status DropRef(const std::string& snap) override { return files_->DropRef(snap); }
   Result<std::vector<std::string>> ListRefs() const override { return files_->ListRefs(); }

@@ -9,7 +9,7 @@
 //   cluster.key, cluster.key.prev   signing keys (cluster_key.h)
 //   snapshots/<snap>.img            immutable ext4 image, mode 0400 (all else 0600, dirs 0700)
 //   snapshots/<snap>.json           metadata (parent, source, bytes, ...)
-//   snapshots/<snap>.<suffix>       companions, e.g. .skel (tar skeleton)
+//   snapshots/<snap>.<suffix>       companions, e.g. .skel (tar skeleton), .trace (start-up reads)
 //   snapshots/<snap>.gc             tombstone: a running gc means to delete <snap> (STORE.md)
 //   volumes/<host>/<layer>.img      writable ext4, owned by one host
 //   refs/<host>/<snap>              empty marker: this host's layers use <snap>
@@ -55,6 +55,10 @@ inline constexpr const char* kStoragedRequestsDir = ".storaged/requests";
 inline constexpr const char* kImageSuffix = ".img";
 inline constexpr const char* kMetaSuffix = ".json";
 inline constexpr const char* kSkeletonSuffix = ".skel";
+// snapshots/<snap>.trace: what a container of the snapshot read at its first start
+// (driver/prefetch_trace.h); written by any host after the snapshot is published, replayed
+// by cold starts, removed with the snapshot.
+inline constexpr const char* kTraceSuffix = ".trace";
 // snapshots/<snap><kGcTombstoneSuffix>: a gc means to delete <snap> (STORE.md). Layers
 // that already use <snap> keep using it; a new claim treats it as gone.
 inline constexpr const char* kGcTombstoneSuffix = ".gc";

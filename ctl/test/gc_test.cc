@@ -106,6 +106,8 @@ TEST_F(DebrisTest, FindsOldTmpAndOrphanCompanions) {
   Touch("snapshots/" + kS3 + ".json", now - 7200);       // image never published
   Touch("snapshots/" + kS4 + ".img", now - 7200);
   Touch("snapshots/" + kS4 + ".json", now - 7200);
+  Touch("snapshots/" + kS4 + ".trace", now - 7200);      // a start-up trace of a published one
+  Touch("snapshots/" + kS3 + ".trace", now - 7200);      // of one never published
   Touch("volumes/h1/layer.img.tmp-ef", now - 7200);
   Touch("volumes/h1/layer.img", now - 7200);
   auto d = FindDebris(root_, now, 3600, [](const std::string&) { return false; });
@@ -113,7 +115,7 @@ TEST_F(DebrisTest, FindsOldTmpAndOrphanCompanions) {
   std::vector<std::string> paths;
   for (const auto& x : *d) paths.push_back(x.path.substr(root_.size() + 1));
   EXPECT_EQ(paths, (std::vector<std::string>{"snapshots/" + kS1 + ".img.tmp-ab", "snapshots/" + kS3 + ".json",
-                                             "volumes/h1/layer.img.tmp-ef"}));
+                                             "snapshots/" + kS3 + ".trace", "volumes/h1/layer.img.tmp-ef"}));
 }
 
 // Issue 16: slackerctl removed clone temp files a running slackerd had in flight. A
@@ -142,7 +144,7 @@ class SweepTest : public ::testing::Test {
   }
   void TearDown() override { IgnoreError(RemoveTree(root_), "test teardown: a leftover scratch dir only wastes space"); }
   void Publish(const std::string& snap) {
-    for (const char* suffix : {".img", ".json", ".skel"}) {
+    for (const char* suffix : {".img", ".json", ".skel", ".trace"}) {
       ASSERT_TRUE(AtomicWriteFile(store_->SnapshotFilePath(snap, suffix), "x").ok());
     }
   }
@@ -178,6 +180,8 @@ TEST_F(SweepTest, ASnapshotAWorkerClaimsDuringTheGcIsKept) {
   EXPECT_FALSE(PathExists(store_->SnapshotFilePath(kS2, ".img")));
   EXPECT_FALSE(PathExists(store_->SnapshotFilePath(kS2, ".json")));
   EXPECT_FALSE(PathExists(store_->SnapshotFilePath(kS2, ".skel")));
+  EXPECT_TRUE(PathExists(store_->SnapshotFilePath(kS1, ".trace")));  // issue 20: goes with its snapshot
+  EXPECT_FALSE(PathExists(store_->SnapshotFilePath(kS2, ".trace")));
   EXPECT_FALSE(PathExists(store_->SnapshotFilePath(kS1, storage_backend::kGcTombstoneSuffix)));
   EXPECT_FALSE(PathExists(store_->SnapshotFilePath(kS2, storage_backend::kGcTombstoneSuffix)));
 }

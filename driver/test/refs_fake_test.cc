@@ -55,6 +55,10 @@ class HookedBackend : public Backend {
   Status RemoveSnapshot(const std::string& s) override { return in_.RemoveSnapshot(s); }
   bool SnapshotExists(const std::string& s) const override { return in_.SnapshotExists(s); }
   Result<json> ReadSnapshotMeta(const std::string& s) const override { return in_.ReadSnapshotMeta(s); }
+  Result<std::string> ReadSnapshotTrace(const std::string& s, size_t n) const override {
+    return in_.ReadSnapshotTrace(s, n);
+  }
+  Status WriteSnapshotTrace(const std::string& s, std::string_view b) override { return in_.WriteSnapshotTrace(s, b); }
   Status AddRef(const std::string& s) override { return in_.AddRef(s); }
   Status DropRef(const std::string& s) override {
     if (auto hook = std::exchange(before_drop_ref, nullptr)) hook(s);

@@ -12,6 +12,13 @@
 #                               # the storage host's crash: SIGKILL, the export's page cache lost
 #   storaged_stop / storaged_start again
 #   nfs_ns CMD...               # run CMD inside the storage host's mount namespace
+# NFS_NETNS=1 (before nfs_server_start): the storage host gets its own network namespace
+# too, reached from the host over a veth pair: its servers listen at NFS_SERVER_ADDR
+# (10.231.17.2; the host's end is 10.231.17.1), so they take no port of the host and a
+# benchmark can put a delaying proxy in front of them (bench/prefetch); the veth and the
+# namespace go with the cleanup. Without it the storage host is on the host network at
+# 127.0.0.1. Clients use NFS_HOST (default NFS_SERVER_ADDR; set it before storaged_start
+# to send them through a proxy): NFS_URL, the export storaged advertises, STORAGED_URL.
 # Everything is stopped by PID by the cleanup trap; the XFS image is unmounted in the
 # namespace (its loop device was attached by mount -o loop: autoclear detaches it).
 #
@@ -38,7 +45,11 @@ nfs_missing_tools() {
   echo "${missing[*]}"
 }
 
-nfs_ns() { nsenter -t "$(cat "$W/nfs/ns.pid")" -m -- "$@"; }
+NFS_SERVER_ADDR=127.0.0.1
+NFS_HOST=127.0.0.1
+_nfs_nsenter_flags() { if [ "${NFS_NETNS:-0}" = 1 ]; then echo "-m -n"; else echo "-m"; fi; }
+# shellcheck disable=SC2046 # the flags are words
+nfs_ns() { nsenter -t "$(cat "$W/nfs/ns.pid")" $(_nfs_nsenter_flags) -- "$@"; }
 
 _nfs_port_taken() { ss -Hltn "( sport = :$1 )" | grep -q .; }
 
@@ -46,7 +57,7 @@ nfs_server_start() {
   local d=$W/nfs p
   mkdir -p "$d"
   for p in 111 2049 20048; do
-    if _nfs_port_taken "$p"; then
+    if [ "${NFS_NETNS:-0}" != 1 ] && _nfs_port_taken "$p"; then
       fail "TCP port $p is taken on this host; the NFS fixture needs 111, 2049 and 20048"
       return
     fi
@@ -58,7 +69,8 @@ nfs_server_start() {
 
   # The namespace holder: a sleep in its own mount namespace; everything of the storage
   # host runs inside it (nsenter). Killing it after the daemons drops the namespace.
-  unshare -m --propagation private sleep infinity </dev/null >/dev/null 2>&1 &
+  # shellcheck disable=SC2046 # the flags are words
+  unshare $(_nfs_nsenter_flags) --propagation private sleep infinity </dev/null >/dev/null 2>&1 &
   echo $! >"$d/ns.pid"
   e2e_defer nfs_server_stop
   local i
@@ -66,6 +78,7 @@ nfs_server_start() {
     [ "$(readlink "/proc/$(cat "$d/ns.pid")/ns/mnt")" != "$(readlink /proc/self/ns/mnt)" ] && break
     sleep 0.1
   done
+  [ "${NFS_NETNS:-0}" = 1 ] && { _nfs_veth_up || return; }
   nfs_ns mount -t tmpfs tmpfs /run
   nfs_ns mkdir -p /run/ganesha /run/rpcbind "$d/recovery"
   nfs_ns mount -o loop,noatime "$d/xfs.img" "$NFS_EXPORT"
@@ -81,30 +94,32 @@ EXPORT { Export_Id = 1; Path = "$NFS_EXPORT"; Pseudo = /export; Access_Type = RW
 LOG { Default_Log_Level = WARN; }
 EOF
   # Foreground (-f) so the pid we stop is rpcbind's own (nsenter execs it).
-  e2e_spawn nfs-rpcbind "$d/rpcbind.log" nsenter -t "$(cat "$d/ns.pid")" -m -- /usr/sbin/rpcbind -f -w
+  # shellcheck disable=SC2046 # the flags are words
+  e2e_spawn nfs-rpcbind "$d/rpcbind.log" nsenter -t "$(cat "$d/ns.pid")" $(_nfs_nsenter_flags) -- /usr/sbin/rpcbind -f -w
   for ((i = 0; i < 50; i++)); do
     nfs_ns test -S /run/rpcbind.sock && break
     sleep 0.1
   done
   nfs_ns test -S /run/rpcbind.sock || { fail "rpcbind did not start: $(cat "$d/rpcbind.log")"; return; }
   _nfs_start_ganesha || return
-  NFS_URL="nfs://127.0.0.1$NFS_EXPORT"
+  NFS_URL="nfs://$NFS_HOST$NFS_EXPORT"
   e2e_log "NFS server up: $NFS_URL"
 }
 
 _nfs_start_ganesha() {
   local d=$W/nfs i
-  e2e_spawn nfs-ganesha "$d/ganesha.out" nsenter -t "$(cat "$d/ns.pid")" -m -- \
+  # shellcheck disable=SC2046 # the flags are words
+  e2e_spawn nfs-ganesha "$d/ganesha.out" nsenter -t "$(cat "$d/ns.pid")" $(_nfs_nsenter_flags) -- \
     /usr/bin/ganesha.nfsd -F -f "$d/ganesha.conf" -L "$d/ganesha.log" -p /run/ganesha/ganesha.pid
   for ((i = 0; i < 100; i++)); do
-    if nfs-ls "nfs://127.0.0.1$NFS_EXPORT/" >/dev/null 2>&1; then
+    if nfs-ls "nfs://$NFS_SERVER_ADDR$NFS_EXPORT/" >/dev/null 2>&1; then
       date +%s >"$d/ganesha.ready-second" # its write verifier is from this second or before
       return 0
     fi
     e2e_alive "$E2E_SPAWNED_PID" || break
     sleep 0.2
   done
-  fail "ganesha did not answer on nfs://127.0.0.1$NFS_EXPORT; log: $(tail -n 20 "$d/ganesha.log" 2>/dev/null)"
+  fail "ganesha did not answer on nfs://$NFS_SERVER_ADDR$NFS_EXPORT; log: $(tail -n 20 "$d/ganesha.log" 2>/dev/null)"
 }
 
 _nfs_stop_ganesha() { e2e_stop nfs-ganesha ganesha 20 || true; }
@@ -164,12 +179,13 @@ storaged_start() {
     e2e_defer storaged_stop
   fi
   # Through nsenter: storaged must see the XFS mount, which only exists in there.
-  e2e_spawn storaged "$W/storaged.log" nsenter -t "$(cat "$d/ns.pid")" -m -- \
-    "$STORAGED" --listen "127.0.0.1:$port" --root "$NFS_EXPORT" --token-file "$STORAGED_TOKEN_FILE" \
-    --export "nfs://127.0.0.1$NFS_EXPORT" "$@"
+  # shellcheck disable=SC2046 # the flags are words
+  e2e_spawn storaged "$W/storaged.log" nsenter -t "$(cat "$d/ns.pid")" $(_nfs_nsenter_flags) -- \
+    "$STORAGED" --listen "$NFS_SERVER_ADDR:$port" --root "$NFS_EXPORT" --token-file "$STORAGED_TOKEN_FILE" \
+    --export "nfs://$NFS_HOST$NFS_EXPORT" "$@"
   e2e_wait_for storaged "$E2E_SPAWNED_PID" "$W/storaged.log" \
-    curl -fsS -H "Authorization: Bearer $(cat "$STORAGED_TOKEN_FILE")" "http://127.0.0.1:$port/v1/store" || return
-  STORAGED_URL=http://127.0.0.1:$port
+    curl -fsS -H "Authorization: Bearer $(cat "$STORAGED_TOKEN_FILE")" "http://$NFS_SERVER_ADDR:$port/v1/store" || return
+  STORAGED_URL=http://$NFS_HOST:$port
   e2e_log "slacker-storaged up at $STORAGED_URL"
 }
 
@@ -184,4 +200,21 @@ nfs_server_stop() {
   nfs_ns umount "$NFS_EXPORT" 2>/dev/null || nfs_ns umount -l "$NFS_EXPORT" 2>/dev/null || true
   e2e_stop_pid "$(cat "$d/ns.pid")" "nfs namespace holder" 5 || true
   rm -f "$d/ns.pid"
+  [ -s "$d/veth" ] && ip link del "$(cat "$d/veth")" 2>/dev/null
+  rm -f "$d/veth"
+}
+
+# The storage host's link (NFS_NETNS=1): a veth pair, the host's end named after this
+# shell's pid (10.231.17.1/30), the other end in the namespace (NFS_SERVER_ADDR 10.231.17.2).
+_nfs_veth_up() {
+  local d=$W/nfs host=slkv$$ peer=slkp$$
+  ip link add "$host" type veth peer name "$peer" netns "$(cat "$d/ns.pid")" || { fail "veth pair"; return; }
+  echo "$host" >"$d/veth"
+  ip addr add 10.231.17.1/30 dev "$host"
+  ip link set "$host" up
+  nfs_ns ip addr add 10.231.17.2/30 dev "$peer"
+  nfs_ns ip link set "$peer" up
+  nfs_ns ip link set lo up
+  NFS_SERVER_ADDR=10.231.17.2
+  NFS_HOST=$NFS_SERVER_ADDR
 }

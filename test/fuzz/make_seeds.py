@@ -112,3 +112,21 @@ for i, r in enumerate(routes):
     body = bodies.get(r, {"ID": "a1", "Parent": ""})
     write("plugin_request", "r%02d" % i, bytes([i, 0]) + b"\n" + json.dumps(body).encode())
 write("plugin_request", "error_id", bytes([5, 0]) + b"\n" + b'{"ID":"e1"}')
+
+
+# Start-up traces (driver/prefetch_trace.h): a valid one of each extent kind, one whose
+# checksum is wrong, one cut short.
+def trace(image_bytes, extents):
+    import hashlib
+    import struct
+    body = b"SLKTRACE" + struct.pack("<IIQQ", 1, len(extents), image_bytes, 0)
+    for off, length, kind, ino, gen, foff in extents:
+        body += struct.pack("<QIIIIQ", off, length, kind, ino, gen, foff)
+    return body + hashlib.sha256(body).digest()
+
+
+good = trace(1 << 26, [(0, 4096, 0, 0, 0, 0), (1 << 20, 65536, 1, 12, 7, 0), (8192, 4096, 0, 0, 0, 0)])
+write("trace", "valid", good)
+write("trace", "bad_checksum", good[:-1] + bytes([good[-1] ^ 1]))
+write("trace", "truncated", good[:70])
+write("trace", "empty", trace(1 << 26, []))

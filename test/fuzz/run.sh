@@ -17,7 +17,7 @@ command -v "$cxx" >/dev/null || {
   exit 2
 }
 build=$repo/build-fuzz
-targets=(tar_reader tar_apply reference plugin_request)
+targets=(tar_reader tar_apply reference plugin_request trace)
 cmake -S "$repo" -B "$build" -DSLACKER_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" >/dev/null
 cmake --build "$build" -j"${JOBS:-$(nproc)}" --target "${targets[@]/%/_fuzz}"

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""A TCP proxy that adds a fixed one-way delay in each direction: network latency for
+the prefetch benchmark (bench/prefetch) on a kernel without sch_netem.
+
+  delay_proxy.py --listen ADDR --target ADDR [--rtt-ms MS] [--rtt-file F] PORT [PORT...]
+  delay_proxy.py --echo PORT             (an echo server, to measure the link with)
+  delay_proxy.py --probe HOST PORT       (prints the mean round trip to an echo server, ms)
+
+Listens on ADDR:PORT for each PORT and forwards every connection to TARGET:PORT; every
+chunk read on one side is written to the other RTT/2 ms later (order kept, so a stream's
+bytes arrive as sent, shifted in time: what netem's delay does to a TCP flow, without
+its loss or reordering). Requests in flight pipeline as they would on a real link.
+Threads and time.sleep, not an event loop: epoll's timeout is whole milliseconds, which
+turned a 0.5 ms round trip into 2.6. SIGUSR1 re-reads the delay from --rtt-file.
+Runs until SIGTERM.
+"""
+import argparse
+import collections
+import signal
+import socket
+import sys
+import threading
+import time
+
+CHUNK = 1 << 20
+
+
+class Link:
+    def __init__(self, rtt_ms):
+        self.one_way = rtt_ms / 2000.0
+
+
+def forward(src, dst, link):
+    """Reads src, delivers each chunk to dst one_way seconds after it was read."""
+    queue = collections.deque()
+    ready = threading.Condition()
+    done = []
+
+    def deliver():
+        while True:
+            with ready:
+                while not queue and not done:
+                    ready.wait()
+                if not queue:
+                    break
+                due, data = queue.popleft()
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                dst.sendall(data)
+            except OSError:
+                break
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    writer = threading.Thread(target=deliver, daemon=True)
+    writer.start()
+    try:
+        while True:
+            data = src.recv(CHUNK)
+            if not data:
+                break
+            with ready:
+                queue.append((time.monotonic() + link.one_way, data))
+                ready.notify()
+    except OSError:
+        pass
+    with ready:
+        done.append(True)
+        ready.notify()
+    writer.join()
+
+
+def handle(client, target, port, link):
+    try:
+        upstream = socket.create_connection((target, port))
+    except OSError:
+        client.close()
+        return
+    for s in (client, upstream):
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    t = threading.Thread(target=forward, args=(upstream, client, link), daemon=True)
+    t.start()
+    forward(client, upstream, link)
+    t.join()
+    client.close()
+    upstream.close()
+
+
+def serve(listen, target, port, link):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((listen, port))
+    s.listen(64)
+
+    def accept():
+        while True:
+            client, _ = s.accept()
+            threading.Thread(target=handle, args=(client, target, port, link), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
+def echo(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(8)
+    print("delay_proxy ready", flush=True)
+    while True:
+        c, _ = s.accept()
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while True:
+            d = c.recv(CHUNK)
+            if not d:
+                break
+            c.sendall(d)
+        c.close()
+
+
+def probe(host, port, n=200):
+    c = socket.create_connection((host, port))
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        c.sendall(b"x" * 100)
+        got = 0
+        while got < 100:
+            got += len(c.recv(CHUNK))
+    print("%.3f" % ((time.perf_counter() - t0) / n * 1000))
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--echo":
+        return echo(int(sys.argv[2]))
+    if len(sys.argv) == 4 and sys.argv[1] == "--probe":
+        return probe(sys.argv[2], int(sys.argv[3]))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--listen", required=True)
+    ap.add_argument("--target", required=True)
+    ap.add_argument("--rtt-ms", type=float, default=0.0)
+    ap.add_argument("--rtt-file", default="")
+    ap.add_argument("ports", type=int, nargs="+")
+    a = ap.parse_args()
+    link = Link(a.rtt_ms)
+
+    def reload(*_):
+        if a.rtt_file:
+            with open(a.rtt_file) as f:
+                link.one_way = float(f.read().strip()) / 2000.0
+
+    signal.signal(signal.SIGUSR1, reload)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    reload()
+    for p in a.ports:
+        serve(a.listen, a.target, p, link)
+    print("delay_proxy ready", flush=True)
+    while True:
+        signal.pause()
+
+
+if __name__ == "__main__":
+    main()

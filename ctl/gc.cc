@@ -49,7 +49,7 @@ void ScanDir(const std::string& dir, time_t cutoff, bool companions, std::vector
 Result<std::vector<Debris>> FindDebris(const std::string& store_root, time_t now, time_t min_age_sec,
                                        const std::function<bool(const std::string&)>& host_is_live) {
   std::vector<Debris> out;
-  time_t cutoff = now - min_age_sec;
+  time_t cutoff = now - std::max(min_age_sec, kDebrisMinAgeSec);
   ScanDir(JoinPath(store_root, sb::kSnapshotsDir), cutoff, true, &out);
   ScanDir(JoinPath(store_root, sb::kTemplatesDir), cutoff, false, &out);
   std::string volumes = JoinPath(store_root, sb::kVolumesDir);

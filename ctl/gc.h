@@ -33,6 +33,11 @@ struct Debris {
   std::string path;
   uint64_t bytes = 0;
 };
+// Temp files and unpublished companions younger than this are never debris, whatever
+// `min_age_sec` says: a snapshot being published has them for as long as its clone takes,
+// and its tmp name carries no host whose lease could tell (`gc --min-age 0` deleted one
+// in flight: e2e_lease_gc, CI run 8).
+inline constexpr time_t kDebrisMinAgeSec = 600;
 Result<std::vector<Debris>> FindDebris(const std::string& store_root, time_t now, time_t min_age_sec,
                                        const std::function<bool(const std::string&)>& host_is_live);
 

@@ -53,8 +53,9 @@ commands:
                            a record names read-only; exit 1 listing each problem and the fix
   gc [--registry URL | --no-registry] [--delete] [--min-age SEC] [--grace SEC]
                            delete snapshots that no host's refs/ and no registry manifest
-                           use, store debris (*.tmp* older than --min-age, default 3600, of
-                           hosts whose lease is stale) and index entries (chains/,
+                           use, store debris (*.tmp* older than --min-age, default 3600,
+                           and never younger than 600 s; of hosts whose lease is stale)
+                           and index entries (chains/,
                            containerd/names) of deleted snapshots; a dry run unless
                            --delete. --delete takes the store's gc lock, tombstones what
                            it deletes, waits --grace (default 60) for workers' claims and

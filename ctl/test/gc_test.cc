@@ -118,6 +118,19 @@ TEST_F(DebrisTest, FindsOldTmpAndOrphanCompanions) {
                                              "snapshots/" + kS3 + ".trace", "volumes/h1/layer.img.tmp-ef"}));
 }
 
+// gc --min-age 0 deleted a snapshot's temp file while a worker published it (CI run 8):
+// temp files and companions younger than kDebrisMinAgeSec are never debris.
+TEST_F(DebrisTest, MinAgeZeroLeavesFilesInFlightAlone) {
+  time_t now = 1'000'000;
+  Touch("snapshots/" + kS2 + ".img.tmp", now - 5);      // being published
+  Touch("snapshots/" + kS3 + ".json", now - 5);         // its metadata, written first
+  Touch("snapshots/" + kS1 + ".img.tmp", now - kDebrisMinAgeSec - 1);
+  auto d = FindDebris(root_, now, 0, [](const std::string&) { return false; });
+  ASSERT_TRUE(d.ok());
+  ASSERT_EQ(d->size(), 1u);
+  EXPECT_EQ(d->front().path, root_ + "/snapshots/" + kS1 + ".img.tmp");
+}
+
 // Issue 16: slackerctl removed clone temp files a running slackerd had in flight. A
 // host's temp files are debris only once its lease is no longer live.
 TEST_F(DebrisTest, LeavesTheTempFilesOfAHostWithALiveLeaseAlone) {

@@ -187,27 +187,22 @@ Result<std::string> SlackerDriver::TakeFoldedSnapshot(Layer& layer, bool mounted
   const std::string clone = backend_.VolumePath(tmp);
   Result<uint64_t> frozen_at = Errorf(EINVAL, "not frozen");
   bool thawed = true;
+  std::string mnt = MountPath(id);
   if (mounted) {
-    std::string mnt = MountPath(id);
     SLACKER_RETURN_IF_ERROR(os_.Freeze(mnt).Context("freeze layer " + id + " for snapshot"));
     SLACKER_FAULT_POINT("diff.while_frozen");
     frozen_at = loopdev::WriteSectors(os_, layer.loop_index());  // see TakeSnapshot
-    Status c = SyncVolumeFile(id);
-    if (c.ok()) c = backend_.CloneFile(backend_.VolumePath(id), clone);
+  }
+  Status c = SyncVolumeFile(id);
+  if (c.ok()) c = backend_.CloneFile(backend_.VolumePath(id), clone);
+  if (mounted) {
     Status thaw = os_.Thaw(mnt);
     if (!thaw.ok()) log::Error("thaw_failed", {{"layer", id}, {"err", thaw.message()}});
     thawed = thaw.ok();
-    if (!c.ok()) {
-      IgnoreError(backend_.RemoveVolume(tmp), "a stray fold volume is removed at the next start");
-      return c.Context("clone layer " + id + " to fold it");
-    }
-  } else {
-    Status c = SyncVolumeFile(id);
-    if (c.ok()) c = backend_.CloneFile(backend_.VolumePath(id), clone);
-    if (!c.ok()) {
-      IgnoreError(backend_.RemoveVolume(tmp), "a stray fold volume is removed at the next start");
-      return c.Context("clone layer " + id + " to fold it");
-    }
+  }
+  if (!c.ok()) {
+    IgnoreError(backend_.RemoveVolume(tmp), "a stray fold volume is removed at the next start");
+    return c.Context("clone layer " + id + " to fold it");
   }
   auto snap = FoldAndPromote(tmp, meta);
   if (!snap.ok()) {

@@ -61,6 +61,10 @@ Result<DaemonCore> OpenDaemonCore(const char* program, const StoreFlags& flags, 
   SLACKER_RETURN_IF_ERROR(CloseToOthers(flags.state));
   *step = "lock state directory";
   SLACKER_ASSIGN_OR_RETURN(core.state_lock, storage_backend::StateDirLock::Acquire(flags.state, program));
+  if (core.state_lock->previous_run() == storage_backend::StateDirLock::PreviousRun::kRunning)
+    log::Warn("previous_run_unclean", {{"previous", core.state_lock->previous_line()},
+                                       {"note", "it did not record a clean stop (crash, SIGKILL or power loss); "
+                                                "recovery checks the state directory and the store"}});
   *step = "open store";
   SLACKER_ASSIGN_OR_RETURN(core.store, storage_backend::OpenStore(*core.os, SpecOf(flags)));
   *step = "take the lease of host id " + flags.host_id;
@@ -106,6 +110,14 @@ Result<DaemonCore> OpenDaemonCore(const char* program, const StoreFlags& flags, 
   SLACKER_ASSIGN_OR_RETURN(core.driver, driver::SlackerDriver::Open(*core.os, *core.store.backend, opts));
   step->clear();
   return core;
+}
+
+void LogCleanStop(DaemonCore& core) {
+  if (core.state_lock) {
+    Status s = core.state_lock->MarkStopped();
+    if (!s.ok()) log::Warn("stop_not_recorded", {{"error", s.message()}});
+  }
+  log::Info("stopped");
 }
 
 bool ApplyLogLevel(const char* program, const std::string& value) {

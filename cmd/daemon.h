@@ -79,6 +79,11 @@ Result<registry_shim::ReferenceTrust> LoadReferenceTrust(
 Result<DaemonCore> OpenDaemonCore(const char* program, const StoreFlags& flags, const std::string& driver_state,
                                   const KeyFlags& keys, std::string* step);
 
+// The end of a clean stop, once nothing is served any more: records it in <state>/lock
+// (the next start warns "previous_run_unclean" when a run did not get here) and logs
+// event=stopped.
+void LogCleanStop(DaemonCore& core);
+
 // Applies --log-level VALUE; on an unknown value prints "PROGRAM: unknown --log-level
 // VALUE" to stderr and returns false.
 bool ApplyLogLevel(const char* program, const std::string& value);

@@ -153,6 +153,6 @@ int main(int argc, char** argv) {
   server.Stop();
   if (metrics_server) metrics_server->Stop();
   if (store.nfs_view) store.nfs_view->Close();
-  log::Info("stopped");
+  cmd::LogCleanStop(*core);
   return 0;
 }

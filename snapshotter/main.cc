@@ -181,6 +181,6 @@ int main(int argc, char** argv) {
   // Mounts stay: containers may run on them, and the next start adopts them.
   server.Stop();
   if (store.nfs_view) store.nfs_view->Close();
-  log::Info("stopped");
+  cmd::LogCleanStop(*core);
   return 0;
 }

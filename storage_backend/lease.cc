@@ -259,22 +259,53 @@ Lease::~Lease() {
   }
 }
 
+namespace {
+
+constexpr std::string_view kRunningSuffix = " running";
+constexpr std::string_view kStoppedWord = " stopped ";
+
+StateDirLock::PreviousRun ClassifyLockLine(std::string_view line) {
+  if (line.empty()) return StateDirLock::PreviousRun::kNone;
+  if (line.ends_with(kRunningSuffix)) return StateDirLock::PreviousRun::kRunning;
+  if (line.find(kStoppedWord) != std::string_view::npos) return StateDirLock::PreviousRun::kStopped;
+  return StateDirLock::PreviousRun::kUnknown;
+}
+
+Status RewriteLockLine(int fd, const std::string& path, const std::string& line) {
+  std::string text = line + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()))
+    return Status::FromErrno(errno, "write " + path);
+  if (::fsync(fd) != 0) return Status::FromErrno(errno, "fsync " + path);
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<StateDirLock> StateDirLock::Acquire(const std::string& state_dir, const std::string& program) {
   std::string path = common::StateLockFile(state_dir);
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd.valid()) return Status::FromErrno(errno, "open " + path);
+  auto before = ReadFileToString(path);
+  std::string previous = before.ok() ? before->substr(0, before->find('\n')) : "";
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
     if (err != EWOULDBLOCK) return Status::FromErrno(err, "lock " + path);
-    auto who = ReadFileToString(path);
-    std::string holder = who.ok() ? who->substr(0, who->find('\n')) : "another process";
+    std::string holder = previous.empty() ? "another process" : previous;
+    if (holder.ends_with(kRunningSuffix)) holder.resize(holder.size() - kRunningSuffix.size());
     return Errorf(EBUSY, "state directory {} is in use by {} (lock {}): stop it, or use another --state",
                   state_dir, holder, path);
   }
-  std::string line = fmt::format("{} pid {} since {}\n", program, ::getpid(), Rfc3339(::time(nullptr)));
-  if (::ftruncate(fd.get(), 0) != 0 || ::pwrite(fd.get(), line.data(), line.size(), 0) < 0)
-    return Status::FromErrno(errno, "write " + path);
-  return StateDirLock(std::move(fd));
+  // Read again under the lock: the previous holder may have ended between the reads.
+  before = ReadFileToString(path);
+  previous = before.ok() ? before->substr(0, before->find('\n')) : "";
+  std::string line = fmt::format("{} pid {} since {}", program, ::getpid(), Rfc3339(::time(nullptr)));
+  SLACKER_RETURN_IF_ERROR(RewriteLockLine(fd.get(), path, line + std::string(kRunningSuffix)));
+  PreviousRun kind = ClassifyLockLine(previous);
+  return StateDirLock(std::move(fd), std::move(path), std::move(line), kind, std::move(previous));
+}
+
+Status StateDirLock::MarkStopped() {
+  return RewriteLockLine(fd_.get(), path_, fmt::format("{}{}{}", line_, kStoppedWord, Rfc3339(::time(nullptr))));
 }
 
 }  // namespace slacker::storage_backend

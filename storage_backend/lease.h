@@ -88,17 +88,38 @@ class Lease {
 };
 
 // An exclusive flock on <state_dir>/lock for the life of the object: one process per
-// host-local state directory. The file holds the holder's pid, for the error message.
+// host-local state directory. The file holds one line: the holder's pid (for the error
+// message) and how its run ended, "PROGRAM pid N since T running" while it runs and
+// "PROGRAM pid N since T stopped T2" once MarkStopped recorded a clean stop. A line
+// still "running" when the next process takes the lock tells it the previous one
+// crashed, was killed or lost power.
 class StateDirLock {
  public:
+  enum class PreviousRun {
+    kNone,     // a new state directory
+    kStopped,  // the previous holder recorded a clean stop
+    kRunning,  // it did not: it crashed, was SIGKILLed, or the host went down
+    kUnknown,  // a line this release does not know (one written before the stop was recorded)
+  };
   // EBUSY naming the pid that holds it.
   static Result<StateDirLock> Acquire(const std::string& state_dir, const std::string& program);
   StateDirLock(StateDirLock&&) = default;
   StateDirLock& operator=(StateDirLock&&) = default;
 
+  PreviousRun previous_run() const { return previous_run_; }
+  const std::string& previous_line() const { return previous_line_; }  // "" for kNone
+  // Rewrites the line as "... stopped T" and fsyncs it: call at the end of a clean stop.
+  Status MarkStopped();
+
  private:
-  explicit StateDirLock(UniqueFd fd) : fd_(std::move(fd)) {}
+  StateDirLock(UniqueFd fd, std::string path, std::string line, PreviousRun previous, std::string previous_line)
+      : fd_(std::move(fd)), path_(std::move(path)), line_(std::move(line)), previous_run_(previous),
+        previous_line_(std::move(previous_line)) {}
   UniqueFd fd_;
+  std::string path_;
+  std::string line_;  // "PROGRAM pid N since T"
+  PreviousRun previous_run_;
+  std::string previous_line_;
 };
 
 }  // namespace slacker::storage_backend

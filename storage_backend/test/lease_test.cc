@@ -128,5 +128,43 @@ TEST_F(LeaseTest, AStateDirectoryIsLockedByOneProcess) {
       << second.status().message();
 }
 
+TEST_F(LeaseTest, TheLockFileRecordsWhetherThePreviousHolderStoppedCleanly) {
+  {
+    auto fresh = StateDirLock::Acquire(dir_, "slackerd");
+    ASSERT_TRUE(fresh.ok()) << fresh.status().message();
+    EXPECT_EQ(fresh->previous_run(), StateDirLock::PreviousRun::kNone);
+    EXPECT_EQ(fresh->previous_line(), "");
+    // Dropped without MarkStopped: what a crash leaves.
+  }
+  std::string crashed;
+  {
+    auto next = StateDirLock::Acquire(dir_, "slackerd");
+    ASSERT_TRUE(next.ok());
+    EXPECT_EQ(next->previous_run(), StateDirLock::PreviousRun::kRunning) << next->previous_line();
+    EXPECT_NE(next->previous_line().find(fmt::format("slackerd pid {} since ", ::getpid())), std::string::npos);
+    crashed = next->previous_line();
+    ASSERT_TRUE(next->MarkStopped().ok());
+  }
+  auto after_clean = StateDirLock::Acquire(dir_, "slacker-snapshotter");
+  ASSERT_TRUE(after_clean.ok());
+  EXPECT_EQ(after_clean->previous_run(), StateDirLock::PreviousRun::kStopped) << after_clean->previous_line();
+  EXPECT_NE(after_clean->previous_line().find(" stopped "), std::string::npos);
+  // A second taker is told who holds it, without the "running" word.
+  auto second = StateDirLock::Acquire(dir_, "slackerd");
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find(fmt::format("slacker-snapshotter pid {} since", ::getpid())),
+            std::string::npos) << second.status().message();
+  EXPECT_EQ(second.status().message().find("running"), std::string::npos) << second.status().message();
+}
+
+TEST_F(LeaseTest, ALockLineFromAnOlderReleaseIsNeitherCleanNorUnclean) {
+  // Releases before the stop was recorded wrote only "PROGRAM pid N since T".
+  ASSERT_TRUE(AtomicWriteFile(dir_ + "/lock", "slackerd pid 4242 since 2026-11-01T00:00:00Z\n", false, 0600).ok());
+  auto lock = StateDirLock::Acquire(dir_, "slackerd");
+  ASSERT_TRUE(lock.ok()) << lock.status().message();
+  EXPECT_EQ(lock->previous_run(), StateDirLock::PreviousRun::kUnknown);
+  EXPECT_EQ(lock->previous_line(), "slackerd pid 4242 since 2026-11-01T00:00:00Z");
+}
+
 }  // namespace
 }  // namespace slacker::storage_backend

@@ -55,10 +55,14 @@ slackerd_pid() { cat "$W/.e2e/pid/slackerd-$A"; }
 # socket and state, and wait for CMD. Sets OP_RC to CMD's exit status: dockerd retries a
 # plugin call whose connection broke for up to 30 s, so CMD may well succeed.
 crash_during() {
-  local point=$1 pid op i log=$W/$A-slackerd.log
+  local point=$1 pid op i log=$W/$A-slackerd.log unclean
   shift
   stop_slackerd "$A"
   SLACKER_FAULT=$point start_slackerd "$A"
+  # <state>/lock tells each start how the previous run ended: a clean stop here
+  unclean=$(grep -c "event=previous_run_unclean" "$log" || true)
+  [ "$unclean" = "$(cat "$W/unclean.count" 2>/dev/null || echo 0)" ] ||
+    fail "slackerd warned of an unclean previous run after a clean stop"
   pid=$(slackerd_pid)
   ("$@" >"$W/op.out" 2>&1) &
   op=$!
@@ -78,6 +82,9 @@ crash_during() {
   grep -q "event=fault_point point=$point " "$log" || fail "no fault_point line for $point in $log"
   e2e_log "slackerd died at $point; starting it again"
   start_slackerd "$A"
+  assert_eq $((unclean + 1)) "$(grep -c "event=previous_run_unclean" "$log")" \
+    "previous_run_unclean warnings in $log after the SIGKILL at $point"
+  echo $((unclean + 1)) >"$W/unclean.count"
   OP_RC=0
   wait "$op" || OP_RC=$?
   e2e_log "interrupted op exited $OP_RC: $(tail -c 400 "$W/op.out")"

@@ -107,11 +107,14 @@ Status SlackerDriver::MountLocked(Layer& layer) {
   return Status::Ok();
 }
 
+bool SlackerDriver::WantsPrefetch(const Layer& layer) const {
+  return prefetch_->enabled() && layer.mounted_rw && layer.rec.size_bytes == 0 && !layer.rec.id.ends_with("-init");
+}
+
 void SlackerDriver::StartPrefetch(Layer& layer) {
-  if (!prefetch_->enabled() || !layer.mounted_rw || layer.rec.size_bytes != 0 || layer.rec.id.ends_with("-init"))
-    return;
+  if (!WantsPrefetch(layer)) return;
   // Overlay form: what the container reads and did not write comes from the image's
-  // shared lower, not from its volume, whose caches a trace records and a replay fills.
+  // shared lower, not from its volume (AttachOverlay: StartLowerPrefetch).
   if (!layer.rec.lower.empty()) return;
   std::string snap = ImageOrigin(layer.rec.parent);
   if (!snap.empty()) prefetch_->Start(layer.rec.id, snap, MountPath(layer.rec.id), layer.loop_index());

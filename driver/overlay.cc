@@ -118,7 +118,24 @@ Status SlackerDriver::AttachOverlay(Layer& layer) {
   layer.lower_held = lower;
   Count(&Counters::overlay_mounts);
   log::Debug("overlay_mounted", {{"layer", id}, {"lower", lower}});
+  StartLowerPrefetch(layer);
   return Status::Ok();
+}
+
+void SlackerDriver::StartLowerPrefetch(Layer& layer) {
+  if (!WantsPrefetch(layer)) return;
+  std::string point;
+  int loop = -1;
+  {
+    MutexLock l(lowers_mu_);
+    auto it = lowers_.find(layer.lower_held);
+    if (it == lowers_.end() || !it->second.mount) return;
+    point = it->second.mount->target();
+    loop = it->second.mount->loop_index();
+  }
+  // Held by this overlay until DetachOverlay, which Settle (UnmountLocked, DiscardMount)
+  // precedes: the session's pins never outlive the hold.
+  if (loop >= 0) prefetch_->Start(layer.rec.id, layer.lower_held, point, loop);
 }
 
 Status SlackerDriver::MountOverlay(const std::string& id, const std::string& lowerdir) {
@@ -156,6 +173,7 @@ Status SlackerDriver::DetachOverlay(Layer& layer) {
                               .Context("unmount the overlay of layer " + layer.rec.id));
   ::rmdir(point.c_str());
   layer.overlaid = false;
+  prefetch_->Settle(layer.rec.id);  // its pins on the lower go before the hold does
   ReleaseLower(layer.lower_held);
   layer.lower_held.clear();
   return Status::Ok();
@@ -174,6 +192,7 @@ Status SlackerDriver::MoveOverlay(Layer& parent, Layer& child) {
   parent.lower_held.clear();
   Status u = loopdev::UnmountPath(os_, from, loopdev::BusyPolicy::kDetach);
   ::rmdir(from.c_str());
+  if (u.ok()) StartLowerPrefetch(child);
   return u;
 }
 

@@ -163,7 +163,9 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
   // mounts.cc: Get/Put, the layer's mount and read views.
   // A container layer's volume was just mounted: prefetch what its image's containers
   // read at start, or record it (prefetch.h). Not for init layers or sized volumes.
+  // Overlay form: nothing here; AttachOverlay starts it on the shared lower.
   void StartPrefetch(Layer& layer) REQUIRES(layer.mu);
+  bool WantsPrefetch(const Layer& layer) const REQUIRES(layer.mu);
   // The image snapshot a container layer's volume was cloned from (its parent's, or its
   // `-init` parent's parent's), "" when none.
   std::string ImageOrigin(const std::string& parent);
@@ -270,6 +272,10 @@ class SlackerDriver : public GraphDriver, public SnapshotDriver {
   void UnmountIdleLowers(bool keep_held) EXCLUDES(lowers_mu_);
   size_t LowersMounted() EXCLUDES(lowers_mu_);
   Status AttachOverlay(Layer& layer) REQUIRES(layer.mu);
+  // The overlay of `layer` was just mounted on the shared lower of its snapshot: the
+  // container reads what it did not write from the lower, so the lower's caches are what
+  // a trace of that snapshot records and a replay fills (shared by every container of it).
+  void StartLowerPrefetch(Layer& layer) REQUIRES(layer.mu) EXCLUDES(lowers_mu_);
   Status MountOverlay(const std::string& id, const std::string& lowerdir);
   Status DetachOverlay(Layer& layer) REQUIRES(layer.mu);
   Status MoveOverlay(Layer& parent, Layer& child) REQUIRES(parent.mu, child.mu);

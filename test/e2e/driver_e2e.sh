@@ -457,6 +457,64 @@ case_shared_page_cache() {
   fi
 }
 
+# log_count PATTERN: lines of worker 1's slackerd log matching PATTERN (grep -E).
+log_count() { grep -cE "$1" "$W/$P1-slackerd.log" || true; }
+
+# Issue 20 item 2: the first container of an image records what it read at start
+# (snapshots/<S>.trace on the store, written when its mount goes); a later start, with
+# nothing of the image cached (slackerd restarted: in overlay form its idle lower goes
+# with it), replays the trace before the container asks. The container's read of the
+# recorded file then costs the store less than a tenth of it. In overlay form the
+# replay fills the image's shared lower.
+case_startup_prefetch() {
+  if ! is_slacker; then
+    echo "  (slacker only)"
+    return 77
+  fi
+  local sdir=${E2E_STORE:-$(slackerd_state "$P1")/store} mib=32 limit snap n rec i line bytes r0 read
+  limit=$(((mib << 20) / 10))
+  dk w1 run --name pf-mk --network none "$BASE" \
+    sh -c "dd if=/dev/urandom of=/pf bs=1M count=$mib 2>/dev/null" >/dev/null
+  dk w1 commit pf-mk e2e/pf:1 >/dev/null
+  dk w1 rm pf-mk >/dev/null
+  snap=$(dk w1 image inspect -f '{{.GraphDriver.Data.Snapshot}}' e2e/pf:1)
+  [[ $snap =~ ^[0-9a-f]{32}$ ]] || fail "no snapshot id for e2e/pf:1: '$snap'" || return
+  [ ! -e "$sdir/snapshots/$snap.trace" ] || fail "a trace of $snap before any container of it ran"
+  # Older than min_record_age (1 s) when it goes: recorded at its Remove.
+  rec="event=prefetch_trace_recorded .*snapshot=$snap"
+  n=$(log_count "$rec")
+  dk w1 run --rm --network none e2e/pf:1 sh -c 'cat /pf >/dev/null; sleep 2'
+  for ((i = 0; i < 100; i++)); do
+    [ "$(log_count "$rec")" -gt "$n" ] && break
+    sleep 0.1
+  done
+  line=$(grep -E "$rec" "$W/$P1-slackerd.log" | tail -1 || true)
+  [ -n "$line" ] || fail "no trace of $snap recorded after its first container" || return
+  bytes=$(sed -n 's/.* bytes=\([0-9]*\).*/\1/p' <<<"$line")
+  [ "${bytes:-0}" -ge $((mib << 20)) ] || fail "the trace of $snap holds ${bytes:-?} bytes, less than the $mib MiB read: $line"
+  [ -s "$sdir/snapshots/$snap.trace" ] || fail "no $sdir/snapshots/$snap.trace"
+  restart_slackerd "$P1"
+  if [ "$MODE" = share ]; then
+    [ ! -e "$(slackerd_state "$P1")/lower/$snap" ] || ! mountpoint -q "$(slackerd_state "$P1")/lower/$snap" ||
+      fail "the idle lower of $snap is still mounted after the restart"
+  fi
+  rec="event=prefetch_replayed .*snapshot=$snap"
+  n=$(log_count "$rec")
+  dk w1 run -d --name pf-b --network none e2e/pf:1 sleep 100000 >/dev/null
+  for ((i = 0; i < 200; i++)); do
+    [ "$(log_count "$rec")" -gt "$n" ] && break
+    sleep 0.1
+  done
+  [ "$(log_count "$rec")" -gt "$n" ] || fail "no replay of $snap's trace for pf-b within 20 s" || return
+  r0=$(loop_reads)
+  dk w1 exec pf-b cat /pf >/dev/null
+  read=$(reads_between "$sdir" "$r0" "$(loop_reads)")
+  dk w1 rm -f pf-b >/dev/null
+  dk w1 rmi e2e/pf:1 >/dev/null
+  echo "  after the replay the container's read of the $mib MiB file read $((read >> 10)) KiB from the store"
+  [ "$read" -lt "$limit" ] || fail "pf-b read $read bytes of the replayed file from the store (limit $limit)"
+}
+
 case_buildkit() {
   e2e_skip_loud "BuildKit: Debian 12's docker CLI needs the buildx plugin, which Debian \
 does not ship, so DOCKER_BUILDKIT=1 cannot run here (PROTOCOL.md, BuildKit sequence)"
@@ -511,6 +569,7 @@ run_case "dockerd restart" case_dockerd_restart
 run_case "plugin restart under dockerd" case_plugin_restart
 run_case "storage-opt size=64M quota" case_storage_opt_size
 run_case "shared page cache" case_shared_page_cache
+run_case "start-up prefetch" case_startup_prefetch
 run_case "push/pull between workers" case_push_pull
 run_case "buildkit build" case_buildkit
 run_case "stop all, no leaks" case_no_leaks

@@ -187,11 +187,19 @@ static Status CopyAll(int src_fd, int dst_fd) {
 }
 
 Status FakeOs::Ficlone(int dst_fd, int src_fd) {
+  std::function<void()> before;
   {
     std::lock_guard<std::mutex> l(mu_);
     SLACKER_RETURN_IF_ERROR(Enter("Ficlone"));
+    before.swap(before_ficlone_);
   }
+  if (before) before();
   return CopyAll(src_fd, dst_fd);
+}
+
+void FakeOs::BeforeNextFiclone(std::function<void()> fn) {
+  std::lock_guard<std::mutex> l(mu_);
+  before_ficlone_ = std::move(fn);
 }
 
 Result<uint64_t> FakeOs::CopyFileRange(int src_fd, int dst_fd, uint64_t len) {

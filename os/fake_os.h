@@ -58,6 +58,8 @@ class FakeOs : public Os {
   // The next Shutdown first runs `fn` (outside the fake's lock): a test can hold a
   // background caller there.
   void BeforeNextShutdown(std::function<void()> fn);
+  // The same for the next Ficlone.
+  void BeforeNextFiclone(std::function<void()> fn);
   // Simulates writes through a mounted loop device (bumps its write counter).
   void RecordWrite(const std::string& mountpoint, uint64_t sectors = 8);
   // What StatFs reports as free (default 50 GiB of 100 GiB): a full store.
@@ -83,6 +85,7 @@ class FakeOs : public Os {
   std::map<std::string, int> calls_;
   std::map<std::string, int> fail_next_;
   std::function<void()> before_shutdown_;
+  std::function<void()> before_ficlone_;
   std::vector<MountEntry> mounts_;
   std::map<int, LoopEntry> loops_;
   std::map<std::string, bool> frozen_;

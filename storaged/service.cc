@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <ctime>
+#include <functional>
 #include <vector>
 
 #include <fmt/format.h>
@@ -84,7 +85,7 @@ Result<std::unique_ptr<Service>> Service::Open(os::Os& os, ServiceOptions opts) 
   if (!requests.ok()) return requests.status().Context("open snapshot service state");
   std::unique_ptr<Service> service(new Service(os, std::move(opts), std::move(info), std::move(requests).value()));
   SLACKER_RETURN_IF_ERROR(service->AddRoutes().Context("register the API's routes"));
-  std::lock_guard<std::mutex> l(service->mutate_mu_);
+  std::lock_guard<std::mutex> l(service->prune_mu_);
   service->PruneRecords();
   return service;
 }
@@ -168,12 +169,17 @@ Reply Service::Handle(const Request& req) {
 
 // Mutations, exactly once per Idempotency-Key: a retry of a request that already ran gets
 // the first reply again (a 5xx is not remembered, so the retry runs it).
+std::mutex& Service::KeyMutex(const std::string& key) {
+  return key_mu_[std::hash<std::string>{}(key) % kKeyStripes];
+}
+
 Reply Service::Mutate(const Request& req) {
-  std::lock_guard<std::mutex> l(mutate_mu_);
   std::string fingerprint = req.method + " " + req.target + "\n" + req.body;
+  std::unique_lock<std::mutex> key_lock;  // held from the check to the record
   if (!req.idempotency_key.empty()) {
     if (!IsValidKey(req.idempotency_key))
       return Error(400, "invalid_argument", "Idempotency-Key must be 1-128 of [A-Za-z0-9_.:-]");
+    key_lock = std::unique_lock<std::mutex>(KeyMutex(req.idempotency_key));
     auto record = OpenRegularBeneath(requests_fd_.get(), RequestRecordName(req.idempotency_key), O_RDONLY);
     auto text = record.ok() ? ReadFdToString(record->get(), RequestRecordName(req.idempotency_key))
                             : Result<std::string>(record.status());
@@ -195,7 +201,11 @@ Reply Service::Mutate(const Request& req) {
     Status s = AtomicWriteFileAt(requests_fd_.get(), RequestRecordName(req.idempotency_key), rec.dump(), 0600);
     if (!s.ok()) log::Warn("storaged_record_failed", {{"key", req.idempotency_key}, {"err", s.message()}});
   }
-  if (std::chrono::steady_clock::now() - last_prune_ >= std::chrono::seconds(opts_.prune_interval_seconds))
+  if (key_lock.owns_lock()) key_lock.unlock();
+  // One pruner at a time; the others do not wait for it.
+  std::unique_lock<std::mutex> prune(prune_mu_, std::try_to_lock);
+  if (prune.owns_lock() &&
+      std::chrono::steady_clock::now() - last_prune_ >= std::chrono::seconds(opts_.prune_interval_seconds))
     PruneRecords();
   return r;
 }

@@ -1060,7 +1060,13 @@ TEST_F(SpareVolumeTest, UnusedSparesExpireAndNoneOutlivesTheDriver) {
   ASSERT_TRUE(driver_->Put("c1-init").ok());
   ASSERT_TRUE(driver_->CreateReadWrite(Req("c2-init", "L")).ok());
   ASSERT_TRUE(driver_->Get("c2-init", "").ok());
-  ASSERT_TRUE(AwaitTrue([&] { return driver_->counters().spares_made == 1 && SpareVolumes().size() == 1; }));
+  // A second spare, made for the next init layer. (This waited for spares_made == 1
+  // and one spare file, which held only while the second fill's file existed and its
+  // mount was not done: a fill that finished before the first poll failed the test. The
+  // count only grows; the spare itself may expire, 300 ms on, before a late poll.)
+  ASSERT_TRUE(AwaitTrue([&] { return driver_->counters().spares_made == 2; }))
+      << "made " << driver_->counters().spares_made;
+  EXPECT_LE(SpareVolumes().size(), 1u);
   ASSERT_TRUE(driver_->Put("c2-init").ok());
   driver_.reset();
   EXPECT_TRUE(SpareVolumes().empty()) << "the driver's exit discards its spares";

@@ -123,18 +123,7 @@ netlab_registry_up() {
   nsenter -t "$REGISTRY_NS" -n -- ip link set lo up
   netlab_tbf "slkrv$$" "$NETLAB_REG_RATE" || return
   netlab_tbf "slkrp$$" "$NETLAB_REG_RATE" "$REGISTRY_NS" || return
-  cat >"$W/registry.yml" <<EOF
-version: 0.1
-log:
-  level: info
-storage:
-  filesystem:
-    rootdirectory: $W/registry
-  delete:
-    enabled: true
-http:
-  addr: 10.231.18.2:$NETLAB_REG_PORT
-EOF
+  registry_yml "10.231.18.2:$NETLAB_REG_PORT"
   REGISTRY_ADDR=10.231.18.2:$NETLAB_REG_PORT
   registry_spawn || return
   netlab_proxy reg 10.231.18.1 10.231.18.2 "$REGISTRY_NS" "$NETLAB_REG_PORT" || return

@@ -34,6 +34,15 @@ TIME_METRICS = (
     ("stop_ms", "stop"),
     ("rm_ms", "rm"),
     ("commit_ms", "commit of a one-file change"),
+    # issue 21: the floors (what docker costs when nothing moves) and the big change
+    ("floor_push_ms", "push, registry has it (floor)"),
+    ("floor_pull_ms", "pull, worker has it (floor)"),
+    ("big_write_ms", "big change: write"),
+    ("big_commit_ms", "big change: commit"),
+    ("big_push_ms", "big change: push"),
+    ("big_pull_ms", "big change: pull"),
+    ("big_run_ms", "big change: run"),
+    ("big_dev_cycle_ms", "big-change dev cycle"),
 )
 
 # Headline ratios (overlay2 time / slacker time) and the targets of issue 6.
@@ -53,7 +62,34 @@ RATIO_METRICS = (
     ("stop", "stop_ms", 1 / 1.1),
     ("rm", "rm_ms", 1 / 1.1),
     ("commit", "commit_ms", None),
+    ("big_dev_cycle", "big_dev_cycle_ms", None),
+    ("big_push", "big_push_ms", None),
+    ("big_pull", "big_pull_ms", None),
+    ("floor_push", "floor_push_ms", None),
+    ("floor_pull", "floor_pull_ms", None),
 )
+
+# Each phase's floor (issue 21 item 2): the same docker calls when nothing has to move (a
+# push whose blobs the registry has, a pull of an image the worker has) and a warm run
+# for a start; a phase's floor is the sum of the medians named here. A commit or a write
+# has no floor of its own (the work is the point), so a cycle's multiple counts them.
+_CYCLE_FLOOR = ("floor_push_ms", "floor_pull_ms", "warm_run_ms")
+FLOORS = {
+    "push_ms": ("floor_push_ms",),
+    "pull_ms": ("floor_pull_ms",),
+    "deploy_ms": ("floor_pull_ms", "warm_run_ms"),
+    "run_ms": ("warm_run_ms",),
+    "run_after_pull_ms": ("warm_run_ms",),
+    "dev_push_ms": ("floor_push_ms",),
+    "dev_pull_ms": ("floor_pull_ms",),
+    "dev_cycle_ms": _CYCLE_FLOOR,
+    "dev_fresh_push_ms": ("floor_push_ms",),
+    "dev_fresh_pull_ms": ("floor_pull_ms",),
+    "dev_fresh_cycle_ms": _CYCLE_FLOOR,
+    "big_push_ms": ("floor_push_ms",),
+    "big_pull_ms": ("floor_pull_ms",),
+    "big_dev_cycle_ms": _CYCLE_FLOOR,
+}
 
 # The paper's development cycle pushes and pulls whole images (an empty registry, a
 # fresh worker): our dev_cycle_fresh. dev_cycle (the other worker has the base image) has
@@ -138,6 +174,19 @@ def parse_samples(lines):
                   for d, ms in ds.items()} for img, ds in out.items()}
 
 
+def floor_multiples(medians):
+    """{phase: its median / its floor (FLOORS)} for the phases of one driver's medians
+    whose floor metrics were all measured and positive."""
+    out = {}
+    for metric, floors in FLOORS.items():
+        if metric not in medians or any(medians.get(f) is None for f in floors):
+            continue
+        floor = sum(medians[f] for f in floors)
+        if floor > 0:
+            out[metric] = medians[metric] / floor
+    return out
+
+
 def build_report(samples, meta=None):
     """The results dict (DESIGN.md §8): images.NAME.DRIVER.{metric: median}, plus
     `p95` and `n` per driver, `read_fraction`, per-image `ratios`, and the headline
@@ -155,6 +204,10 @@ def build_report(samples, meta=None):
                 d["p95"][metric] = percentile(values, 95)
                 d["n"][metric] = len(values)
             entry[driver] = d
+        for d in entry.values():
+            multiples = floor_multiples(d)
+            if multiples:
+                d["floor_multiple"] = multiples
         # One denominator for both drivers: the image's size as overlay2 reports it (the
         # files' bytes). slacker reports its layers' file-system blocks, metadata
         # included (~10% more), which would flatter its fraction.
@@ -300,9 +353,10 @@ def plot_panels(report):
             if any(e.get(d, {}).get(m) is not None for e in report["images"].values() for d in DRIVERS)]
 
 
-def gnuplot_script(report, datadir, png):
+def gnuplot_script(report, datadir, png, panels=None):
     cols = 2
-    panels = plot_panels(report)
+    if panels is None:
+        panels = plot_panels(report)
     n = len(panels)
     nrows = (n + cols - 1) // cols
     title = "slacker vs overlay2 (medians, log scale)"
@@ -330,15 +384,15 @@ def gnuplot_script(report, datadir, png):
     return "\n".join(s) + "\n"
 
 
-def draw_plot(report, outdir):
-    png = os.path.join(outdir, "latest.png")
+def draw_plot(report, outdir, name="latest.png"):
+    png = os.path.join(outdir, name)
     if not shutil.which("gnuplot"):
         print("bench: gnuplot missing (apt-get install gnuplot-nox); no plot drawn", file=sys.stderr)
         return None
     if not plot_panels(report):
         print("bench: no phase with a value; no plot drawn", file=sys.stderr)
         return None
-    datadir = os.path.join(outdir, "plotdata")
+    datadir = os.path.join(outdir, "plotdata-" + name[:-len(".png")])
     os.makedirs(datadir, exist_ok=True)
     for metric, _ in plot_panels(report):
         with open(os.path.join(datadir, f"{metric}.dat"), "w") as f:
@@ -436,24 +490,196 @@ def format_plugin_latency(latency, title="plugin calls (slackerd metrics)"):
 # bench/run keeps them.
 KEPT_KEYS = ("prefetch",)
 
+# --- topologies (issue 21 item 3) ----------------------------------------------------
 
-def kept_keys(path):
-    """The KEPT_KEYS of the JSON at path ({} if it is missing or unreadable)."""
+# A topology's entry in latest.json: the keys a report of one run has. The top level of
+# latest.json holds the loopback topology's (the format before topologies existed).
+TOPOLOGY_KEYS = ("images", "ratios", "ratios_total", "targets", "meta", "plugin_latency",
+                 "samples")
+TOPOLOGY_ORDER = ("loopback", "lan-10g", "lan-1g", "remote-registry")
+
+
+def load_results(path):
+    """The JSON at path ({} if it is missing or unreadable)."""
     try:
         with open(path) as f:
             old = json.load(f)
     except (OSError, ValueError):
         return {}
-    return {k: old[k] for k in KEPT_KEYS if isinstance(old, dict) and k in old}
+    return old if isinstance(old, dict) else {}
+
+
+def kept_keys(path):
+    """The KEPT_KEYS of the JSON at path ({} if it is missing or unreadable)."""
+    old = load_results(path)
+    return {k: old[k] for k in KEPT_KEYS if k in old}
+
+
+def merge_topology(old, topology, report):
+    """latest.json after a run of TOPOLOGY: OLD's other topologies and KEPT_KEYS kept,
+    TOPOLOGY's entry replaced by REPORT's TOPOLOGY_KEYS, and for loopback the top level
+    too. A file from before topologies (images at the top, no "topologies") has its top
+    level taken as the loopback topology."""
+    topologies = dict(old.get("topologies", {}))
+    if "topologies" not in old and "images" in old:
+        topologies["loopback"] = {k: old[k] for k in TOPOLOGY_KEYS if k in old}
+    topologies[topology] = {k: report[k] for k in TOPOLOGY_KEYS if k in report}
+    if topology == "loopback":
+        doc = dict(report)
+    else:
+        doc = {k: old[k] for k in TOPOLOGY_KEYS if k in old}
+        if "loopback" in topologies:
+            doc.update(topologies["loopback"])
+    doc.update({k: old[k] for k in KEPT_KEYS if k in old})
+    doc["topologies"] = {t: topologies[t] for t in ordered_topologies(topologies)}
+    return doc
+
+
+def ordered_topologies(topologies):
+    """Topology names in TOPOLOGY_ORDER, others after them by name."""
+    known = [t for t in TOPOLOGY_ORDER if t in topologies]
+    return known + sorted(t for t in topologies if t not in TOPOLOGY_ORDER)
+
+
+# (metric, label) of the cross-topology table and plot.
+TOPOLOGY_METRICS = (
+    ("push_ms", "push"),
+    ("floor_push_ms", "push floor"),
+    ("pull_ms", "pull"),
+    ("floor_pull_ms", "pull floor"),
+    ("run_ms", "run (cold)"),
+    ("deploy_ms", "deploy"),
+    ("dev_cycle_ms", "dev cycle"),
+    ("dev_fresh_cycle_ms", "dev cycle, fresh"),
+    ("big_dev_cycle_ms", "big-change dev cycle"),
+)
+
+
+def _link_label(entry):
+    topo = entry.get("meta", {}).get("topology", {})
+    parts = []
+    for side in ("registry", "store"):
+        link = topo.get(side, {})
+        if "rtt_measured_ms" in link:
+            parts.append(f"{side} {link['rate']} {link['rtt_measured_ms']:.2f}ms")
+    return ", ".join(parts) or "loopback"
+
+
+def format_topologies(doc):
+    """Per image and phase, per topology: overlay2 / slacker medians (ratio), and
+    slacker's multiple of its floor."""
+    topologies = doc.get("topologies", {})
+    names = ordered_topologies(topologies)
+    lines = ["topologies (medians ms, overlay2 / slacker, o2/slk; slacker x its floor):"]
+    for t in names:
+        e = topologies[t]
+        meta = e.get("meta", {})
+        lines.append(f"  {t}: {_link_label(e)}; {meta.get('date', '?')}, reps {meta.get('reps', '?')}")
+    images = []
+    for t in names:
+        images += [i for i in topologies[t].get("images", {}) if i not in images]
+    rows = [("image", "phase", *names)]
+    for image in images:
+        for metric, label in TOPOLOGY_METRICS:
+            cells = []
+            for t in names:
+                e = topologies[t].get("images", {}).get(image, {})
+                ov, sk = e.get("overlay2", {}).get(metric), e.get("slacker", {}).get(metric)
+                if ov is None and sk is None:
+                    cells.append("-")
+                    continue
+                cell = f"{_fmt_ms(ov)} / {_fmt_ms(sk)} ({_fmt_ratio(ratio(ov, sk))})"
+                mult = e.get("slacker", {}).get("floor_multiple", {}).get(metric)
+                if mult is not None:
+                    cell += f" {mult:.1f}xF"
+                cells.append(cell)
+            if any(c != "-" for c in cells):
+                rows.append((image, label, *cells))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(widths[j]) for j, c in enumerate(r)))
+        if i == 0:
+            lines.append("-" * len(lines[-1]))
+    return "\n".join(lines)
+
+
+def topology_plot_data(doc, metric):
+    """Rows '"TOPOLOGY[/IMAGE]" overlay2 slacker' of one phase (ms), topologies in
+    order; '?' for a missing value (gnuplot skips it). The image is named only when
+    there is more than one."""
+    topologies = doc.get("topologies", {})
+    images = []
+    for t in ordered_topologies(topologies):
+        images += [i for i in topologies[t].get("images", {}) if i not in images]
+    rows = []
+    for t in ordered_topologies(topologies):
+        for image in images:
+            e = topologies[t].get("images", {}).get(image)
+            if e is None:
+                continue
+            vals = []
+            for d in DRIVERS:
+                v = e.get(d, {}).get(metric)
+                vals.append("?" if v is None else f"{max(v, 0.01):.3f}")
+            label = t if len(images) == 1 else f"{t}/{image}"
+            rows.append(f'"{label}" {vals[0]} {vals[1]}')
+    return "\n".join(rows) + "\n"
+
+
+def draw_topology_plot(doc, outdir):
+    """OUTDIR/latest-topologies.png: per phase of TOPOLOGY_METRICS, overlay2 and
+    slacker side by side for every topology (log scale)."""
+    if not shutil.which("gnuplot") or len(doc.get("topologies", {})) == 0:
+        return None
+    panels = [(m, label) for m, label in TOPOLOGY_METRICS
+              if topology_plot_data(doc, m).count("?") < 2 * len(topology_plot_data(doc, m).splitlines())]
+    if not panels:
+        return None
+    datadir = os.path.join(outdir, "plotdata-topologies")
+    os.makedirs(datadir, exist_ok=True)
+    for metric, _ in panels:
+        with open(os.path.join(datadir, f"{metric}.dat"), "w") as f:
+            f.write(topology_plot_data(doc, metric))
+    png = os.path.join(outdir, "latest-topologies.png")
+    script = gnuplot_script({"images": {}, "meta": {"date": "per topology"}}, datadir, png, panels)
+    path = os.path.join(datadir, "plot.gp")
+    with open(path, "w") as f:
+        f.write(script)
+    subprocess.run(["gnuplot", path], check=True)
+    return png
+
+
+def _write_json(path, doc):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
 
 
 def main(argv):
-    if len(argv) < 4 or argv[1] != "report":
-        print("usage: benchlib.py report SAMPLES.tsv OUTDIR [META_JSON]", file=sys.stderr)
+    args = list(argv[1:])
+    topology = "loopback"
+    if "--topology" in args:
+        i = args.index("--topology")
+        if i + 1 >= len(args):
+            args = []
+        else:
+            topology = args[i + 1]
+            del args[i:i + 2]
+    if len(args) == 2 and args[0] == "topologies":
+        doc = load_results(os.path.join(args[1], "latest.json"))
+        print(format_topologies(doc))
+        png = draw_topology_plot(doc, args[1])
+        print(f"\nwrote {png}" if png else "")
+        return 0
+    if len(args) < 3 or args[0] != "report":
+        print("usage: benchlib.py report SAMPLES.tsv OUTDIR [META_JSON] [--topology NAME]\n"
+              "       benchlib.py topologies OUTDIR", file=sys.stderr)
         return 2
-    with open(argv[2]) as f:
+    with open(args[1]) as f:
         samples = parse_samples(f)
-    meta = json.loads(argv[4]) if len(argv) > 4 else None
+    meta = json.loads(args[3]) if len(args) > 3 else None
     report = build_report(samples, meta)
     report["samples"] = samples
     # Optional: per-driver scrapes of slackerd's metrics before and after the run,
@@ -461,20 +687,20 @@ def main(argv):
     for worker, (before, after) in sorted((meta or {}).pop("plugin_metrics", {}).items()):
         with open(before) as b, open(after) as a:
             report.setdefault("plugin_latency", {})[worker] = plugin_latency(b.read(), a.read())
-    outdir = argv[3]
+    outdir = args[2]
     os.makedirs(outdir, exist_ok=True)
-    report.update(kept_keys(os.path.join(outdir, "latest.json")))
-    tmp = os.path.join(outdir, "latest.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, os.path.join(outdir, "latest.json"))
+    path = os.path.join(outdir, "latest.json")
+    doc = merge_topology(load_results(path), topology, report)
+    _write_json(path, doc)
     print(format_table(report))
     for worker, latency in report.get("plugin_latency", {}).items():
         print()
         print(format_plugin_latency(latency, f"plugin calls on {worker} (slackerd metrics)"))
-    png = draw_plot(report, outdir)
-    print(f"\nwrote {os.path.join(outdir, 'latest.json')}" + (f" and {png}" if png else ""))
+    png = draw_plot(report, outdir, "latest.png" if topology == "loopback" else f"latest-{topology}.png")
+    print()
+    print(format_topologies(doc))
+    tpng = draw_topology_plot(doc, outdir)
+    print(f"\nwrote {path}" + "".join(f" and {p}" for p in (png, tpng) if p))
     return 0
 
 

@@ -87,12 +87,16 @@ bench_rootfs_tar() {
 }
 
 # bench_fat_blob: path of the cached BENCH_FAT_MIB MiB file of random bytes.
-bench_fat_blob() {
-  local f=$BENCH_CACHE/fat-${BENCH_FAT_MIB}M.bin
+bench_fat_blob() { bench_random_blob "$BENCH_FAT_MIB" fat; }
+
+# bench_random_blob MIB NAME: path of the cached file of MIB MiB of random bytes
+# NAME-MIBM.bin (written once; incompressible, as model weights are).
+bench_random_blob() {
+  local f=$BENCH_CACHE/$2-${1}M.bin
   if [ ! -s "$f" ]; then
     mkdir -p "$BENCH_CACHE"
-    echo "[bench $(date +%T)] writing $BENCH_FAT_MIB MiB of random data to $f (once)" >&2
-    head -c "$((BENCH_FAT_MIB << 20))" /dev/urandom >"$f.tmp" && mv "$f.tmp" "$f"
+    echo "[bench $(date +%T)] writing $1 MiB of random data to $f (once)" >&2
+    head -c "$(($1 << 20))" /dev/urandom >"$f.tmp" && mv "$f.tmp" "$f"
   fi
   echo "$f"
 }

@@ -211,6 +211,81 @@ class CommandLineTest(unittest.TestCase):
 
 
 
+def _one_topology(push_o2, push_slk, floor_slk=100):
+    rows = [("img", "overlay2", "push_ms", 1, push_o2), ("img", "slacker", "push_ms", 1, push_slk),
+            ("img", "overlay2", "floor_push_ms", 1, 90), ("img", "slacker", "floor_push_ms", 1, floor_slk)]
+    return benchlib.build_report(benchlib.parse_samples(tsv(rows)))
+
+
+class FloorTest(unittest.TestCase):
+    def test_a_phase_is_a_multiple_of_its_floor(self):
+        r = _one_topology(5000, 250, floor_slk=100)
+        self.assertAlmostEqual(r["images"]["img"]["slacker"]["floor_multiple"]["push_ms"], 2.5)
+        self.assertAlmostEqual(r["images"]["img"]["overlay2"]["floor_multiple"]["push_ms"], 5000 / 90)
+
+    def test_a_cycles_floor_is_the_sum_of_its_parts(self):
+        m = {"dev_cycle_ms": 1200, "floor_push_ms": 100, "floor_pull_ms": 100, "warm_run_ms": 400}
+        self.assertAlmostEqual(benchlib.floor_multiples(m)["dev_cycle_ms"], 2.0)
+
+    def test_no_multiple_without_every_floor(self):
+        self.assertEqual(benchlib.floor_multiples({"deploy_ms": 900, "floor_pull_ms": 100}), {})
+        self.assertEqual(benchlib.floor_multiples({"push_ms": 900, "floor_push_ms": 0}), {})
+
+    def test_big_change_and_floors_are_rated(self):
+        rows = [("img", d, m, 1, v) for d, m, v in (
+            ("overlay2", "big_dev_cycle_ms", 60000), ("slacker", "big_dev_cycle_ms", 12000))]
+        r = benchlib.build_report(benchlib.parse_samples(tsv(rows)))
+        self.assertAlmostEqual(r["ratios"]["big_dev_cycle"], 5)
+        self.assertIn("big-change dev cycle", benchlib.format_table(r))
+
+
+class TopologyTest(unittest.TestCase):
+    def test_a_file_from_before_topologies_becomes_loopback(self):
+        old = {"images": {"img": {}}, "ratios": {"push": 27}, "prefetch": {"p": 1}}
+        doc = benchlib.merge_topology(old, "lan-1g", _one_topology(8000, 400))
+        self.assertEqual(list(doc["topologies"]), ["loopback", "lan-1g"])
+        self.assertEqual(doc["topologies"]["loopback"]["ratios"], {"push": 27})
+        self.assertEqual(doc["ratios"], {"push": 27})  # the top level stays loopback's
+        self.assertAlmostEqual(doc["topologies"]["lan-1g"]["ratios"]["push"], 20)
+        self.assertEqual(doc["prefetch"], {"p": 1})
+
+    def test_a_loopback_run_replaces_the_top_level_and_keeps_the_others(self):
+        doc = benchlib.merge_topology({}, "remote-registry", _one_topology(9000, 300))
+        doc = benchlib.merge_topology(doc, "loopback", _one_topology(5000, 250))
+        self.assertEqual(list(doc["topologies"]), ["loopback", "remote-registry"])
+        self.assertAlmostEqual(doc["ratios"]["push"], 20)
+        self.assertAlmostEqual(doc["topologies"]["remote-registry"]["ratios"]["push"], 30)
+        doc = benchlib.merge_topology(doc, "remote-registry", _one_topology(9000, 900))
+        self.assertAlmostEqual(doc["topologies"]["remote-registry"]["ratios"]["push"], 10)
+        self.assertAlmostEqual(doc["ratios"]["push"], 20)
+
+    def test_table_and_plot_data_per_topology(self):
+        doc = benchlib.merge_topology({}, "lan-1g", _one_topology(8000, 400))
+        doc = benchlib.merge_topology(doc, "loopback", _one_topology(5000, 250))
+        t = benchlib.format_topologies(doc)
+        self.assertRegex(t, r"img +push +5000 / 250 \(20.0x\) 2.5xF +8000 / 400 \(20.0x\) 4.0xF")
+        self.assertLess(t.index("loopback"), t.index("lan-1g"))
+        d = benchlib.topology_plot_data(doc, "push_ms")
+        self.assertEqual(d, '"loopback" 5000.000 250.000\n"lan-1g" 8000.000 400.000\n')
+        self.assertEqual(benchlib.topology_plot_data(doc, "pull_ms"),
+                         '"loopback" ? ?\n"lan-1g" ? ?\n')
+
+    def test_command_line_writes_the_topology(self):
+        with tempfile.TemporaryDirectory() as d:
+            samples = os.path.join(d, "s.tsv")
+            with open(samples, "w") as f:
+                f.writelines(tsv([("x", "overlay2", "push_ms", 1, 400), ("x", "slacker", "push_ms", 1, 4)]))
+            env = dict(os.environ, PATH="/nonexistent")
+            p = subprocess.run([sys.executable, benchlib.__file__, "report", samples, d, '{"mode":"t"}',
+                                "--topology", "lan-10g"], capture_output=True, text=True, env=env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(os.path.join(d, "latest.json")) as f:
+                r = json.load(f)
+            self.assertAlmostEqual(r["topologies"]["lan-10g"]["ratios"]["push"], 100)
+            self.assertNotIn("images", r)
+            self.assertIn("lan-10g", p.stdout)
+
+
 def _prom(method_counts):
     """Metrics text with one histogram per method: {method: [(le, cumulative)]}."""
     lines = ["# TYPE slacker_request_duration_seconds histogram",

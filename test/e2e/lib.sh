@@ -623,6 +623,22 @@ e2e_free_port() {
 # start_registry: a local registry (distribution 2.x) on 127.0.0.1:PORT with storage
 # under $W. Sets E2E_REGISTRY=127.0.0.1:PORT and prints it. dockerd treats 127.0.0.0/8
 # as insecure (plain HTTP) by default; pass --insecure-registry anyway to be explicit.
+# registry_yml ADDR[TLS]: $W/registry.yml, a registry listening at ADDR (followed by its
+# tls: block, if any) with its storage in $W/registry.
+registry_yml() {
+  cat >"$W/registry.yml" <<EOF
+version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: $W/registry
+  delete:
+    enabled: true
+http:
+  addr: $1
+EOF
+}
 start_registry() { _start_registry_scheme http; }
 # start_tls_registry: the same over HTTPS with a self-signed certificate ($W/registry.crt).
 start_tls_registry() { _start_registry_scheme https; }
@@ -641,18 +657,7 @@ _start_registry_scheme() {
   fi
   for _ in 1 2 3; do
     port=$(e2e_free_port)
-    cat >"$W/registry.yml" <<EOF
-version: 0.1
-log:
-  level: info
-storage:
-  filesystem:
-    rootdirectory: $W/registry
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port$tls_yml
-EOF
+    registry_yml "127.0.0.1:$port$tls_yml"
     e2e_spawn registry "$W/registry.log" "$REGISTRY_BIN" serve "$W/registry.yml"
     pid=$E2E_SPAWNED_PID
     [ -e "$W/.e2e/registered-registry" ] || {

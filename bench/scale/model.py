@@ -276,11 +276,13 @@ def simulate(workers, containers, st, img, a, **kw):
 
 WHAT_IFS = [
     ("as measured", {}),
-    ("storaged 16 servers (no global mutation lock, or 16 shards by snapshot)", {"contention": 0.0, "servers": 16}),
+    ("storaged 16x its measured capacity (a storage host with 16x the cores and disks, or 16 shards by snapshot)", {"contention": 0.0, "servers": 16}),
     ("storaged service 10x shorter (group-committed fsyncs, one call per start)", {"contention": 0.0,
                                                                               "service_scale": 0.1}),
     ("storaged 64 servers and service 10x shorter", {"contention": 0.0, "servers": 64, "service_scale": 0.1}),
     ("storaged out of the path (workers clone over NFSv4.2 CLONE)", {"contention": 0.0, "service_scale": 1e-6}),
+    ("the image's reads shared per worker and on the storage host (slackerd --share-page-cache)",
+     {"contention": 0.0, "shared_reads": True}),
     ("storaged out of the path and the image's reads shared per worker and on the storage host",
      {"contention": 0.0, "service_scale": 1e-6, "shared_reads": True}),
     ("storaged 64 servers, service 10x shorter, reads shared",

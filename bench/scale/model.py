@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # retried by the client, so at most this many contend inside it.
 STORAGED_MAX_CONNECTIONS = 128
 DEFAULT_MEASURED = os.path.join(HERE, "results", "measured.json")
-DEFAULT_BENCH = os.path.join(HERE, "..", "results", "latest.json")
+DEFAULT_BENCH = os.path.join(HERE, "..", "results", "full-run-2026-11-23.json")  # bench/run, 6 images (bench/README "Full run")
 
 # Layers per bench image (bench/images.sh: minbase, python3, gcc FROM scratch; fat, loop
 # FROM minbase; http FROM python3; one ADD/COPY each).

@@ -45,6 +45,19 @@ TIME_METRICS = (
     ("big_dev_cycle_ms", "big-change dev cycle"),
 )
 
+# Round trips per phase, counted (bench/run: the registry's access log; on the NFS
+# topologies the store link's proxy): (metric, label). Medians, shown per driver.
+COUNT_METRICS = (
+    ("pull_registry_requests", "round trips: registry requests of a pull"),
+    ("create_nfs_calls", "round trips: NFS calls of a create"),
+    ("create_storaged_requests", "round trips: storaged requests of a create"),
+    ("start_nfs_calls", "round trips: NFS calls of a cold start"),
+    ("start_storaged_requests", "round trips: storaged requests of a cold start"),
+    ("warm_run_nfs_calls", "round trips: NFS calls of a warm run"),
+    ("dev_commit_nfs_calls", "round trips: NFS calls of a one-file commit"),
+    ("dev_commit_storaged_requests", "round trips: storaged requests of a commit"),
+)
+
 # Headline ratios (overlay2 time / slacker time) and the targets of issue 6.
 RATIO_METRICS = (
     ("push", "push_ms", 100.0),
@@ -300,6 +313,9 @@ def format_table(report):
             rows.append((image, f"startup read of {_fmt_bytes(size)}", cells[0], cells[1], ""))
         if "warm_read_bytes" in ov or "warm_read_bytes" in sk:
             rows.append((image, "warm run read", *(_fmt_bytes(d.get("warm_read_bytes")) for d in (ov, sk)), ""))
+        for metric, label in COUNT_METRICS:
+            if metric in ov or metric in sk:
+                rows.append((image, label, *(f"{d[metric]:.0f}" if metric in d else "-" for d in (ov, sk)), ""))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = []
     for i, r in enumerate(rows):

@@ -2,7 +2,8 @@
 """A TCP proxy that adds a fixed one-way delay in each direction: network latency for
 the prefetch benchmark (bench/prefetch) on a kernel without sch_netem.
 
-  delay_proxy.py --listen ADDR --target ADDR [--rtt-ms MS] [--rtt-file F] PORT [PORT...]
+  delay_proxy.py --listen ADDR --target ADDR [--rtt-ms MS] [--rtt-file F]
+                 [--stats-file F] [--rpc-ports P,...] PORT [PORT...]
   delay_proxy.py --echo PORT             (an echo server, to measure the link with)
   delay_proxy.py --probe HOST PORT       (prints the mean round trip to an echo server, ms)
 
@@ -12,10 +13,17 @@ bytes arrive as sent, shifted in time: what netem's delay does to a TCP flow, wi
 its loss or reordering). Requests in flight pipeline as they would on a real link.
 Threads and time.sleep, not an event loop: epoll's timeout is whole milliseconds, which
 turned a 0.5 ms round trip into 2.6. SIGUSR1 re-reads the delay from --rtt-file.
+Counters per port (--stats-file, written on SIGUSR2 with a sequence number that
+increases each time): connections, bytes each way, and for --rpc-ports (ONC RPC over
+TCP: NFS, mountd, portmap) the calls, counted from the record marks of the client's
+stream (RFC 5531 section 11: a 4-byte mark per fragment, its top bit set on a record's
+last fragment): a call is a round trip to the server, whatever the client library hides.
 Runs until SIGTERM.
 """
 import argparse
 import collections
+import json
+import os
 import signal
 import socket
 import sys
@@ -30,8 +38,62 @@ class Link:
         self.one_way = rtt_ms / 2000.0
 
 
-def forward(src, dst, link):
-    """Reads src, delivers each chunk to dst one_way seconds after it was read."""
+class Counters:
+    """Per port: connections, bytes client->server (up) and back (down), RPC calls."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.ports = {}
+        self.seq = 0
+
+    def add(self, port, key, n):
+        with self.lock:
+            p = self.ports.setdefault(str(port), {"connections": 0, "bytes_up": 0, "bytes_down": 0, "rpc_calls": 0})
+            p[key] += n
+
+    def write(self, path):
+        with self.lock:
+            self.seq += 1
+            text = json.dumps({"seq": self.seq, "ports": self.ports}, sort_keys=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text + "\n")
+        os.replace(tmp, path)
+
+
+class RecordMarks:
+    """Counts the complete records (RPC calls) in one direction of an ONC RPC/TCP stream."""
+
+    def __init__(self):
+        self.header = b""  # a partial 4-byte mark
+        self.left = 0  # bytes of the current fragment not yet seen
+        self.last = False  # the current fragment ends its record
+
+    def feed(self, data):
+        records, i, n = 0, 0, len(data)
+        while i < n:
+            if self.left:
+                take = min(self.left, n - i)
+                self.left -= take
+                i += take
+                if not self.left and self.last:
+                    records += 1
+                continue
+            need = 4 - len(self.header)
+            self.header += data[i:i + need]
+            i += min(need, n - i)
+            if len(self.header) == 4:
+                mark = int.from_bytes(self.header, "big")
+                self.header = b""
+                self.last, self.left = bool(mark & 0x80000000), mark & 0x7FFFFFFF
+                if not self.left and self.last:
+                    records += 1
+        return records
+
+
+def forward(src, dst, link, count=None):
+    """Reads src, delivers each chunk to dst one_way seconds after it was read; count(data)
+    sees every chunk."""
     queue = collections.deque()
     ready = threading.Condition()
     done = []
@@ -63,6 +125,8 @@ def forward(src, dst, link):
             data = src.recv(CHUNK)
             if not data:
                 break
+            if count:
+                count(data)
             with ready:
                 queue.append((time.monotonic() + link.one_way, data))
                 ready.notify()
@@ -74,7 +138,7 @@ def forward(src, dst, link):
     writer.join()
 
 
-def handle(client, target, port, link):
+def handle(client, target, port, link, counters, rpc):
     try:
         upstream = socket.create_connection((target, port))
     except OSError:
@@ -82,15 +146,24 @@ def handle(client, target, port, link):
         return
     for s in (client, upstream):
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    t = threading.Thread(target=forward, args=(upstream, client, link), daemon=True)
+    counters.add(port, "connections", 1)
+    marks = RecordMarks() if rpc else None
+
+    def up(data):
+        counters.add(port, "bytes_up", len(data))
+        if marks:
+            counters.add(port, "rpc_calls", marks.feed(data))
+
+    t = threading.Thread(target=forward, args=(upstream, client, link,
+                                               lambda d: counters.add(port, "bytes_down", len(d))), daemon=True)
     t.start()
-    forward(client, upstream, link)
+    forward(client, upstream, link, up)
     t.join()
     client.close()
     upstream.close()
 
 
-def serve(listen, target, port, link):
+def serve(listen, target, port, link, counters, rpc):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((listen, port))
@@ -99,7 +172,7 @@ def serve(listen, target, port, link):
     def accept():
         while True:
             client, _ = s.accept()
-            threading.Thread(target=handle, args=(client, target, port, link), daemon=True).start()
+            threading.Thread(target=handle, args=(client, target, port, link, counters, rpc), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
 
@@ -145,6 +218,8 @@ def main():
     ap.add_argument("--target", required=True)
     ap.add_argument("--rtt-ms", type=float, default=0.0)
     ap.add_argument("--rtt-file", default="")
+    ap.add_argument("--stats-file", default="")
+    ap.add_argument("--rpc-ports", default="", help="comma-separated ports that speak ONC RPC over TCP")
     ap.add_argument("ports", type=int, nargs="+")
     a = ap.parse_args()
     link = Link(a.rtt_ms)
@@ -155,10 +230,15 @@ def main():
                 link.one_way = float(f.read().strip()) / 2000.0
 
     signal.signal(signal.SIGUSR1, reload)
+    counters = Counters()
+    if a.stats_file:
+        signal.signal(signal.SIGUSR2, lambda *_: counters.write(a.stats_file))
+        counters.write(a.stats_file)
+    rpc_ports = {int(p) for p in a.rpc_ports.split(",") if p}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     reload()
     for p in a.ports:
-        serve(a.listen, a.target, p, link)
+        serve(a.listen, a.target, p, link, counters, p in rpc_ports)
     print("delay_proxy ready", flush=True)
     while True:
         signal.pause()

@@ -53,20 +53,41 @@ netlab_tbf() {
 
 # netlab_proxy NAME LISTEN TARGET ECHO_NS_PID PORT...: the delaying proxy for a link
 # (and an echo server in the far namespace to measure it); its delay is read from
-# $W/netlab/NAME.rtt on SIGUSR1.
+# $W/netlab/NAME.rtt on SIGUSR1; its counters (netlab_counters) go to
+# $W/netlab/NAME.stats. NETLAB_RPC_PORTS: the ports whose RPC calls it counts.
 netlab_proxy() {
-  local name=$1 listen=$2 target=$3 ns=$4
+  local name=$1 listen=$2 target=$3 ns=$4 rpc=()
   shift 4
+  [ -z "${NETLAB_RPC_PORTS:-}" ] || rpc=(--rpc-ports "$NETLAB_RPC_PORTS")
   mkdir -p "$W/netlab"
   echo 0 >"$W/netlab/$name.rtt"
   e2e_spawn "echo-$name" "$W/netlab/echo-$name.log" nsenter -t "$ns" -n -- \
     python3 "$NETLAB_DIR/delay_proxy.py" --echo "$NETLAB_ECHO_PORT"
   e2e_defer e2e_stop "echo-$name" "link echo $name" 10
   e2e_spawn "proxy-$name" "$W/netlab/proxy-$name.log" python3 "$NETLAB_DIR/delay_proxy.py" \
-    --listen "$listen" --target "$target" --rtt-file "$W/netlab/$name.rtt" "$@" "$NETLAB_ECHO_PORT"
+    --listen "$listen" --target "$target" --rtt-file "$W/netlab/$name.rtt" --stats-file "$W/netlab/$name.stats" \
+    "${rpc[@]}" "$@" "$NETLAB_ECHO_PORT"
   e2e_defer e2e_stop "proxy-$name" "delay proxy $name" 10
   e2e_wait_for "delay proxy $name" "$E2E_SPAWNED_PID" "$W/netlab/proxy-$name.log" \
     grep -q ready "$W/netlab/proxy-$name.log"
+}
+
+# netlab_counters NAME: the link's counters now, one JSON line ({"seq", "ports": {PORT:
+# {"connections", "bytes_up", "bytes_down", "rpc_calls"}}}): the proxy writes them on
+# SIGUSR2, with a sequence number this waits to see advance.
+netlab_counters() {
+  local f=$W/netlab/$1.stats seq i
+  seq=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["seq"])' "$f") || return
+  kill -USR2 "$(cat "$W/.e2e/pid/proxy-$1")" || return
+  for ((i = 0; i < 200; i++)); do
+    if python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(d["seq"] <= int(sys.argv[2]))' \
+      "$f" "$seq" 2>/dev/null; then
+      cat "$f"
+      return 0
+    fi
+    sleep 0.02
+  done
+  fail "netlab: the $1 link's counters did not update ($f)"
 }
 
 # netlab_calibrate NAME LISTEN TARGET_RTT_MS: sets the proxy's delay so that the round
@@ -154,7 +175,7 @@ netlab_store_up() {
   netlab_tbf "$(cat "$W/nfs/veth")" "$NETLAB_STORE_RATE" || return
   netlab_tbf "slkp$$" "$NETLAB_STORE_RATE" "$ns" || return
   STORAGED_PORT=$(e2e_free_port)
-  netlab_proxy store 10.231.17.1 "$NFS_SERVER_ADDR" "$ns" 111 2049 20048 "$STORAGED_PORT" || return
+  NETLAB_RPC_PORTS=111,2049,20048 netlab_proxy store 10.231.17.1 "$NFS_SERVER_ADDR" "$ns" 111 2049 20048 "$STORAGED_PORT" || return
   NETLAB_STORE_RTT_MEASURED=$(netlab_calibrate store 10.231.17.1 "$NETLAB_STORE_RTT")
   NFS_HOST=10.231.17.1
   storaged_start || return

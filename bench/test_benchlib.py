@@ -120,6 +120,15 @@ class ReportTest(unittest.TestCase):
         t = benchlib.format_table(benchlib.build_report(benchlib.parse_samples(tsv(rows))))
         self.assertRegex(t, r"img +warm run read +0B +3.0MiB")
 
+    def test_table_shows_round_trip_medians(self):
+        rows = [("img", "overlay2", "pull_registry_requests", 1, 9), ("img", "slacker", "pull_registry_requests", 1, 7),
+                ("img", "slacker", "pull_registry_requests", 2, 5), ("img", "slacker", "pull_registry_requests", 3, 6),
+                ("img", "slacker", "create_nfs_calls", 1, 61)]
+        t = benchlib.format_table(benchlib.build_report(benchlib.parse_samples(tsv(rows))))
+        self.assertRegex(t, r"img +round trips: registry requests of a pull +9 +6 *\n")
+        self.assertRegex(t, r"img +round trips: NFS calls of a create +- +61 *\n")
+        self.assertNotIn("cold start", t)
+
     def test_design_contract_keys(self):
         r = benchlib.build_report(sample_set())
         for key in ("push_ms", "pull_ms", "read_bytes", "image_bytes"):

@@ -38,6 +38,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 STORAGED_MAX_CONNECTIONS = 128
 DEFAULT_MEASURED = os.path.join(HERE, "results", "measured.json")
 DEFAULT_BENCH = os.path.join(HERE, "..", "results", "full-run-2026-11-23.json")  # bench/run, 6 images (bench/README "Full run")
+# Round trips counted by a bench/run on a network-lab topology (registry requests per
+# pull, the storage host's NFS calls and storaged requests per create + cold start).
+DEFAULT_ROUND_TRIPS = os.path.join(HERE, "..", "results", "round-trips.json")
 
 # Layers per bench image (bench/images.sh: minbase, python3, gcc FROM scratch; fat, loop
 # FROM minbase; http FROM python3; one ADD/COPY each).
@@ -91,12 +94,36 @@ def storaged_inputs(measured, contention=False):
     return fit
 
 
-def image_inputs(bench, image):
+def round_trip_inputs(doc):
+    """{image: counts} from a bench/run latest.json's NFS topologies (the first that has
+    them, in the file's order): registry_round_trips (requests of a pull), nfs_round_trips
+    and storaged_calls (create + cold start). {} without such a run."""
+    out = {}
+    for topo, entry in (doc or {}).get("topologies", {}).items():
+        for image, drivers in entry.get("images", {}).items():
+            s = drivers.get("slacker", {})
+            if image in out or "start_nfs_calls" not in s or "pull_registry_requests" not in s:
+                continue
+            out[image] = {"registry_round_trips": s["pull_registry_requests"],
+                          "nfs_round_trips": s["create_nfs_calls"] + s["start_nfs_calls"],
+                          "storaged_calls": s["create_storaged_requests"] + s["start_storaged_requests"],
+                          "topology": topo}
+    return out
+
+
+def image_inputs(bench, image, round_trips=None):
     """Measured (bench/run, latest.json): startup bytes read from the store by a cold
-    start, the worker's pull and cold create+start times."""
+    start, the worker's pull and cold create+start times; the round trips counted by a
+    network-lab run (round_trip_inputs) where it has the image, else estimated: 3 +
+    layers registry requests, startup bytes / nfs_read_kib NFS READs, 2 storaged calls."""
     s = bench["images"][image]["slacker"]
-    return {"nfs_bytes": s["read_bytes"], "pull_ms": s["pull_ms"], "worker_start_ms": s["run_ms"],
-            "layers": IMAGE_LAYERS.get(image, 1)}
+    img = {"nfs_bytes": s["read_bytes"], "pull_ms": s["pull_ms"], "worker_start_ms": s["run_ms"],
+           "layers": IMAGE_LAYERS.get(image, 1)}
+    counted = (round_trips or {}).get(image)
+    if counted:
+        img.update({k: counted[k] for k in ("registry_round_trips", "nfs_round_trips", "storaged_calls")},
+                   round_trips_counted_on=counted["topology"])
+    return img
 
 
 def assumed(overrides=None):
@@ -141,7 +168,7 @@ class Cluster:
         # the disk in all (the image's page cache shared between clones).
         self.shared_reads = shared_reads
         self.disk_read = False
-        self.ops_per_start = 2
+        self.ops_per_start = max(1, round(img.get("storaged_calls", 2)))
         self.latencies, self.done_at = [], []
         self.bytes_read = 0.0
 
@@ -168,7 +195,8 @@ class Cluster:
         else:
             worker["pulling"] = True
             worker["waiting"].append(go)
-            self._pull(worker, 3 + self.img["layers"])  # GET /v2/, manifest, config, layers
+            # counted, or GET /v2/, manifest, config, one reference tar per layer
+            self._pull(worker, round(self.img.get("registry_round_trips", 3 + self.img["layers"])))
 
     def _pull(self, worker, round_trips):
         if round_trips == 0:
@@ -218,7 +246,10 @@ class Cluster:
         disk and the link, coalesced into at most 8 jobs to keep a 10,000-start run short."""
         total = float(self.img["nfs_bytes"])
         self.bytes_read += total
-        round_trips = math.ceil(total / (self.a["nfs_read_kib"] * 1024)) if total > 0 else 0
+        round_trips = self.img.get("nfs_round_trips")  # counted (READs and metadata calls) ...
+        if round_trips is None:  # ... or estimated from the bytes
+            round_trips = math.ceil(total / (self.a["nfs_read_kib"] * 1024)) if total > 0 else 0
+        round_trips = math.ceil(round_trips)
         chunks = min(round_trips, 8)
         link_bps = self.a["link_gbit_s"] * 1e9 / 8
         disk_bps = self.a["disk_gbyte_s"] * 1e9
@@ -266,7 +297,7 @@ def percentile(sorted_values, p):
 
 def demand_for(target_s, containers, img):
     """What the storage host must sustain to start `containers` within target_s."""
-    return {"target_s": target_s, "storaged_ops_per_s": 2 * containers / target_s,
+    return {"target_s": target_s, "storaged_ops_per_s": img.get("storaged_calls", 2) * containers / target_s,
             "nfs_bytes_per_s": containers * img["nfs_bytes"] / target_s}
 
 
@@ -301,22 +332,31 @@ HEADER = f"{'':<14} {'all-start s':>9} {'p50 ms':>9} {'p95 ms':>9} {'ops/s':>9} 
 
 def report(args):
     measured, bench = load_json(args.measured), load_json(args.bench)
+    rt_doc = load_json(args.round_trips) if args.round_trips and os.path.exists(args.round_trips) else None
+    rts = round_trip_inputs(rt_doc)
     st = storaged_inputs(measured)
     a = assumed()
-    img = image_inputs(bench, args.image)
+    img = image_inputs(bench, args.image, rts)
     out = {"inputs": {
         "measured": {
             "storaged": {k: v for k, v in st.items() if k != "samples_ms"} | {"source": args.measured,
                                                                             "meta": measured.get("meta")},
-            "images": {im: image_inputs(bench, im) for im in bench["images"]},
+            "images": {im: image_inputs(bench, im, rts) for im in bench["images"]},
             "images_source": f"{args.bench} (bench/run {bench.get('meta', {}).get('date', '?')}): "
                              "read_bytes, pull_ms, run_ms of slacker",
+            "round_trips": rts,
+            "round_trips_source": f"{args.round_trips} (bench/run on a network-lab topology, "
+                                  f"{(rt_doc or {}).get('meta', {}).get('date', '?')}): pull_registry_requests, "
+                                  "create/start_nfs_calls, create/start_storaged_requests of slacker"
+                                  if rts else "none: estimated for every image",
             "commit_peak_ops_per_s": max((r["storaged_ops_per_s"] for r in measured.get("commit", [])), default=0),
         },
         "assumed": {k: {"value": a[k], "why": ASSUMED[k][1]} for k in ASSUMED} | {
             "registry_round_trips_per_pull": {"value": "3 + layers", "why": "GET /v2/, manifest, config, one "
-                                              "reference tar per layer (registry v2 protocol; not counted here)"},
-            "nfs_round_trips_per_start": {"value": "read_bytes / nfs_read_kib", "why": "not counted here"},
+                                              "reference tar per layer: only for images without a count "
+                                              f"(counted: {sorted(rts) or 'none'})"},
+            "nfs_round_trips_per_start": {"value": "read_bytes / nfs_read_kib",
+                                          "why": f"only for images without a count (counted: {sorted(rts) or 'none'})"},
         }},
         "image": args.image, "containers": args.containers}
     print(f"storaged fitted to {args.measured}: {st['servers']} server, service {st['service_s'] * 1000:.2f} ms"
@@ -326,6 +366,10 @@ def report(args):
           f" at 2, {1 / (st['service_s'] * (1 + st['contention'] * 15)):.0f} at 16")
     for k in ASSUMED:
         print(f"  assumed {k} = {a[k]}: {ASSUMED[k][1]}")
+    for im, c in sorted(rts.items()):
+        print(f"  counted ({c['topology']}) {im}: {c['registry_round_trips']:.0f} registry requests per pull, "
+              f"{c['nfs_round_trips']:.0f} NFS calls and {c['storaged_calls']:.0f} storaged requests per create + "
+              "cold start")
     print(f"\n{args.containers} starts of {args.image} (NFS {img['nfs_bytes'] / 1e6:.1f} MB/start, measured)")
     print(HEADER)
     out["by_workers"] = []
@@ -338,7 +382,7 @@ def report(args):
     print(HEADER)
     out["by_image"] = {}
     for im in bench["images"]:
-        r = simulate(big, args.containers, st, image_inputs(bench, im), a, seed=args.seed)
+        r = simulate(big, args.containers, st, image_inputs(bench, im, rts), a, seed=args.seed)
         out["by_image"][im] = r
         print(fmt_row(im, r))
     print(f"\nW={big}, {args.containers} starts of {args.image}: what removes the bottleneck")
@@ -456,6 +500,7 @@ def main(argv=None):
     v.add_argument("--out", default=os.path.join(HERE, "results", "validation.json"))
     for q in (p, r):
         q.add_argument("--bench", default=DEFAULT_BENCH)
+        q.add_argument("--round-trips", default=DEFAULT_ROUND_TRIPS)
         q.add_argument("--image", default="minbase")
         q.add_argument("--containers", type=int, default=10000)
         q.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8, 16, 1000])

@@ -127,6 +127,41 @@ class Edges(unittest.TestCase):
         self.assertEqual(r["registry_requests"], 4 * (3 + 2))
 
 
+class CountedRoundTrips(unittest.TestCase):
+    DOC = {"topologies": {
+        "loopback": {"images": {"minbase": {"slacker": {"pull_registry_requests": 6}}}},
+        "lan-10g": {"images": {"minbase": {"slacker": {
+            "pull_registry_requests": 7, "create_nfs_calls": 40, "start_nfs_calls": 260,
+            "create_storaged_requests": 2, "start_storaged_requests": 1}}}},
+        "lan-1g": {"images": {"minbase": {"slacker": {
+            "pull_registry_requests": 9, "create_nfs_calls": 1, "start_nfs_calls": 1,
+            "create_storaged_requests": 1, "start_storaged_requests": 1}}}}}}
+
+    def test_first_nfs_topology_with_counts_wins(self):
+        rt = model.round_trip_inputs(self.DOC)
+        self.assertEqual(rt, {"minbase": {"registry_round_trips": 7, "nfs_round_trips": 300, "storaged_calls": 3,
+                                          "topology": "lan-10g"}})
+        self.assertEqual(model.round_trip_inputs(None), {})
+
+    def test_counted_round_trips_drive_the_simulation(self):
+        bench = {"images": {"minbase": {"slacker": {"read_bytes": 0, "pull_ms": 0, "run_ms": 0}},
+                            "gcc": {"slacker": {"read_bytes": 64 * 1024 * 10, "pull_ms": 0, "run_ms": 0}}}}
+        rt = model.round_trip_inputs(self.DOC)
+        a = model.assumed({"rtt_ms": 1.0, "nfs_inflight": 1, "worker_concurrency": 1})
+        img = model.image_inputs(bench, "minbase", rt)
+        r = model.simulate(2, 4, storaged(service_ms=0.001), img, a)
+        self.assertEqual(r["registry_requests"], 2 * 7)  # counted, not 3 + layers
+        self.assertEqual(r["storaged_ops"], 4 * 3)
+        # 300 NFS round trips of 1 ms, one at a time, per start; 2 starts per worker in turn
+        self.assertGreater(r["all_started_s"], 2 * 0.300)
+        est = model.image_inputs(bench, "gcc", rt)  # no count: 3 + layers, 2 calls, bytes / 64 KiB
+        self.assertNotIn("nfs_round_trips", est)
+        r = model.simulate(1, 1, storaged(service_ms=0.001), est, a)
+        self.assertEqual((r["registry_requests"], r["storaged_ops"]), (3 + 1, 2))
+        self.assertLess(r["all_started_s"], 0.030)
+        self.assertEqual(model.demand_for(1.0, 10, img)["storaged_ops_per_s"], 30)
+
+
 class Validation(unittest.TestCase):
     def test_bad_parameters_are_refused(self):
         a = model.assumed()

@@ -645,7 +645,7 @@ Status Tighten(int root_fd, const std::string& root) {
 }  // namespace
 
 Result<std::unique_ptr<Backend>> OpenLocalStore(os::Os& os, const std::string& dir, const std::string& host_id,
-                                                CloneMode mode) {
+                                                CloneMode mode, Tightening tightening) {
   if (!IsValidLayerName(host_id))
     return Errorf(EINVAL, "open store {}: invalid host id {:?} (use [A-Za-z0-9_.-], not starting with '.')", dir,
                   host_id);
@@ -655,7 +655,7 @@ Result<std::unique_ptr<Backend>> OpenLocalStore(os::Os& os, const std::string& d
   // everything beneath it is resolved from this fd.
   UniqueFd root_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root_fd.valid()) return ctx(Status::FromErrno(errno, "open " + dir));
-  SLACKER_RETURN_IF_ERROR(ctx(Tighten(root_fd.get(), dir)));
+  if (tightening == Tightening::kWholeStore) SLACKER_RETURN_IF_ERROR(ctx(Tighten(root_fd.get(), dir)));
   SLACKER_ASSIGN_OR_RETURN(StoreInfo info, LoadOrCreateStoreInfo(root_fd.get(), dir));
   for (const std::string& sub : {std::string(kSnapshotsDir), HostVolumesDir(host_id), HostRefsDir(host_id),
                                  std::string(kTemplatesDir)}) {

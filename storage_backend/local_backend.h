@@ -30,9 +30,18 @@ enum class CloneMode { kAuto, kForceCopyFileRange, kForceSparseCopy };
 // Every path beneath `dir` is resolved from a descriptor of `dir` without following links
 // (a link planted in the store is refused with ELOOP, a path outside it with EXDEV).
 // Directories are created 0700, files 0600, snapshots 0400; a store from an older release
-// (0755/0644/0444) is tightened on open (FindLoosePermissions).
+// (0755/0644/0444) is tightened on open (FindLoosePermissions) unless `tightening` says
+// the store's owner did so already.
+enum class Tightening {
+  kWholeStore,  // walk every entry of the store (a process's first open of it)
+  kNone,        // do not walk: slacker-storaged per host after its own open at start, and a
+                // worker's view of a rest store (storaged tightens the store it serves).
+                // The walk costs a stat per entry: thousands on a busy store, and on an
+                // NFS view a round trip each.
+};
 Result<std::unique_ptr<Backend>> OpenLocalStore(os::Os& os, const std::string& dir, const std::string& host_id,
-                                                CloneMode mode = CloneMode::kAuto);
+                                                CloneMode mode = CloneMode::kAuto,
+                                                Tightening tightening = Tightening::kWholeStore);
 
 // A directory or regular file of the store open to group or others.
 struct LoosePermission {

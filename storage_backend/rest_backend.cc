@@ -318,7 +318,9 @@ Result<std::unique_ptr<Backend>> OpenRestStore(os::Os& os, RestOptions opts, con
   if (!PathExists(JoinPath(files_dir, kStoreInfoFile)))
     return Errorf(ENOENT, "{} has no store.json: it is not a view of the store the service at {} serves", files_dir,
                   opts.url);
-  SLACKER_ASSIGN_OR_RETURN(auto files, OpenLocalStore(os, files_dir, host_id));
+  // No walk of the store through the view: storaged tightens the store it serves when it
+  // starts (Tightening), and over NFS the walk would cost a round trip per entry.
+  SLACKER_ASSIGN_OR_RETURN(auto files, OpenLocalStore(os, files_dir, host_id, CloneMode::kAuto, Tightening::kNone));
   std::string uuid = desc["uuid"].get<std::string>();
   if (files->info().uuid != uuid)
     return Errorf(EINVAL, "{} holds store {}, but the service at {} serves store {}: wrong mount?", files_dir,

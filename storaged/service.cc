@@ -122,15 +122,24 @@ bool Service::Authorized(const std::string& header) const {
   return SameSecret(header.substr(kBearer.size()), opts_.token);
 }
 
+// A host's backend, opened at its first request. The open (its volumes/ and refs/
+// directories) runs outside hosts_mu_, so a new worker does not hold up the others'
+// requests, and does not walk the store: Open tightened it once (Tightening). Until
+// 2026-12-03 each new host id walked every entry of the store under hosts_mu_: on a store
+// with a few thousand idempotency records, 16 new workers stalled every request for 2 s
+// (bench/scale/README.md "Validation").
 Result<storage_backend::Backend*> Service::ForHost(const std::string& host) {
   if (!storage_backend::IsValidLayerName(host)) return Errorf(EINVAL, "invalid host id {:?}", host);
+  {
+    std::lock_guard<std::mutex> l(hosts_mu_);
+    auto it = hosts_.find(host);
+    if (it != hosts_.end()) return it->second.get();
+  }
+  SLACKER_ASSIGN_OR_RETURN(auto b, storage_backend::OpenLocalStore(os_, opts_.root, host, storage_backend::CloneMode::kAuto,
+                                                                   storage_backend::Tightening::kNone));
   std::lock_guard<std::mutex> l(hosts_mu_);
-  auto it = hosts_.find(host);
-  if (it != hosts_.end()) return it->second.get();
-  SLACKER_ASSIGN_OR_RETURN(auto b, storage_backend::OpenLocalStore(os_, opts_.root, host));
-  auto* raw = b.get();
-  hosts_[host] = std::move(b);
-  return raw;
+  // Another request may have opened it meanwhile: the first one in is kept.
+  return hosts_.try_emplace(host, std::move(b)).first->second.get();
 }
 
 // "templates/ext4-1.img" -> <root>/templates/ext4-1.img. Only plain relative paths under

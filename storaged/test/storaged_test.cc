@@ -293,6 +293,33 @@ TEST_F(StoragedTest, Http_ClientRoundTripAndWrongToken) {
   EXPECT_NE(r.status().message().find("401"), std::string::npos) << r.status().message();
 }
 
+// The store is walked for an older release's loose modes once, when storaged starts: not
+// again at each new host's first request (every host id walked the whole store under the
+// hosts lock before: a 2 s stall of every request when 16 workers joined a busy store,
+// bench/scale), and not by a worker opening its view of the store (a round trip per
+// entry over NFS). A loose file planted after the start shows whether anything walked.
+TEST_F(StoragedTest, Service_TheStoreIsWalkedAtStartNotPerHostNorPerWorker) {
+  auto mode = [](const std::string& path) {
+    struct stat st {};
+    EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+    return st.st_mode & 07777;
+  };
+  std::string before = root_ + "/templates/before.img", after = root_ + "/templates/after.img";
+  ASSERT_TRUE(AtomicWriteFile(before, "old", false).ok());
+  ASSERT_EQ(::chmod(before.c_str(), 0644), 0);
+  OpenService();
+  EXPECT_EQ(mode(before), 0600u) << "storaged's start tightens the store";
+  ASSERT_TRUE(AtomicWriteFile(after, "later", false).ok());
+  ASSERT_EQ(::chmod(after.c_str(), 0644), 0);
+  WriteVolume("newhost", "layer1", "data");
+  auto r = Call("POST", "/v1/snapshots", R"({"host":"newhost","layer":"layer1"})", "k1");
+  ASSERT_EQ(r.status, 201) << r.body;
+  StartServer();
+  auto view = storage_backend::OpenRestStore(os_, ClientOptions(), root_, "worker9");
+  ASSERT_TRUE(view.ok()) << view.status().message();
+  EXPECT_EQ(mode(after), 0644u) << "a new host's request or a worker's open walked the whole store";
+}
+
 // The transport refuses a body over the bound with 413 (not read into memory).
 TEST_F(StoragedTest, Http_OversizeBodyRefused) {
   StartServer();

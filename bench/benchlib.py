@@ -673,6 +673,32 @@ def _write_json(path, doc):
     os.replace(tmp, path)
 
 
+# bench/run's store-calls-TOPOLOGY.jsonl: the store link's counters at the bounds of the
+# phases it counts (labels "IMAGE DRIVER rep N create-before", ...): the NFS calls of
+# each phase by procedure.
+CALL_PHASES = (("create", "create-before", "create-after=start-before"),
+               ("cold start", "create-after=start-before", "start-after"),
+               ("warm run", "warm-before", "warm-after"),
+               ("one-file commit", "commit-before", "commit-after"))
+
+
+def nfs_procedures(lines, port="2049"):
+    """{"IMAGE DRIVER rep N": {phase: {procedure: calls}}} from store-calls JSON lines."""
+    snaps = {}
+    for line in lines:
+        if line.strip():
+            d = json.loads(line)
+            key, label = d["label"].rsplit(" ", 1)
+            snaps.setdefault(key, {})[label] = d["counters"]["ports"].get(port, {}).get("procedures", {})
+    out = {}
+    for key, s in snaps.items():
+        for phase, a, b in CALL_PHASES:
+            if a in s and b in s:
+                delta = {p: n - s[a].get(p, 0) for p, n in s[b].items() if n - s[a].get(p, 0)}
+                out.setdefault(key, {})[phase] = dict(sorted(delta.items(), key=lambda kv: -kv[1]))
+    return out
+
+
 def main(argv):
     args = list(argv[1:])
     topology = "loopback"
@@ -689,9 +715,17 @@ def main(argv):
         png = draw_topology_plot(doc, args[1])
         print(f"\nwrote {png}" if png else "")
         return 0
+    if len(args) == 2 and args[0] == "calls":
+        with open(args[1]) as f:
+            for key, phases in nfs_procedures(f).items():
+                for phase, procs in phases.items():
+                    print(f"{key:<24} {phase:<16} {sum(procs.values()):>5}  "
+                          + " ".join(f"{p} {n}" for p, n in procs.items()))
+        return 0
     if len(args) < 3 or args[0] != "report":
         print("usage: benchlib.py report SAMPLES.tsv OUTDIR [META_JSON] [--topology NAME]\n"
-              "       benchlib.py topologies OUTDIR", file=sys.stderr)
+              "       benchlib.py topologies OUTDIR\n"
+              "       benchlib.py calls OUTDIR/store-calls-TOPOLOGY.jsonl", file=sys.stderr)
         return 2
     with open(args[1]) as f:
         samples = parse_samples(f)

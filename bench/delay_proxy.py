@@ -17,7 +17,8 @@ Counters per port (--stats-file, written on SIGUSR2 with a sequence number that
 increases each time): connections, bytes each way, and for --rpc-ports (ONC RPC over
 TCP: NFS, mountd, portmap) the calls, counted from the record marks of the client's
 stream (RFC 5531 section 11: a 4-byte mark per fragment, its top bit set on a record's
-last fragment): a call is a round trip to the server, whatever the client library hides.
+last fragment): a call is a round trip to the server, whatever the client library hides;
+`procedures` counts them by name (NFSv3's READ, GETATTR, ... from the call header).
 Runs until SIGTERM.
 """
 import argparse
@@ -46,10 +47,18 @@ class Counters:
         self.ports = {}
         self.seq = 0
 
+    def _port(self, port):
+        return self.ports.setdefault(str(port), {"connections": 0, "bytes_up": 0, "bytes_down": 0, "rpc_calls": 0,
+                                                 "procedures": {}})
+
     def add(self, port, key, n):
         with self.lock:
-            p = self.ports.setdefault(str(port), {"connections": 0, "bytes_up": 0, "bytes_down": 0, "rpc_calls": 0})
-            p[key] += n
+            self._port(port)[key] += n
+
+    def add_call(self, port, name):
+        with self.lock:
+            procs = self._port(port)["procedures"]
+            procs[name] = procs.get(name, 0) + 1
 
     def write(self, path):
         with self.lock:
@@ -61,23 +70,53 @@ class Counters:
         os.replace(tmp, path)
 
 
+# NFSv3's procedures (RFC 1813), by number: what the counters name a call of program
+# 100003 by. Other programs (mountd 100005, portmap 100000) are named PROGRAM/PROC.
+NFS3_PROCEDURES = ("NULL", "GETATTR", "SETATTR", "LOOKUP", "ACCESS", "READLINK", "READ", "WRITE", "CREATE",
+                   "MKDIR", "SYMLINK", "MKNOD", "REMOVE", "RMDIR", "RENAME", "LINK", "READDIR", "READDIRPLUS",
+                   "FSSTAT", "FSINFO", "PATHCONF", "COMMIT")
+
+
+def call_name(head):
+    """The procedure of an RPC call from its first 24 bytes (xid, CALL, rpcvers, prog,
+    vers, proc; RFC 5531), or None for a reply or a record too short to say."""
+    if len(head) < 24:
+        return None
+    _, mtype, _, prog, vers, proc = (int.from_bytes(head[i:i + 4], "big") for i in range(0, 24, 4))
+    if mtype != 0:
+        return None
+    if prog == 100003 and vers == 3 and proc < len(NFS3_PROCEDURES):
+        return NFS3_PROCEDURES[proc]
+    return f"{prog}/{proc}"
+
+
 class RecordMarks:
-    """Counts the complete records (RPC calls) in one direction of an ONC RPC/TCP stream."""
+    """Counts the complete records (RPC calls) in one direction of an ONC RPC/TCP stream,
+    and names each (call_name of its first bytes) in `calls` for the caller to take."""
 
     def __init__(self):
         self.header = b""  # a partial 4-byte mark
         self.left = 0  # bytes of the current fragment not yet seen
         self.last = False  # the current fragment ends its record
+        self.head = b""  # the current record's first 24 bytes, as far as seen
+        self.calls = []  # names of the records completed (None: not a call)
+
+    def _end_record(self):
+        self.calls.append(call_name(self.head))
+        self.head = b""
 
     def feed(self, data):
         records, i, n = 0, 0, len(data)
         while i < n:
             if self.left:
                 take = min(self.left, n - i)
+                if len(self.head) < 24:
+                    self.head += data[i:i + min(take, 24 - len(self.head))]
                 self.left -= take
                 i += take
                 if not self.left and self.last:
                     records += 1
+                    self._end_record()
                 continue
             need = 4 - len(self.header)
             self.header += data[i:i + need]
@@ -88,6 +127,7 @@ class RecordMarks:
                 self.last, self.left = bool(mark & 0x80000000), mark & 0x7FFFFFFF
                 if not self.left and self.last:
                     records += 1
+                    self._end_record()
         return records
 
 
@@ -153,6 +193,9 @@ def handle(client, target, port, link, counters, rpc):
         counters.add(port, "bytes_up", len(data))
         if marks:
             counters.add(port, "rpc_calls", marks.feed(data))
+            for name in marks.calls:
+                counters.add_call(port, name or "other")
+            marks.calls.clear()
 
     t = threading.Thread(target=forward, args=(upstream, client, link,
                                                lambda d: counters.add(port, "bytes_down", len(d))), daemon=True)

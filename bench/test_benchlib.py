@@ -129,6 +129,19 @@ class ReportTest(unittest.TestCase):
         self.assertRegex(t, r"img +round trips: NFS calls of a create +- +61 *\n")
         self.assertNotIn("cold start", t)
 
+    def test_nfs_procedures_per_phase(self):
+        def line(label, procs):
+            return json.dumps({"label": f"img slacker rep 1 {label}",
+                               "counters": {"seq": 1, "ports": {"2049": {"procedures": procs}, "7010": {}}}})
+        lines = [line("create-before", {"READ": 10, "GETATTR": 5}),
+                 line("create-after=start-before", {"READ": 40, "GETATTR": 6, "LOOKUP": 2}),
+                 line("start-after", {"READ": 41, "GETATTR": 6, "LOOKUP": 2}),
+                 line("warm-before", {"READ": 50})]  # no warm-after: no warm run phase
+        got = benchlib.nfs_procedures(lines)
+        self.assertEqual(got, {"img slacker rep 1": {"create": {"READ": 30, "LOOKUP": 2, "GETATTR": 1},
+                                                      "cold start": {"READ": 1}}})
+        self.assertEqual(list(got["img slacker rep 1"]["create"]), ["READ", "LOOKUP", "GETATTR"])
+
     def test_design_contract_keys(self):
         r = benchlib.build_report(sample_set())
         for key in ("push_ms", "pull_ms", "read_bytes", "image_bytes"):

@@ -27,6 +27,38 @@ def record(payload, fragments=1):
     return out
 
 
+def call(prog, vers, proc, body=b"", xid=7):
+    """An RPC call message: xid, CALL (0), rpcvers 2, prog, vers, proc, then `body`."""
+    return b"".join(x.to_bytes(4, "big") for x in (xid, 0, 2, prog, vers, proc)) + body
+
+
+def reply(xid=7):
+    return xid.to_bytes(4, "big") + (1).to_bytes(4, "big") + b"\0" * 16
+
+
+class ProcedureNamesTest(unittest.TestCase):
+    def stream(self):
+        return (record(call(100003, 3, 6, b"r" * 100)) +  # READ
+                record(call(100003, 3, 1), fragments=6) +  # GETATTR, its header split over fragments
+                record(call(100005, 3, 1)) +  # mountd MNT
+                record(reply()) +  # not a call
+                record(b"short"))  # too short to name
+
+    def test_names_whatever_the_chunking(self):
+        want = ["READ", "GETATTR", "100005/1", None, None]
+        data = self.stream()
+        for size in (1, 3, 7, 24, 1000):
+            m = delay_proxy.RecordMarks()
+            n = sum(m.feed(data[i:i + size]) for i in range(0, len(data), size))
+            self.assertEqual(n, 5, f"chunks of {size}")
+            self.assertEqual(m.calls, want, f"chunks of {size}")
+
+    def test_every_nfs3_procedure_has_its_name(self):
+        self.assertEqual(delay_proxy.call_name(call(100003, 3, 21)), "COMMIT")
+        self.assertEqual(delay_proxy.call_name(call(100003, 3, 17)), "READDIRPLUS")
+        self.assertEqual(delay_proxy.call_name(call(100003, 4, 1)), "100003/1")  # NFSv4 COMPOUND: not v3's table
+
+
 class RecordMarksTest(unittest.TestCase):
     def stream(self):
         # 3 calls: one plain, one in 3 fragments, one empty record (a mark alone)
@@ -89,7 +121,7 @@ class ProxyProcessTest(unittest.TestCase):
                                  stdout=subprocess.PIPE, text=True)
             try:
                 self.assertIn("ready", p.stdout.readline())
-                payload = record(b"x" * 5000) + record(b"y" * 70000, fragments=4)
+                payload = record(call(100003, 3, 6, b"x" * 5000)) + record(call(100003, 3, 7, b"y" * 70000), fragments=4)
                 for _ in range(2):
                     c = socket.create_connection(("127.0.0.2", port))
                     c.sendall(payload)
@@ -111,6 +143,7 @@ class ProxyProcessTest(unittest.TestCase):
                 self.assertEqual(s["seq"], 2)
                 self.assertEqual(c["connections"], 2)
                 self.assertEqual(c["rpc_calls"], 4)
+                self.assertEqual(c["procedures"], {"READ": 2, "WRITE": 2})
                 self.assertEqual(c["bytes_up"], 2 * len(payload))
                 self.assertGreaterEqual(c["bytes_down"], 2)
             finally:

@@ -109,6 +109,23 @@ scale_load() {
   "$SCALE_LOAD" --url "$SCALE_URL" --token-file "$SCALE_TOKEN" --store "$SCALE_STORE" "$@"
 }
 
+# scale_together N HOST_PREFIX OUT_PREFIX ARGS...: N load-client processes (one client
+# each, host ids HOST_PREFIX<i>, reports OUT_PREFIX<i>.json) making starts with ARGS
+# (--count K or --duration S), all beginning at the same instant once all are set up
+# (--start-at, 2 s ahead). Waits for all; fails if any failed.
+scale_together() {
+  local n=$1 host=$2 out=$3 at i pids=() failed=0
+  shift 3
+  at=$(($(date +%s%3N) + 2000))
+  for ((i = 0; i < n; i++)); do
+    scale_load --mode start --snapshot "$SCALE_SNAPSHOT" --clients 1 --start-at "$at" \
+      --host-prefix "$host$i" --out "$out$i.json" "$@" &
+    pids+=("$!")
+  done
+  for i in "${pids[@]}"; do wait "$i" || failed=1; done
+  return "$failed"
+}
+
 # The machine, for the results' "meta".
 scale_meta_json() {
   python3 - "$REPO" "$SCALE_SEED_DESC" "$SCALE_STORE_DESC" <<'EOF'

@@ -14,6 +14,9 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 jobs=${JOBS:-$(nproc)}
+# ccache keyed on paths relative to the checkout: a second clone (CI, a review tree)
+# reuses the first one's objects instead of compiling everything again.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$repo}
 logs=$(mktemp -d /tmp/slacker-run-all.XXXXXX)
 failed=()
 summaries=()

@@ -14,8 +14,10 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 jobs=${JOBS:-$(nproc)}
-# ccache keyed on paths relative to the checkout: a second clone (CI, a review tree)
-# reuses the first one's objects instead of compiling everything again.
+# ccache keyed on paths relative to the checkout. With -g ccache also hashes the working
+# directory (hash_dir), so only a clone at the same path (CI cloning afresh into one
+# directory) reuses the previous build's objects; a clone elsewhere compiles everything
+# (CCACHE_NOHASHDIR with -fdebug-prefix-map would change that; not set).
 export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$repo}
 logs=$(mktemp -d /tmp/slacker-run-all.XXXXXX)
 failed=()
